@@ -1,0 +1,27 @@
+/// A configuration that cannot be used, and exactly where and why.
+public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
+    /// The file, or "command line".
+    public var source: String
+    /// The key, such as `workers.count` or `listener[1].address`.
+    public var key: String?
+    public var value: String?
+    public var problem: String
+
+    public init(source: String, key: String? = nil, value: String? = nil, problem: String) {
+        self.source = source
+        self.key = key
+        self.value = value
+        self.problem = problem
+    }
+
+    public var description: String {
+        var text = source
+        if let key {
+            text += ": \(key)"
+            if let value {
+                text += " = \(value)"
+            }
+        }
+        return text + ": " + problem
+    }
+}

@@ -1,0 +1,22 @@
+import Glibc
+
+/// Signal names as written in configurations: `TERM`, `SIGQUIT`, `winch`, or a number.
+public enum SignalName {
+    public static let terminate = SIGTERM
+
+    private static let names: [(String, Int32)] = [
+        ("HUP", SIGHUP), ("INT", SIGINT), ("QUIT", SIGQUIT), ("KILL", SIGKILL), ("USR1", SIGUSR1),
+        ("USR2", SIGUSR2), ("TERM", SIGTERM), ("CONT", SIGCONT), ("STOP", SIGSTOP), ("WINCH", SIGWINCH),
+    ]
+
+    public static func parse(_ text: String) -> Int32? {
+        if let number = Int32(text), number > 0, number < 65 { return number }
+        var name = text.uppercased()
+        if name.hasPrefix("SIG") { name.removeFirst(3) }
+        return names.first { $0.0 == name }?.1
+    }
+
+    public static func name(_ signal: Int32) -> String {
+        names.first { $0.1 == signal }.map { "SIG\($0.0)" } ?? "signal \(signal)"
+    }
+}

@@ -1,0 +1,51 @@
+import Glibc
+
+/// Sends one request to a running Baton and reads its answer, line by line.
+public enum ControlClient {
+    /// Calls `onReply` for every reply until the final one, which it returns.
+    public static func send(
+        _ request: ControlRequest, to path: String, onReply: (ControlReply) -> Void = { _ in }
+    ) throws(ControlClientError) -> ControlReply {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ControlClientError(path: path, reason: "socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard var address = try? UnixAddress(path, subject: path) else {
+            throw ControlClientError(path: path, reason: "path too long")
+        }
+        guard address.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
+            let reason = errno == ENOENT || errno == ECONNREFUSED
+                ? "no Baton is running there (\(String(cString: strerror(errno))))"
+                : String(cString: strerror(errno))
+            throw ControlClientError(path: path, reason: reason)
+        }
+        let line = Array(request.encodedLine().utf8)
+        guard line.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == line.count else {
+            throw ControlClientError(path: path, reason: "write: \(String(cString: strerror(errno)))")
+        }
+        var pending: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else {
+                throw ControlClientError(path: path, reason: "Baton closed the connection without a final answer")
+            }
+            pending += buffer[0..<count]
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let text = String(decoding: pending[..<newline], as: UTF8.self)
+                pending.removeSubrange(...newline)
+                guard let reply = ControlReply.decode(text) else {
+                    throw ControlClientError(path: path, reason: "unreadable answer: \(text)")
+                }
+                onReply(reply)
+                if reply.final { return reply }
+            }
+        }
+    }
+}
+
+public struct ControlClientError: Error, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "control socket \(path): \(reason)" }
+}

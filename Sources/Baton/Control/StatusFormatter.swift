@@ -1,0 +1,77 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// `batonctl status` output: a table for people, JSON for programs.
+public enum StatusFormatter {
+    public static func json(_ status: StatusReport) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? encoder.encode(status)) ?? Data(), as: UTF8.self) + "\n"
+    }
+
+    public static func table(_ status: StatusReport) -> String {
+        var text = "baton \(status.pid): \(status.phase); configuration: \(status.configuration)\n"
+        text += "command: \(status.command.joined(separator: " "))\n"
+        if status.pendingReloads > 0 {
+            text += "reloads waiting: \(status.pendingReloads)\n"
+        }
+        var rows = [["GEN", "ROLE", "SLOT", "PID", "STATE", "RESTARTS", "UPTIME", "STATUS"]]
+        for generation in status.generations {
+            for worker in generation.workers {
+                rows.append([
+                    "\(generation.number)", generation.role, "\(worker.slot)", worker.pid.map { "\($0)" } ?? "-",
+                    worker.state, "\(worker.restarts)", worker.uptime.map(seconds) ?? "-", worker.status ?? "",
+                ])
+            }
+            for slot in generation.restartingSlots {
+                let looping = generation.crashLoopingSlots.contains(slot)
+                rows.append(["\(generation.number)", generation.role, "\(slot)", "-",
+                             looping ? "crash-looping" : "restarting", "", "", ""])
+            }
+        }
+        text += "\n" + columns(rows)
+        if !status.listeners.isEmpty {
+            var listenerRows = [["LISTENER", "ADDRESS", "REUSEPORT", "SOCKETS", "QUEUED"]]
+            for listener in status.listeners {
+                let queued = listener.sockets.compactMap { socket in
+                    socket.queued.map { "\($0)/\(socket.backlog ?? 0)" }
+                }
+                listenerRows.append([listener.name, listener.address, listener.reusePort,
+                                     "\(listener.sockets.count)", queued.isEmpty ? "-" : queued.joined(separator: " ")])
+            }
+            text += "\n" + columns(listenerRows)
+        }
+        if !status.reloads.isEmpty {
+            text += "\nrecent reloads:\n"
+            for reload in status.reloads.suffix(5) {
+                let took = reload.finished.map { " in " + seconds($0 - reload.started) } ?? ""
+                text += "  \(reload.result)\(took): \(reload.message ?? "")\n"
+            }
+        }
+        return text
+    }
+
+    private static func seconds(_ value: Double) -> String {
+        if value < 1 { return "\(Int(value * 1000))ms" }
+        if value < 120 { return "\(Int(value))s" }
+        if value < 7200 { return "\(Int(value / 60))m" }
+        return "\(Int(value / 3600))h"
+    }
+
+    private static func columns(_ rows: [[String]]) -> String {
+        var widths = [Int](repeating: 0, count: rows.map(\.count).max() ?? 0)
+        for row in rows {
+            for (index, cell) in row.enumerated() {
+                widths[index] = max(widths[index], cell.count)
+            }
+        }
+        return rows.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count + 2)
+            }.joined()
+        }.joined(separator: "\n") + "\n"
+    }
+}

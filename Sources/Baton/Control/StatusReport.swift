@@ -1,0 +1,62 @@
+/// What `batonctl status` shows: every generation, worker, listener and recent reload.
+public struct StatusReport: Codable, Sendable, Equatable {
+    public var pid: Int32
+    /// `starting`, `running`, `reloading`, `stopping`.
+    public var phase: String
+    /// The configuration file, or "command line".
+    public var configuration: String
+    public var command: [String]
+    public var generations: [GenerationStatus]
+    public var listeners: [ListenerStatus]
+    /// Most recent last.
+    public var reloads: [ReloadRecord]
+    public var pendingReloads: Int
+
+    public struct GenerationStatus: Codable, Sendable, Equatable {
+        public var number: Int
+        /// `starting`, `serving`, `draining`, `rolling-back`.
+        public var role: String
+        public var workers: [WorkerStatus]
+        /// Slots waiting to be restarted after a crash.
+        public var restartingSlots: [Int]
+        public var crashLoopingSlots: [Int]
+    }
+
+    public struct WorkerStatus: Codable, Sendable, Equatable {
+        public var slot: Int
+        /// Restarts of this slot within the generation.
+        public var restarts: Int
+        public var pid: Int32?
+        /// `starting`, `ready`, `draining`, `killed`.
+        public var state: String
+        /// The worker's last `STATUS=` line.
+        public var status: String?
+        /// Seconds since the worker started.
+        public var uptime: Double?
+    }
+
+    public struct ListenerStatus: Codable, Sendable, Equatable {
+        public var name: String
+        public var address: String
+        public var reusePort: String
+        public var sockets: [SocketStatus]
+    }
+
+    public struct SocketStatus: Codable, Sendable, Equatable {
+        /// Nil for a socket every slot shares.
+        public var slot: Int?
+        /// Connections waiting in the accept queue, and the queue's limit (TCP only).
+        public var queued: UInt32?
+        public var backlog: UInt32?
+    }
+
+    public struct ReloadRecord: Codable, Sendable, Equatable {
+        /// Seconds since the epoch.
+        public var started: Double
+        public var finished: Double?
+        /// `running`, `took-over`, `rolled-back`, `failed`.
+        public var result: String
+        public var message: String?
+        public var generation: Int?
+    }
+}

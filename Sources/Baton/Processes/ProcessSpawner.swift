@@ -1,0 +1,129 @@
+import CBatonShim
+import Glibc
+
+/// Starts child processes through the C shim's fork/exec, which places the given
+/// sockets at 3, 4, … and lets nothing else of Baton's reach the child.
+enum ProcessSpawner {
+    struct Request {
+        var command: [String]
+        var environment: [String: String]
+        var directory: String?
+        /// Placed at fd 3, 4, …; with the systemd protocol, `LISTEN_PID` is filled in by the child.
+        var sockets: [Int32] = []
+        var setListenPID = false
+        var stdout: Int32 = -1
+        var stderr: Int32 = -1
+    }
+
+    /// The pid of the started process. The process may still exit at once; that
+    /// arrives like any other exit.
+    static func spawn(_ request: Request) throws(SpawnError) -> pid_t {
+        guard let program = request.command.first else { throw SpawnError("no command") }
+        guard let path = resolve(program, searchPath: request.environment["PATH"], directory: request.directory) else {
+            throw SpawnError("\(program): command not found")
+        }
+
+        var environment = request.environment
+        let listenPIDSlot = "LISTEN_PID=" + String(repeating: " ", count: 24)
+        environment["LISTEN_PID"] = nil
+        var entries = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        if request.setListenPID {
+            entries.append(listenPIDSlot)
+        }
+        let argv = CStringArray(request.command)
+        let envp = CStringArray(entries)
+        defer {
+            argv.free()
+            envp.free()
+        }
+
+        var pid: pid_t = 0
+        let error: Int32 = path.withCString { cPath in
+            request.sockets.withUnsafeBufferPointer { fds in
+                withOptionalCString(request.directory) { directory in
+                    var spawn = baton_spawn_request(
+                        path: cPath, argv: argv.pointer, envp: envp.pointer,
+                        listen_pid_index: request.setListenPID ? Int32(entries.count - 1) : -1,
+                        fds: fds.baseAddress, fd_count: Int32(fds.count),
+                        stdout_fd: request.stdout, stderr_fd: request.stderr,
+                        directory: directory, new_process_group: 1)
+                    return baton_spawn(&spawn, &pid)
+                }
+            }
+        }
+        guard error == 0 else {
+            throw SpawnError("\(program): \(String(cString: strerror(error)))", pid: pid == 0 ? nil : pid)
+        }
+        return pid
+    }
+
+    /// Baton's own environment, without what belongs to Baton alone.
+    static func inheritedEnvironment() -> [String: String] {
+        var result: [String: String] = [:]
+        var cursor = environ
+        while let entry = cursor.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            cursor += 1
+        }
+        for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            result[key] = nil
+        }
+        return result
+    }
+
+    /// The program's path as `execve` needs it: as given when it has a slash, else
+    /// found in `PATH`.
+    private static func resolve(_ program: String, searchPath: String?, directory: String?) -> String? {
+        if program.contains("/") {
+            return program
+        }
+        for folder in (searchPath ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(folder)/\(program)"
+            if access(candidate, X_OK) == 0 {
+                return candidate
+            }
+        }
+        return nil
+    }
+
+    private static func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+        guard let string else { return body(nil) }
+        return string.withCString(body)
+    }
+}
+
+public struct SpawnError: Error, CustomStringConvertible {
+    public var description: String
+    /// Set when the child was forked but failed before or at execve; it must still be reaped.
+    var pid: pid_t?
+
+    init(_ description: String, pid: pid_t? = nil) {
+        self.description = description
+        self.pid = pid
+    }
+}
+
+/// A NULL-terminated array of C strings that outlives a fork.
+private struct CStringArray {
+    let pointer: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
+    private let count: Int
+
+    init(_ strings: [String]) {
+        count = strings.count
+        pointer = .allocate(capacity: strings.count + 1)
+        for (index, string) in strings.enumerated() {
+            pointer[index] = strdup(string)
+        }
+        pointer[strings.count] = nil
+    }
+
+    func free() {
+        for index in 0..<count {
+            Glibc.free(pointer[index])
+        }
+        pointer.deallocate()
+    }
+}

@@ -1,0 +1,70 @@
+/// What the state machine asks its shell to do.
+public enum SupervisorAction: Sendable, Equatable {
+    /// Re-read the configuration, open listeners that are new in it, and answer with
+    /// ``SupervisorEvent/configurationLoaded(_:)`` or ``SupervisorEvent/configurationRejected(_:)``.
+    case loadConfiguration
+    /// Start a worker with this configuration; a failure comes back as
+    /// ``SupervisorEvent/workerExited(_:_:)`` with ``WorkerExit/failedToStart(_:)``.
+    case spawn(WorkerID, Configuration)
+    case signal(WorkerID, Int32)
+    case startTimer(SupervisorTimer, after: Duration)
+    case cancelTimer(SupervisorTimer)
+    /// Tell the askers of these reloads how their reload is going.
+    case reportReload([ReloadRequestID], ReloadProgress)
+    /// Something an operator (and systemd) should hear about.
+    case announce(Announcement)
+    /// Close every socket that none of these configurations uses.
+    case retainSockets(for: [Configuration])
+    case exit(code: Int32, reason: String?)
+}
+
+/// The course of one reload, as its asker sees it.
+public enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
+    /// Another reload is under way; this one follows it (requests made meanwhile collapse into one).
+    case queued
+    case loadingConfiguration
+    case starting(generation: Int, workers: Int)
+    case workerReady(WorkerID, ready: Int, of: Int)
+    /// The new generation serves and the old one drains. Final.
+    case tookOver(generation: Int, replaced: Int?)
+    /// Nothing changed, for this reason. Final.
+    case failed(String)
+    /// The new generation failed; the old one keeps serving. Final.
+    case rolledBack(generation: Int, reason: String)
+
+    public var isFinal: Bool {
+        switch self {
+        case .tookOver, .failed, .rolledBack: true
+        default: false
+        }
+    }
+
+    public var succeeded: Bool {
+        if case .tookOver = self { return true }
+        return false
+    }
+
+    public var description: String {
+        switch self {
+        case .queued: "queued behind the reload under way"
+        case .loadingConfiguration: "reading the configuration"
+        case .starting(let generation, let workers): "starting generation \(generation) (\(workers) workers)"
+        case .workerReady(let worker, let ready, let total): "worker \(worker) ready (\(ready)/\(total))"
+        case .tookOver(let generation, let replaced):
+            "generation \(generation) serves" + (replaced.map { "; generation \($0) drains" } ?? "")
+        case .failed(let reason): "reload failed: \(reason)"
+        case .rolledBack(let generation, let reason):
+            "rolled back: generation \(generation) failed (\(reason)); the previous generation keeps serving"
+        }
+    }
+}
+
+/// Events worth a log line, and for systemd a notification.
+public enum Announcement: Sendable, Equatable {
+    /// The first generation is ready: the service is up.
+    case serving(generation: Int)
+    case workerExited(WorkerID, WorkerExit, restartAfter: Duration?)
+    /// A generation has no worker left.
+    case generationGone(Int)
+    case stopping
+}

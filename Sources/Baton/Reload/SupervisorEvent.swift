@@ -1,0 +1,69 @@
+/// One worker process: the slot it fills in its generation, and which start of that
+/// slot it is (0 for the first, one more for each restart).
+public struct WorkerID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var generation: Int
+    public var slot: Int
+    public var start: Int
+
+    public init(generation: Int, slot: Int, start: Int = 0) {
+        self.generation = generation
+        self.slot = slot
+        self.start = start
+    }
+
+    public static func < (lhs: WorkerID, rhs: WorkerID) -> Bool {
+        (lhs.generation, lhs.slot, lhs.start) < (rhs.generation, rhs.slot, rhs.start)
+    }
+
+    public var description: String {
+        start == 0 ? "g\(generation)/s\(slot)" : "g\(generation)/s\(slot)#\(start)"
+    }
+}
+
+/// How a worker ended.
+public enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
+    case exited(Int32)
+    case signaled(Int32)
+    /// fork, or the child's preparations or execve, failed.
+    case failedToStart(String)
+
+    public var description: String {
+        switch self {
+        case .exited(let code): "exited with status \(code)"
+        case .signaled(let signal): "killed by \(SignalName.name(signal))"
+        case .failedToStart(let reason): "could not start: \(reason)"
+        }
+    }
+}
+
+/// Identifies one `reload` request, so that its asker hears how it went.
+public typealias ReloadRequestID = Int
+
+/// Timers the state machine asks for; each comes back as ``SupervisorEvent/timerFired(_:)``.
+public enum SupervisorTimer: Hashable, Sendable {
+    /// The worker must be ready by then.
+    case readyTimeout(WorkerID)
+    /// The worker has served long enough for its slot's crash count to be forgotten.
+    case healthy(WorkerID)
+    /// Time to start the slot again after a crash.
+    case restart(generation: Int, slot: Int)
+    /// Workers of the generation still alive then are killed.
+    case drainDeadline(generation: Int)
+}
+
+/// Everything that can happen to the supervisor.
+public enum SupervisorEvent: Sendable {
+    /// The configuration was read at start-up: start the first generation.
+    case start(Configuration)
+    case reloadRequested(ReloadRequestID)
+    /// The configuration re-read for a reload is valid and its new sockets are open.
+    case configurationLoaded(Configuration)
+    case configurationRejected(String)
+    case workerReady(WorkerID)
+    case workerStatus(WorkerID, String)
+    case workerStopping(WorkerID)
+    case workerExited(WorkerID, WorkerExit)
+    case timerFired(SupervisorTimer)
+    /// `SIGTERM`, `SIGINT` or `batonctl stop`; the second one kills.
+    case stopRequested
+}

@@ -1,0 +1,415 @@
+/// Every start, reload, drain, rollback, restart and stop decision of Baton.
+///
+/// Pure: events in, actions out, no I/O and no clock. The ``Supervisor`` performs the
+/// actions and feeds back what happened. The rules it keeps:
+///
+/// - a new generation takes over only once every one of its workers is ready; until
+///   then the serving generation is untouched;
+/// - if any new worker exits or misses its ready timeout, the whole new generation is
+///   stopped and the old one keeps serving (rollback);
+/// - at most two generations are alive; reloads asked for meanwhile wait and collapse
+///   into one;
+/// - a crashed worker of the serving generation is restarted in its slot after a delay
+///   that doubles with each crash in a row, and never affects the other slots;
+/// - a stop drains every worker and exits once all are gone; a second stop kills them.
+public struct SupervisorStateMachine: Sendable {
+    public enum Phase: Sendable, Equatable {
+        /// Nothing started yet.
+        case idle
+        /// The first generation is starting.
+        case starting
+        case running
+        case loadingConfiguration([ReloadRequestID])
+        /// A new generation (the last one) is starting.
+        case reloading([ReloadRequestID])
+        case stopping
+        case stopped
+    }
+
+    public private(set) var phase: Phase = .idle
+    /// Alive generations, oldest first.
+    public private(set) var generations: [Generation] = []
+    /// Reload requests waiting for the current one to finish.
+    public private(set) var pendingReloads: [ReloadRequestID] = []
+    private var nextGeneration = 1
+    private var exitCode: Int32 = 0
+    private var exitReason: String?
+
+    /// How long a restarted worker must serve before its slot's crashes are forgotten.
+    public static let healthyAfter: Duration = .seconds(10)
+    /// From this many crashes in a row a slot is reported as crash-looping.
+    public static let crashLoopThreshold = 3
+
+    public init() {}
+
+    /// The generation whose workers serve, if any.
+    public var serving: Generation? {
+        generations.last { $0.role == .serving }
+    }
+
+    public mutating func handle(_ event: SupervisorEvent) -> [SupervisorAction] {
+        var actions: [SupervisorAction] = []
+        switch event {
+        case .start(let configuration):
+            guard phase == .idle else { return [] }
+            phase = .starting
+            startGeneration(configuration, into: &actions)
+        case .reloadRequested(let id):
+            reloadRequested(id, into: &actions)
+        case .configurationLoaded(let configuration):
+            guard case .loadingConfiguration(let ids) = phase else {
+                // A stop overtook the reload: drop what was opened for it.
+                actions.append(.retainSockets(for: generations.map(\.configuration)))
+                break
+            }
+            phase = .reloading(ids)
+            let number = startGeneration(configuration, into: &actions)
+            actions.append(.reportReload(ids, .starting(generation: number, workers: configuration.workers.count)))
+        case .configurationRejected(let reason):
+            guard case .loadingConfiguration(let ids) = phase else { break }
+            phase = .running
+            actions.append(.reportReload(ids, .failed(reason)))
+            startPendingReload(into: &actions)
+        case .workerReady(let id):
+            workerReady(id, into: &actions)
+        case .workerStatus(let id, let status):
+            updateWorker(id) { $0.status = status }
+        case .workerStopping(let id):
+            updateWorker(id) { $0.announcedStopping = true }
+        case .workerExited(let id, let exit):
+            workerExited(id, exit, into: &actions)
+        case .timerFired(let timer):
+            timerFired(timer, into: &actions)
+        case .stopRequested:
+            stopRequested(into: &actions)
+        }
+        return actions
+    }
+
+    // MARK: - Starting generations
+
+    @discardableResult
+    private mutating func startGeneration(_ configuration: Configuration, into actions: inout [SupervisorAction]) -> Int {
+        let number = nextGeneration
+        nextGeneration += 1
+        var generation = Generation(number: number, configuration: configuration)
+        for slot in 0..<configuration.workers.count {
+            let worker = WorkerID(generation: number, slot: slot)
+            generation.workers[slot] = Worker(id: worker)
+            actions.append(.spawn(worker, configuration))
+            actions.append(.startTimer(.readyTimeout(worker), after: configuration.workers.readyTimeout))
+        }
+        generations.append(generation)
+        return number
+    }
+
+    private mutating func reloadRequested(_ id: ReloadRequestID, into actions: inout [SupervisorAction]) {
+        switch phase {
+        case .stopping, .stopped:
+            actions.append(.reportReload([id], .failed("Baton is stopping")))
+        case .running where generations.count == 1:
+            phase = .loadingConfiguration([id])
+            actions.append(.loadConfiguration)
+            actions.append(.reportReload([id], .loadingConfiguration))
+        default:
+            pendingReloads.append(id)
+            actions.append(.reportReload([id], .queued))
+        }
+    }
+
+    /// Starts the reloads that waited, once the last one is over and only one generation is left.
+    private mutating func startPendingReload(into actions: inout [SupervisorAction]) {
+        guard phase == .running, generations.count == 1, !pendingReloads.isEmpty else { return }
+        let ids = pendingReloads
+        pendingReloads = []
+        phase = .loadingConfiguration(ids)
+        actions.append(.loadConfiguration)
+        actions.append(.reportReload(ids, .loadingConfiguration))
+    }
+
+    // MARK: - Worker events
+
+    private mutating func workerReady(_ id: WorkerID, into actions: inout [SupervisorAction]) {
+        guard let index = generationIndex(id), let worker = generations[index].workers[id.slot],
+              worker.id == id, worker.state == .starting else {
+            return  // Late: the worker already timed out, is draining, or is gone.
+        }
+        generations[index].workers[id.slot]?.state = .ready
+        actions.append(.cancelTimer(.readyTimeout(id)))
+        let generation = generations[index]
+        switch generation.role {
+        case .serving:
+            actions.append(.startTimer(.healthy(id), after: Self.healthyAfter))
+        case .starting:
+            let ready = generation.workers.values.filter { $0.state == .ready }.count
+            let total = generation.configuration.workers.count
+            if case .reloading(let ids) = phase {
+                actions.append(.reportReload(ids, .workerReady(id, ready: ready, of: total)))
+            }
+            if ready == total {
+                takeOver(index, into: &actions)
+            }
+        case .draining, .rollingBack:
+            break
+        }
+    }
+
+    /// Every worker of the starting generation is ready: it serves, the old one drains.
+    private mutating func takeOver(_ index: Int, into actions: inout [SupervisorAction]) {
+        let number = generations[index].number
+        var replaced: Int?
+        for oldIndex in generations.indices where generations[oldIndex].role == .serving {
+            replaced = generations[oldIndex].number
+            drain(oldIndex, into: &actions)
+        }
+        generations[index].role = .serving
+        switch phase {
+        case .starting:
+            actions.append(.announce(.serving(generation: number)))
+        case .reloading(let ids):
+            actions.append(.reportReload(ids, .tookOver(generation: number, replaced: replaced)))
+        default:
+            break
+        }
+        phase = .running
+        removeFinishedGenerations(into: &actions)
+        startPendingReload(into: &actions)
+    }
+
+    private mutating func workerExited(_ id: WorkerID, _ exit: WorkerExit, into actions: inout [SupervisorAction]) {
+        guard let index = generationIndex(id), let worker = generations[index].workers[id.slot], worker.id == id else {
+            return
+        }
+        generations[index].workers[id.slot] = nil
+        actions.append(.cancelTimer(.readyTimeout(id)))
+        if worker.state == .ready {
+            actions.append(.cancelTimer(.healthy(id)))
+        }
+        let generation = generations[index]
+        switch generation.role {
+        case .starting where phase == .starting:
+            actions.append(.announce(.workerExited(id, exit, restartAfter: nil)))
+            fail("worker \(id) \(exit) before it was ready", into: &actions)
+        case .starting:
+            actions.append(.announce(.workerExited(id, exit, restartAfter: nil)))
+            rollBack(index, reason: "worker \(id) \(exit) before it was ready", into: &actions)
+        case .serving:
+            let crashes = (generation.crashes[id.slot] ?? 0) + 1
+            generations[index].crashes[id.slot] = crashes
+            generations[index].restarting.insert(id.slot)
+            let delay = restartDelay(after: crashes, generation.configuration.workers)
+            actions.append(.announce(.workerExited(id, exit, restartAfter: delay)))
+            actions.append(.startTimer(.restart(generation: generation.number, slot: id.slot), after: delay))
+        case .draining, .rollingBack:
+            break
+        }
+        removeFinishedGenerations(into: &actions)
+        startPendingReload(into: &actions)
+    }
+
+    private func restartDelay(after crashes: Int, _ workers: WorkerConfiguration) -> Duration {
+        var delay = workers.restartDelay
+        for _ in 1..<max(crashes, 1) where delay < workers.restartDelayMax {
+            delay *= 2
+        }
+        return min(delay, workers.restartDelayMax)
+    }
+
+    // MARK: - Timers
+
+    private mutating func timerFired(_ timer: SupervisorTimer, into actions: inout [SupervisorAction]) {
+        switch timer {
+        case .readyTimeout(let id):
+            guard let index = generationIndex(id), let worker = generations[index].workers[id.slot],
+                  worker.id == id, worker.state == .starting else { return }
+            let timeout = DurationFormat.string(generations[index].configuration.workers.readyTimeout)
+            let reason = "worker \(id) was not ready within \(timeout)"
+            switch generations[index].role {
+            case .starting where phase == .starting:
+                fail(reason, into: &actions)
+            case .starting:
+                rollBack(index, reason: reason, into: &actions)
+            case .serving:
+                // A restarted worker that never got ready: kill it; its exit restarts the slot.
+                generations[index].workers[id.slot]?.state = .killed
+                actions.append(.signal(id, SIGKILL_))
+            case .draining, .rollingBack:
+                break
+            }
+        case .healthy(let id):
+            guard let index = generationIndex(id), generations[index].workers[id.slot]?.id == id else { return }
+            generations[index].crashes[id.slot] = nil
+        case .restart(let number, let slot):
+            guard phase != .stopping, let index = generations.firstIndex(where: { $0.number == number }),
+                  generations[index].role == .serving, generations[index].restarting.remove(slot) != nil else { return }
+            let start = generations[index].starts[slot, default: 0] + 1
+            generations[index].starts[slot] = start
+            let worker = WorkerID(generation: number, slot: slot, start: start)
+            generations[index].workers[slot] = Worker(id: worker)
+            actions.append(.spawn(worker, generations[index].configuration))
+            actions.append(.startTimer(.readyTimeout(worker), after: generations[index].configuration.workers.readyTimeout))
+        case .drainDeadline(let number):
+            guard let index = generations.firstIndex(where: { $0.number == number }) else { return }
+            kill(index, into: &actions)
+        }
+    }
+
+    // MARK: - Stopping workers
+
+    /// Tells every live worker of the generation to drain, and arms its deadline.
+    private mutating func drain(_ index: Int, role: Generation.Role = .draining, into actions: inout [SupervisorAction]) {
+        let generation = generations[index]
+        generations[index].role = role
+        generations[index].restarting.removeAll()
+        for slot in generation.restarting {
+            actions.append(.cancelTimer(.restart(generation: generation.number, slot: slot)))
+        }
+        for (slot, worker) in generation.workers.sorted(by: { $0.key < $1.key }) {
+            switch worker.state {
+            case .starting:
+                actions.append(.cancelTimer(.readyTimeout(worker.id)))
+            case .ready:
+                actions.append(.cancelTimer(.healthy(worker.id)))
+            case .draining, .killed:
+                continue
+            }
+            generations[index].workers[slot]?.state = .draining
+            actions.append(.signal(worker.id, generation.configuration.workers.drainSignal))
+        }
+        if generation.role != .draining && generation.role != .rollingBack {
+            actions.append(.startTimer(.drainDeadline(generation: generation.number),
+                                       after: generation.configuration.workers.drainTimeout))
+        }
+    }
+
+    private mutating func kill(_ index: Int, into actions: inout [SupervisorAction]) {
+        for (slot, worker) in generations[index].workers.sorted(by: { $0.key < $1.key }) where worker.state != .killed {
+            generations[index].workers[slot]?.state = .killed
+            actions.append(.signal(worker.id, SIGKILL_))
+        }
+    }
+
+    private mutating func rollBack(_ index: Int, reason: String, into actions: inout [SupervisorAction]) {
+        guard case .reloading(let ids) = phase else { return }
+        drain(index, role: .rollingBack, into: &actions)
+        phase = .running
+        actions.append(.reportReload(ids, .rolledBack(generation: generations[index].number, reason: reason)))
+    }
+
+    /// The first generation could not start: stop everything and exit non-zero.
+    private mutating func fail(_ reason: String, into actions: inout [SupervisorAction]) {
+        exitCode = 1
+        exitReason = reason
+        stop(into: &actions)
+    }
+
+    private mutating func stopRequested(into actions: inout [SupervisorAction]) {
+        switch phase {
+        case .stopping:
+            for index in generations.indices {
+                kill(index, into: &actions)
+            }
+        case .stopped:
+            break
+        default:
+            stop(into: &actions)
+        }
+    }
+
+    private mutating func stop(into actions: inout [SupervisorAction]) {
+        switch phase {
+        case .loadingConfiguration(let ids), .reloading(let ids):
+            actions.append(.reportReload(ids, .failed("Baton is stopping")))
+        default:
+            break
+        }
+        if !pendingReloads.isEmpty {
+            actions.append(.reportReload(pendingReloads, .failed("Baton is stopping")))
+            pendingReloads = []
+        }
+        phase = .stopping
+        actions.append(.announce(.stopping))
+        for index in generations.indices {
+            drain(index, into: &actions)
+        }
+        removeFinishedGenerations(into: &actions)
+    }
+
+    /// Forgets draining generations with no worker left; exits when stopping and none is left.
+    private mutating func removeFinishedGenerations(into actions: inout [SupervisorAction]) {
+        let finished = generations.filter { ($0.role == .draining || $0.role == .rollingBack) && $0.workers.isEmpty }
+        if !finished.isEmpty {
+            generations.removeAll { generation in finished.contains { $0.number == generation.number } }
+            for generation in finished {
+                actions.append(.cancelTimer(.drainDeadline(generation: generation.number)))
+                actions.append(.announce(.generationGone(generation.number)))
+            }
+            actions.append(.retainSockets(for: generations.map(\.configuration)))
+        }
+        if phase == .stopping && generations.isEmpty {
+            phase = .stopped
+            actions.append(.exit(code: exitCode, reason: exitReason))
+        }
+    }
+
+    // MARK: - Lookup
+
+    private func generationIndex(_ id: WorkerID) -> Int? {
+        generations.firstIndex { $0.number == id.generation }
+    }
+
+    private mutating func updateWorker(_ id: WorkerID, _ change: (inout Worker) -> Void) {
+        guard let index = generationIndex(id), var worker = generations[index].workers[id.slot], worker.id == id else {
+            return
+        }
+        change(&worker)
+        generations[index].workers[id.slot] = worker
+    }
+}
+
+/// SIGKILL without importing Glibc into the pure state machine.
+private let SIGKILL_: Int32 = 9
+
+extension SupervisorStateMachine {
+    /// The workers started by one start or reload.
+    public struct Generation: Sendable, Equatable {
+        public enum Role: String, Sendable, Equatable {
+            /// Workers are starting; the generation does not serve yet.
+            case starting
+            case serving
+            /// Told to stop: replaced by a newer generation, or Baton is stopping.
+            case draining
+            /// Failed to start and is being stopped.
+            case rollingBack = "rolling-back"
+        }
+
+        public let number: Int
+        public let configuration: Configuration
+        public internal(set) var role: Role = .starting
+        /// The live worker of each slot.
+        public internal(set) var workers: [Int: Worker] = [:]
+        /// Crashes in a row, by slot.
+        public internal(set) var crashes: [Int: Int] = [:]
+        /// Slots waiting for their restart delay.
+        public internal(set) var restarting: Set<Int> = []
+        /// The latest start number of each slot.
+        var starts: [Int: Int] = [:]
+
+        public func isCrashLooping(slot: Int) -> Bool {
+            crashes[slot, default: 0] >= SupervisorStateMachine.crashLoopThreshold
+        }
+    }
+
+    public struct Worker: Sendable, Equatable {
+        public enum State: String, Sendable, Equatable {
+            case starting, ready, draining, killed
+        }
+
+        public let id: WorkerID
+        public internal(set) var state: State = .starting
+        /// The last `STATUS=` the worker sent.
+        public internal(set) var status: String?
+        /// The worker said `STOPPING=1`.
+        public internal(set) var announcedStopping = false
+    }
+}

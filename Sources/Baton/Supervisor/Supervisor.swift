@@ -1,0 +1,448 @@
+import CBatonShim
+import Glibc
+import Logging
+
+/// The shell around ``SupervisorStateMachine``: it turns signals, child exits,
+/// notifications, timers and control requests into events, and performs the actions
+/// that come out. All of its state is owned by the one task that runs ``run()``;
+/// everything else only yields into its input stream.
+public final class Supervisor {
+    enum Input: Sendable {
+        case delivery(SignalWatcher.Delivery)
+        case notification(pid_t, String)
+        case timer(TimerKey, token: UInt64)
+        case control(ControlRequest, ControlResponder)
+    }
+
+    enum TimerKey: Hashable, Sendable {
+        case machine(SupervisorTimer)
+        /// `readiness = "delay:…"`: the worker counts as ready then.
+        case readinessDelay(WorkerID)
+        /// `readiness = "exec:…"`: time to run the probe (again).
+        case probe(WorkerID)
+    }
+
+    private let source: ConfigurationSource
+    private let logger: Logger
+    private var machine = SupervisorStateMachine()
+    private let sockets: SocketTable
+    private let systemd = SystemdNotifier()
+    private let inputs: AsyncStream<Input>
+    private let continuation: AsyncStream<Input>.Continuation
+    private let environment = ProcessSpawner.inheritedEnvironment()
+    private var notifySocket: NotifySocket?
+
+    private var timers: [TimerKey: (token: UInt64, task: Task<Void, Never>)] = [:]
+    private var nextTimerToken: UInt64 = 0
+    private var pids: [WorkerID: pid_t] = [:]
+    private var workers: [pid_t: WorkerID] = [:]
+    private var startTimes: [WorkerID: Double] = [:]
+    private var probes: [pid_t: WorkerID] = [:]
+    private var reloadAskers: [ReloadRequestID: (responder: ControlResponder, wait: Bool)] = [:]
+    private var nextReloadID: ReloadRequestID = 1
+    private var reloadHistory: [(firstID: ReloadRequestID, record: StatusReport.ReloadRecord)] = []
+    private var exitCode: Int32?
+
+    public init(source: ConfigurationSource, logger: Logger) {
+        self.source = source
+        self.logger = logger
+        sockets = SocketTable(logger: logger)
+        (inputs, continuation) = AsyncStream.makeStream(of: Input.self)
+    }
+
+    /// Blocks the signals Baton handles. Call it first thing in `main`, before any
+    /// thread exists, so that no thread receives them the default way.
+    public static func prepareProcess() {
+        SignalWatcher.blockSignals()
+    }
+
+    /// Runs the service until it is stopped; returns the exit code.
+    public func run() async throws -> Int32 {
+        let configuration = try source.load()
+        try sockets.prepare(configuration)
+        defer { sockets.closeAll() }
+        let notifySocket = try NotifySocket()
+        self.notifySocket = notifySocket
+        let continuation = self.continuation
+        let control = try await ControlServer(path: configuration.controlSocket) { request, responder in
+            continuation.yield(.control(request, responder))
+        }
+        if baton_become_subreaper() != 0 {
+            logger.debug("could not become a child subreaper; orphans of workers go to init")
+        }
+        SignalWatcher.start { continuation.yield(.delivery($0)) }
+        notifySocket.start { continuation.yield(.notification($0, $1)) }
+        logger.info("baton \(getpid()) starting \(configuration.workers.count) worker(s) of \(configuration.workers.command.joined(separator: " ")); control socket \(control.path)")
+
+        feed(.start(configuration))
+        for await input in inputs {
+            handle(input)
+            if exitCode != nil { break }
+        }
+        for timer in timers.values {
+            timer.task.cancel()
+        }
+        await control.close()
+        return exitCode ?? 0
+    }
+
+    // MARK: - Inputs
+
+    private func handle(_ input: Input) {
+        switch input {
+        case .delivery(.signal(let signal)):
+            switch signal {
+            case SIGHUP:
+                requestReload(answering: nil)
+            case SIGTERM, SIGINT, SIGQUIT:
+                logger.info("\(SignalName.name(signal)) received")
+                feed(.stopRequested)
+            default:
+                logger.info("\(SignalName.name(signal)) ignored")
+            }
+        case .delivery(.childExited(let pid, let status)):
+            childExited(pid, status: status)
+        case .notification(let pid, let text):
+            guard let worker = ProcessAncestry.attribute(pid, in: workers) else {
+                logger.debug("notification from pid \(pid), which is no worker's, ignored")
+                return
+            }
+            let message = NotifyMessage(text)
+            if let status = message.status { feed(.workerStatus(worker, status)) }
+            if message.ready { feed(.workerReady(worker)) }
+            if message.stopping { feed(.workerStopping(worker)) }
+        case .timer(let key, let token):
+            guard timers[key]?.token == token else { return }
+            timers[key] = nil
+            switch key {
+            case .machine(let timer):
+                feed(.timerFired(timer))
+            case .readinessDelay(let worker):
+                if pids[worker] != nil { feed(.workerReady(worker)) }
+            case .probe(let worker):
+                runProbe(for: worker)
+            }
+        case .control(let request, let responder):
+            switch request.command {
+            case .status:
+                responder.send(ControlReply(ok: true, final: true, status: status()))
+            case .reload:
+                requestReload(answering: (responder, request.wait ?? false))
+            case .stop:
+                responder.send(ControlReply(ok: true, final: true, message: "stopping: draining every worker"))
+                feed(.stopRequested)
+            }
+        }
+    }
+
+    private func requestReload(answering asker: (responder: ControlResponder, wait: Bool)?) {
+        let id = nextReloadID
+        nextReloadID += 1
+        if let asker {
+            reloadAskers[id] = asker
+        }
+        feed(.reloadRequested(id))
+    }
+
+    private func childExited(_ pid: pid_t, status: Int32) {
+        if let worker = workers.removeValue(forKey: pid) {
+            pids[worker] = nil
+            startTimes[worker] = nil
+            cancelTimer(.readinessDelay(worker))
+            cancelTimer(.probe(worker))
+            feed(.workerExited(worker, status < 0 ? .signaled(-status) : .exited(status)))
+        } else if let worker = probes.removeValue(forKey: pid) {
+            guard pids[worker] != nil else { return }
+            if status == 0 {
+                feed(.workerReady(worker))
+            } else {
+                startTimer(.probe(worker), after: .milliseconds(250))
+            }
+        } else {
+            logger.debug("reaped pid \(pid) (an orphan), status \(status)")
+        }
+    }
+
+    /// Events that actions produce wait here until every action of the event before
+    /// them has been performed, so that effects happen in the order they were decided.
+    private var queuedEvents: [SupervisorEvent] = []
+    private var feeding = false
+
+    private func feed(_ event: SupervisorEvent) {
+        queuedEvents.append(event)
+        guard !feeding else { return }
+        feeding = true
+        defer { feeding = false }
+        while !queuedEvents.isEmpty {
+            for action in machine.handle(queuedEvents.removeFirst()) {
+                perform(action)
+            }
+        }
+    }
+
+    // MARK: - Actions
+
+    private func perform(_ action: SupervisorAction) {
+        switch action {
+        case .loadConfiguration:
+            do {
+                let configuration = try source.load()
+                try sockets.prepare(configuration)
+                feed(.configurationLoaded(configuration))
+            } catch {
+                feed(.configurationRejected("\(error)"))
+            }
+        case .spawn(let worker, let configuration):
+            spawn(worker, configuration)
+        case .signal(let worker, let signal):
+            guard let pid = pids[worker] else { return }
+            logger.info("sending \(SignalName.name(signal)) to worker \(worker) (pid \(pid))")
+            if signal == SIGKILL {
+                // The whole process group, so that nothing the worker started survives it.
+                Glibc.kill(-pid, SIGKILL)
+            }
+            Glibc.kill(pid, signal)
+        case .startTimer(let timer, let delay):
+            startTimer(.machine(timer), after: delay)
+        case .cancelTimer(let timer):
+            cancelTimer(.machine(timer))
+        case .reportReload(let ids, let progress):
+            report(progress, to: ids)
+        case .announce(let announcement):
+            announce(announcement)
+        case .retainSockets(let configurations):
+            sockets.retain(for: configurations)
+        case .exit(let code, let reason):
+            if let reason {
+                logger.error("exiting: \(reason)")
+            } else {
+                logger.info("every worker has exited; exiting")
+            }
+            exitCode = code
+        }
+    }
+
+    private func spawn(_ worker: WorkerID, _ configuration: Configuration) {
+        let settings = configuration.workers
+        let sockets = sockets.sockets(for: configuration, slot: worker.slot)
+        var environment = self.environment.merging(settings.environment) { $1 }
+        if !sockets.isEmpty {
+            environment["LISTEN_FDS"] = "\(sockets.count)"
+            environment["LISTEN_FDNAMES"] = sockets.map(\.name).joined(separator: ":")
+        }
+        environment["NOTIFY_SOCKET"] = notifySocket?.address
+        environment["BATON_GENERATION"] = "\(worker.generation)"
+        environment["BATON_SLOT"] = "\(worker.slot)"
+
+        var request = ProcessSpawner.Request(
+            command: settings.command, environment: environment, directory: settings.directory,
+            sockets: sockets.map(\.fd), setListenPID: !sockets.isEmpty)
+        var writeEnds: [Int32] = []
+        defer { writeEnds.forEach { _ = close($0) } }
+        if settings.output == .prefix {
+            do {
+                let (_, stdout) = try OutputRelay.make(prefix: "\(worker)", target: STDOUT_FILENO)
+                let (_, stderr) = try OutputRelay.make(prefix: "\(worker)", target: STDERR_FILENO)
+                writeEnds = [stdout, stderr]
+                (request.stdout, request.stderr) = (stdout, stderr)
+            } catch {
+                logger.warning("worker \(worker) output is not prefixed: \(error)")
+            }
+        }
+        do {
+            let pid = try ProcessSpawner.spawn(request)
+            pids[worker] = pid
+            workers[pid] = worker
+            startTimes[worker] = Clock.monotonic()
+            logger.info("started worker \(worker) (pid \(pid))")
+            switch settings.readiness {
+            case .notify:
+                break
+            case .delay(let delay):
+                startTimer(.readinessDelay(worker), after: delay)
+            case .exec:
+                startTimer(.probe(worker), after: .milliseconds(100))
+            }
+        } catch {
+            feed(.workerExited(worker, .failedToStart(error.description)))
+        }
+    }
+
+    private func runProbe(for worker: WorkerID) {
+        guard let pid = pids[worker], let generation = machine.generations.first(where: { $0.number == worker.generation }),
+              case .exec(let command) = generation.configuration.workers.readiness else { return }
+        var environment = self.environment
+        environment["BATON_WORKER_PID"] = "\(pid)"
+        environment["BATON_GENERATION"] = "\(worker.generation)"
+        environment["BATON_SLOT"] = "\(worker.slot)"
+        let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { close(devNull) }
+        let request = ProcessSpawner.Request(
+            command: ["/bin/sh", "-c", command], environment: environment,
+            directory: generation.configuration.workers.directory, stdout: devNull, stderr: devNull)
+        do {
+            probes[try ProcessSpawner.spawn(request)] = worker
+        } catch {
+            logger.warning("readiness probe for worker \(worker) could not start: \(error)")
+            startTimer(.probe(worker), after: .seconds(1))
+        }
+    }
+
+    // MARK: - Timers
+
+    private func startTimer(_ key: TimerKey, after delay: Duration) {
+        timers[key]?.task.cancel()
+        nextTimerToken += 1
+        let token = nextTimerToken
+        let continuation = self.continuation
+        let task = Task {
+            guard (try? await Task.sleep(for: delay)) != nil else { return }
+            continuation.yield(.timer(key, token: token))
+        }
+        timers[key] = (token, task)
+    }
+
+    private func cancelTimer(_ key: TimerKey) {
+        timers.removeValue(forKey: key)?.task.cancel()
+    }
+
+    // MARK: - Reports
+
+    private func report(_ progress: ReloadProgress, to ids: [ReloadRequestID]) {
+        guard let firstID = ids.first else { return }
+        switch progress {
+        case .queued:
+            break
+        case .loadingConfiguration:
+            logger.info("reload: \(progress)")
+            systemd.reloading("reloading")
+            reloadHistory.append((firstID, .init(started: Clock.wallTime(), result: "running")))
+            if reloadHistory.count > 20 { reloadHistory.removeFirst() }
+        default:
+            if progress.isFinal {
+                progress.succeeded ? logger.info("reload: \(progress)") : logger.error("reload: \(progress)")
+            } else {
+                logger.info("reload: \(progress)")
+            }
+        }
+        if progress.isFinal, let index = reloadHistory.lastIndex(where: { $0.firstID == firstID }) {
+            reloadHistory[index].record.finished = Clock.wallTime()
+            reloadHistory[index].record.message = progress.description
+            switch progress {
+            case .tookOver(let generation, _):
+                reloadHistory[index].record.result = "took-over"
+                reloadHistory[index].record.generation = generation
+            case .rolledBack(let generation, _):
+                reloadHistory[index].record.result = "rolled-back"
+                reloadHistory[index].record.generation = generation
+            default:
+                reloadHistory[index].record.result = "failed"
+            }
+            systemd.send("READY=1\nSTATUS=\(statusLine())")
+        }
+
+        for id in ids {
+            guard let asker = reloadAskers[id] else { continue }
+            var reply = ControlReply(ok: !progress.isFinal || progress.succeeded, final: progress.isFinal,
+                                     message: progress.description)
+            if case .tookOver(let generation, _) = progress { reply.generation = generation }
+            if progress.isFinal && !progress.succeeded { reply.error = progress.description }
+            if !asker.wait && !progress.isFinal {
+                // Without --wait, the answer is that the reload was accepted.
+                reply.final = true
+            }
+            asker.responder.send(reply)
+            if reply.final { reloadAskers[id] = nil }
+        }
+    }
+
+    private func announce(_ announcement: Announcement) {
+        switch announcement {
+        case .serving(let generation):
+            logger.info("generation \(generation) serves")
+            systemd.send("READY=1\nSTATUS=\(statusLine())")
+        case .workerExited(let worker, let exit, let restartAfter):
+            if let restartAfter {
+                logger.warning("worker \(worker) \(exit); restarting in \(DurationFormat.string(restartAfter))")
+            } else {
+                logger.warning("worker \(worker) \(exit)")
+            }
+        case .generationGone(let generation):
+            logger.info("generation \(generation) has exited")
+        case .stopping:
+            logger.info("stopping: draining every worker")
+            systemd.send("STOPPING=1")
+        }
+    }
+
+    /// One line for `STATUS=`: what serves, what drains, how the last reload went.
+    private func statusLine() -> String {
+        var parts: [String] = []
+        if let serving = machine.serving {
+            let ready = serving.workers.values.filter { $0.state == .ready }.count
+            parts.append("generation \(serving.number): \(ready)/\(serving.configuration.workers.count) ready")
+        }
+        let draining = machine.generations.filter { $0.role == .draining }.reduce(0) { $0 + $1.workers.count }
+        if draining > 0 { parts.append("\(draining) draining") }
+        if let last = reloadHistory.last?.record, last.finished != nil {
+            parts.append("last reload \(last.result)")
+        }
+        return parts.joined(separator: "; ")
+    }
+
+    private func status() -> StatusReport {
+        let now = Clock.monotonic()
+        let phase: String = switch machine.phase {
+        case .idle, .starting: "starting"
+        case .running: "running"
+        case .loadingConfiguration, .reloading: "reloading"
+        case .stopping, .stopped: "stopping"
+        }
+        let generations = machine.generations.map { generation in
+            StatusReport.GenerationStatus(
+                number: generation.number, role: generation.role.rawValue,
+                workers: generation.workers.values.sorted { $0.id < $1.id }.map { worker in
+                    StatusReport.WorkerStatus(
+                        slot: worker.id.slot, restarts: worker.id.start, pid: pids[worker.id],
+                        state: worker.announcedStopping && worker.state == .draining ? "stopping" : worker.state.rawValue,
+                        status: worker.status, uptime: startTimes[worker.id].map { now - $0 })
+                },
+                restartingSlots: generation.restarting.sorted(),
+                crashLoopingSlots: (0..<generation.configuration.workers.count).filter { generation.isCrashLooping(slot: $0) })
+        }
+        let configuration = machine.generations.last?.configuration
+        let listeners = (configuration?.listeners ?? []).map { listener in
+            let keys = sockets.descriptors.keys.filter { $0.name == listener.name && $0.address == listener.address }
+                .sorted { ($0.slot ?? -1) < ($1.slot ?? -1) }
+            return StatusReport.ListenerStatus(
+                name: listener.name, address: "\(listener.address)", reusePort: listener.reusePort.rawValue,
+                sockets: keys.map { key in
+                    var socket = StatusReport.SocketStatus(slot: key.slot)
+                    if case .tcp = key.address, let fd = sockets.descriptors[key],
+                       let queue = ListenerSocket.acceptQueue(fd) {
+                        socket.queued = queue.depth
+                        socket.backlog = queue.capacity
+                    }
+                    return socket
+                })
+        }
+        return StatusReport(
+            pid: getpid(), phase: phase, configuration: source.name,
+            command: configuration?.workers.command ?? [], generations: generations, listeners: listeners,
+            reloads: reloadHistory.map(\.record), pendingReloads: machine.pendingReloads.count)
+    }
+}
+
+enum Clock {
+    static func monotonic() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
+    static func wallTime() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}

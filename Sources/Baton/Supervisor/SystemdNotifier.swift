@@ -1,0 +1,25 @@
+import CSystemd
+import Glibc
+
+/// Baton's own notifications to systemd when it runs as a `Type=notify` service.
+/// Without `NOTIFY_SOCKET` every call does nothing.
+struct SystemdNotifier {
+    let enabled: Bool
+
+    init() {
+        enabled = getenv("NOTIFY_SOCKET") != nil
+    }
+
+    func send(_ fields: String) {
+        guard enabled else { return }
+        _ = sd_notify(0, fields)
+    }
+
+    /// `RELOADING=1` with the timestamp `Type=notify-reload` expects.
+    func reloading(_ status: String) {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let microseconds = Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
+        send("RELOADING=1\nMONOTONIC_USEC=\(microseconds)\nSTATUS=\(status)")
+    }
+}

@@ -1,0 +1,71 @@
+// The few system calls Baton makes that Swift's Glibc module cannot express, or that
+// must run between fork() and execve() where no Swift code may run.
+// Every function returns 0 on success or a positive errno value.
+#pragma once
+
+#include <sys/types.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/// Everything the child needs to become a worker. All memory is prepared by the
+/// parent before fork(), so the child only runs async-signal-safe code.
+typedef struct {
+    /// Absolute path of the program (no PATH search happens in the child).
+    const char *path;
+    /// NULL-terminated argument and environment vectors.
+    char *const *argv;
+    char *const *envp;
+    /// Index in envp of a writable "LISTEN_PID=" entry with at least 24 spare bytes,
+    /// completed with the child's own pid; -1 when there is none.
+    int listen_pid_index;
+    /// Descriptors placed at 3, 4, ... in this order.
+    const int *fds;
+    int fd_count;
+    /// Descriptors to install as the child's stdout and stderr; -1 keeps the parent's.
+    int stdout_fd;
+    int stderr_fd;
+    /// Working directory, or NULL.
+    const char *directory;
+    /// Whether the child leads a new process group.
+    int new_process_group;
+} baton_spawn_request;
+
+/// Forks and executes a worker. Returns 0 and the pid, or the errno of the failing
+/// step (fork, or the child's chdir/dup2/execve, reported back through a pipe).
+int baton_spawn(const baton_spawn_request *request, pid_t *pid);
+
+/// Blocks `signals` in the calling thread (threads created afterwards inherit the mask)
+/// and returns a signalfd that reads them.
+int baton_signalfd(const int *signals, int count, int *fd);
+
+/// Reads one reaped child: 0 with *pid > 0, 0 with *pid == 0 when none is left to reap.
+/// `*status` receives the exit code (>= 0) or the negated terminating signal.
+int baton_reap(pid_t *pid, int *status);
+
+/// Turns on SO_PASSCRED so that each datagram carries its sender's credentials.
+int baton_enable_credentials(int fd);
+
+/// Receives one datagram with its sender's pid. Descriptors passed with it are closed.
+/// Blocks. `*length` is set to the payload length.
+int baton_receive_with_credentials(int fd, char *buffer, size_t capacity, size_t *length, pid_t *pid);
+
+/// The pid and uid of the peer of a connected unix socket.
+int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid);
+
+/// The current and maximum accept-queue length of a listening TCP socket.
+int baton_accept_queue(int fd, uint32_t *depth, uint32_t *capacity);
+
+/// Attaches to the SO_REUSEPORT group of `fd` a BPF program that keeps the kernel's
+/// hash selection and, when a socket of the group closes, migrates its queued and
+/// half-open connections to another socket of the group instead of resetting them
+/// (BPF_SK_REUSEPORT_SELECT_OR_MIGRATE, Linux >= 5.14). Needs CAP_BPF or root.
+int baton_attach_migration_program(int fd);
+
+/// Makes this process the reaper of orphaned descendants (PR_SET_CHILD_SUBREAPER).
+int baton_become_subreaper(void);
+
+/// Waits for the next signal on a signalfd from `baton_signalfd`.
+int baton_read_signal(int fd, int *signal);
+
+/// A close-on-exec pipe.
+int baton_pipe(int ends[2]);

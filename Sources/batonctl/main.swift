@@ -1,0 +1,73 @@
+import ArgumentParser
+import Baton
+import Glibc
+
+@main
+struct BatonControl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "batonctl",
+        abstract: "Control a running Baton.",
+        subcommands: [Status.self, Reload.self, Stop.self])
+}
+
+struct ControlOptions: ParsableArguments {
+    @Option(name: [.customShort("s"), .customLong("control")], help: "Path of Baton's control socket.")
+    var controlSocket: String?
+
+    func send(_ request: ControlRequest, onReply: (ControlReply) -> Void = { _ in }) throws -> ControlReply {
+        do {
+            return try ControlClient.send(request, to: controlSocket ?? ControlSocketPath.default(), onReply: onReply)
+        } catch {
+            print("batonctl: \(error)")
+            throw ExitCode(2)
+        }
+    }
+}
+
+extension BatonControl {
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show generations, workers, listeners and recent reloads.")
+        @OptionGroup var options: ControlOptions
+        @Flag(help: "Print the status as JSON.") var json = false
+
+        func run() throws {
+            let reply = try options.send(ControlRequest(command: .status))
+            guard reply.ok, let status = reply.status else {
+                print("batonctl: \(reply.error ?? "no status in the answer")")
+                throw ExitCode.failure
+            }
+            print(json ? StatusFormatter.json(status) : StatusFormatter.table(status), terminator: "")
+        }
+    }
+
+    struct Reload: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start a new generation; the old one drains once the new one is ready.",
+            discussion: "With --wait, prints progress and exits 0 only if the new generation took over.")
+        @OptionGroup var options: ControlOptions
+        @Flag(help: "Wait until the reload is over.") var wait = false
+
+        func run() throws {
+            let reply = try options.send(ControlRequest(command: .reload, wait: wait)) { reply in
+                if !reply.final, let message = reply.message {
+                    print(message)
+                    // Progress must show as it comes, also through a pipe.
+                    fflush(nil)
+                }
+            }
+            print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? reply.message ?? "reload failed")")
+            if !reply.ok { throw ExitCode.failure }
+        }
+    }
+
+    struct Stop: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Drain every worker and stop Baton.")
+        @OptionGroup var options: ControlOptions
+
+        func run() throws {
+            let reply = try options.send(ControlRequest(command: .stop))
+            print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? "stop failed")")
+            if !reply.ok { throw ExitCode.failure }
+        }
+    }
+}

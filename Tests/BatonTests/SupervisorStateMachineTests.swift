@@ -1,0 +1,342 @@
+import Testing
+
+@testable import Baton
+
+/// The reload, rollback, restart and stop rules, driven by event sequences.
+@Suite struct SupervisorStateMachineTests {
+    static func configuration(workers: Int = 2, command: String = "./server") -> Configuration {
+        var settings = WorkerConfiguration(command: [command])
+        settings.count = workers
+        settings.readyTimeout = .seconds(5)
+        settings.drainTimeout = .seconds(7)
+        settings.restartDelay = .milliseconds(100)
+        settings.restartDelayMax = .milliseconds(800)
+        return Configuration(
+            listeners: [ListenerConfiguration(name: "http", address: .tcp(host: "127.0.0.1", port: 8080))],
+            workers: settings, controlSocket: "/tmp/test.sock")
+    }
+
+    /// A state machine with generation 1 serving `workers` workers.
+    static func serving(workers: Int = 2) -> SupervisorStateMachine {
+        var machine = SupervisorStateMachine()
+        _ = machine.handle(.start(configuration(workers: workers)))
+        for slot in 0..<workers {
+            _ = machine.handle(.workerReady(WorkerID(generation: 1, slot: slot)))
+        }
+        return machine
+    }
+
+    /// `serving()` with a reload (id 1) under way: generation 2 is starting.
+    static func reloading(workers: Int = 2) -> SupervisorStateMachine {
+        var machine = serving(workers: workers)
+        _ = machine.handle(.reloadRequested(1))
+        _ = machine.handle(.configurationLoaded(configuration(workers: workers, command: "./server-v2")))
+        return machine
+    }
+
+    func g(_ generation: Int, _ slot: Int, _ start: Int = 0) -> WorkerID {
+        WorkerID(generation: generation, slot: slot, start: start)
+    }
+
+    // MARK: - Start
+
+    @Test func startSpawnsEverySlotWithAReadyTimeout() {
+        var machine = SupervisorStateMachine()
+        let actions = machine.handle(.start(Self.configuration(workers: 3)))
+        #expect(actions.spawned == [g(1, 0), g(1, 1), g(1, 2)])
+        #expect(actions.timers == [.readyTimeout(g(1, 0)), .readyTimeout(g(1, 1)), .readyTimeout(g(1, 2))])
+        #expect(machine.phase == .starting)
+    }
+
+    @Test func serviceIsAnnouncedOnlyWhenEveryWorkerIsReady() {
+        var machine = SupervisorStateMachine()
+        _ = machine.handle(.start(Self.configuration(workers: 2)))
+        #expect(!machine.handle(.workerReady(g(1, 0))).contains(.announce(.serving(generation: 1))))
+        #expect(machine.handle(.workerReady(g(1, 1))).contains(.announce(.serving(generation: 1))))
+        #expect(machine.phase == .running)
+        #expect(machine.serving?.number == 1)
+    }
+
+    @Test func firstGenerationFailingToStartStopsBatonWithAnError() {
+        var machine = SupervisorStateMachine()
+        _ = machine.handle(.start(Self.configuration(workers: 2)))
+        let actions = machine.handle(.workerExited(g(1, 0), .exited(1)))
+        #expect(actions.signals == [Signal(g(1, 1), 15)])
+        #expect(machine.phase == .stopping)
+        let last = machine.handle(.workerExited(g(1, 1), .signaled(15)))
+        #expect(last.contains(.exit(code: 1, reason: "worker g1/s0 exited with status 1 before it was ready")))
+    }
+
+    @Test func commandThatCannotStartFailsTheFirstGeneration() {
+        var machine = SupervisorStateMachine()
+        _ = machine.handle(.start(Self.configuration(workers: 1)))
+        let actions = machine.handle(.workerExited(g(1, 0), .failedToStart("./server: command not found")))
+        #expect(actions.contains(.exit(code: 1, reason: "worker g1/s0 could not start: ./server: command not found before it was ready")))
+    }
+
+    // MARK: - Reload
+
+    @Test func reloadStartsTheNewGenerationAndDrainsTheOldOneOnlyWhenAllAreReady() {
+        var machine = Self.serving(workers: 2)
+        let asked = machine.handle(.reloadRequested(1))
+        #expect(asked.contains(.loadConfiguration))
+        #expect(asked.reports == [.loadingConfiguration])
+
+        let loaded = machine.handle(.configurationLoaded(Self.configuration(workers: 2, command: "./v2")))
+        #expect(loaded.spawned == [g(2, 0), g(2, 1)])
+        #expect(loaded.signals.isEmpty)
+
+        let first = machine.handle(.workerReady(g(2, 0)))
+        #expect(first.signals.isEmpty, "the old generation must serve until the whole new one is ready")
+        #expect(first.reports == [.workerReady(g(2, 0), ready: 1, of: 2)])
+
+        let second = machine.handle(.workerReady(g(2, 1)))
+        #expect(second.signals == [Signal(g(1, 0), 15), Signal(g(1, 1), 15)])
+        #expect(second.timers.contains(.drainDeadline(generation: 1)))
+        #expect(second.reports.last == .tookOver(generation: 2, replaced: 1))
+        #expect(machine.serving?.number == 2)
+        #expect(machine.generations.map(\.role) == [.draining, .serving])
+
+        _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
+        let gone = machine.handle(.workerExited(g(1, 1), .exited(0)))
+        #expect(gone.contains(.announce(.generationGone(1))))
+        #expect(gone.contains(.cancelTimer(.drainDeadline(generation: 1))))
+        #expect(gone.contains { if case .retainSockets(let kept) = $0 { kept.count == 1 } else { false } })
+        #expect(machine.generations.map(\.number) == [2])
+    }
+
+    @Test func badConfigurationFailsTheReloadAndChangesNothing() {
+        var machine = Self.serving()
+        _ = machine.handle(.reloadRequested(1))
+        let actions = machine.handle(.configurationRejected("baton.toml: workers.count = \"x\": expected an integer"))
+        #expect(actions.reports == [.failed("baton.toml: workers.count = \"x\": expected an integer")])
+        #expect(actions.spawned.isEmpty && actions.signals.isEmpty)
+        #expect(machine.phase == .running)
+        #expect(machine.serving?.number == 1)
+    }
+
+    @Test func newWorkerExitingRollsBackAndTheOldGenerationKeepsServing() {
+        var machine = Self.reloading()
+        _ = machine.handle(.workerReady(g(2, 0)))
+        let actions = machine.handle(.workerExited(g(2, 1), .exited(3)))
+        #expect(actions.signals == [Signal(g(2, 0), 15)], "only the failed generation is stopped")
+        #expect(actions.reports == [.rolledBack(generation: 2, reason: "worker g2/s1 exited with status 3 before it was ready")])
+        #expect(machine.serving?.number == 1)
+        #expect(machine.generations.map(\.role) == [.serving, .rollingBack])
+        let gone = machine.handle(.workerExited(g(2, 0), .signaled(15)))
+        #expect(gone.contains(.announce(.generationGone(2))))
+        #expect(machine.generations.map(\.number) == [1])
+    }
+
+    @Test func readyTimeoutRollsBackAndALateReadyIsIgnored() {
+        var machine = Self.reloading()
+        _ = machine.handle(.workerReady(g(2, 0)))
+        let timeout = machine.handle(.timerFired(.readyTimeout(g(2, 1))))
+        #expect(timeout.reports == [.rolledBack(generation: 2, reason: "worker g2/s1 was not ready within 5s")])
+        #expect(timeout.signals == [Signal(g(2, 0), 15), Signal(g(2, 1), 15)])
+
+        let late = machine.handle(.workerReady(g(2, 1)))
+        #expect(late.isEmpty, "a worker that turned ready after its timeout must not take over")
+        #expect(machine.serving?.number == 1)
+    }
+
+    @Test func staleReadyTimeoutOfAReadyWorkerDoesNothing() {
+        var machine = Self.serving()
+        #expect(machine.handle(.timerFired(.readyTimeout(g(1, 0)))).isEmpty)
+    }
+
+    @Test func reloadsDuringAReloadAreQueuedAndCollapseIntoOne() {
+        var machine = Self.reloading()
+        #expect(machine.handle(.reloadRequested(2)).reports == [.queued])
+        #expect(machine.handle(.reloadRequested(3)).reports == [.queued])
+        _ = machine.handle(.workerReady(g(2, 0)))
+        let tookOver = machine.handle(.workerReady(g(2, 1)))
+        #expect(!tookOver.contains(.loadConfiguration), "generation 1 still drains: a third generation must wait")
+
+        _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
+        let drained = machine.handle(.workerExited(g(1, 1), .exited(0)))
+        #expect(drained.filter { $0 == .loadConfiguration }.count == 1)
+        #expect(drained.contains(.reportReload([2, 3], .loadingConfiguration)))
+        #expect(machine.phase == .loadingConfiguration([2, 3]))
+    }
+
+    @Test func reloadDuringARollbackWaitsForTheFailedGenerationToExit() {
+        var machine = Self.reloading()
+        _ = machine.handle(.workerExited(g(2, 0), .exited(1)))
+        #expect(machine.handle(.reloadRequested(2)).reports == [.queued])
+        let gone = machine.handle(.workerExited(g(2, 1), .signaled(15)))
+        #expect(gone.contains(.loadConfiguration))
+        let loaded = machine.handle(.configurationLoaded(Self.configuration()))
+        #expect(loaded.spawned == [g(3, 0), g(3, 1)])
+        #expect(machine.generations.map(\.number) == [1, 3])
+    }
+
+    @Test func neverMoreThanTwoGenerationsAlive() {
+        var machine = Self.serving()
+        for id in 1...20 {
+            _ = machine.handle(.reloadRequested(id))
+            _ = machine.handle(.configurationLoaded(Self.configuration()))
+            for generation in machine.generations where generation.role == .starting {
+                for slot in 0..<2 { _ = machine.handle(.workerReady(g(generation.number, slot))) }
+            }
+            #expect(machine.generations.count <= 2)
+            // Half of the old generations drain at once; the other half only later.
+            if id % 2 == 0 {
+                for generation in machine.generations where generation.role == .draining {
+                    for worker in generation.workers.values { _ = machine.handle(.workerExited(worker.id, .exited(0))) }
+                }
+            }
+            #expect(machine.generations.count <= 2)
+        }
+    }
+
+    // MARK: - Drain
+
+    @Test func oldWorkerIgnoringTheDrainSignalIsKilledAtTheDeadline() {
+        var machine = Self.reloading()
+        _ = machine.handle(.workerReady(g(2, 0)))
+        _ = machine.handle(.workerReady(g(2, 1)))
+        _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
+        let deadline = machine.handle(.timerFired(.drainDeadline(generation: 1)))
+        #expect(deadline.signals == [Signal(g(1, 1), 9)])
+        let gone = machine.handle(.workerExited(g(1, 1), .signaled(9)))
+        #expect(gone.contains(.announce(.generationGone(1))))
+        #expect(gone.spawned.isEmpty, "a drained worker is never restarted")
+    }
+
+    @Test func workerDyingWhileItsGenerationDrainsIsNotRestarted() {
+        var machine = Self.reloading()
+        _ = machine.handle(.workerReady(g(2, 0)))
+        _ = machine.handle(.workerReady(g(2, 1)))
+        let died = machine.handle(.workerExited(g(1, 1), .signaled(11)))
+        #expect(died.spawned.isEmpty)
+        #expect(!died.timers.contains { if case .restart = $0 { true } else { false } })
+    }
+
+    @Test func crashDuringTheOldGenerationsRestartDelayIsForgottenWhenItIsReplaced() {
+        var machine = Self.serving()
+        _ = machine.handle(.workerExited(g(1, 0), .exited(1)))
+        _ = machine.handle(.reloadRequested(1))
+        _ = machine.handle(.configurationLoaded(Self.configuration()))
+        _ = machine.handle(.workerReady(g(2, 0)))
+        let tookOver = machine.handle(.workerReady(g(2, 1)))
+        #expect(tookOver.contains(.cancelTimer(.restart(generation: 1, slot: 0))))
+        #expect(machine.handle(.timerFired(.restart(generation: 1, slot: 0))).isEmpty)
+    }
+
+    // MARK: - Supervision
+
+    @Test func crashedWorkerIsRestartedInItsSlotWithDoublingDelay() {
+        var machine = Self.serving()
+        let delays = (1...6).map { start -> Duration? in
+            let crashed = g(1, 0, start - 1)
+            let actions = machine.handle(.workerExited(crashed, .exited(1)))
+            #expect(actions.signals.isEmpty, "other slots are not touched")
+            let restart = machine.handle(.timerFired(.restart(generation: 1, slot: 0)))
+            #expect(restart.spawned == [g(1, 0, start)])
+            return actions.compactMap { if case .startTimer(.restart, let delay) = $0 { delay } else { nil } }.first
+        }
+        #expect(delays == [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800),
+                           .milliseconds(800), .milliseconds(800)])
+        #expect(machine.serving?.isCrashLooping(slot: 0) == true)
+        #expect(machine.serving?.isCrashLooping(slot: 1) == false)
+        #expect(machine.serving?.workers[1]?.state == .ready)
+    }
+
+    @Test func slotThatServedLongEnoughForgetsItsCrashes() {
+        var machine = Self.serving()
+        _ = machine.handle(.workerExited(g(1, 0), .exited(1)))
+        _ = machine.handle(.timerFired(.restart(generation: 1, slot: 0)))
+        let ready = machine.handle(.workerReady(g(1, 0, 1)))
+        #expect(ready.contains(.startTimer(.healthy(g(1, 0, 1)), after: SupervisorStateMachine.healthyAfter)))
+        _ = machine.handle(.timerFired(.healthy(g(1, 0, 1))))
+        #expect(machine.serving?.crashes[0] == nil)
+    }
+
+    @Test func restartedWorkerThatNeverGetsReadyIsKilledAndRestartedAgain() {
+        var machine = Self.serving()
+        _ = machine.handle(.workerExited(g(1, 0), .exited(1)))
+        _ = machine.handle(.timerFired(.restart(generation: 1, slot: 0)))
+        let timeout = machine.handle(.timerFired(.readyTimeout(g(1, 0, 1))))
+        #expect(timeout.signals == [Signal(g(1, 0, 1), 9)])
+        let exited = machine.handle(.workerExited(g(1, 0, 1), .signaled(9)))
+        #expect(exited.timers.contains(.restart(generation: 1, slot: 0)))
+        #expect(machine.serving?.number == 1)
+    }
+
+    // MARK: - Stop
+
+    @Test func stopDrainsEverythingAndExitsWhenTheLastWorkerIsGone() {
+        var machine = Self.serving()
+        let stop = machine.handle(.stopRequested)
+        #expect(stop.signals == [Signal(g(1, 0), 15), Signal(g(1, 1), 15)])
+        #expect(stop.contains(.announce(.stopping)))
+        #expect(machine.handle(.workerExited(g(1, 0), .exited(0))).isEmpty == false)
+        let last = machine.handle(.workerExited(g(1, 1), .exited(0)))
+        #expect(last.contains(.exit(code: 0, reason: nil)))
+    }
+
+    @Test func secondStopKillsAtOnce() {
+        var machine = Self.serving()
+        _ = machine.handle(.stopRequested)
+        let second = machine.handle(.stopRequested)
+        #expect(second.signals == [Signal(g(1, 0), 9), Signal(g(1, 1), 9)])
+    }
+
+    @Test func stopDuringAReloadFailsItAndDrainsBothGenerations() {
+        var machine = Self.reloading()
+        _ = machine.handle(.reloadRequested(2))
+        let stop = machine.handle(.stopRequested)
+        #expect(stop.contains(.reportReload([1], .failed("Baton is stopping"))))
+        #expect(stop.contains(.reportReload([2], .failed("Baton is stopping"))))
+        #expect(Set(stop.signals) == [Signal(g(1, 0), 15), Signal(g(1, 1), 15), Signal(g(2, 0), 15), Signal(g(2, 1), 15)])
+        #expect(machine.handle(.workerReady(g(2, 0))).isEmpty, "a worker of a stopping service never takes over")
+        #expect(machine.handle(.reloadRequested(3)).reports == [.failed("Baton is stopping")])
+    }
+
+    @Test func configurationLoadedAfterAStopOnlyReleasesItsSockets() {
+        var machine = Self.serving()
+        _ = machine.handle(.reloadRequested(1))
+        _ = machine.handle(.stopRequested)
+        let loaded = machine.handle(.configurationLoaded(Self.configuration(workers: 4)))
+        #expect(loaded.spawned.isEmpty)
+        #expect(loaded.contains { if case .retainSockets = $0 { true } else { false } })
+    }
+
+    @Test func reloadAskedDuringTheFirstStartRunsOnceItServes() {
+        var machine = SupervisorStateMachine()
+        _ = machine.handle(.start(Self.configuration(workers: 1)))
+        #expect(machine.handle(.reloadRequested(1)).reports == [.queued])
+        let ready = machine.handle(.workerReady(g(1, 0)))
+        #expect(ready.contains(.announce(.serving(generation: 1))))
+        #expect(ready.contains(.loadConfiguration))
+    }
+}
+
+struct Signal: Hashable, CustomStringConvertible {
+    var worker: WorkerID
+    var signal: Int32
+    init(_ worker: WorkerID, _ signal: Int32) {
+        self.worker = worker
+        self.signal = signal
+    }
+    var description: String { "\(signal)→\(worker)" }
+}
+
+extension Array where Element == SupervisorAction {
+    var spawned: [WorkerID] {
+        compactMap { if case .spawn(let worker, _) = $0 { worker } else { nil } }
+    }
+
+    var signals: [Signal] {
+        compactMap { if case .signal(let worker, let signal) = $0 { Signal(worker, signal) } else { nil } }
+    }
+
+    var timers: [SupervisorTimer] {
+        compactMap { if case .startTimer(let timer, _) = $0 { timer } else { nil } }
+    }
+
+    var reports: [ReloadProgress] {
+        compactMap { if case .reportReload(_, let progress) = $0 { progress } else { nil } }
+    }
+}
