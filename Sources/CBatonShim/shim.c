@@ -193,7 +193,7 @@ int baton_receive_with_credentials(int fd, char *buffer, size_t capacity, size_t
 
     ssize_t received;
     do {
-        received = recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
+        received = recvmsg(fd, &message, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     } while (received < 0 && errno == EINTR);
     if (received < 0) {
         return errno;

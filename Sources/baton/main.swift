@@ -7,7 +7,7 @@ Supervisor.prepareProcess()
 do {
     // parseAsRoot also handles --help and --version, which throw to exit.
     let command = try BatonCommand.parseAsRoot() as! BatonCommand
-    try await command.supervise()
+    try command.supervise()
 } catch {
     BatonCommand.exit(withError: error)
 }
@@ -65,7 +65,7 @@ struct BatonCommand: ParsableCommand {
         }
     }
 
-    func supervise() async throws {
+    func supervise() throws {
         let level = logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -88,7 +88,7 @@ struct BatonCommand: ParsableCommand {
             oneLine.command = command
             source = .fixed(try oneLine.configuration())
         }
-        let code = try await Supervisor(source: source, logger: Logger(label: "baton")).run()
+        let code = try Supervisor.run(source, logger: Logger(label: "baton"))
         throw ExitCode(code)
     }
 }

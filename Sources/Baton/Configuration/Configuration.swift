@@ -21,11 +21,11 @@ public struct Configuration: Sendable, Equatable {
         var addresses = Set<ListenerAddress>()
         for listener in listeners {
             guard names.insert(listener.name).inserted else {
-                throw ConfigurationError(source: source, key: "listener.name", value: listener.name,
+                throw ConfigurationError(source: source, key: "listener.name", value: listener.name.quoted,
                                          problem: "two listeners have this name")
             }
             guard addresses.insert(listener.address).inserted else {
-                throw ConfigurationError(source: source, key: "listener.address", value: "\(listener.address)",
+                throw ConfigurationError(source: source, key: "listener.address", value: "\(listener.address)".quoted,
                                          problem: "two listeners have this address")
             }
         }

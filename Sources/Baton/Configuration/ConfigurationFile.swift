@@ -75,7 +75,7 @@ public enum ConfigurationFile {
             throw reader.error("name", problem: "every listener needs a name")
         }
         guard ListenerName.isValid(name) else {
-            throw reader.error("name", value: name, problem: ListenerName.rule)
+            throw reader.error("name", value: name.quoted, problem: ListenerName.rule)
         }
         guard let addressText = try reader.string("address") else {
             throw reader.error("address", problem: "every listener needs an address")
@@ -84,15 +84,15 @@ public enum ConfigurationFile {
         do {
             address = try ListenerAddress(parsing: addressText)
         } catch {
-            throw reader.error("address", value: addressText, problem: error.description)
+            throw reader.error("address", value: addressText.quoted, problem: error.description)
         }
         var reusePort: ReusePortMode?
         if let text = try reader.string("reuseport") {
             guard let mode = ReusePortMode(rawValue: text) else {
-                throw reader.error("reuseport", value: text, problem: "expected \"per-worker\" or \"shared\"")
+                throw reader.error("reuseport", value: text.quoted, problem: "expected \"per-worker\" or \"shared\"")
             }
             guard mode == .shared || address.supportsReusePort else {
-                throw reader.error("reuseport", value: text, problem: "unix sockets can only be shared")
+                throw reader.error("reuseport", value: text.quoted, problem: "unix sockets can only be shared")
             }
             reusePort = mode
         }
@@ -106,10 +106,10 @@ public enum ConfigurationFile {
         var socketMode: UInt32?
         if let text = try reader.string("mode") {
             guard case .unix = address else {
-                throw reader.error("mode", value: text, problem: "only unix sockets have a file mode")
+                throw reader.error("mode", value: text.quoted, problem: "only unix sockets have a file mode")
             }
             guard let mode = UInt32(text, radix: 8), mode <= 0o777 else {
-                throw reader.error("mode", value: text, problem: "expected an octal file mode such as \"0660\"")
+                throw reader.error("mode", value: text.quoted, problem: "expected an octal file mode such as \"0660\"")
             }
             socketMode = mode
         }
@@ -148,7 +148,7 @@ public enum ConfigurationFile {
             do {
                 workers.readiness = try ReadinessFormat.parse(text)
             } catch {
-                throw reader.error("readiness", value: text, problem: error.description)
+                throw reader.error("readiness", value: text.quoted, problem: error.description)
             }
         }
         if let value = try reader.duration("ready_timeout") { workers.readyTimeout = value }
@@ -157,13 +157,13 @@ public enum ConfigurationFile {
         if let value = try reader.duration("restart_delay_max") { workers.restartDelayMax = value }
         if let text = try reader.string("drain_signal") {
             guard let signal = SignalName.parse(text) else {
-                throw reader.error("drain_signal", value: text, problem: "unknown signal: use a name such as TERM, QUIT or WINCH")
+                throw reader.error("drain_signal", value: text.quoted, problem: "unknown signal: use a name such as TERM, QUIT or WINCH")
             }
             workers.drainSignal = signal
         }
         if let text = try reader.string("output") {
             guard let output = OutputMode(rawValue: text) else {
-                throw reader.error("output", value: text, problem: "expected \"inherit\" or \"prefix\"")
+                throw reader.error("output", value: text.quoted, problem: "expected \"inherit\" or \"prefix\"")
             }
             workers.output = output
         }
@@ -178,7 +178,7 @@ private struct TableReader {
     let source: String
 
     func error(_ key: String, value: String? = nil, problem: String) -> ConfigurationError {
-        ConfigurationError(source: source, key: path + key, value: value.map { "\"\($0)\"" }, problem: problem)
+        ConfigurationError(source: source, key: path + key, value: value, problem: problem)
     }
 
     func allowOnly(_ keys: Set<String>) throws(ConfigurationError) {
@@ -220,7 +220,7 @@ private struct TableReader {
     func duration(_ key: String) throws(ConfigurationError) -> Duration? {
         guard let text = try string(key) else { return nil }
         guard let duration = DurationFormat.parse(text) else {
-            throw error(key, value: text, problem: "expected a duration such as \"30s\", \"500ms\" or \"2m\"")
+            throw error(key, value: text.quoted, problem: "expected a duration such as \"30s\", \"500ms\" or \"2m\"")
         }
         return duration
     }
@@ -253,4 +253,9 @@ public enum ReadinessFormat {
         }
         throw FormatError("expected notify, delay:<duration> or exec:<command>")
     }
+}
+
+extension String {
+    /// As TOML writes a string, for error messages.
+    var quoted: String { "\"\(self)\"" }
 }

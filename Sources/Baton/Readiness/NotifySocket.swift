@@ -1,35 +1,38 @@
 import CBatonShim
+import Dispatch
 import Glibc
 
-/// The datagram socket workers find in `NOTIFY_SOCKET` and speak the sd_notify
-/// protocol on (`READY=1`, `STATUS=…`, `STOPPING=1`). Each datagram carries its
-/// sender's pid, which the supervisor attributes to a worker.
-final class NotifySocket: Sendable {
+/// The datagram socket one worker finds in `NOTIFY_SOCKET` and speaks the sd_notify
+/// protocol on (`READY=1`, `STATUS=…`, `STOPPING=1`).
+///
+/// Each worker gets a socket of its own, so a message is attributed to its worker even
+/// when its sender is a short-lived child that is gone by the time it is read (as
+/// `systemd-notify --ready` in a shell wrapper is). The sender's credentials are
+/// checked as well: a live sender outside the worker's process tree is ignored.
+final class NotifySocket {
     /// The `NOTIFY_SOCKET` value: an abstract address, so nothing is left on disk.
     let address: String
-    private let fd: Int32
+    private let source: DispatchSourceRead
+    private static let queue = DispatchQueue(label: "baton.notify")
 
-    init() throws(SystemError) {
-        address = "@baton/\(getpid())/notify"
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw .last("socket", subject: "notify socket") }
+    /// Starts delivering each message with its sender's pid.
+    init(address: String, deliver: @escaping @Sendable (pid_t, String) -> Void) throws(SystemError) {
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .last("socket", subject: "notify socket \(address)") }
         var unixAddress = try UnixAddress(address, subject: "notify socket")
         guard unixAddress.withSockaddr({ bind(fd, $0, $1) }) == 0 else {
             let error = SystemError.last("bind", subject: "notify socket \(address)")
-            close(fd)
+            Glibc.close(fd)
             throw error
         }
         let error = baton_enable_credentials(fd)
-        guard error == 0 else { throw SystemError("setsockopt(SO_PASSCRED)", errno: error, subject: "notify socket") }
-        // Bursts of notifications from many workers must not be dropped.
-        var size: Int32 = 1 << 20
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-    }
-
-    /// Calls `deliver` with each message and its sender's pid, on a thread of its own.
-    func start(_ deliver: @escaping @Sendable (pid_t, String) -> Void) {
-        let fd = self.fd
-        Thread.detach {
+        guard error == 0 else {
+            Glibc.close(fd)
+            throw SystemError("setsockopt(SO_PASSCRED)", errno: error, subject: "notify socket \(address)")
+        }
+        self.address = address
+        source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: Self.queue)
+        source.setEventHandler {
             var buffer = [CChar](repeating: 0, count: 4096)
             while true {
                 var length = 0
@@ -37,16 +40,19 @@ final class NotifySocket: Sendable {
                 let error = buffer.withUnsafeMutableBufferPointer {
                     baton_receive_with_credentials(fd, $0.baseAddress, $0.count, &length, &pid)
                 }
-                guard error == 0 else {
-                    if error == EINTR { continue }
-                    return
-                }
+                guard error == 0 else { return }
                 let text = buffer.withUnsafeBufferPointer {
                     String(decoding: UnsafeRawBufferPointer($0).prefix(length), as: UTF8.self)
                 }
                 deliver(pid, text)
             }
         }
+        source.setCancelHandler { Glibc.close(fd) }
+        source.resume()
+    }
+
+    func close() {
+        source.cancel()
     }
 }
 
@@ -69,21 +75,21 @@ struct NotifyMessage: Equatable {
     }
 }
 
-/// Finds which of our processes a pid belongs to: itself, the leader of its process
-/// group, or its nearest ancestor that we know. Reads `/proc`, so a sender that has
-/// already been reaped by its parent cannot be attributed (systemd has the same limit
-/// with `NotifyAccess=all`).
+/// Whether a process belongs to a worker's process tree, from `/proc`.
 enum ProcessAncestry {
-    static func attribute<Value>(_ pid: pid_t, in known: [pid_t: Value]) -> Value? {
-        if let value = known[pid] { return value }
+    /// True for the worker itself, a member of its process group, or a descendant. A
+    /// sender that has already exited cannot be checked and is believed: only the
+    /// worker's tree was given the socket's address.
+    static func belongs(_ pid: pid_t, to worker: pid_t) -> Bool {
         var current = pid
-        for _ in 0..<16 {
-            guard let (parent, group) = parentAndGroup(current) else { return nil }
-            if let value = known[group] ?? known[parent] { return value }
-            guard parent > 1 else { return nil }
+        for _ in 0..<32 {
+            if current == worker { return true }
+            guard let (parent, group) = parentAndGroup(current) else { return current == pid }
+            if group == worker { return true }
+            guard parent > 1 else { return false }
             current = parent
         }
-        return nil
+        return false
     }
 
     /// Fields 4 and 5 of `/proc/<pid>/stat`, after the command name in parentheses.

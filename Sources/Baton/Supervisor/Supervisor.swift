@@ -1,6 +1,8 @@
 import CBatonShim
+import Dispatch
 import Glibc
 import Logging
+import Synchronization
 
 /// The shell around ``SupervisorStateMachine``: it turns signals, child exits,
 /// notifications, timers and control requests into events, and performs the actions
@@ -9,7 +11,7 @@ import Logging
 public final class Supervisor {
     enum Input: Sendable {
         case delivery(SignalWatcher.Delivery)
-        case notification(pid_t, String)
+        case notification(WorkerID, sender: pid_t, String)
         case timer(TimerKey, token: UInt64)
         case control(ControlRequest, ControlResponder)
     }
@@ -30,7 +32,7 @@ public final class Supervisor {
     private let inputs: AsyncStream<Input>
     private let continuation: AsyncStream<Input>.Continuation
     private let environment = ProcessSpawner.inheritedEnvironment()
-    private var notifySocket: NotifySocket?
+    private var notifySockets: [WorkerID: NotifySocket] = [:]
 
     private var timers: [TimerKey: (token: UInt64, task: Task<Void, Never>)] = [:]
     private var nextTimerToken: UInt64 = 0
@@ -43,7 +45,7 @@ public final class Supervisor {
     private var reloadHistory: [(firstID: ReloadRequestID, record: StatusReport.ReloadRecord)] = []
     private var exitCode: Int32?
 
-    public init(source: ConfigurationSource, logger: Logger) {
+    init(source: ConfigurationSource, logger: Logger) {
         self.source = source
         self.logger = logger
         sockets = SocketTable(logger: logger)
@@ -56,13 +58,31 @@ public final class Supervisor {
         SignalWatcher.blockSignals()
     }
 
+    /// Runs a service until it is stopped, and returns the exit code. Blocks the calling
+    /// thread, the main thread, whose blocked signals must stay blocked: the async
+    /// `main` of Swift would unblock them on it.
+    public static func run(_ source: ConfigurationSource, logger: Logger) throws -> Int32 {
+        let outcome = Mutex<Result<Int32, any Error>?>(nil)
+        let finished = DispatchSemaphore(value: 0)
+        Task {
+            let result: Result<Int32, any Error>
+            do {
+                result = .success(try await Supervisor(source: source, logger: logger).run())
+            } catch {
+                result = .failure(error)
+            }
+            outcome.withLock { $0 = result }
+            finished.signal()
+        }
+        finished.wait()
+        return try outcome.withLock { $0! }.get()
+    }
+
     /// Runs the service until it is stopped; returns the exit code.
-    public func run() async throws -> Int32 {
+    func run() async throws -> Int32 {
         let configuration = try source.load()
         try sockets.prepare(configuration)
         defer { sockets.closeAll() }
-        let notifySocket = try NotifySocket()
-        self.notifySocket = notifySocket
         let continuation = self.continuation
         let control = try await ControlServer(path: configuration.controlSocket) { request, responder in
             continuation.yield(.control(request, responder))
@@ -71,7 +91,6 @@ public final class Supervisor {
             logger.debug("could not become a child subreaper; orphans of workers go to init")
         }
         SignalWatcher.start { continuation.yield(.delivery($0)) }
-        notifySocket.start { continuation.yield(.notification($0, $1)) }
         logger.info("baton \(getpid()) starting \(configuration.workers.count) worker(s) of \(configuration.workers.command.joined(separator: " ")); control socket \(control.path)")
 
         feed(.start(configuration))
@@ -102,9 +121,10 @@ public final class Supervisor {
             }
         case .delivery(.childExited(let pid, let status)):
             childExited(pid, status: status)
-        case .notification(let pid, let text):
-            guard let worker = ProcessAncestry.attribute(pid, in: workers) else {
-                logger.debug("notification from pid \(pid), which is no worker's, ignored")
+        case .notification(let worker, let sender, let text):
+            guard let pid = pids[worker] else { return }
+            guard ProcessAncestry.belongs(sender, to: pid) else {
+                logger.warning("notification for worker \(worker) from pid \(sender), outside its process tree, ignored")
                 return
             }
             let message = NotifyMessage(text)
@@ -147,6 +167,7 @@ public final class Supervisor {
     private func childExited(_ pid: pid_t, status: Int32) {
         if let worker = workers.removeValue(forKey: pid) {
             pids[worker] = nil
+            notifySockets.removeValue(forKey: worker)?.close()
             startTimes[worker] = nil
             cancelTimer(.readinessDelay(worker))
             cancelTimer(.probe(worker))
@@ -230,7 +251,17 @@ public final class Supervisor {
             environment["LISTEN_FDS"] = "\(sockets.count)"
             environment["LISTEN_FDNAMES"] = sockets.map(\.name).joined(separator: ":")
         }
-        environment["NOTIFY_SOCKET"] = notifySocket?.address
+        let notifySocket: NotifySocket
+        do {
+            let continuation = self.continuation
+            notifySocket = try NotifySocket(address: "@baton/\(getpid())/\(worker)") { sender, text in
+                continuation.yield(.notification(worker, sender: sender, text))
+            }
+        } catch {
+            feed(.workerExited(worker, .failedToStart("\(error)")))
+            return
+        }
+        environment["NOTIFY_SOCKET"] = notifySocket.address
         environment["BATON_GENERATION"] = "\(worker.generation)"
         environment["BATON_SLOT"] = "\(worker.slot)"
 
@@ -253,6 +284,7 @@ public final class Supervisor {
             let pid = try ProcessSpawner.spawn(request)
             pids[worker] = pid
             workers[pid] = worker
+            notifySockets[worker] = notifySocket
             startTimes[worker] = Clock.monotonic()
             logger.info("started worker \(worker) (pid \(pid))")
             switch settings.readiness {
@@ -264,6 +296,7 @@ public final class Supervisor {
                 startTimer(.probe(worker), after: .milliseconds(100))
             }
         } catch {
+            notifySocket.close()
             feed(.workerExited(worker, .failedToStart(error.description)))
         }
     }

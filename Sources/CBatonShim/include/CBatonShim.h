@@ -45,8 +45,8 @@ int baton_reap(pid_t *pid, int *status);
 /// Turns on SO_PASSCRED so that each datagram carries its sender's credentials.
 int baton_enable_credentials(int fd);
 
-/// Receives one datagram with its sender's pid. Descriptors passed with it are closed.
-/// Blocks. `*length` is set to the payload length.
+/// Receives one waiting datagram with its sender's pid, without blocking (EAGAIN when
+/// none waits). Descriptors passed with it are closed. `*length` is the payload length.
 int baton_receive_with_credentials(int fd, char *buffer, size_t capacity, size_t *length, pid_t *pid);
 
 /// The pid and uid of the peer of a connected unix socket.

@@ -1,0 +1,213 @@
+import Testing
+
+@testable import Baton
+
+@Suite struct ConfigurationFileTests {
+    func parse(_ text: String) throws(ConfigurationError) -> Configuration {
+        try ConfigurationFile.parse(text, source: "baton.toml", defaultControlSocket: "/run/default.sock")
+    }
+
+    @Test func readsEveryKey() throws {
+        let configuration = try parse("""
+            control_socket = "/run/app/baton.sock"
+
+            [[listener]]
+            name = "http"
+            address = "tcp://0.0.0.0:8080"
+            backlog = 1024
+
+            [[listener]]
+            name = "admin"
+            address = "unix:///run/app/admin.sock"
+            mode = "0660"
+
+            [[listener]]
+            name = "dns"
+            address = "udp://[::1]:5353"
+            reuseport = "shared"
+
+            [workers]
+            command = ["./server", "--flag"]
+            count = 4
+            directory = "/srv/app"
+            environment = { MODE = "production" }
+            readiness = "exec:curl -fs http://127.0.0.1:8080/health"
+            ready_timeout = "90s"
+            drain_signal = "QUIT"
+            drain_timeout = "1m"
+            restart_delay = "250ms"
+            restart_delay_max = "10s"
+            output = "prefix"
+            """)
+        #expect(configuration.controlSocket == "/run/app/baton.sock")
+        #expect(configuration.listeners.map(\.name) == ["http", "admin", "dns"])
+        #expect(configuration.listeners[0].address == .tcp(host: "0.0.0.0", port: 8080))
+        #expect(configuration.listeners[0].reusePort == .perWorker)
+        #expect(configuration.listeners[0].backlog == 1024)
+        #expect(configuration.listeners[1].reusePort == .shared)
+        #expect(configuration.listeners[1].socketMode == 0o660)
+        #expect(configuration.listeners[2].address == .udp(host: "::1", port: 5353))
+        #expect(configuration.listeners[2].reusePort == .shared)
+        let workers = configuration.workers
+        #expect(workers.command == ["./server", "--flag"])
+        #expect(workers.count == 4)
+        #expect(workers.directory == "/srv/app")
+        #expect(workers.environment == ["MODE": "production"])
+        #expect(workers.readiness == .exec("curl -fs http://127.0.0.1:8080/health"))
+        #expect(workers.readyTimeout == .seconds(90))
+        #expect(workers.drainSignal == 3)
+        #expect(workers.drainTimeout == .seconds(60))
+        #expect(workers.restartDelay == .milliseconds(250))
+        #expect(workers.restartDelayMax == .seconds(10))
+        #expect(workers.output == .prefix)
+    }
+
+    @Test func defaultsAreThoseOfTheProduct() throws {
+        let configuration = try parse("""
+            [workers]
+            command = "./server"
+            """)
+        #expect(configuration.controlSocket == "/run/default.sock")
+        #expect(configuration.workers.count == 1)
+        #expect(configuration.workers.readiness == .notify)
+        #expect(configuration.workers.drainSignal == 15)
+        #expect(configuration.workers.drainTimeout == .seconds(30))
+    }
+
+    @Test(arguments: [
+        ("[workers]\ncommand = [\"x\"]\ncount = \"four\"", "baton.toml: workers.count = \"four\": expected an integer"),
+        ("[workers]\ncommand = [\"x\"]\ncount = 0", "baton.toml: workers.count = 0: expected a number of workers from 1 to 1024"),
+        ("[workers]\ncommand = [\"x\"]\ncuont = 2", "baton.toml: workers.cuont: unknown key; known keys here: command, count, directory, drain_signal, drain_timeout, environment, output, readiness, ready_timeout, restart_delay, restart_delay_max"),
+        ("[workers]\ncommand = [\"x\"]\ndrain_timeout = \"soon\"", "baton.toml: workers.drain_timeout = \"soon\": expected a duration such as \"30s\", \"500ms\" or \"2m\""),
+        ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"TERMINATE\"", "baton.toml: workers.drain_signal = \"TERMINATE\": unknown signal: use a name such as TERM, QUIT or WINCH"),
+        ("[workers]\ncommand = [\"x\"]\nreadiness = \"magic\"", "baton.toml: workers.readiness = \"magic\": expected notify, delay:<duration> or exec:<command>"),
+        ("[[listener]]\nname = \"http\"\naddress = \"tcp://localhost:80\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].address = \"tcp://localhost:80\": 'localhost' is not an IP address: use an IPv4 literal or [IPv6] in brackets"),
+        ("[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:99999\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].address = \"tcp://127.0.0.1:99999\": '99999' is not a port number (0-65535)"),
+        ("[[listener]]\nname = \"a:b\"\naddress = \"tcp://127.0.0.1:80\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].name = \"a:b\": a name is 1 to 255 letters, digits, '-', '_' or '.'"),
+        ("[[listener]]\nname = \"s\"\naddress = \"unix:///tmp/s\"\nreuseport = \"per-worker\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].reuseport = \"per-worker\": unix sockets can only be shared"),
+        ("[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:80\"\n[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:81\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener.name = \"a\": two listeners have this name"),
+        ("[listener]\nname = \"a\"", "baton.toml: listener: use [[listener]] tables"),
+        ("control_socket = \"/x\"", "baton.toml: workers: a [workers] table is required"),
+    ])
+    func badValuesAreNamedWithTheirKeyAndFile(text: String, message: String) {
+        #expect(throws: ConfigurationError.self) { try parse(text) }
+        do {
+            _ = try parse(text)
+        } catch {
+            #expect(error.description == message)
+        }
+    }
+
+    @Test func syntaxErrorsGiveTheLine() {
+        do {
+            _ = try parse("[workers]\ncommand = [\"x\"\n")
+            Issue.record("a syntax error was accepted")
+        } catch {
+            #expect(error.description.hasPrefix("baton.toml:2:"))
+        }
+    }
+
+    @Test func missingFileIsAClearError() {
+        do {
+            _ = try ConfigurationFile.load(path: "/nonexistent/baton.toml", defaultControlSocket: "/x")
+            Issue.record("a missing file was accepted")
+        } catch {
+            #expect(error.description == "/nonexistent/baton.toml: cannot read the file: /nonexistent/baton.toml: open: No such file or directory")
+        }
+    }
+}
+
+@Suite struct CommandLineConfigurationTests {
+    @Test func oneLinerBuildsTheSameConfigurationAsAFile() throws {
+        var oneLine = CommandLineConfiguration()
+        oneLine.listen = ["http=tcp://127.0.0.1:8080", "admin=tcp://[::1]:9090"]
+        oneLine.workers = 4
+        oneLine.readiness = "delay:2s"
+        oneLine.drainSignal = "SIGQUIT"
+        oneLine.drainTimeout = "10s"
+        oneLine.controlSocket = "/tmp/b.sock"
+        oneLine.command = ["./server", "--flag"]
+        let configuration = try oneLine.configuration()
+        #expect(configuration.listeners.map(\.address) == [.tcp(host: "127.0.0.1", port: 8080), .tcp(host: "::1", port: 9090)])
+        #expect(configuration.workers.count == 4)
+        #expect(configuration.workers.readiness == .delay(.seconds(2)))
+        #expect(configuration.workers.drainSignal == 3)
+        #expect(configuration.workers.drainTimeout == .seconds(10))
+    }
+
+    @Test func listenWithoutANameIsAnError() {
+        var oneLine = CommandLineConfiguration()
+        oneLine.listen = ["tcp://127.0.0.1:8080"]
+        oneLine.command = ["./server"]
+        #expect(throws: ConfigurationError(source: "command line", key: "--listen", value: "tcp://127.0.0.1:8080",
+                                           problem: "expected NAME=ADDRESS, such as http=tcp://0.0.0.0:8080")) {
+            try oneLine.configuration()
+        }
+    }
+}
+
+@Suite struct FormatTests {
+    @Test(arguments: [
+        ("tcp://127.0.0.1:8080", ListenerAddress.tcp(host: "127.0.0.1", port: 8080)),
+        ("tcp://[::]:80", .tcp(host: "::", port: 80)),
+        ("udp://0.0.0.0:53", .udp(host: "0.0.0.0", port: 53)),
+        ("unix:///run/app.sock", .unix(path: "/run/app.sock")),
+    ])
+    func addressesRoundTrip(text: String, address: ListenerAddress) throws {
+        #expect(try ListenerAddress(parsing: text) == address)
+        #expect(address.description == text)
+    }
+
+    @Test(arguments: ["127.0.0.1:80", "http://127.0.0.1:80", "tcp://127.0.0.1", "tcp://[::1:80", "unix://"])
+    func badAddressesAreRejected(text: String) {
+        #expect(throws: FormatError.self) { try ListenerAddress(parsing: text) }
+    }
+
+    @Test func durations() {
+        #expect(DurationFormat.parse("30s") == .seconds(30))
+        #expect(DurationFormat.parse("1.5s") == .milliseconds(1500))
+        #expect(DurationFormat.parse("250ms") == .milliseconds(250))
+        #expect(DurationFormat.parse("2m") == .seconds(120))
+        #expect(DurationFormat.parse("10") == nil)
+        #expect(DurationFormat.parse("-1s") == nil)
+        #expect(DurationFormat.string(.milliseconds(1500)) == "1500ms")
+        #expect(DurationFormat.string(.seconds(30)) == "30s")
+    }
+
+    @Test func signals() {
+        #expect(SignalName.parse("TERM") == 15)
+        #expect(SignalName.parse("sigquit") == 3)
+        #expect(SignalName.parse("WINCH") == 28)
+        #expect(SignalName.parse("12") == 12)
+        #expect(SignalName.parse("NOPE") == nil)
+    }
+
+    @Test func notifyMessages() {
+        let message = NotifyMessage("READY=1\nSTATUS=serving on :8080\nMAINPID=12")
+        #expect(message.ready && !message.stopping)
+        #expect(message.status == "serving on :8080")
+        #expect(NotifyMessage("STOPPING=1").stopping)
+        #expect(!NotifyMessage("READY=0").ready)
+    }
+}
+
+@Suite struct ControlProtocolTests {
+    @Test func requestsDecode() throws {
+        #expect(try ControlRequest.decode(#"{"command":"reload","wait":true}"#).get() == ControlRequest(command: .reload, wait: true))
+        #expect(try ControlRequest.decode(#"{"command":"status"}"#).get() == ControlRequest(command: .status))
+    }
+
+    @Test(arguments: [
+        ("reload", "not a JSON object: send one line such as {\"command\":\"status\"}"),
+        (#"{"wait":true}"#, "the request has no \"command\""),
+        (#"{"command":"relaod"}"#, "unknown command \"relaod\"; known commands: status, reload, stop"),
+    ])
+    func badRequestsGetAnErrorNamingTheProblem(line: String, error: String) {
+        #expect(ControlRequest.decode(line) == .failure(ControlProtocolError(error)))
+    }
+
+    @Test func repliesRoundTrip() {
+        let reply = ControlReply(ok: false, final: true, error: "rolled back")
+        #expect(ControlReply.decode(reply.encodedLine()) == reply)
+    }
+}
