@@ -42,11 +42,16 @@ static void baton_child_write_pid(char *entry) {
 static void baton_child(const baton_spawn_request *request, int report_fd) {
     // Dispositions first, then the mask: a pending signal must not run a handler of
     // the parent's in the child.
-    struct sigaction default_action;
-    memset(&default_action, 0, sizeof(default_action));
-    default_action.sa_handler = SIG_DFL;
+    // The raw system call, because glibc's sigaction refuses the signals it reserves
+    // for itself (32 and 33), which a parent may have set to ignored.
+    struct {
+        void *handler;
+        unsigned long flags;
+        void *restorer;
+        unsigned long mask;
+    } default_action = {.handler = SIG_DFL};
     for (int signal = 1; signal < NSIG; signal++) {
-        sigaction(signal, &default_action, NULL);
+        syscall(SYS_rt_sigaction, signal, &default_action, NULL, sizeof(default_action.mask));
     }
     sigset_t empty;
     sigemptyset(&empty);

@@ -94,9 +94,9 @@ public final class Supervisor {
         logger.info("baton \(getpid()) starting \(configuration.workers.count) worker(s) of \(configuration.workers.command.joined(separator: " ")); control socket \(control.path)")
 
         feed(.start(configuration))
-        for await input in inputs {
+        var iterator = inputs.makeAsyncIterator()
+        while exitCode == nil, let input = await iterator.next() {
             handle(input)
-            if exitCode != nil { break }
         }
         for timer in timers.values {
             timer.task.cancel()

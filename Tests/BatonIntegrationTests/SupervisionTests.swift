@@ -1,0 +1,160 @@
+import Baton
+import Foundation
+import Testing
+
+/// Restarts, failures at start, stops and orphans, with real processes.
+@Suite(.serialized) struct SupervisionTests {
+    @Test func crashedWorkerIsRestartedInItsSlotAndOthersAreUntouched() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest([
+            "--workers", "3", "--ready", "delay:50ms", "--", "/bin/sleep", "1000",
+        ], in: scratch)
+        let before = try baton.waitUntilServing()
+        let workers = before.generations[0].workers
+        kill(try #require(workers[1].pid), SIGKILL)
+        let after = try baton.waitForStatus("slot 1 restarted") { status in
+            status.generations.count == 1 && status.generations[0].workers.count == 3
+                && status.generations[0].workers[1].restarts == 1 && status.generations[0].workers[1].state == "ready"
+        }
+        #expect(after.generations[0].number == 1)
+        #expect(after.generations[0].workers[0].pid == workers[0].pid)
+        #expect(after.generations[0].workers[2].pid == workers[2].pid)
+        #expect(after.generations[0].workers[1].pid != workers[1].pid)
+        #expect(baton.log.contains("worker g1/s1 killed by SIGKILL; restarting in 500ms"))
+        #expect(baton.stop() == 0)
+    }
+
+    @Test func firstGenerationThatCannotStartMakesBatonExitWithTheReason() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest(["--workers", "2", "--", "/bin/sh", "-c", "exit 7"], in: scratch)
+        #expect(baton.waitForExit() == 1)
+        #expect(baton.log.contains("exited with status 7 before it was ready"))
+    }
+
+    @Test func missingCommandIsReportedByName() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest(["--", "no-such-server-here"], in: scratch)
+        #expect(baton.waitForExit() == 1)
+        #expect(baton.log.contains("no-such-server-here: command not found"))
+    }
+
+    @Test func stopDrainsThenKillsWorkersThatIgnoreTheDrainSignal() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest([
+            "--workers", "2", "--ready", "delay:50ms", "--drain-timeout", "500ms", "--",
+            "/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.05; done",
+        ], in: scratch)
+        try baton.waitUntilServing()
+        #expect(baton.stop() == 0)
+        #expect(baton.log.contains("sending SIGKILL to worker g1/s0"))
+    }
+
+    @Test func orphansOfWorkersAreReaped() throws {
+        let scratch = ScratchDirectory()
+        // The worker leaves a child behind that outlives it; Baton, as subreaper, inherits and reaps it.
+        let baton = try BatonUnderTest([
+            "--ready", "delay:50ms", "--", "/bin/sh", "-c", "sleep 0.3 & exec sleep 1000",
+        ], in: scratch)
+        let status = try baton.waitUntilServing()
+        kill(try #require(status.generations[0].workers[0].pid), SIGKILL)
+        _ = try baton.waitForStatus("the restarted worker") { $0.generations[0].workers.first?.restarts == 1 }
+        usleep(600_000)
+        let batonPID = baton.process.processIdentifier
+        let zombies = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.range(of: ")") else { return false }
+            let fields = stat[close.upperBound...].split(separator: " ")
+            return fields[0] == "Z" && fields[1] == "\(batonPID)"
+        }
+        #expect(zombies.isEmpty, "zombies left under baton: \(zombies)")
+        #expect(baton.stop() == 0)
+    }
+
+    @Test func secondSignalKillsAtOnce() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest([
+            "--ready", "delay:50ms", "--drain-timeout", "10m", "--", "/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.05; done",
+        ], in: scratch)
+        try baton.waitUntilServing()
+        kill(baton.process.processIdentifier, SIGTERM)
+        _ = try baton.waitForStatus("stopping") { $0.phase == "stopping" }
+        kill(baton.process.processIdentifier, SIGINT)
+        #expect(baton.waitForExit() == 0)
+    }
+}
+
+/// The control socket and configuration reloads: bad input changes nothing.
+@Suite(.serialized) struct ControlTests {
+    func rawRequest(_ line: String, to path: String) throws -> String {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { throw TestFailure("connect: \(errno)") }
+        _ = line.withCString { write(fd, $0, strlen($0)) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = read(fd, &buffer, buffer.count)
+        return String(decoding: buffer.prefix(max(count, 0)), as: UTF8.self)
+    }
+
+    @Test func malformedAndUnknownRequestsGetAnErrorAndChangeNothing() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest(["--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch)
+        let before = try baton.waitUntilServing()
+        let garbage = try rawRequest("reload please\n", to: baton.controlSocket)
+        #expect(garbage.contains(#""ok":false"#) && garbage.contains("not a JSON object"))
+        let unknown = try rawRequest(#"{"command":"restart"}"# + "\n", to: baton.controlSocket)
+        #expect(unknown.contains("unknown command \\\"restart\\\""))
+        let after = try baton.status()
+        #expect(after.generations.map(\.number) == before.generations.map(\.number))
+        #expect(after.generations[0].workers.map(\.pid) == before.generations[0].workers.map(\.pid))
+        #expect(baton.stop() == 0)
+    }
+
+    @Test func controlSocketIsPrivate() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest(["--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch)
+        try baton.waitUntilServing()
+        let attributes = try FileManager.default.attributesOfItem(atPath: baton.controlSocket)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect(baton.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: baton.controlSocket))
+    }
+
+    @Test func badConfigurationAtReloadFailsTheReloadAndChangesNothing() throws {
+        let scratch = ScratchDirectory()
+        let good = """
+            [workers]
+            command = ["/bin/sleep", "1000"]
+            count = 2
+            readiness = "delay:50ms"
+            """
+        try scratch.write("baton.toml", good)
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        let before = try baton.waitUntilServing()
+        try scratch.write("baton.toml", good.replacingOccurrences(of: "count = 2", with: "count = \"two\""))
+        let result = try run(Products.path("batonctl"), ["reload", "--wait", "-s", baton.controlSocket])
+        #expect(result.status != 0)
+        #expect(result.output.contains("baton.toml: workers.count = \"two\": expected an integer"))
+        let after = try baton.status()
+        #expect(after.generations.map(\.number) == [1])
+        #expect(after.generations[0].workers.map(\.pid) == before.generations[0].workers.map(\.pid))
+        #expect(after.reloads.last?.result == "failed")
+        #expect(baton.stop() == 0)
+    }
+
+    @Test func secondBatonOnTheSameControlSocketIsRefused() throws {
+        let scratch = ScratchDirectory()
+        let first = try BatonUnderTest(["--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch)
+        try first.waitUntilServing()
+        let second = try BatonUnderTest(["--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch)
+        #expect(second.waitForExit() != 0)
+        #expect(second.log.contains("another Baton is running there"))
+        #expect(try first.status().phase == "running")
+        #expect(first.stop() == 0)
+    }
+}

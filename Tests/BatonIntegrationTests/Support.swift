@@ -1,0 +1,169 @@
+import Baton
+import Foundation
+import Testing
+
+/// The executables of this package, built next to the test bundle.
+enum Products {
+    static let directory: String = {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (executable as NSString).deletingLastPathComponent
+    }()
+
+    static func path(_ name: String) -> String {
+        "\(directory)/\(name)"
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now, chosen by the kernel.
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(fd, pointer, length)
+            return getsockname(fd, pointer, &length)
+        }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A scratch directory for one test, removed when the test ends.
+final class ScratchDirectory {
+    let path: String
+
+    init() {
+        path = NSTemporaryDirectory() + "baton-test-" + UUID().uuidString.prefix(8)
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func write(_ name: String, _ text: String) throws {
+        try text.write(toFile: "\(path)/\(name)", atomically: true, encoding: .utf8)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A `baton` process started by a test, stopped by pid when the test ends.
+final class BatonUnderTest {
+    let process = Process()
+    let controlSocket: String
+    let logPath: String
+
+    /// `arguments` are baton's, without `--control`.
+    init(_ arguments: [String], in scratch: ScratchDirectory) throws {
+        controlSocket = "\(scratch.path)/baton.sock"
+        logPath = "\(scratch.path)/baton-\(UUID().uuidString.prefix(8)).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.executableURL = URL(fileURLWithPath: Products.path("baton"))
+        process.arguments = ["--control", controlSocket] + arguments
+        process.standardOutput = log
+        process.standardError = log
+        process.currentDirectoryURL = URL(fileURLWithPath: scratch.path)
+        try process.run()
+    }
+
+    var log: String {
+        (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    }
+
+    func status() throws -> StatusReport {
+        let reply = try ControlClient.send(ControlRequest(command: .status), to: controlSocket)
+        guard let status = reply.status else { throw TestFailure("no status: \(reply)") }
+        return status
+    }
+
+    /// Waits (bounded) until generation `generation`, or any, serves with every worker ready.
+    @discardableResult
+    func waitUntilServing(generation: Int? = nil, timeout: Double = 60) throws -> StatusReport {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last: String = "no answer"
+        while Date() < deadline {
+            guard process.isRunning else { throw TestFailure("baton exited (\(process.terminationStatus)):\n\(log)") }
+            if let status = try? status() {
+                if let serving = status.generations.last(where: { $0.role == "serving" }),
+                   generation == nil || serving.number == generation,
+                   !serving.workers.isEmpty, serving.workers.allSatisfy({ $0.state == "ready" }),
+                   status.phase == "running" {
+                    return status
+                }
+                last = "\(status.phase), generations \(status.generations.map { "\($0.number):\($0.role)" })"
+            }
+            usleep(20_000)
+        }
+        throw TestFailure("baton did not serve within \(timeout)s (\(last)):\n\(log)")
+    }
+
+    /// Waits (bounded) for `condition` on the status.
+    func waitForStatus(timeout: Double = 30, _ what: String, _ condition: (StatusReport) -> Bool) throws -> StatusReport {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let status = try? status(), condition(status) { return status }
+            usleep(20_000)
+        }
+        throw TestFailure("status never showed \(what):\n\(log)")
+    }
+
+    func reload() throws -> ControlReply {
+        try ControlClient.send(ControlRequest(command: .reload, wait: true), to: controlSocket)
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit; returns the exit status.
+    @discardableResult
+    func stop(timeout: Double = 30) -> Int32 {
+        guard process.isRunning else { return process.terminationStatus }
+        kill(process.processIdentifier, SIGTERM)
+        return waitForExit(timeout: timeout)
+    }
+
+    func waitForExit(timeout: Double = 30) -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline {
+            usleep(20_000)
+        }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return -1
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            // Workers are in their own process groups; take them down with baton.
+            if let status = try? status() {
+                for worker in status.generations.flatMap(\.workers) {
+                    if let pid = worker.pid { kill(-pid, SIGKILL) }
+                }
+            }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// Runs a command to completion; returns its exit status and output.
+func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    let pipe = Pipe()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
