@@ -45,7 +45,10 @@ final class ScratchDirectory {
     }
 
     deinit {
-        try? FileManager.default.removeItem(atPath: path)
+        // BATON_TEST_KEEP=1 keeps logs and configurations for a post-mortem.
+        if ProcessInfo.processInfo.environment["BATON_TEST_KEEP"] == nil {
+            try? FileManager.default.removeItem(atPath: path)
+        }
     }
 }
 

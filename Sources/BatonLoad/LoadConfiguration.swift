@@ -1,0 +1,57 @@
+/// Where the load goes.
+public enum LoadTarget: Sendable, Equatable, CustomStringConvertible {
+    /// `host` is an IPv4 or IPv6 literal.
+    case tcp(host: String, port: Int)
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port): host.contains(":") ? "tcp://[\(host)]:\(port)" : "tcp://\(host):\(port)"
+        case .unix(let path): "unix://\(path)"
+        }
+    }
+}
+
+/// How clients use connections.
+public enum ConnectionMode: String, Sendable, Codable, CaseIterable {
+    /// A new connection for every request (`Connection: close`).
+    case newConnection = "new-connection"
+    /// Requests back to back on each connection; a new one only when the server closes.
+    case keepAlive = "keep-alive"
+}
+
+/// What can go wrong with one request.
+public enum FailureKind: String, Sendable, Codable, CaseIterable, CodingKeyRepresentable {
+    /// `connect()` was refused: nothing listened.
+    case refused
+    /// The connection was reset before the response was complete.
+    case reset
+    /// No complete answer within the request timeout.
+    case timedOut = "timed-out"
+    /// The connection ended before the response was complete.
+    case shortResponse = "short-response"
+    /// A response that is not `200` or lacks the expected header.
+    case wrongResponse = "wrong-response"
+    /// A request written on a keep-alive connection that had already answered, which the
+    /// server closed without answering: the keep-alive race of a careless drain.
+    case lostOnReusedConnection = "lost-on-reused-connection"
+    case other
+}
+
+public struct LoadConfiguration: Sendable {
+    public var target: LoadTarget
+    public var mode: ConnectionMode = .newConnection
+    /// Concurrent clients, each a thread.
+    public var clients = 16
+    public var path = "/"
+    /// For connecting, and for the whole answer to each request.
+    public var requestTimeout: Duration = .seconds(5)
+    /// A response without this header is a wrong response.
+    public var expectedHeader: String? = "X-Pid"
+    /// A generator that was never stopped stops by itself after this long.
+    public var maximumDuration: Duration = .seconds(600)
+
+    public init(target: LoadTarget) {
+        self.target = target
+    }
+}

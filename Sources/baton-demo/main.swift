@@ -1,0 +1,46 @@
+import CSystemd
+import Dispatch
+import Glibc
+import NIOCore
+import NIOPosix
+
+// baton-demo: the server Baton ships to show and test zero-downtime reloads.
+let options = Options.parse(Array(CommandLine.arguments.dropFirst()))
+if let code = options.exitAtStart {
+    exit(code)
+}
+let identity = Identity()
+let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+let server: DemoServer
+do {
+    server = try DemoServer.start(options: options, identity: identity, on: group.next())
+} catch {
+    log("cannot serve: \(error)")
+    exit(1)
+}
+log("generation=\(identity.generation) slot=\(identity.slot) serving on \(server.address)")
+
+if !options.neverReady {
+    server.eventLoop.scheduleTask(in: .milliseconds(Int64(options.readyDelayMilliseconds))) {
+        _ = sd_notify(0, "READY=1\nSTATUS=serving on \(server.address)")
+    }
+}
+
+server.drainOnSignals([SIGTERM, SIGINT, SIGQUIT])
+dispatchMain()
+
+/// Who this worker is, from Baton's environment.
+struct Identity: Sendable {
+    let pid = getpid()
+    let generation = Identity.variable("BATON_GENERATION") ?? "0"
+    let slot = Identity.variable("BATON_SLOT") ?? "0"
+
+    static func variable(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+}
+
+func log(_ message: String) {
+    let line = Array("baton-demo[\(getpid())] \(message)\n".utf8)
+    _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}

@@ -1,0 +1,153 @@
+import Baton
+import BatonLoad
+import Foundation
+import Synchronization
+import Testing
+
+/// The product's promise: reloads under load lose no request.
+@Suite(.serialized) struct ReloadUnderLoadTests {
+    static let reloads = 50
+
+    /// `baton-demo` under Baton with `workers` workers on a fresh port.
+    func startDemo(workers: Int, in scratch: ScratchDirectory, extra: [String] = []) throws -> (BatonUnderTest, Int) {
+        let port = freePort()
+        let baton = try BatonUnderTest([
+            "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "\(workers)", "--drain-timeout", "10s",
+        ] + extra + ["--", Products.path("baton-demo")], in: scratch)
+        try baton.waitUntilServing()
+        return (baton, port)
+    }
+
+    func reloadRepeatedly(_ baton: BatonUnderTest, load: LoadGenerator) throws -> [ControlReply] {
+        try (1...Self.reloads).map { _ in
+            load.markEvent("reload-start")
+            let reply = try baton.reload()
+            load.markEvent("reload-end")
+            return reply
+        }
+    }
+
+    func expectNoFailures(_ report: LoadReport) {
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.succeeded > Self.reloads, "the load must actually have run")
+        #expect(report.distinctResponders > 2, "several generations must have answered")
+    }
+
+    @Test func newConnectionsAcrossReloads() throws {
+        let scratch = ScratchDirectory()
+        let (baton, port) = try startDemo(workers: 4, in: scratch)
+        var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        configuration.mode = .newConnection
+        configuration.clients = 16
+        let load = LoadGenerator(configuration)
+        load.start()
+        let replies = try reloadRepeatedly(baton, load: load)
+        let report = load.stop()
+        #expect(replies.allSatisfy { $0.ok }, "every reload must take over: \(replies.filter { !$0.ok })")
+        #expect(replies.last?.generation == Self.reloads + 1)
+        expectNoFailures(report)
+        #expect(baton.stop() == 0)
+    }
+
+    @Test func keepAliveClientsAcrossReloads() throws {
+        let scratch = ScratchDirectory()
+        let (baton, port) = try startDemo(workers: 4, in: scratch)
+        var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        configuration.mode = .keepAlive
+        configuration.clients = 16
+        let load = LoadGenerator(configuration)
+        load.start()
+        let replies = try reloadRepeatedly(baton, load: load)
+        let report = load.stop()
+        #expect(replies.allSatisfy { $0.ok })
+        expectNoFailures(report)
+        #expect(report.failures[.lostOnReusedConnection] == nil)
+        #expect(baton.stop() == 0)
+    }
+
+    @Test func slowRequestsInFlightFinishDuringTheDrain() throws {
+        let scratch = ScratchDirectory()
+        let (baton, port) = try startDemo(workers: 2, in: scratch)
+        var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        configuration.path = "/sleep?ms=300"
+        configuration.clients = 8
+        let load = LoadGenerator(configuration)
+        load.start()
+        let replies = try (1...10).map { _ in try baton.reload() }
+        let report = load.stop()
+        #expect(replies.allSatisfy { $0.ok })
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.succeeded >= 8)
+        #expect(baton.stop() == 0)
+    }
+
+    @Test func failingNewVersionRollsBackWhileTheOldOneServes() throws {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        func configuration(_ command: [String], readyTimeout: String = "30s") -> String {
+            """
+            [[listener]]
+            name = "http"
+            address = "tcp://127.0.0.1:\(port)"
+
+            [workers]
+            command = [\(command.map { "\"\($0)\"" }.joined(separator: ", "))]
+            count = 3
+            ready_timeout = "\(readyTimeout)"
+            drain_timeout = "5s"
+            """
+        }
+        try scratch.write("baton.toml", configuration([Products.path("baton-demo")]))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        try baton.waitUntilServing()
+        var loadConfiguration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        loadConfiguration.clients = 8
+        let load = LoadGenerator(loadConfiguration)
+        load.start()
+
+        // A version that never says it is ready.
+        try scratch.write("baton.toml", configuration([Products.path("baton-demo"), "--never-ready"], readyTimeout: "1s"))
+        let neverReady = try run(Products.path("batonctl"), ["reload", "--wait", "-s", baton.controlSocket])
+        #expect(neverReady.status != 0)
+        #expect(neverReady.output.contains("rolled back"))
+        #expect(neverReady.output.contains("was not ready within 1s"))
+
+        // A version that crashes at start.
+        try scratch.write("baton.toml", configuration([Products.path("baton-demo"), "--exit-at-start", "3"]))
+        let crashing = try run(Products.path("batonctl"), ["reload", "--wait", "-s", baton.controlSocket])
+        #expect(crashing.status != 0)
+        #expect(crashing.output.contains("exited with status 3 before it was ready"))
+
+        // Back to a good version: it takes over.
+        try scratch.write("baton.toml", configuration([Products.path("baton-demo")]))
+        let good = try baton.reload()
+        let report = load.stop()
+        #expect(good.ok, "\(good)")
+
+        let status = try baton.status()
+        #expect(status.reloads.map(\.result) == ["rolled-back", "rolled-back", "took-over"])
+        #expect(status.generations.last { $0.role == "serving" }?.number == good.generation)
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.succeeded > 0)
+        #expect(baton.stop() == 0)
+    }
+
+    @Test func reloadsAskedAtOnceCollapseAndAllSucceed() throws {
+        let scratch = ScratchDirectory()
+        let (baton, _) = try startDemo(workers: 2, in: scratch)
+        let replies = Mutex<[ControlReply]>([])
+        let controlSocket = baton.controlSocket
+        DispatchQueue.concurrentPerform(iterations: 6) { _ in
+            if let reply = try? ControlClient.send(ControlRequest(command: .reload, wait: true), to: controlSocket) {
+                replies.withLock { $0.append(reply) }
+            }
+        }
+        let all = replies.withLock { $0 }
+        #expect(all.count == 6 && all.allSatisfy { $0.ok })
+        let generations = Set(all.compactMap(\.generation))
+        #expect(generations.count < 6, "concurrent requests must collapse into fewer reloads, got \(generations.sorted())")
+        let status = try baton.status()
+        #expect(status.generations.count <= 2)
+        #expect(baton.stop() == 0)
+    }
+}
