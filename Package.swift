@@ -79,6 +79,7 @@ let package = Package(
         .executableTarget(
             name: "baton-bench",
             dependencies: [
+                "Baton",
                 "BatonLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -82,7 +82,7 @@ public final class LoadGenerator: Sendable {
                 }
             } catch {
                 connection?.close()
-                    connection = nil
+                connection = nil
                 let kind: FailureKind
                 switch error {
                 case .refused: kind = .refused
@@ -105,7 +105,6 @@ public final class LoadGenerator: Sendable {
             }
         }
         connection?.close()
-                    connection = nil
     }
 }
 

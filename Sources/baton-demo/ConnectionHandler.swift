@@ -63,7 +63,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         requestsInFlight -= 1
         lastActivity = .now()
         if close {
-            written.whenComplete { _ in context.close(promise: nil) }
+            written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         } else if server.draining {
             scheduleIdleCheck()
         }

@@ -5,56 +5,103 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// The listening channel and every open connection, all on one event loop, and the
-/// drain: stop accepting, finish in-flight requests, close keep-alive connections
-/// without racing their clients, exit.
+/// The listening socket, every open connection, and the drain: stop accepting, finish
+/// in-flight requests, close keep-alive connections without racing their clients, exit.
+///
+/// The demo accepts connections itself and hands each one to SwiftNIO. A listening
+/// socket run by Baton is shared with the other generation in the same slot, so a
+/// wake-up often finds the queue already emptied by the sibling; NIO's own accept loop
+/// asserts in debug builds when that happens (`BaseSocketChannel`, "readResult == .some").
 final class DemoServer: @unchecked Sendable {
-    // Everything below is touched on `eventLoop` only.
     let eventLoop: EventLoop
     let address: String
     private let options: Options
-    private var serverChannel: Channel?
+    private let listener: Int32
+    private let identity: Identity
+    /// Set once before accepting starts; read on `acceptQueue`.
+    private var bootstrap: ClientBootstrap?
+    // Accepting state, on `acceptQueue` only.
+    private let acceptQueue = DispatchQueue(label: "baton-demo.accept")
+    private var acceptSource: DispatchSourceRead?
+    // Connection state, on `eventLoop` only.
     private var connections: [ObjectIdentifier: ConnectionHandler] = [:]
     private(set) var draining = false
     private var accepting = true
     private var signalSources: [DispatchSourceSignal] = []
 
-    private init(eventLoop: EventLoop, address: String, options: Options) {
+    private init(eventLoop: EventLoop, listener: Int32, address: String, identity: Identity, options: Options) {
         self.eventLoop = eventLoop
+        self.listener = listener
         self.address = address
         self.options = options
+        self.identity = identity
+    }
+
+    /// Hands accepted connections to SwiftNIO, each with the HTTP/1.1 pipeline.
+    private func makeBootstrap() -> ClientBootstrap {
+        var bootstrap = ClientBootstrap(group: eventLoop)
+        if ListeningSocket.isTCP(listener) {
+            bootstrap = bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        }
+        return bootstrap.channelInitializer { [self] channel in
+            channel.eventLoop.makeCompletedFuture {
+                let handler = ConnectionHandler(server: self, identity: identity)
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                try channel.pipeline.syncOperations.addHandler(handler)
+                connections[ObjectIdentifier(handler)] = handler
+                channel.closeFuture.whenComplete { _ in self.connectionClosed(handler) }
+            }
+        }
     }
 
     static func start(options: Options, identity: Identity, on eventLoop: EventLoop) throws -> DemoServer {
-        let inherited = InheritedSocket.fromEnvironment()
-        let address = inherited.map { "fd \($0)" } ?? options.listen ?? "127.0.0.1:8080"
-        let server = DemoServer(eventLoop: eventLoop, address: address, options: options)
-        let bootstrap = ServerBootstrap(group: eventLoop)
-            .serverChannelOption(.backlog, value: InheritedSocket.maximumBacklog)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let handler = ConnectionHandler(server: server, identity: identity)
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                    server.connections[ObjectIdentifier(handler)] = handler
-                    channel.closeFuture.whenComplete { _ in server.connectionClosed(handler) }
-                }
-            }
-        let channel: Channel
-        if let fd = inherited {
-            channel = try bootstrap.withBoundSocket(fd).wait()
-            // Adopting calls listen(128) on the socket shared with Baton: restore the backlog.
-            Glibc.listen(fd, InheritedSocket.maximumBacklog)
+        let listener: Int32
+        let address: String
+        if let inherited = InheritedSocket.fromEnvironment() {
+            listener = inherited
+            address = "fd \(inherited)"
+            // NIO-style adoption would call listen(128) on the socket Baton holds; we
+            // leave its backlog as Baton configured it.
         } else {
-            let (host, port) = try InheritedSocket.hostAndPort(address)
-            channel = try bootstrap
-                .serverChannelOption(ChannelOptions.socket(SocketOptionLevel(SOL_SOCKET), SO_REUSEPORT), value: options.reusePort ? 1 : 0)
-                .bind(host: host, port: port).wait()
+            address = options.listen ?? "127.0.0.1:8080"
+            listener = try ListeningSocket.bind(address, reusePort: options.reusePort)
         }
-        try eventLoop.submit { server.serverChannel = channel }.wait()
+        guard fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK) == 0 else {
+            throw DemoError("cannot make the listening socket non-blocking: errno \(errno)")
+        }
+        let server = DemoServer(eventLoop: eventLoop, listener: listener, address: address, identity: identity, options: options)
+        server.bootstrap = server.makeBootstrap()
+        server.startAccepting()
         return server
+    }
+
+    private func startAccepting() {
+        let source = DispatchSource.makeReadSource(fileDescriptor: listener, queue: acceptQueue)
+        source.setEventHandler { [unowned self] in acceptPending() }
+        source.setCancelHandler { [listener] in close(listener) }
+        acceptSource = source
+        source.resume()
+    }
+
+    /// Accepts what is queued now. Finding the queue empty is normal: the other
+    /// generation on the same socket may have taken the connection.
+    private func acceptPending() {
+        for _ in 0..<64 {
+            let connection = accept(listener, nil, nil)  // NIO makes it non-blocking
+            if connection >= 0, let bootstrap {
+                bootstrap.withConnectedSocket(connection).whenFailure { error in
+                    log("cannot serve a connection: \(error)")
+                }
+                continue
+            }
+            switch errno {
+            case EINTR, ECONNABORTED: continue
+            case EAGAIN: return
+            default:
+                log("accept failed: errno \(errno)")
+                return
+            }
+        }
     }
 
     /// Drains when one of `signals` arrives. The sources are made here, in nonisolated
@@ -77,25 +124,39 @@ final class DemoServer: @unchecked Sendable {
         draining = true
         log("draining: \(connections.count) connection(s) open")
         _ = sd_notify(0, "STOPPING=1")
-        if let pause = options.drainPauseMilliseconds {
-            // The naive reload of the benchmark: connections keep queuing in our own
-            // socket while we do not accept, and closing it then resets them.
-            serverChannel?.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
-            eventLoop.scheduleTask(in: .milliseconds(pause)) { self.stopAccepting() }
-        } else {
-            stopAccepting()
-        }
+        stopAccepting(after: options.drainPauseMilliseconds)
         for connection in connections.values {
             connection.drainStarted()
         }
     }
 
-    /// Closing our descriptor of the listening socket is a plain close(): the socket
-    /// and its queue live on in Baton and in the next generation.
-    private func stopAccepting() {
-        guard accepting else { return }
+    /// Stops accepting and closes our descriptor of the listening socket: a plain
+    /// close() of one reference, while the socket and its queue live on in Baton and in
+    /// the next generation. With a pause, connections first keep queuing on a socket
+    /// nobody accepts from: the naive reload the benchmark compares against, where
+    /// closing the last reference resets them.
+    private func stopAccepting(after pause: Int64?) {
+        acceptQueue.async { [self] in
+            guard let source = acceptSource else { return }
+            guard let pause else {
+                source.cancel()
+                acceptSource = nil
+                eventLoop.execute { self.acceptingStopped() }
+                return
+            }
+            source.suspend()
+            acceptQueue.asyncAfter(deadline: .now() + .milliseconds(Int(pause))) { [self] in
+                acceptSource?.cancel()
+                acceptSource?.resume()
+                acceptSource = nil
+                eventLoop.execute { self.acceptingStopped() }
+            }
+        }
+    }
+
+    private func acceptingStopped() {
         accepting = false
-        serverChannel?.close().whenComplete { _ in self.exitIfDone() }
+        exitIfDone()
     }
 
     var idleTimeout: TimeAmount {
@@ -128,24 +189,6 @@ enum InheritedSocket {
             return 3 + Int32(index)
         }
         return 3
-    }
-
-    static let maximumBacklog: Int32 = {
-        let fd = open("/proc/sys/net/core/somaxconn", O_RDONLY)
-        guard fd >= 0 else { return 4096 }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 32)
-        let count = read(fd, &buffer, buffer.count)
-        return Int32(String(decoding: buffer.prefix(max(count, 0)), as: UTF8.self).filter(\.isNumber)) ?? 4096
-    }()
-
-    static func hostAndPort(_ text: String) throws -> (String, Int) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
-            throw DemoError("--listen \(text): expected HOST:PORT")
-        }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host, port)
     }
 }
 

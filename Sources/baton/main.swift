@@ -5,9 +5,8 @@ import Logging
 // Before anything else creates a thread: every thread must inherit the blocked signals.
 Supervisor.prepareProcess()
 do {
-    // parseAsRoot also handles --help and --version, which throw to exit.
-    let command = try BatonCommand.parseAsRoot() as! BatonCommand
-    try command.supervise()
+    // --help throws a clean exit, which exit(withError:) prints.
+    try BatonCommand.parse().supervise()
 } catch {
     BatonCommand.exit(withError: error)
 }

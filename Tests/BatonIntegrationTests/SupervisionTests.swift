@@ -38,6 +38,19 @@ import Testing
         #expect(baton.log.contains("no-such-server-here: command not found"))
     }
 
+    @Test(arguments: ["baton", "batonctl", "baton-bench"])
+    func helpIsPrintedAndExitsZero(_ executable: String) throws {
+        let help = try run(Products.path(executable), ["--help"])
+        #expect(help.status == 0)
+        #expect(help.output.contains("USAGE: \(executable)"))
+    }
+
+    @Test func badOptionsAreNamedAndExitNonZero() throws {
+        let result = try run(Products.path("baton"), ["--workers", "many", "--", "/bin/true"])
+        #expect(result.status == 64)
+        #expect(result.output.contains("many"))
+    }
+
     @Test func stopDrainsThenKillsWorkersThatIgnoreTheDrainSignal() throws {
         let scratch = ScratchDirectory()
         let baton = try BatonUnderTest([

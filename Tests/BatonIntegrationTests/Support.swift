@@ -67,7 +67,7 @@ final class BatonUnderTest {
     init(_ arguments: [String], in scratch: ScratchDirectory) throws {
         controlSocket = "\(scratch.path)/baton.sock"
         logPath = "\(scratch.path)/baton-\(UUID().uuidString.prefix(8)).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.executableURL = URL(fileURLWithPath: Products.path("baton"))
         process.arguments = ["--control", controlSocket] + arguments

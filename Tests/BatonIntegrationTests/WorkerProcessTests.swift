@@ -87,8 +87,8 @@ import Testing
             status.generations.first?.workers.filter { $0.state == "starting" }.count == 2
         }
         #expect(starting.phase == "starting")
-        FileManager.default.createFile(atPath: "\(scratch.path)/ready-0", contents: nil)
-        FileManager.default.createFile(atPath: "\(scratch.path)/ready-1", contents: nil)
+        _ = FileManager.default.createFile(atPath: "\(scratch.path)/ready-0", contents: nil)
+        _ = FileManager.default.createFile(atPath: "\(scratch.path)/ready-1", contents: nil)
         try baton.waitUntilServing()
         #expect(baton.stop() == 0)
     }

@@ -8,20 +8,19 @@ import NIOPosix
 /// never reaches the supervisor.
 final class ControlServer: Sendable {
     private let channel: Channel
-    private let group: MultiThreadedEventLoopGroup
     let path: String
 
-    init(path: String, submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void) async throws {
+    /// Binds the socket; call it from a thread other than `eventLoop`'s.
+    init(path: String, eventLoop: EventLoop, submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void) throws {
         if UnixAddress.isListening(path) {
             throw SystemError("bind", errno: EADDRINUSE,
                               subject: "control socket \(path) (another Baton is running there)")
         }
         unlink(path)
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let previousMask = umask(0o177)
         defer { umask(previousMask) }
         do {
-            channel = try await ServerBootstrap(group: group)
+            channel = try ServerBootstrap(group: eventLoop)
                 .serverChannelOption(.backlog, value: 64)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -30,19 +29,18 @@ final class ControlServer: Sendable {
                     }
                 }
                 .bind(unixDomainSocketPath: path)
-                .get()
+                .wait()
         } catch {
-            try? await group.shutdownGracefully()
             throw SystemError("bind", errno: (error as? IOError)?.errnoCode ?? EIO, subject: "control socket \(path)")
         }
         chmod(path, 0o600)
         self.path = path
     }
 
-    func close() async {
-        try? await channel.close()
+    /// Closes the socket and removes its file; call it from a thread other than the event loop's.
+    func close() {
+        try? channel.close().wait()
         unlink(path)
-        try? await group.shutdownGracefully()
     }
 }
 

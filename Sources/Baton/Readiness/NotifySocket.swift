@@ -1,5 +1,4 @@
 import CBatonShim
-import Dispatch
 import Glibc
 
 /// The datagram socket one worker finds in `NOTIFY_SOCKET` and speaks the sd_notify
@@ -12,8 +11,7 @@ import Glibc
 final class NotifySocket {
     /// The `NOTIFY_SOCKET` value: an abstract address, so nothing is left on disk.
     let address: String
-    private let source: DispatchSourceRead
-    private static let queue = DispatchQueue(label: "baton.notify")
+    private let fd: Int32
 
     /// Starts delivering each message with its sender's pid.
     init(address: String, deliver: @escaping @Sendable (pid_t, String) -> Void) throws(SystemError) {
@@ -31,8 +29,8 @@ final class NotifySocket {
             throw SystemError("setsockopt(SO_PASSCRED)", errno: error, subject: "notify socket \(address)")
         }
         self.address = address
-        source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: Self.queue)
-        source.setEventHandler {
+        self.fd = fd
+        try DescriptorWatcher.shared.watch(fd, subject: "notify socket \(address)") { fd in
             var buffer = [CChar](repeating: 0, count: 4096)
             while true {
                 var length = 0
@@ -40,19 +38,17 @@ final class NotifySocket {
                 let error = buffer.withUnsafeMutableBufferPointer {
                     baton_receive_with_credentials(fd, $0.baseAddress, $0.count, &length, &pid)
                 }
-                guard error == 0 else { return }
+                guard error == 0 else { return true }
                 let text = buffer.withUnsafeBufferPointer {
                     String(decoding: UnsafeRawBufferPointer($0).prefix(length), as: UTF8.self)
                 }
                 deliver(pid, text)
             }
         }
-        source.setCancelHandler { Glibc.close(fd) }
-        source.resume()
     }
 
     func close() {
-        source.cancel()
+        DescriptorWatcher.shared.close(fd)
     }
 }
 

@@ -15,9 +15,9 @@ enum ListenerSocket {
             guard fd >= 0 else { throw .last("socket", subject: subject) }
             do throws(SystemError) {
                 try setOption(fd, SOL_SOCKET, SO_REUSEADDR, subject: subject)
-                if listener.reusePort == .perWorker {
-                    try setOption(fd, SOL_SOCKET, SO_REUSEPORT, subject: subject)
-                }
+                // Shared sockets too: a reload that switches the listener to per-worker
+                // then opens its new sockets beside the old one instead of closing it.
+                try setOption(fd, SOL_SOCKET, SO_REUSEPORT, subject: subject)
                 if family == AF_INET6 {
                     // [::] means IPv6 only; a second listener takes 0.0.0.0 if both are wanted.
                     try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, subject: subject)

@@ -1,14 +1,17 @@
 import CBatonShim
-import Dispatch
 import Glibc
 import Logging
-import Synchronization
+import NIOCore
+import NIOPosix
 
 /// The shell around ``SupervisorStateMachine``: it turns signals, child exits,
 /// notifications, timers and control requests into events, and performs the actions
-/// that come out. All of its state is owned by the one task that runs ``run()``;
-/// everything else only yields into its input stream.
-public final class Supervisor {
+/// that come out. All of its state is owned by one event loop; other threads only
+/// ``post(_:)`` inputs to it.
+///
+/// No Swift concurrency and no Dispatch queues: both run on libdispatch's thread pool,
+/// whose monitor wakes the process every second, and an idle Baton must not wake.
+public final class Supervisor: @unchecked Sendable {
     enum Input: Sendable {
         case delivery(SignalWatcher.Delivery)
         case notification(WorkerID, sender: pid_t, String)
@@ -29,12 +32,13 @@ public final class Supervisor {
     private var machine = SupervisorStateMachine()
     private let sockets: SocketTable
     private let systemd = SystemdNotifier()
-    private let inputs: AsyncStream<Input>
-    private let continuation: AsyncStream<Input>.Continuation
+    private let eventLoop: EventLoop
+    /// Fulfilled with the exit code; made once nothing can fail before the loop runs.
+    private var finished: EventLoopPromise<Int32>?
     private let environment = ProcessSpawner.inheritedEnvironment()
     private var notifySockets: [WorkerID: NotifySocket] = [:]
 
-    private var timers: [TimerKey: (token: UInt64, task: Task<Void, Never>)] = [:]
+    private var timers: [TimerKey: (token: UInt64, scheduled: Scheduled<Void>)] = [:]
     private var nextTimerToken: UInt64 = 0
     private var pids: [WorkerID: pid_t] = [:]
     private var workers: [pid_t: WorkerID] = [:]
@@ -43,13 +47,12 @@ public final class Supervisor {
     private var reloadAskers: [ReloadRequestID: (responder: ControlResponder, wait: Bool)] = [:]
     private var nextReloadID: ReloadRequestID = 1
     private var reloadHistory: [(firstID: ReloadRequestID, record: StatusReport.ReloadRecord)] = []
-    private var exitCode: Int32?
 
-    init(source: ConfigurationSource, logger: Logger) {
+    private init(source: ConfigurationSource, logger: Logger, eventLoop: EventLoop) {
         self.source = source
         self.logger = logger
+        self.eventLoop = eventLoop
         sockets = SocketTable(logger: logger)
-        (inputs, continuation) = AsyncStream.makeStream(of: Input.self)
     }
 
     /// Blocks the signals Baton handles. Call it first thing in `main`, before any
@@ -59,55 +62,49 @@ public final class Supervisor {
     }
 
     /// Runs a service until it is stopped, and returns the exit code. Blocks the calling
-    /// thread, the main thread, whose blocked signals must stay blocked: the async
-    /// `main` of Swift would unblock them on it.
+    /// thread (the main thread, whose signals stay blocked) until then.
     public static func run(_ source: ConfigurationSource, logger: Logger) throws -> Int32 {
-        let outcome = Mutex<Result<Int32, any Error>?>(nil)
-        let finished = DispatchSemaphore(value: 0)
-        Task {
-            let result: Result<Int32, any Error>
-            do {
-                result = .success(try await Supervisor(source: source, logger: logger).run())
-            } catch {
-                result = .failure(error)
-            }
-            outcome.withLock { $0 = result }
-            finished.signal()
-        }
-        finished.wait()
-        return try outcome.withLock { $0! }.get()
+        // Created after prepareProcess(), so that its thread inherits the blocked signals.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        return try Supervisor(source: source, logger: logger, eventLoop: group.next()).run()
     }
 
-    /// Runs the service until it is stopped; returns the exit code.
-    func run() async throws -> Int32 {
+    private func run() throws -> Int32 {
         let configuration = try source.load()
         try sockets.prepare(configuration)
         defer { sockets.closeAll() }
-        let continuation = self.continuation
-        let control = try await ControlServer(path: configuration.controlSocket) { request, responder in
-            continuation.yield(.control(request, responder))
+        let control = try ControlServer(path: configuration.controlSocket, eventLoop: eventLoop) { [self] request, responder in
+            post(.control(request, responder))
         }
+        defer { control.close() }
         if baton_become_subreaper() != 0 {
             logger.debug("could not become a child subreaper; orphans of workers go to init")
         }
-        SignalWatcher.start { continuation.yield(.delivery($0)) }
+        SignalWatcher.start { [self] in post(.delivery($0)) }
         logger.info("baton \(getpid()) starting \(configuration.workers.count) worker(s) of \(configuration.workers.command.joined(separator: " ")); control socket \(control.path)")
 
-        feed(.start(configuration))
-        var iterator = inputs.makeAsyncIterator()
-        while exitCode == nil, let input = await iterator.next() {
-            handle(input)
-        }
-        for timer in timers.values {
-            timer.task.cancel()
-        }
-        await control.close()
-        return exitCode ?? 0
+        let finished = eventLoop.makePromise(of: Int32.self)
+        self.finished = finished
+        eventLoop.execute { [self] in feed(.start(configuration)) }
+        let code = try finished.futureResult.wait()
+        try eventLoop.submit { [self] in
+            for timer in timers.values {
+                timer.scheduled.cancel()
+            }
+        }.wait()
+        return code
+    }
+
+    /// Hands an input to the event loop; callable from any thread.
+    private func post(_ input: Input) {
+        eventLoop.execute { [self] in handle(input) }
     }
 
     // MARK: - Inputs
 
     private func handle(_ input: Input) {
+        eventLoop.assertInEventLoop()
         switch input {
         case .delivery(.signal(let signal)):
             switch signal {
@@ -239,7 +236,7 @@ public final class Supervisor {
             } else {
                 logger.info("every worker has exited; exiting")
             }
-            exitCode = code
+            finished?.succeed(code)
         }
     }
 
@@ -253,9 +250,8 @@ public final class Supervisor {
         }
         let notifySocket: NotifySocket
         do {
-            let continuation = self.continuation
             notifySocket = try NotifySocket(address: "@baton/\(getpid())/\(worker)") { sender, text in
-                continuation.yield(.notification(worker, sender: sender, text))
+                self.post(.notification(worker, sender: sender, text))
             }
         } catch {
             feed(.workerExited(worker, .failedToStart("\(error)")))
@@ -272,8 +268,8 @@ public final class Supervisor {
         defer { writeEnds.forEach { _ = close($0) } }
         if settings.output == .prefix {
             do {
-                let (_, stdout) = try OutputRelay.make(prefix: "\(worker)", target: STDOUT_FILENO)
-                let (_, stderr) = try OutputRelay.make(prefix: "\(worker)", target: STDERR_FILENO)
+                let stdout = try OutputRelay.start(prefix: "\(worker)", target: STDOUT_FILENO)
+                let stderr = try OutputRelay.start(prefix: "\(worker)", target: STDERR_FILENO)
                 writeEnds = [stdout, stderr]
                 (request.stdout, request.stderr) = (stdout, stderr)
             } catch {
@@ -324,19 +320,18 @@ public final class Supervisor {
     // MARK: - Timers
 
     private func startTimer(_ key: TimerKey, after delay: Duration) {
-        timers[key]?.task.cancel()
+        timers[key]?.scheduled.cancel()
         nextTimerToken += 1
         let token = nextTimerToken
-        let continuation = self.continuation
-        let task = Task {
-            guard (try? await Task.sleep(for: delay)) != nil else { return }
-            continuation.yield(.timer(key, token: token))
+        let nanoseconds = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
+        let scheduled = eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) { [self] in
+            handle(.timer(key, token: token))
         }
-        timers[key] = (token, task)
+        timers[key] = (token, scheduled)
     }
 
     private func cancelTimer(_ key: TimerKey) {
-        timers.removeValue(forKey: key)?.task.cancel()
+        timers.removeValue(forKey: key)?.scheduled.cancel()
     }
 
     // MARK: - Reports
@@ -400,8 +395,10 @@ public final class Supervisor {
             } else {
                 logger.warning("worker \(worker) \(exit)")
             }
+            systemd.send("STATUS=\(statusLine())")
         case .generationGone(let generation):
             logger.info("generation \(generation) has exited")
+            systemd.send("STATUS=\(statusLine())")
         case .stopping:
             logger.info("stopping: draining every worker")
             systemd.send("STOPPING=1")

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /// Everything the child needs to become a worker. All memory is prepared by the
@@ -69,3 +70,13 @@ int baton_read_signal(int fd, int *signal);
 
 /// A close-on-exec pipe.
 int baton_pipe(int ends[2]);
+
+/// A close-on-exec epoll instance in `*epoll`.
+int baton_epoll_create(int *epoll);
+
+/// Starts (`watch` true) or stops watching `fd` for input.
+int baton_epoll_watch(int epoll, int fd, bool watch);
+
+/// Blocks until at least one watched descriptor is readable (or hung up), and stores
+/// up to `capacity` of them in `ready`. Returns their number, or -errno.
+int baton_epoll_wait(int epoll, int *ready, int capacity);
