@@ -1,3 +1,5 @@
+import Glibc
+
 /// Where the load goes.
 public enum LoadTarget: Sendable, Equatable, CustomStringConvertible {
     /// `host` is an IPv4 or IPv6 literal.
@@ -10,6 +12,30 @@ public enum LoadTarget: Sendable, Equatable, CustomStringConvertible {
         case .unix(let path): "unix://\(path)"
         }
     }
+}
+
+extension LoadTarget {
+    /// A TCP port on 127.0.0.1 that nothing listens on right now, chosen by the kernel.
+    public static func freeLoopbackPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let found = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard found else { throw LoadError("cannot find a free port: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+public struct LoadError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// How clients use connections.

@@ -20,7 +20,7 @@ struct ReloadBenchmark {
         let scratch = NSTemporaryDirectory() + "baton-bench-\(getpid())"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        let port = try Self.freePort()
+        let port = try LoadTarget.freeLoopbackPort()
         let controlSocket = "\(scratch)/baton.sock"
         let supervisor = try Self.startBaton([
             "--control", controlSocket, "--listen", "http=tcp://127.0.0.1:\(port)",
@@ -59,6 +59,8 @@ struct ReloadBenchmark {
         let loaded = try ProcessUsage(pid: supervisor.processIdentifier)
         // Idle means nothing left to do: the last old generation has finished draining.
         try Self.waitUntilServing(controlSocket, supervisor: supervisor, log: "\(scratch)/baton.log")
+        // Let it finish answering (and closing) that last status request first.
+        Self.sleep(until: clock.now + .seconds(1))
         let settled = try ProcessUsage(pid: supervisor.processIdentifier)
         Self.sleep(until: clock.now + plan.idle)
         let idle = try ProcessUsage(pid: supervisor.processIdentifier)
@@ -104,22 +106,5 @@ struct ReloadBenchmark {
         let remaining = deadline - .now
         guard remaining > .zero else { return }
         Thread.sleep(forTimeInterval: Double(remaining.components.seconds) + Double(remaining.components.attoseconds) / 1e18)
-    }
-
-    /// A port on 127.0.0.1 chosen by the kernel.
-    private static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let found = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-            }
-        }
-        guard found else { throw BenchError("cannot find a free port: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

@@ -1,4 +1,5 @@
 import Baton
+import BatonLoad
 import Foundation
 import Testing
 
@@ -14,21 +15,9 @@ enum Products {
     }
 }
 
-/// A port on 127.0.0.1 that nothing listens on right now, chosen by the kernel.
+/// A port on 127.0.0.1 that nothing listens on right now.
 func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-            bind(fd, pointer, length)
-            return getsockname(fd, pointer, &length)
-        }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
+    (try? LoadTarget.freeLoopbackPort()) ?? 0
 }
 
 /// A scratch directory for one test, removed when the test ends.
