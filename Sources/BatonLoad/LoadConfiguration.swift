@@ -76,6 +76,11 @@ public struct LoadConfiguration: Sendable {
     public var expectedHeader: String? = "X-Pid"
     /// A generator that was never stopped stops by itself after this long.
     public var maximumDuration: Duration = .seconds(600)
+    /// Open loop: requests per second over all clients, each sent at its scheduled time
+    /// whether or not the previous one was answered late, with latency counted from that
+    /// time, so a stalled server shows as latency instead of slowing the load down.
+    /// Nil: closed loop, each client sends its next request when the last is answered.
+    public var rate: Double?
 
     public init(target: LoadTarget) {
         self.target = target

@@ -63,9 +63,19 @@ public final class LoadGenerator: Sendable {
         let request = Array("GET \(configuration.path) HTTP/1.1\r\nHost: baton-load\r\n\(configuration.mode == .newConnection ? "Connection: close\r\n" : "")\r\n".utf8)
         var connection: HTTPConnection?
         var sequence = 0
+        // Open loop: this client's share of the rate, its first request staggered.
+        let interval = configuration.rate.map { Duration.seconds(Double(configuration.clients) / max($0, 0.001)) }
+        var scheduled = origin + (interval ?? .zero) * (Double(index) / Double(max(configuration.clients, 1)))
         while running.load(ordering: .relaxed) && ContinuousClock.now - origin < configuration.maximumDuration {
             sequence += 1
-            let begin = ContinuousClock.now
+            var begin = ContinuousClock.now
+            if let interval {
+                if scheduled > begin {
+                    Self.sleep(until: scheduled)
+                }
+                begin = scheduled
+                scheduled += interval
+            }
             var reused = false
             do {
                 if connection == nil {
@@ -105,6 +115,14 @@ public final class LoadGenerator: Sendable {
             }
         }
         connection?.close()
+    }
+}
+
+extension LoadGenerator {
+    static func sleep(until deadline: ContinuousClock.Instant) {
+        let remaining = deadline - .now
+        guard remaining > .zero else { return }
+        Thread.sleep(forTimeInterval: Double(remaining.components.seconds) + Double(remaining.components.attoseconds) / 1e18)
     }
 }
 

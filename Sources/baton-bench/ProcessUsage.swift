@@ -45,7 +45,3 @@ struct ProcessUsage: Codable, Sendable {
     }
 }
 
-struct BenchError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}

@@ -2,19 +2,25 @@ import ArgumentParser
 import BatonLoad
 import Foundation
 
-// baton-bench: reloads under load, measured. See Docs/benchmarks.md.
+// baton-bench: reloads under load, measured side by side. See Docs/benchmarks.md.
 BenchCommand.main()
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "baton-bench",
-        abstract: "Run baton-demo under baton, reload it on a schedule under HTTP load, and report what clients saw.",
-        discussion: "Figures: failed requests, requests/s, latency p50/p99 inside and outside reload windows, the supervisor's CPU time, peak RSS and idle CPU.")
+        abstract: "Reload baton-demo under HTTP load in several ways, side by side, and report what clients saw.",
+        discussion: """
+            Scenarios: \(Scenario.allCases.map(\.rawValue).joined(separator: ", ")).
+            Prints a Markdown report; --json and --svg write the figures and a chart. Exits 1 if a request failed under Baton.
+            """)
 
-    @Option(help: "Worker slots.")
+    @Option(parsing: .upToNextOption, help: "Scenarios to run, in order.")
+    var scenarios: [Scenario] = [.baton]
+
+    @Option(help: "Worker processes.")
     var workers = 2
 
-    @Option(help: "How long the load runs, in seconds.")
+    @Option(help: "Seconds of load per scenario.")
     var duration: Double = 60
 
     @Option(help: "Milliseconds between the starts of two reloads.")
@@ -26,11 +32,23 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Concurrent clients.")
     var clients = 16
 
-    @Option(help: "Seconds of idleness after the load, over which the supervisor's CPU time is measured.")
+    @Option(help: "Open loop: requests per second over all clients (default: closed loop).")
+    var rate: Double?
+
+    @Option(help: "Seconds of idleness after Baton's run, over which its CPU time and wake-ups are measured.")
     var idle: Double = 5
 
-    @Option(help: "Write the result as JSON to this file.")
+    @Option(parsing: .upToNextOption, help: "Also measure reload time with each of these numbers of workers, without load.")
+    var scaling: [Int] = []
+
+    @Option(help: "Write every figure as JSON to this file.")
     var json: String?
+
+    @Option(help: "Write the Markdown report to this file too.")
+    var markdown: String?
+
+    @Option(help: "Write an SVG chart of latency and failures over time to this file.")
+    var svg: String?
 
     @Option(help: "Directory holding baton and baton-demo (default: next to baton-bench).")
     var products: String?
@@ -38,24 +56,92 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         let directory = products ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().path
-        var plan = ReloadBenchmark.Plan()
-        plan.workers = workers
-        plan.duration = .milliseconds(Int64(duration * 1000))
-        plan.reloadInterval = .milliseconds(reloadEvery)
-        plan.mode = mode
-        plan.clients = clients
-        plan.idle = .milliseconds(Int64(idle * 1000))
-        let result = try ReloadBenchmark(plan: plan, products: directory).run()
-        print(result.markdown)
+        let plan = BenchPlan(workers: workers, duration: duration, reloadIntervalMilliseconds: reloadEvery,
+                             mode: mode, clients: clients, rate: rate, idle: idle)
+        let runner = ScenarioRunner(plan: plan, products: directory)
+        var results: [ScenarioResult] = []
+        for scenario in scenarios {
+            log("running \(scenario.rawValue): \(scenario.summary)")
+            // The control's do-nothing reloads last as long as Baton's did.
+            let window = results.first { $0.scenario == .baton }?.reloadMilliseconds?.p50 ?? 30
+            results.append(try runner.run(scenario, controlWindow: .microseconds(Int64(window * 1000))))
+        }
+        log("measuring the start-up of \(workers) baton-demo processes without Baton")
+        let startup = try Measurements.workerStartup(products: directory, workers: workers, samples: 20)
+        var points: [BenchReport.ScalingPoint] = []
+        for count in [workers] + scaling.filter({ $0 != workers }) {
+            log("measuring reloads with \(count) workers")
+            points.append(.init(workers: count, reloadMilliseconds: try Measurements.reloadTime(products: directory, workers: count, reloads: 5)))
+        }
+        let report = BenchReport(plan: plan, machine: Measurements.machine(), scenarios: results,
+                                 workerStartupMilliseconds: startup, scaling: points)
+        print(report.markdown)
+        if let markdown {
+            try report.markdown.write(toFile: markdown, atomically: true, encoding: .utf8)
+        }
+        if let svg {
+            try TimelineChart.svg(report).write(toFile: svg, atomically: true, encoding: .utf8)
+        }
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(result).write(to: URL(fileURLWithPath: json))
+            try encoder.encode(report).write(to: URL(fileURLWithPath: json))
         }
-        if result.failedRequests > 0 || result.failedReloads > 0 {
+        if let baton = report.result(.baton), baton.failedRequests > 0 || baton.failedReloads > 0 {
             throw ExitCode(1)
         }
+    }
+
+    private func log(_ message: String) {
+        FileHandle.standardError.write(Data("baton-bench: \(message)\n".utf8))
     }
 }
 
 extension ConnectionMode: ExpressibleByArgument {}
+
+/// Figures measured without load.
+enum Measurements {
+    /// Milliseconds from starting `workers` `baton-demo` processes at once until each has
+    /// sent `READY=1`, without Baton and without load.
+    static func workerStartup(products: String, workers: Int, samples: Int) throws -> ScenarioResult.Percentiles? {
+        let servers = StandaloneServers(executable: "\(products)/baton-demo", port: try LoadTarget.freeLoopbackPort())
+        var times: [Double] = []
+        for _ in 0..<samples {
+            let started = ContinuousClock.now
+            let processes = try servers.start(count: workers)
+            times.append((ContinuousClock.now - started).milliseconds)
+            for process in processes {
+                kill(process.processIdentifier, SIGTERM)
+                process.waitUntilExit()
+            }
+        }
+        return ScenarioResult.Percentiles(times)
+    }
+
+    /// Milliseconds per reload of `workers` workers, without load.
+    static func reloadTime(products: String, workers: Int, reloads: Int) throws -> ScenarioResult.Percentiles? {
+        let scratch = NSTemporaryDirectory() + "baton-bench-\(getpid())-scaling-\(workers)"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let server = try BatonServer(products: products, port: try LoadTarget.freeLoopbackPort(), workers: workers, scratch: scratch)
+        defer { _ = server.stop() }
+        var times: [Double] = []
+        for _ in 0..<reloads {
+            let started = ContinuousClock.now
+            guard server.reload() else { return nil }
+            times.append((ContinuousClock.now - started).milliseconds)
+            try server.settle()
+        }
+        return ScenarioResult.Percentiles(times)
+    }
+
+    static func machine() -> String {
+        let cpu = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
+            .split(separator: "\n").first { $0.hasPrefix("model name") }?
+            .split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
+        var system = utsname()
+        uname(&system)
+        let release = withUnsafeBytes(of: &system.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return "\(ProcessInfo.processInfo.activeProcessorCount) cores (\(cpu)), Linux \(release)"
+    }
+}

@@ -27,7 +27,6 @@ final class DemoServer: @unchecked Sendable {
     private var connections: [ObjectIdentifier: ConnectionHandler] = [:]
     private(set) var draining = false
     private var accepting = true
-    private var signalSources: [DispatchSourceSignal] = []
 
     private init(eventLoop: EventLoop, listener: Int32, address: String, identity: Identity, options: Options) {
         self.eventLoop = eventLoop
@@ -104,16 +103,25 @@ final class DemoServer: @unchecked Sendable {
         }
     }
 
-    /// Drains when one of `signals` arrives. The sources are made here, in nonisolated
-    /// code: a handler closure written in top-level code would be main-actor isolated and
-    /// trap when Dispatch runs it on another thread.
-    func drainOnSignals(_ signals: [Int32]) {
-        for signalNumber in signals {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { self.eventLoop.execute { self.drain() } }
-            source.resume()
-            signalSources.append(source)
+    static func blockSignals(_ signals: [Int32]) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Drains whenever one of `signals` (blocked with ``blockSignals(_:)``) arrives;
+    /// never returns (the drain ends the process). Run it on the main thread, instead of
+    /// `dispatchMain()`, which would unblock the signals on that thread.
+    func drainOnSignals(_ signals: [Int32]) -> Never {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        var received: Int32 = 0
+        while true {
+            if sigwait(&set, &received) == 0 {
+                eventLoop.execute { self.drain() }
+            }
         }
     }
 

@@ -1,5 +1,4 @@
 import CSystemd
-import Dispatch
 import Glibc
 import NIOCore
 import NIOPosix
@@ -9,6 +8,10 @@ let options = Options.parse(Array(CommandLine.arguments.dropFirst()))
 if let code = options.exitAtStart {
     exit(code)
 }
+// Blocked in every thread (they inherit the mask), and taken with sigwait, so that no
+// drain signal is lost however early it comes.
+let drainSignals = [SIGTERM, SIGINT, SIGQUIT]
+DemoServer.blockSignals(drainSignals)
 let identity = Identity()
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let server: DemoServer
@@ -25,9 +28,7 @@ if !options.neverReady {
         _ = sd_notify(0, "READY=1\nSTATUS=serving on \(server.address)")
     }
 }
-
-server.drainOnSignals([SIGTERM, SIGINT, SIGQUIT])
-dispatchMain()
+server.drainOnSignals(drainSignals)
 
 /// Who this worker is, from Baton's environment.
 struct Identity: Sendable {

@@ -52,6 +52,63 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    /// Open-loop load: requests go out on schedule whatever the server does.
+    @Test func openLoopLoadAcrossReloads() throws {
+        let scratch = ScratchDirectory()
+        let (baton, port) = try startDemo(workers: 2, in: scratch)
+        var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        configuration.clients = 8
+        configuration.rate = 400
+        let load = LoadGenerator(configuration)
+        load.start()
+        let replies = try (1...20).map { _ in try baton.reload() }
+        let report = load.stop()
+        #expect(replies.allSatisfy { $0.ok })
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.succeeded > 0)
+        #expect(baton.stop() == 0)
+    }
+
+    /// The load generator can see the problem Baton solves: the same server, reloaded
+    /// the naive way (new SO_REUSEPORT sockets, then the old ones close while
+    /// connections wait in their queues), loses requests.
+    @Test func loadGeneratorSeesTheNaiveReloadFail() throws {
+        let port = freePort()
+        func startDemo() throws -> Process {
+            let process = Process()
+            let errors = Pipe()
+            process.executableURL = URL(fileURLWithPath: Products.path("baton-demo"))
+            process.arguments = ["--listen", "127.0.0.1:\(port)", "--reuseport", "--drain-pause-ms", "10"]
+            process.standardError = errors
+            try process.run()
+            // It logs "serving on" once its socket is listening and accepting.
+            var seen = ""
+            while !seen.contains("serving on") {
+                let data = errors.fileHandleForReading.availableData
+                guard !data.isEmpty else { throw TestFailure("baton-demo exited before serving: \(seen)") }
+                seen += String(decoding: data, as: UTF8.self)
+            }
+            return process
+        }
+        var serving = try startDemo()
+        defer { kill(serving.processIdentifier, SIGKILL) }
+        var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        configuration.clients = 16
+        let load = LoadGenerator(configuration)
+        load.start()
+        for _ in 1...20 {
+            let next = try startDemo()
+            kill(serving.processIdentifier, SIGTERM)
+            serving.waitUntilExit()
+            serving = next
+        }
+        let report = load.stop()
+        kill(serving.processIdentifier, SIGTERM)
+        serving.waitUntilExit()
+        #expect(report.succeeded > 0)
+        #expect((report.failures[.reset] ?? 0) > 0, "the naive reload resets queued connections: \(report.failures)")
+    }
+
     @Test func slowRequestsInFlightFinishDuringTheDrain() throws {
         let scratch = ScratchDirectory()
         let (baton, port) = try startDemo(workers: 2, in: scratch)
