@@ -186,3 +186,13 @@ extension Substring {
         String(drop { set.contains($0) }.reversed().drop { set.contains($0) }.reversed())
     }
 }
+
+extension LoadTarget {
+    /// The `X-Pid` of whoever answers one `GET /` on a new connection, or nil.
+    public func responder(timeout: Duration = .seconds(2)) -> String? {
+        guard var connection = try? HTTPConnection.connect(self, timeout: timeout) else { return nil }
+        defer { connection.close() }
+        let request = Array("GET / HTTP/1.1\r\nHost: baton-load\r\nConnection: close\r\n\r\n".utf8)
+        return try? connection.exchange(request, expectedHeader: "X-Pid").responder
+    }
+}

@@ -18,6 +18,10 @@ enum Scenario: String, CaseIterable, ExpressibleByArgument, Codable {
     case control
     /// `baton-demo` bound directly, no Baton and no reloads: the throughput reference.
     case direct
+    /// HAProxy 2.6 in master-worker mode answering by itself, reloaded with SIGUSR2.
+    case haproxy
+    /// nginx answering by itself, reloaded with SIGHUP.
+    case nginx
 
     var summary: String {
         switch self {
@@ -27,6 +31,8 @@ enum Scenario: String, CaseIterable, ExpressibleByArgument, Codable {
         case .stopStart: "stop the old generation, then start the new one"
         case .control: "Baton serving; the reload action does nothing"
         case .direct: "baton-demo bound directly, no reloads"
+        case .haproxy: "HAProxy (master-worker) answering by itself, reloaded with SIGUSR2 (not baton-demo)"
+        case .nginx: "nginx answering by itself, reloaded with SIGHUP (not baton-demo)"
         }
     }
 

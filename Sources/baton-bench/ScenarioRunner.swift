@@ -18,6 +18,23 @@ struct BenchPlan: Codable {
 struct ScenarioRunner {
     let plan: BenchPlan
     let products: String
+    /// Where the HAProxy and nginx configuration templates are.
+    let configurations: String
+
+    /// Why `scenario` cannot run on this machine, or nil.
+    func unavailable(_ scenario: Scenario) -> String? {
+        let kind: SelfReloadingServer.Kind
+        switch scenario {
+        case .haproxy: kind = .haproxy
+        case .nginx: kind = .nginx
+        default: return nil
+        }
+        guard SelfReloadingServer.installed(kind) != nil else { return "\(kind.executable) is not installed" }
+        guard FileManager.default.fileExists(atPath: "\(configurations)/\(kind.template)") else {
+            return "no \(kind.template) in \(configurations) (see --configurations)"
+        }
+        return nil
+    }
 
     /// `controlWindow`: how long the control scenario's do-nothing reloads last.
     func run(_ scenario: Scenario, controlWindow: Duration) throws -> ScenarioResult {
@@ -32,6 +49,10 @@ struct ScenarioRunner {
         case .naivePaused: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: 10, stopFirst: false)
         case .stopStart: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: true)
         case .direct: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: false)
+        case .haproxy: try SelfReloadingServer(.haproxy, executable: SelfReloadingServer.installed(.haproxy)!,
+                                               configurations: configurations, port: port, scratch: scratch)
+        case .nginx: try SelfReloadingServer(.nginx, executable: SelfReloadingServer.installed(.nginx)!,
+                                             configurations: configurations, port: port, scratch: scratch)
         }
         var stopped = false
         defer { if !stopped { _ = server.stop() } }

@@ -53,14 +53,21 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Directory holding baton and baton-demo (default: next to baton-bench).")
     var products: String?
 
+    @Option(help: "Directory holding the haproxy.cfg and nginx.conf templates.")
+    var configurations = "Docs/bench"
+
     func run() throws {
         let directory = products ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().path
         let plan = BenchPlan(workers: workers, duration: duration, reloadIntervalMilliseconds: reloadEvery,
                              mode: mode, clients: clients, rate: rate, idle: idle)
-        let runner = ScenarioRunner(plan: plan, products: directory)
+        let runner = ScenarioRunner(plan: plan, products: directory, configurations: configurations)
         var results: [ScenarioResult] = []
         for scenario in scenarios {
+            if let reason = runner.unavailable(scenario) {
+                log("skipping \(scenario.rawValue): \(reason)")
+                continue
+            }
             log("running \(scenario.rawValue): \(scenario.summary)")
             // The control's do-nothing reloads last as long as Baton's did.
             let window = results.first { $0.scenario == .baton }?.reloadMilliseconds?.p50 ?? 30

@@ -1,0 +1,116 @@
+import BatonLoad
+import Foundation
+
+/// A server that reloads itself (HAProxy in master-worker mode, nginx), run from a
+/// configuration template in `Docs/bench/` with `@PORT@` and `@DIR@` filled in. It
+/// answers every request itself with its worker's pid in `X-Pid`.
+final class SelfReloadingServer: ServerUnderTest {
+    enum Kind {
+        case haproxy, nginx
+
+        var executable: String { self == .haproxy ? "haproxy" : "nginx" }
+        var template: String { self == .haproxy ? "haproxy.cfg" : "nginx.conf" }
+        var reloadSignal: Int32 { self == .haproxy ? SIGUSR2 : SIGHUP }
+    }
+
+    private let kind: Kind
+    private let master = Process()
+    /// How many times the master has said "Loading success" (HAProxy).
+    private let loadings = Counter()
+    private let target: LoadTarget
+
+    /// The path of `kind`'s executable, or nil when it is not installed.
+    static func installed(_ kind: Kind) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        return (path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"])
+            .map { "\($0)/\(kind.executable)" }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    init(_ kind: Kind, executable: String, configurations: String, port: Int, scratch: String) throws {
+        self.kind = kind
+        target = .tcp(host: "127.0.0.1", port: port)
+        let template = try String(contentsOfFile: "\(configurations)/\(kind.template)", encoding: .utf8)
+        let configuration = "\(scratch)/\(kind.template)"
+        try template.replacingOccurrences(of: "@PORT@", with: "\(port)")
+            .replacingOccurrences(of: "@DIR@", with: scratch)
+            .write(toFile: configuration, atomically: true, encoding: .utf8)
+        master.executableURL = URL(fileURLWithPath: executable)
+        master.arguments = kind == .haproxy ? ["-W", "-db", "-f", configuration] : ["-c", configuration, "-p", scratch]
+        master.standardInput = FileHandle.nullDevice
+        master.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        master.standardError = errors
+        try master.run()
+        let loadings = self.loadings
+        Thread.detachNewThread {
+            // Until the master exits and the pipe ends.
+            while case let data = errors.fileHandleForReading.availableData, !data.isEmpty {
+                let text = String(decoding: data, as: UTF8.self)
+                loadings.add(text.components(separatedBy: "Loading success").count - 1)
+            }
+        }
+        guard waitUntil({ (kind != .haproxy || loadings.count > 0) && target.responder() != nil }) else {
+            throw BenchError("\(kind.executable) did not answer on port \(port) within 10 s")
+        }
+    }
+
+    var supervisorPID: Int32? { master.processIdentifier }
+
+    /// Signals the master, then waits until a worker that is not one of the previous
+    /// ones answers.
+    func reload() -> Bool {
+        let previous = Set(workers())
+        let loadedBefore = loadings.count
+        kill(master.processIdentifier, kind.reloadSignal)
+        return waitUntil {
+            // HAProxy's master re-executes itself on a reload and loses a SIGUSR2 that
+            // arrives before it says "Loading success": wait for that line as well.
+            guard kind != .haproxy || loadings.count > loadedBefore,
+                  let responder = target.responder(), let pid = Int32(responder) else { return false }
+            return !previous.contains(pid)
+        }
+    }
+
+    /// Waits until the old workers have gone.
+    func settle() throws {
+        let expected = kind == .haproxy ? 1 : 2
+        _ = waitUntil { workers().count <= expected }
+    }
+
+    func stop() -> Int32? {
+        kill(master.processIdentifier, SIGTERM)
+        master.waitUntilExit()
+        return master.terminationStatus
+    }
+
+    /// The master's children.
+    private func workers() -> [Int32] {
+        let pid = master.processIdentifier
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+        return text.split(separator: " ").compactMap { Int32($0) }
+    }
+
+    private func waitUntil(_ condition: () -> Bool) -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            usleep(1000)
+        }
+        return false
+    }
+
+    final class Counter: @unchecked Sendable {
+        private var value = 0
+        private let lock = NSLock()
+        var count: Int { lock.withLock { value } }
+        func add(_ amount: Int) { lock.withLock { value += amount } }
+    }
+
+    deinit {
+        if master.isRunning {
+            kill(master.processIdentifier, SIGKILL)
+            master.waitUntilExit()
+        }
+    }
+}
