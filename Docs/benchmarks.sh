@@ -13,7 +13,7 @@ swift build -c release --static-swift-stdlib
 
 for mode in new-connection keep-alive; do
     .build/release/baton-bench \
-        --scenarios direct control baton naive naive-paused stop-start control direct haproxy nginx \
+        --scenarios direct control baton naive naive-paused stop-start control direct haproxy nginx server-starter \
         --workers 2 --clients 16 --mode "$mode" --reload-every 200 --duration "$seconds" --idle 10 \
         $([ "$mode" = new-connection ] && echo --scaling 1 4 8 16 32 64) \
         --markdown "Docs/benchmark-results-$mode.md" \

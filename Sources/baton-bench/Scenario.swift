@@ -22,6 +22,8 @@ enum Scenario: String, CaseIterable, ExpressibleByArgument, Codable {
     case haproxy
     /// nginx answering by itself, reloaded with SIGHUP.
     case nginx
+    /// Server::Starter holding the socket for one baton-demo, reloaded with SIGHUP.
+    case serverStarter = "server-starter"
 
     var summary: String {
         switch self {
@@ -33,6 +35,7 @@ enum Scenario: String, CaseIterable, ExpressibleByArgument, Codable {
         case .direct: "baton-demo bound directly, no reloads"
         case .haproxy: "HAProxy (master-worker) answering by itself, reloaded with SIGUSR2 (not baton-demo)"
         case .nginx: "nginx answering by itself, reloaded with SIGHUP (not baton-demo)"
+        case .serverStarter: "Server::Starter holding the socket for one baton-demo, reloaded with SIGHUP"
         }
     }
 

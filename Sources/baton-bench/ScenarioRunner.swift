@@ -27,13 +27,20 @@ struct ScenarioRunner {
         switch scenario {
         case .haproxy: kind = .haproxy
         case .nginx: kind = .nginx
+        case .serverStarter: kind = .serverStarter
         default: return nil
         }
         guard SelfReloadingServer.installed(kind) != nil else { return "\(kind.executable) is not installed" }
-        guard FileManager.default.fileExists(atPath: "\(configurations)/\(kind.template)") else {
-            return "no \(kind.template) in \(configurations) (see --configurations)"
+        if let template = kind.template, !FileManager.default.fileExists(atPath: "\(configurations)/\(template)") {
+            return "no \(template) in \(configurations) (see --configurations)"
         }
         return nil
+    }
+
+    private func selfReloading(_ kind: SelfReloadingServer.Kind, port: Int, scratch: String) throws -> SelfReloadingServer {
+        guard let executable = SelfReloadingServer.installed(kind) else { throw BenchError("\(kind.executable) is not installed") }
+        return try SelfReloadingServer(kind, executable: executable, configurations: configurations, products: products,
+                                       port: port, scratch: scratch)
     }
 
     /// `controlWindow`: how long the control scenario's do-nothing reloads last.
@@ -49,10 +56,9 @@ struct ScenarioRunner {
         case .naivePaused: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: 10, stopFirst: false)
         case .stopStart: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: true)
         case .direct: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: false)
-        case .haproxy: try SelfReloadingServer(.haproxy, executable: SelfReloadingServer.installed(.haproxy)!,
-                                               configurations: configurations, port: port, scratch: scratch)
-        case .nginx: try SelfReloadingServer(.nginx, executable: SelfReloadingServer.installed(.nginx)!,
-                                             configurations: configurations, port: port, scratch: scratch)
+        case .haproxy: try selfReloading(.haproxy, port: port, scratch: scratch)
+        case .nginx: try selfReloading(.nginx, port: port, scratch: scratch)
+        case .serverStarter: try selfReloading(.serverStarter, port: port, scratch: scratch)
         }
         var stopped = false
         defer { if !stopped { _ = server.stop() } }

@@ -1,16 +1,40 @@
 import BatonLoad
 import Foundation
 
-/// A server that reloads itself (HAProxy in master-worker mode, nginx), run from a
-/// configuration template in `Docs/bench/` with `@PORT@` and `@DIR@` filled in. It
-/// answers every request itself with its worker's pid in `X-Pid`.
+/// Another tool's reload: HAProxy in master-worker mode and nginx, run from a
+/// configuration template in `Docs/bench/` with `@PORT@` and `@DIR@` filled in, each
+/// answering every request itself with its worker's pid in `X-Pid`; and Server::Starter
+/// (`start_server`), which holds the socket and runs one `baton-demo` on it.
 final class SelfReloadingServer: ServerUnderTest {
     enum Kind {
-        case haproxy, nginx
+        case haproxy, nginx, serverStarter
 
-        var executable: String { self == .haproxy ? "haproxy" : "nginx" }
-        var template: String { self == .haproxy ? "haproxy.cfg" : "nginx.conf" }
+        var executable: String {
+            switch self {
+            case .haproxy: "haproxy"
+            case .nginx: "nginx"
+            case .serverStarter: "start_server"
+            }
+        }
+
+        /// The configuration template in `Docs/bench/`, if it has one.
+        var template: String? {
+            switch self {
+            case .haproxy: "haproxy.cfg"
+            case .nginx: "nginx.conf"
+            case .serverStarter: nil
+            }
+        }
+
         var reloadSignal: Int32 { self == .haproxy ? SIGUSR2 : SIGHUP }
+
+        /// Worker processes once a reload is over.
+        var workers: Int {
+            switch self {
+            case .haproxy, .serverStarter: 1
+            case .nginx: 2
+            }
+        }
     }
 
     private let kind: Kind
@@ -27,16 +51,24 @@ final class SelfReloadingServer: ServerUnderTest {
             .first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    init(_ kind: Kind, executable: String, configurations: String, port: Int, scratch: String) throws {
+    init(_ kind: Kind, executable: String, configurations: String, products: String, port: Int, scratch: String) throws {
         self.kind = kind
         target = .tcp(host: "127.0.0.1", port: port)
-        let template = try String(contentsOfFile: "\(configurations)/\(kind.template)", encoding: .utf8)
-        let configuration = "\(scratch)/\(kind.template)"
-        try template.replacingOccurrences(of: "@PORT@", with: "\(port)")
-            .replacingOccurrences(of: "@DIR@", with: scratch)
-            .write(toFile: configuration, atomically: true, encoding: .utf8)
+        var configuration = ""
+        if let name = kind.template {
+            let template = try String(contentsOfFile: "\(configurations)/\(name)", encoding: .utf8)
+            configuration = "\(scratch)/\(name)"
+            try template.replacingOccurrences(of: "@PORT@", with: "\(port)")
+                .replacingOccurrences(of: "@DIR@", with: scratch)
+                .write(toFile: configuration, atomically: true, encoding: .utf8)
+        }
         master.executableURL = URL(fileURLWithPath: executable)
-        master.arguments = kind == .haproxy ? ["-W", "-db", "-f", configuration] : ["-c", configuration, "-p", scratch]
+        master.arguments = switch kind {
+        case .haproxy: ["-W", "-db", "-f", configuration]
+        case .nginx: ["-c", configuration, "-p", scratch]
+        // The old worker gets SIGTERM once the new one has run for --interval seconds.
+        case .serverStarter: ["--port=127.0.0.1:\(port)", "--interval=1", "--", "\(products)/baton-demo"]
+        }
         master.standardInput = FileHandle.nullDevice
         master.standardOutput = FileHandle.nullDevice
         let errors = Pipe()
@@ -74,8 +106,7 @@ final class SelfReloadingServer: ServerUnderTest {
 
     /// Waits until the old workers have gone.
     func settle() throws {
-        let expected = kind == .haproxy ? 1 : 2
-        _ = waitUntil { workers().count <= expected }
+        _ = waitUntil { workers().count <= kind.workers }
     }
 
     func stop() -> Int32? {

@@ -183,10 +183,17 @@ final class DemoServer: @unchecked Sendable {
     }
 }
 
-/// The systemd socket-activation protocol, as far as the demo needs it.
+/// Inherited listening sockets, as far as the demo needs them.
 enum InheritedSocket {
-    /// The descriptor named `http`, else the first one; nil without `LISTEN_FDS` for us.
+    /// The descriptor named `http`, else the first one, from `LISTEN_FDS` (systemd's
+    /// protocol, Baton's default) or `SERVER_STARTER_PORT` (Server::Starter's:
+    /// `host:port=fd;…`); nil when neither is there for us.
     static func fromEnvironment() -> Int32? {
+        if let starter = Identity.variable("SERVER_STARTER_PORT"),
+           let first = starter.split(separator: ";").first, let equals = first.lastIndex(of: "="),
+           let fd = Int32(first[first.index(after: equals)...]) {
+            return fd
+        }
         guard let count = Identity.variable("LISTEN_FDS").flatMap(Int32.init), count > 0,
               Identity.variable("LISTEN_PID").flatMap(pid_t.init) == getpid() else { return nil }
         let names = Identity.variable("LISTEN_FDNAMES")?.split(separator: ":", omittingEmptySubsequences: false) ?? []

@@ -17,7 +17,8 @@ struct Options {
     static let usage = """
         usage: baton-demo [--listen HOST:PORT [--reuseport]] [--ready-delay-ms N] [--never-ready]
                           [--exit-at-start CODE] [--drain-idle-ms N] [--drain-pause-ms N]
-        Serves HTTP/1.1 on the socket Baton passes (LISTEN_FDS), or on --listen.
+        Serves HTTP/1.1 on the socket Baton passes (LISTEN_FDS), the one Server::Starter
+        passes (SERVER_STARTER_PORT), or on --listen.
         GET /           200 with pid, generation and slot
         GET /sleep?ms=N the same after N ms
         """
