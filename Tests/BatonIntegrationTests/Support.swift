@@ -52,8 +52,8 @@ final class BatonUnderTest {
     let controlSocket: String
     let logPath: String
 
-    /// `arguments` are baton's, without `--control`.
-    init(_ arguments: [String], in scratch: ScratchDirectory) throws {
+    /// `arguments` are baton's, without `--control`; `environment` is added to the test's.
+    init(_ arguments: [String], in scratch: ScratchDirectory, environment: [String: String] = [:]) throws {
         controlSocket = "\(scratch.path)/baton.sock"
         logPath = "\(scratch.path)/baton-\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -63,6 +63,7 @@ final class BatonUnderTest {
         process.standardOutput = log
         process.standardError = log
         process.currentDirectoryURL = URL(fileURLWithPath: scratch.path)
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         try process.run()
     }
 

@@ -82,6 +82,14 @@ public final class Supervisor: @unchecked Sendable {
             logger.debug("could not become a child subreaper; orphans of workers go to init")
         }
         SignalWatcher.start { [self] in post(.delivery($0)) }
+        // The only periodic wake-up, and only when the service asks for it: the event
+        // loop that owns all state answering proves that Baton is not stuck.
+        let watchdog = systemd.watchdogInterval.map { interval in
+            eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(interval.nanoseconds)) { [systemd] _ in
+                systemd.send("WATCHDOG=1")
+            }
+        }
+        defer { watchdog?.cancel() }
         logger.info("baton \(getpid()) starting \(configuration.workers.count) worker(s) of \(configuration.workers.command.joined(separator: " ")); control socket \(control.path)")
 
         let finished = eventLoop.makePromise(of: Int32.self)
@@ -323,8 +331,7 @@ public final class Supervisor: @unchecked Sendable {
         timers[key]?.scheduled.cancel()
         nextTimerToken += 1
         let token = nextTimerToken
-        let nanoseconds = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
-        let scheduled = eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) { [self] in
+        let scheduled = eventLoop.scheduleTask(in: .nanoseconds(delay.nanoseconds)) { [self] in
             handle(.timer(key, token: token))
         }
         timers[key] = (token, scheduled)
@@ -474,5 +481,11 @@ enum Clock {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }

@@ -10,6 +10,14 @@ struct SystemdNotifier {
         enabled = getenv("NOTIFY_SOCKET") != nil
     }
 
+    /// Half the interval of the service's watchdog (`WATCHDOG_USEC`, for this process
+    /// when `WATCHDOG_PID` is set): how often to send `WATCHDOG=1`. Nil without one.
+    var watchdogInterval: Duration? {
+        var microseconds: UInt64 = 0
+        guard enabled, sd_watchdog_enabled(0, &microseconds) > 0, microseconds > 0 else { return nil }
+        return .microseconds(Int64(microseconds / 2))
+    }
+
     func send(_ fields: String) {
         guard enabled else { return }
         _ = sd_notify(0, fields)
