@@ -8,7 +8,7 @@ public final class LoadGenerator: Sendable {
     public let configuration: LoadConfiguration
     private let clients: [ClientRecord]
     private let running = Atomic<Bool>(false)
-    private let finished = Mutex<[ConditionBox]>([])
+    private let finished = Mutex<[DispatchSemaphore]>([])
     private let events = Mutex<[LoadReport.Event]>([])
     private let started = Mutex<ContinuousClock.Instant?>(nil)
 
@@ -23,7 +23,7 @@ public final class LoadGenerator: Sendable {
         started.withLock { $0 = origin }
         running.store(true, ordering: .sequentiallyConsistent)
         for (index, record) in clients.enumerated() {
-            let done = ConditionBox()
+            let done = DispatchSemaphore(value: 0)
             finished.withLock { $0.append(done) }
             let thread = Thread { [self] in
                 runClient(index, record: record, origin: origin)
@@ -71,7 +71,7 @@ public final class LoadGenerator: Sendable {
             var begin = ContinuousClock.now
             if let interval {
                 if scheduled > begin {
-                    Self.sleep(until: scheduled)
+                    sleep(until: scheduled)
                 }
                 begin = scheduled
                 scheduled += interval
@@ -118,12 +118,11 @@ public final class LoadGenerator: Sendable {
     }
 }
 
-extension LoadGenerator {
-    static func sleep(until deadline: ContinuousClock.Instant) {
-        let remaining = deadline - .now
-        guard remaining > .zero else { return }
-        Thread.sleep(forTimeInterval: Double(remaining.components.seconds) + Double(remaining.components.attoseconds) / 1e18)
-    }
+/// Blocks the calling thread until `deadline`.
+public func sleep(until deadline: ContinuousClock.Instant) {
+    let remaining = deadline - .now
+    guard remaining > .zero else { return }
+    Thread.sleep(forTimeInterval: remaining.seconds)
 }
 
 /// One client's results; only its own thread writes them.
@@ -149,25 +148,12 @@ struct ClientState: Sendable {
     }
 }
 
-/// A one-shot signal from a finished thread.
-final class ConditionBox: Sendable {
-    private let condition = Mutex(false)
-
-    func signal() {
-        condition.withLock { $0 = true }
-    }
-
-    func wait() {
-        while !condition.withLock({ $0 }) {
-            usleep(1000)
-        }
-    }
-}
-
 extension Duration {
-    var seconds: Double {
+    public var seconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
+
+    public var milliseconds: Double { seconds * 1000 }
 
     var microseconds: UInt32 {
         UInt32(clamping: components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Baton
+import BatonLoad
 import Foundation
 
 /// One way of running `baton-demo` and of reloading it, measured under the same load.
@@ -143,21 +144,6 @@ final class StandaloneServer: ServerUnderTest {
         servers.stopAll()
         return nil
     }
-}
-
-/// Blocks the calling thread until `deadline`.
-func sleep(until deadline: ContinuousClock.Instant) {
-    let remaining = deadline - .now
-    guard remaining > .zero else { return }
-    Thread.sleep(forTimeInterval: remaining.seconds)
-}
-
-extension Duration {
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-
-    var milliseconds: Double { seconds * 1000 }
 }
 
 struct BenchError: Error, CustomStringConvertible {

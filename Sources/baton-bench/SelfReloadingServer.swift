@@ -131,13 +131,6 @@ final class SelfReloadingServer: ServerUnderTest {
         return false
     }
 
-    final class Counter: @unchecked Sendable {
-        private var value = 0
-        private let lock = NSLock()
-        var count: Int { lock.withLock { value } }
-        func add(_ amount: Int) { lock.withLock { value += amount } }
-    }
-
     deinit {
         if master.isRunning {
             kill(master.processIdentifier, SIGKILL)

@@ -131,12 +131,22 @@ final class NotifyListener {
         Glibc.close(fd)
     }
 
-    private final class Counter: @unchecked Sendable {
-        private var value = 0
-        private let lock = NSLock()
-        func next() -> Int {
-            lock.lock()
-            defer { lock.unlock() }
+}
+
+/// A count shared between threads.
+final class Counter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+
+    var count: Int { lock.withLock { value } }
+
+    func add(_ amount: Int) {
+        lock.withLock { value += amount }
+    }
+
+    /// Adds one; returns the new count.
+    func next() -> Int {
+        lock.withLock {
             value += 1
             return value
         }

@@ -129,17 +129,7 @@ import Testing
         let scratch = ScratchDirectory()
         let port = freePort()
         func configuration(_ command: [String], readyTimeout: String = "30s") -> String {
-            """
-            [[listener]]
-            name = "http"
-            address = "tcp://127.0.0.1:\(port)"
-
-            [workers]
-            command = [\(command.map { "\"\($0)\"" }.joined(separator: ", "))]
-            count = 3
-            ready_timeout = "\(readyTimeout)"
-            drain_timeout = "5s"
-            """
+            serviceConfiguration(port: port, command: command, workers: 3, readyTimeout: readyTimeout)
         }
         try scratch.write("baton.toml", configuration([Products.path("baton-demo")]))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)

@@ -83,6 +83,20 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    @Test func sighupReloads() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest(["--workers", "2", "--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch)
+        let before = try baton.waitUntilServing()
+        kill(baton.process.processIdentifier, SIGHUP)
+        let after = try baton.waitUntilServing(generation: 2)
+        let serving = try #require(after.generations.last { $0.role == "serving" })
+        #expect(serving.number == 2)
+        #expect(Set(serving.workers.compactMap(\.pid))
+            .isDisjoint(with: before.generations.flatMap(\.workers).compactMap(\.pid)), "generation 2 runs new workers")
+        #expect(after.reloads.map(\.result) == ["took-over"])
+        #expect(baton.stop() == 0)
+    }
+
     @Test func secondSignalKillsAtOnce() throws {
         let scratch = ScratchDirectory()
         let baton = try BatonUnderTest([

@@ -20,6 +20,21 @@ func freePort() -> Int {
     (try? LoadTarget.freeLoopbackPort()) ?? 0
 }
 
+/// A configuration file for one `http` listener on 127.0.0.1 and `workers` workers.
+func serviceConfiguration(port: Int, command: [String], workers: Int, readyTimeout: String = "30s") -> String {
+    """
+    [[listener]]
+    name = "http"
+    address = "tcp://127.0.0.1:\(port)"
+
+    [workers]
+    command = [\(command.map { "\"\($0)\"" }.joined(separator: ", "))]
+    count = \(workers)
+    ready_timeout = "\(readyTimeout)"
+    drain_timeout = "5s"
+    """
+}
+
 /// A scratch directory for one test, removed when the test ends.
 final class ScratchDirectory {
     let path: String

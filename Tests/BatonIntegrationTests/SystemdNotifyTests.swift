@@ -42,16 +42,7 @@ import Testing
         let receiver = try NotifyReceiver(path: "\(scratch.path)/notify.sock")
         let port = freePort()
         func configuration(_ command: [String]) -> String {
-            """
-            [[listener]]
-            name = "http"
-            address = "tcp://127.0.0.1:\(port)"
-
-            [workers]
-            command = [\(command.map { "\"\($0)\"" }.joined(separator: ", "))]
-            count = 2
-            drain_timeout = "5s"
-            """
+            serviceConfiguration(port: port, command: command, workers: 2)
         }
         try scratch.write("baton.toml", configuration([Products.path("baton-demo")]))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch,
