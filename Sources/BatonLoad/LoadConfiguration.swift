@@ -81,6 +81,9 @@ public struct LoadConfiguration: Sendable {
     /// time, so a stalled server shows as latency instead of slowing the load down.
     /// Nil: closed loop, each client sends its next request when the last is answered.
     public var rate: Double?
+    /// Runs first on every client thread, before it opens a connection: a test uses it
+    /// to enter the network namespace of the server it loads.
+    public var prepareThread: (@Sendable () -> Void)?
 
     public init(target: LoadTarget) {
         self.target = target

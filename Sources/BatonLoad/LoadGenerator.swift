@@ -26,6 +26,7 @@ public final class LoadGenerator: Sendable {
             let done = DispatchSemaphore(value: 0)
             finished.withLock { $0.append(done) }
             let thread = Thread { [self] in
+                configuration.prepareThread?()
                 runClient(index, record: record, origin: origin)
                 done.signal()
             }

@@ -6,7 +6,9 @@
 #include <linux/close_range.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -175,6 +177,16 @@ int baton_reap(pid_t *pid, int *status) {
 
 int baton_become_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : errno;
+}
+
+int baton_enter_network_namespace(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int result = setns(fd, CLONE_NEWNET) == 0 ? 0 : errno;
+    close(fd);
+    return result;
 }
 
 // --- credentials ----------------------------------------------------------------

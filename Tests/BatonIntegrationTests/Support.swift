@@ -68,13 +68,16 @@ final class BatonUnderTest {
     let logPath: String
 
     /// `arguments` are baton's, without `--control`; `environment` is added to the test's.
-    init(_ arguments: [String], in scratch: ScratchDirectory, environment: [String: String] = [:]) throws {
+    /// A `launcher` (program and options) runs in front of baton and execs it.
+    init(_ arguments: [String], in scratch: ScratchDirectory, environment: [String: String] = [:],
+         launcher: [String] = []) throws {
         controlSocket = "\(scratch.path)/baton.sock"
         logPath = "\(scratch.path)/baton-\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.executableURL = URL(fileURLWithPath: Products.path("baton"))
-        process.arguments = ["--control", controlSocket] + arguments
+        let command = launcher + [Products.path("baton"), "--control", controlSocket] + arguments
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         process.standardOutput = log
         process.standardError = log
         process.currentDirectoryURL = URL(fileURLWithPath: scratch.path)

@@ -276,6 +276,18 @@ import Testing
         #expect(last.contains(.exit(code: 0, reason: nil)))
     }
 
+    @Test func stopKeepsEverySocketUntilExit() {
+        var machine = Self.reloading()
+        _ = machine.handle(.stopRequested)
+        var actions: [SupervisorAction] = []
+        for worker in [g(1, 0), g(1, 1), g(2, 0), g(2, 1)] {
+            actions += machine.handle(.workerExited(worker, .exited(0)))
+        }
+        #expect(actions.contains(.exit(code: 0, reason: nil)))
+        #expect(!actions.contains { if case .retainSockets = $0 { true } else { false } },
+                "sockets closed while stopping would reset what is queued in them")
+    }
+
     @Test func secondStopKillsAtOnce() {
         var machine = Self.serving()
         _ = machine.handle(.stopRequested)

@@ -344,7 +344,11 @@ public struct SupervisorStateMachine: Sendable {
                 actions.append(.cancelTimer(.drainDeadline(generation: generation.number)))
                 actions.append(.announce(.generationGone(generation.number)))
             }
-            actions.append(.retainSockets(for: generations.map(\.configuration)))
+            // Stopping keeps every socket until exit: what is queued there then waits
+            // in the fd store for the next start instead of being reset.
+            if phase != .stopping {
+                actions.append(.retainSockets(for: generations.map(\.configuration)))
+            }
         }
         if phase == .stopping && generations.isEmpty {
             phase = .stopped

@@ -52,7 +52,7 @@ public final class Supervisor: @unchecked Sendable {
         self.source = source
         self.logger = logger
         self.eventLoop = eventLoop
-        sockets = SocketTable(logger: logger)
+        sockets = SocketTable(logger: logger, systemd: systemd, inherited: .fromSystemd(logger: logger))
     }
 
     /// Blocks the signals Baton handles. Call it first thing in `main`, before any
@@ -71,8 +71,7 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     private func run() throws -> Int32 {
-        let configuration = try source.load()
-        try sockets.prepare(configuration)
+        let configuration = try sockets.prepare(source.load())
         defer { sockets.closeAll() }
         let control = try ControlServer(path: configuration.controlSocket, eventLoop: eventLoop) { [self] request, responder in
             post(.control(request, responder))
@@ -212,9 +211,7 @@ public final class Supervisor: @unchecked Sendable {
         switch action {
         case .loadConfiguration:
             do {
-                let configuration = try source.load()
-                try sockets.prepare(configuration)
-                feed(.configurationLoaded(configuration))
+                feed(.configurationLoaded(try sockets.prepare(source.load())))
             } catch {
                 feed(.configurationRejected("\(error)"))
             }

@@ -23,6 +23,20 @@ struct SystemdNotifier {
         _ = sd_notify(0, fields)
     }
 
+    /// Keeps a copy of a listening socket in the service's fd store, which systemd passes
+    /// back on the next start of the service. Without `FileDescriptorStoreMax=` in the
+    /// unit systemd drops it.
+    func store(_ fd: Int32, name: String) {
+        guard enabled else { return }
+        var fd = fd
+        _ = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=\(name)", &fd, 1)
+    }
+
+    /// Drops every socket stored under `name`.
+    func removeFromStore(name: String) {
+        send("FDSTOREREMOVE=1\nFDNAME=\(name)")
+    }
+
     /// `RELOADING=1` with the timestamp `Type=notify-reload` expects.
     func reloading(_ status: String) {
         var now = timespec()

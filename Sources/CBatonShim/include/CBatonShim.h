@@ -65,6 +65,11 @@ int baton_attach_migration_program(int fd);
 /// Makes this process the reaper of orphaned descendants (PR_SET_CHILD_SUBREAPER).
 int baton_become_subreaper(void);
 
+/// Moves the calling thread into the network namespace of process `pid` (setns), so
+/// that the sockets it opens are that namespace's. For tests that reach a service
+/// running in a namespace of its own.
+int baton_enter_network_namespace(pid_t pid);
+
 /// Waits for the next signal on a signalfd from `baton_signalfd`.
 int baton_read_signal(int fd, int *signal);
 

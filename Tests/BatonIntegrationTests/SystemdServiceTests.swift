@@ -1,0 +1,172 @@
+import Baton
+import BatonLoad
+import Foundation
+import Synchronization
+import Testing
+
+/// The units of `Units/`, as shipped, under systemd 252 running as PID 1 of a private
+/// namespace: socket activation, `systemctl reload` under load and when it rolls back,
+/// `systemctl restart` under load with the fd store, and `systemctl stop` draining.
+@Suite(.serialized) struct SystemdServiceTests {
+    static let reloads = 20
+
+    /// Skips (saying why) where systemd cannot run as PID 1 of a namespace.
+    func systemd(_ units: [String], files: [String: String] = [:], in scratch: ScratchDirectory) throws -> SystemdUnderTest? {
+        if let reason = SystemdUnderTest.unavailableReason {
+            print("skipped: \(reason)")
+            return nil
+        }
+        return try SystemdUnderTest(units: units, files: files, in: scratch)
+    }
+
+    func load(_ systemd: SystemdUnderTest, port: Int) -> LoadGenerator {
+        var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        configuration.clients = 8
+        // A restart leaves clients waiting in the accept queue for a while.
+        configuration.requestTimeout = .seconds(20)
+        configuration.prepareThread = systemd.enterNetwork
+        return LoadGenerator(configuration)
+    }
+
+    func expectNoFailures(_ report: LoadReport, _ journal: @autoclosure () -> String, what: String) {
+        print("\(what): \(report.succeeded) requests answered, \(report.totalFailures) failed")
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)\n\(journal())")
+        #expect(report.succeeded > 20, "the load must actually have run")
+    }
+
+    func curl(_ systemd: SystemdUnderTest, _ path: String = "/", port: Int = 8080) throws -> (status: Int32, output: String) {
+        try systemd.run(["curl", "-s", "-i", "--max-time", "20", "http://127.0.0.1:\(port)\(path)"])
+    }
+
+    @Test func socketActivationStartsBatonOnTheUnitsSocket() throws {
+        let scratch = ScratchDirectory()
+        guard let systemd = try systemd(["baton-demo.socket", "baton-demo.service"], in: scratch) else { return }
+        #expect(try systemd.run(["systemctl", "start", "baton-demo.socket"]).status == 0)
+        #expect(try systemd.property("ActiveState", of: "baton-demo.service") == "inactive")
+
+        // The first connection starts the service; it waits in the socket's queue meanwhile.
+        let response = try curl(systemd)
+        #expect(response.output.hasPrefix("HTTP/1.1 200"), "\(response.output)\n\(systemd.journal("baton-demo.service"))")
+        #expect(try systemd.property("ActiveState", of: "baton-demo.service") == "active")
+        let journal = systemd.journal("baton-demo.service")
+        #expect(journal.contains("listener http tcp://127.0.0.1:8080 adopted fd 3 from systemd"), "\(journal)")
+        #expect(!journal.contains("closed it"), "every socket systemd passed must be used: \(journal)")
+
+        // The workers accept on systemd's own socket: the same socket inode as PID 1's.
+        let status = try systemd.run(["batonctl", "status", "--json", "-s", "/run/baton-demo/baton.sock"])
+        let report = try JSONDecoder().decode(StatusReport.self, from: Data(status.output.utf8))
+        let worker = try #require(report.generations.first?.workers.first?.pid)
+        let workerSocket = try systemd.run(["readlink", "/proc/\(worker)/fd/3"]).output
+        let systemdSockets = try systemd.run(["sh", "-c", "readlink /proc/1/fd/*"]).output
+        #expect(workerSocket.hasPrefix("socket:[") && systemdSockets.contains(workerSocket.trimmingCharacters(in: .whitespacesAndNewlines)),
+                "worker fd 3 is \(workerSocket); systemd holds \(systemdSockets)")
+    }
+
+    @Test func systemctlReloadUnderLoadLosesNoRequest() throws {
+        let scratch = ScratchDirectory()
+        guard let systemd = try systemd(["baton-demo.socket", "baton-demo.service"], in: scratch) else { return }
+        #expect(try systemd.run(["systemctl", "start", "baton-demo.socket", "baton-demo.service"]).status == 0)
+        let load = load(systemd, port: 8080)
+        load.start()
+        var failedReloads: [String] = []
+        for _ in 1...Self.reloads {
+            let reload = try systemd.run(["systemctl", "reload", "baton-demo.service"])
+            if reload.status != 0 { failedReloads.append(reload.output) }
+        }
+        let report = load.stop()
+        #expect(failedReloads.isEmpty, "\(failedReloads)\n\(systemd.journal("baton-demo.service"))")
+        expectNoFailures(report, systemd.journal("baton-demo.service"), what: "\(Self.reloads) × systemctl reload")
+        #expect(report.distinctResponders > 4, "several generations must have answered")
+        #expect(try systemd.property("StatusText", of: "baton-demo.service")
+                    == "generation \(Self.reloads + 1): 4/4 ready; last reload took-over")
+    }
+
+    @Test func reloadThatRollsBackFailsSystemctlReloadAndKeepsServing() throws {
+        let scratch = ScratchDirectory()
+        guard let systemd = try systemd(["baton-demo.socket", "baton-demo.service"], in: scratch) else { return }
+        #expect(try systemd.run(["systemctl", "start", "baton-demo.socket", "baton-demo.service"]).status == 0)
+        let mainPID = try systemd.property("MainPID", of: "baton-demo.service")
+        let load = load(systemd, port: 8080)
+        load.start()
+        // A broken upgrade: the new binary exits at once.
+        try systemd.run(["sh", "-c", "mv /usr/local/bin/baton-demo /usr/local/bin/baton-demo.good && printf '#!/bin/sh\\nexit 3\\n' > /usr/local/bin/baton-demo && chmod +x /usr/local/bin/baton-demo"])
+        let reload = try systemd.run(["systemctl", "reload", "baton-demo.service"])
+        try systemd.run(["mv", "/usr/local/bin/baton-demo.good", "/usr/local/bin/baton-demo"])
+        let report = load.stop()
+
+        #expect(reload.status != 0, "systemctl reload must fail when the reload rolled back")
+        #expect(try systemd.property("ActiveState", of: "baton-demo.service") == "active")
+        #expect(try systemd.property("MainPID", of: "baton-demo.service") == mainPID)
+        #expect(try systemd.property("StatusText", of: "baton-demo.service").contains("generation 1: 4/4 ready; last reload rolled-back"))
+        expectNoFailures(report, systemd.journal("baton-demo.service"), what: "systemctl reload rolled back")
+        #expect(try curl(systemd).output.hasPrefix("HTTP/1.1 200"))
+        // Fixed, the next reload goes through.
+        #expect(try systemd.run(["systemctl", "reload", "baton-demo.service"]).status == 0)
+    }
+
+    @Test func restartUnderLoadKeepsTheSocketsInTheFdStore() throws {
+        let scratch = ScratchDirectory()
+        let unit = "baton-demo-standalone.service"
+        guard let systemd = try systemd([unit], in: scratch) else { return }
+        #expect(try systemd.run(["systemctl", "start", unit]).status == 0)
+        let firstPID = try systemd.property("MainPID", of: unit)
+        #expect(try systemd.property("NFileDescriptorStore", of: unit) == "4", "one stored socket per worker slot")
+        let load = load(systemd, port: 8081)
+        load.start()
+        var failedRestarts: [String] = []
+        for _ in 1...3 {
+            let restart = try systemd.run(["systemctl", "restart", unit])
+            if restart.status != 0 { failedRestarts.append(restart.output) }
+            // Serving again before the next restart, so that each one is under load.
+            _ = try curl(systemd, port: 8081)
+        }
+        let report = load.stop()
+        let journal = systemd.journal(unit)
+        #expect(failedRestarts.isEmpty, "\(failedRestarts)\n\(journal)")
+        #expect(try systemd.property("MainPID", of: unit) != firstPID)
+        #expect(journal.contains("adopted fd 6 from systemd"), "the restarted Baton must adopt the stored sockets: \(journal)")
+        #expect(try systemd.property("NFileDescriptorStore", of: unit) == "4")
+        expectNoFailures(report, journal, what: "3 × systemctl restart")
+    }
+
+    @Test func stopDrainsRequestsInFlight() throws {
+        let scratch = ScratchDirectory()
+        guard let systemd = try systemd(["baton-demo.socket", "baton-demo.service"], in: scratch) else { return }
+        #expect(try systemd.run(["systemctl", "start", "baton-demo.socket", "baton-demo.service"]).status == 0)
+        let slow = Mutex<(status: Int32, output: String)?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            slow.withLock { $0 = try? curl(systemd, "/sleep?ms=3000") }
+            done.signal()
+        }
+        // Stop only once the slow request is in a worker's hands.
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !(try systemd.run(["ss", "-Htn", "state", "established", "( sport = :8080 )"]).output.contains("127.0.0.1")) {
+            usleep(20_000)
+        }
+        let stop = try systemd.run(["systemctl", "stop", "baton-demo.service"])
+        done.wait()
+        let response = slow.withLock { $0 }
+        #expect(stop.status == 0)
+        #expect(response?.output.hasPrefix("HTTP/1.1 200") == true, "the request in flight must complete: \(String(describing: response))\n\(systemd.journal("baton-demo.service"))")
+        #expect(try systemd.property("Result", of: "baton-demo.service") == "success")
+        #expect(try systemd.property("ActiveState", of: "baton-demo.service") == "inactive")
+    }
+
+    @Test func templateRunsTheServiceOfItsConfigurationFile() throws {
+        let scratch = ScratchDirectory()
+        let configuration = serviceConfiguration(port: 8082, command: ["/usr/local/bin/baton-demo"], workers: 2)
+        guard let systemd = try systemd(["baton@.service"], files: ["/etc/baton/demo.toml": configuration], in: scratch) else { return }
+        let unit = "baton@demo.service"
+        #expect(try systemd.run(["systemctl", "start", unit]).status == 0, "\(systemd.journal(unit))")
+        #expect(try curl(systemd, port: 8082).output.contains("generation=1"))
+        #expect(try systemd.run(["systemctl", "reload", unit]).status == 0)
+        #expect(try curl(systemd, port: 8082).output.contains("generation=2"))
+        #expect(try systemd.property("NFileDescriptorStore", of: unit) == "2")
+        #expect(try systemd.run(["systemctl", "restart", unit]).status == 0)
+        #expect(try curl(systemd, port: 8082).output.contains("generation=1"), "a new Baton counts from 1 again")
+        #expect(systemd.journal(unit).contains("adopted fd 4 from systemd"))
+        #expect(try systemd.run(["systemctl", "stop", unit]).status == 0)
+        #expect(try systemd.property("Result", of: unit) == "success")
+    }
+}
