@@ -20,6 +20,9 @@ import Testing
             else:
                 host, port = address.rsplit(":", 1)
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                if name.endswith("+reuseport"):  # as ReusePort=yes in a socket unit
+                    name = name.removesuffix("+reuseport")
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 s.bind((host, int(port)))
             s.listen(16)
             # Out of the way of 3, 4, … first.
@@ -82,5 +85,25 @@ import Testing
         ], in: scratch)
         #expect(baton.waitForExit() != 0)
         #expect(baton.log.contains("but the socket systemd passed as fd 4 named http is unix://\(socket)"), "\(baton.log)")
+    }
+
+    @Test func socketWithReusePortGetsPerWorkerSiblings() throws {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        let baton = try activate([("http+reuseport", "127.0.0.1:\(port)")], baton: [
+            "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "3", "--", Products.path("baton-demo"),
+        ], in: scratch)
+        let status = try baton.waitUntilServing()
+        let listener = try #require(status.listeners.first)
+        #expect(listener.reusePort == "per-worker" && listener.sockets.map(\.slot) == [0, 1, 2], "\(status.listeners)")
+        #expect(!baton.log.contains("shared by every slot"), "\(baton.log)")
+        // Every slot answers: the kernel spreads new connections over the three sockets.
+        var slots = Set<String>()
+        for _ in 0..<200 where slots.count < 3 {
+            let body = try run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(port)/"]).output
+            if let slot = body.split(separator: " ").first(where: { $0.hasPrefix("slot=") }) { slots.insert(String(slot)) }
+        }
+        #expect(slots.count == 3, "answered by \(slots)")
+        #expect(baton.stop() == 0)
     }
 }

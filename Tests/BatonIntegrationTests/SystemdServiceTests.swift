@@ -166,6 +166,11 @@ import Testing
         #expect(try systemd.run(["systemctl", "restart", unit]).status == 0)
         #expect(try curl(systemd, port: 8082).output.contains("generation=1"), "a new Baton counts from 1 again")
         #expect(systemd.journal(unit).contains("adopted fd 4 from systemd"))
+        // A slot removed by a reload leaves the fd store too.
+        try systemd.run(["sed", "-i", "s/^count = 2/count = 1/", "/etc/baton/demo.toml"])
+        #expect(try systemd.run(["systemctl", "reload", unit]).status == 0)
+        #expect(try systemd.property("NFileDescriptorStore", of: unit) == "1")
+        #expect(try curl(systemd, port: 8082).output.contains("generation=2"))
         #expect(try systemd.run(["systemctl", "stop", unit]).status == 0)
         #expect(try systemd.property("Result", of: unit) == "success")
     }
