@@ -7,7 +7,7 @@ struct BatonControl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "batonctl",
         abstract: "Control a running Baton.",
-        subcommands: [Status.self, Reload.self, Stop.self])
+        subcommands: [Status.self, Reload.self, Scale.self, Stop.self])
 }
 
 struct ControlOptions: ParsableArguments {
@@ -40,6 +40,19 @@ extension BatonControl {
         }
     }
 
+    struct Scale: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run N workers: a reload whose new generation has N slots.",
+            discussion: "The count holds for every later reload, until the next scale or a restart of Baton. With --wait, prints progress and exits 0 only if the new generation took over.")
+        @OptionGroup var options: ControlOptions
+        @Argument(help: "The number of workers, 1 to 1024.") var workers: Int
+        @Flag(help: "Wait until the reload is over.") var wait = false
+
+        func run() throws {
+            try Reload.send(ControlRequest(command: .scale, wait: wait, workers: workers), options)
+        }
+    }
+
     struct Reload: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Start a new generation; the old one drains once the new one is ready.",
@@ -48,7 +61,12 @@ extension BatonControl {
         @Flag(help: "Wait until the reload is over.") var wait = false
 
         func run() throws {
-            let reply = try options.send(ControlRequest(command: .reload, wait: wait)) { reply in
+            try Self.send(ControlRequest(command: .reload, wait: wait), options)
+        }
+
+        /// Sends a request that reloads, printing progress as it comes.
+        static func send(_ request: ControlRequest, _ options: ControlOptions) throws {
+            let reply = try options.send(request) { reply in
                 if !reply.final, let message = reply.message {
                     print(message)
                     // Progress must show as it comes, also through a pipe.

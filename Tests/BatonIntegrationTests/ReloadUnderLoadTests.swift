@@ -52,6 +52,29 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    /// Slots come and go under load: their sockets close with their queued connections
+    /// moved to a sibling, so nothing is reset.
+    @Test func scalingUpAndDownUnderLoadLosesNoRequest() throws {
+        let scratch = ScratchDirectory()
+        let (baton, port) = try startDemo(workers: 4, in: scratch)
+        var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        configuration.clients = 16
+        let load = LoadGenerator(configuration)
+        load.start()
+        var outputs: [(Int32, String)] = []
+        for count in [1, 4, 2, 6, 1, 3, 1, 4, 2, 6] {
+            outputs.append(try run(Products.path("batonctl"), ["scale", "\(count)", "--wait", "-s", baton.controlSocket]))
+        }
+        let report = load.stop()
+        #expect(outputs.allSatisfy { $0.0 == 0 }, "\(outputs.filter { $0.0 != 0 })")
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.succeeded > 100, "the load must actually have run")
+        let status = try baton.status()
+        #expect(status.listeners.first?.sockets.count == 6, "slots 0-5 keep their sockets while generation 11 uses them")
+        #expect(status.generations.last?.workers.count == 6)
+        #expect(baton.stop() == 0)
+    }
+
     /// Open-loop load: requests go out on schedule whatever the server does.
     @Test func openLoopLoadAcrossReloads() throws {
         let scratch = ScratchDirectory()

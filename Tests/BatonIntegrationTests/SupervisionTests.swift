@@ -184,4 +184,26 @@ import Testing
         #expect(try first.status().phase == "running")
         #expect(first.stop() == 0)
     }
+
+    @Test func scaleSetsTheWorkerCountOfThisAndEveryLaterReload() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest(["--workers", "2", "--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch)
+        try baton.waitUntilServing()
+        let refused = try run(Products.path("batonctl"), ["scale", "0", "--wait", "-s", baton.controlSocket])
+        #expect(refused.status != 0 && refused.output.contains("expected a number of workers from 1 to 1024, got 0; nothing changed"),
+                "\(refused.output)")
+        #expect(try baton.status().generations.map(\.number) == [1])
+
+        let scaled = try run(Products.path("batonctl"), ["scale", "3", "--wait", "-s", baton.controlSocket])
+        #expect(scaled.status == 0, "\(scaled.output)")
+        let afterScale = try baton.waitUntilServing(generation: 2)
+        #expect(afterScale.generations.last?.workers.count == 3)
+        #expect(afterScale.scaledTo == 3)
+        #expect(StatusFormatter.table(afterScale).contains("scaled to 3 worker(s) by batonctl scale"))
+
+        // A plain reload keeps the scaled count.
+        #expect(try baton.reload().ok)
+        #expect(try baton.waitUntilServing(generation: 3).generations.last?.workers.count == 3)
+        #expect(baton.stop() == 0)
+    }
 }

@@ -101,6 +101,7 @@ public struct WorkerConfiguration: Sendable, Equatable {
     /// Program and arguments; the program is looked up in `PATH` when it has no slash.
     public var command: [String]
     public var count: Int = 1
+    public static let countRange = 1...1024
     public var directory: String?
     /// Added to (or replacing in) Baton's own environment.
     public var environment: [String: String] = [:]

@@ -127,7 +127,7 @@ public enum ConfigurationFile {
         }
         var workers = WorkerConfiguration(command: command)
         if let count = try reader.integer("count") {
-            guard (1...1024).contains(count) else {
+            guard WorkerConfiguration.countRange.contains(count) else {
                 throw reader.error("count", value: "\(count)", problem: "expected a number of workers from 1 to 1024")
             }
             workers.count = count

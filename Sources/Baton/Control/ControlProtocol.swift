@@ -10,16 +10,19 @@ import Foundation
 /// See `Docs/control-protocol.md`.
 public struct ControlRequest: Codable, Sendable, Equatable {
     public enum Command: String, Codable, Sendable, CaseIterable {
-        case status, reload, stop
+        case status, reload, scale, stop
     }
 
     public var command: Command
-    /// For `reload`: stream progress and answer only when the reload is over.
+    /// For `reload` and `scale`: stream progress and answer only when the reload is over.
     public var wait: Bool?
+    /// For `scale`: the number of worker slots from now on.
+    public var workers: Int?
 
-    public init(command: Command, wait: Bool? = nil) {
+    public init(command: Command, wait: Bool? = nil, workers: Int? = nil) {
         self.command = command
         self.wait = wait
+        self.workers = workers
     }
 
     /// Decodes one request line, with an error a person can act on.

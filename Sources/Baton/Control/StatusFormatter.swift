@@ -15,6 +15,9 @@ public enum StatusFormatter {
     public static func table(_ status: StatusReport) -> String {
         var text = "baton \(status.pid): \(status.phase); configuration: \(status.configuration)\n"
         text += "command: \(status.command.joined(separator: " "))\n"
+        if let scaledTo = status.scaledTo {
+            text += "scaled to \(scaledTo) worker(s) by batonctl scale\n"
+        }
         if status.pendingReloads > 0 {
             text += "reloads waiting: \(status.pendingReloads)\n"
         }

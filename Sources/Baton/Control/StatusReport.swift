@@ -11,6 +11,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// Most recent last.
     public var reloads: [ReloadRecord]
     public var pendingReloads: Int
+    /// The worker count set by `batonctl scale`, which every reload uses instead of the
+    /// configuration's; nil when none was set.
+    public var scaledTo: Int?
 
     public struct GenerationStatus: Codable, Sendable, Equatable {
         public var number: Int

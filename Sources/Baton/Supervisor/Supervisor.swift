@@ -47,6 +47,8 @@ public final class Supervisor: @unchecked Sendable {
     private var reloadAskers: [ReloadRequestID: (responder: ControlResponder, wait: Bool)] = [:]
     private var nextReloadID: ReloadRequestID = 1
     private var reloadHistory: [(firstID: ReloadRequestID, record: StatusReport.ReloadRecord)] = []
+    /// Set by `batonctl scale`: the worker count of every configuration loaded from now on.
+    private var scaledTo: Int?
 
     private init(source: ConfigurationSource, logger: Logger, eventLoop: EventLoop) {
         self.source = source
@@ -152,6 +154,15 @@ public final class Supervisor: @unchecked Sendable {
                 responder.send(ControlReply(ok: true, final: true, status: status()))
             case .reload:
                 requestReload(answering: (responder, request.wait ?? false))
+            case .scale:
+                guard let count = request.workers, WorkerConfiguration.countRange.contains(count) else {
+                    let given = request.workers.map { "\($0)" } ?? "no \"workers\""
+                    responder.send(.failure("scale: expected a number of workers from 1 to 1024, got \(given); nothing changed"))
+                    return
+                }
+                logger.info("scaling to \(count) worker(s): reloading")
+                scaledTo = count
+                requestReload(answering: (responder, request.wait ?? false))
             case .stop:
                 responder.send(ControlReply(ok: true, final: true, message: "stopping: draining every worker"))
                 feed(.stopRequested)
@@ -211,7 +222,9 @@ public final class Supervisor: @unchecked Sendable {
         switch action {
         case .loadConfiguration:
             do {
-                feed(.configurationLoaded(try sockets.prepare(source.load())))
+                var configuration = try source.load()
+                if let scaledTo { configuration.workers.count = scaledTo }
+                feed(.configurationLoaded(try sockets.prepare(configuration)))
             } catch {
                 feed(.configurationRejected("\(error)"))
             }
@@ -463,7 +476,8 @@ public final class Supervisor: @unchecked Sendable {
         return StatusReport(
             pid: getpid(), phase: phase, configuration: source.name,
             command: configuration?.workers.command ?? [], generations: generations, listeners: listeners,
-            reloads: reloadHistory.map(\.record), pendingReloads: machine.pendingReloads.count)
+            reloads: reloadHistory.map(\.record), pendingReloads: machine.pendingReloads.count,
+            scaledTo: scaledTo)
     }
 }
 
