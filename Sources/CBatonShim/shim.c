@@ -179,6 +179,10 @@ int baton_become_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : errno;
 }
 
+int baton_close_on_exec_from(int first) {
+    return close_range((unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0 ? 0 : errno;
+}
+
 int baton_enter_network_namespace(pid_t pid) {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);

@@ -7,16 +7,18 @@ struct BatonControl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "batonctl",
         abstract: "Control a running Baton.",
-        subcommands: [Status.self, Reload.self, Scale.self, Stop.self])
+        subcommands: [Status.self, Reload.self, Scale.self, Upgrade.self, Stop.self])
 }
 
 struct ControlOptions: ParsableArguments {
     @Option(name: [.customShort("s"), .customLong("control")], help: "Path of Baton's control socket.")
     var controlSocket: String?
 
+    var path: String { controlSocket ?? ControlSocketPath.default() }
+
     func send(_ request: ControlRequest, onReply: (ControlReply) -> Void = { _ in }) throws -> ControlReply {
         do {
-            return try ControlClient.send(request, to: controlSocket ?? ControlSocketPath.default(), onReply: onReply)
+            return try ControlClient.send(request, to: path, onReply: onReply)
         } catch {
             print("batonctl: \(error)")
             throw ExitCode(2)
@@ -75,6 +77,46 @@ extension BatonControl {
             }
             print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? reply.message ?? "reload failed")")
             if !reply.ok { throw ExitCode.failure }
+        }
+    }
+
+    struct Upgrade: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replace Baton's own binary in place, keeping its pid, its sockets and its workers.",
+            discussion: """
+                Install the new baton over the file it was started from, then run this. Baton executes \
+                that file again and the new binary takes over the serving workers. Waits until it answers \
+                again, then exits 0; exits non-zero, with the reason, when the upgrade was refused or failed.
+                """)
+        @OptionGroup var options: ControlOptions
+        @Option(help: "How long to wait for the new binary to answer, in seconds.") var timeout: Double = 30
+
+        func run() throws {
+            let before = try options.send(ControlRequest(command: .status)).status
+            let reply = try options.send(ControlRequest(command: .upgrade))
+            guard reply.ok else {
+                print("batonctl: \(reply.error ?? "upgrade failed")")
+                throw ExitCode.failure
+            }
+            print(reply.message ?? "upgrading")
+            let wanted = (before?.upgrades ?? 0) + 1
+            var waited = 0.0
+            while waited < timeout {
+                if let status = try? ControlClient.send(ControlRequest(command: .status), to: options.path).status {
+                    if (status.upgrades ?? 0) >= wanted && status.phase == "running" {
+                        print("upgraded: baton \(status.pid) serves generation \(status.generations.last?.number ?? 0) with the same workers")
+                        return
+                    }
+                    if let error = status.upgradeError {
+                        print("batonctl: upgrade failed, the old binary carries on: \(error)")
+                        throw ExitCode.failure
+                    }
+                }
+                usleep(50_000)
+                waited += 0.05
+            }
+            print("batonctl: Baton did not answer upgraded within \(timeout)s; see its log")
+            throw ExitCode.failure
         }
     }
 

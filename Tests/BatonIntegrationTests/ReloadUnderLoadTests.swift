@@ -191,7 +191,13 @@ import Testing
 
     @Test func reloadsAskedAtOnceCollapseAndAllSucceed() throws {
         let scratch = ScratchDirectory()
-        let (baton, _) = try startDemo(workers: 2, in: scratch)
+        // Workers slow to get ready keep the first reload running while the others arrive,
+        // however busy the machine is.
+        let baton = try BatonUnderTest([
+            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "2",
+            "--", Products.path("baton-demo"), "--ready-delay-ms", "1000",
+        ], in: scratch)
+        try baton.waitUntilServing()
         let replies = Mutex<[ControlReply]>([])
         let controlSocket = baton.controlSocket
         DispatchQueue.concurrentPerform(iterations: 6) { _ in

@@ -70,12 +70,12 @@ final class BatonUnderTest {
     /// `arguments` are baton's, without `--control`; `environment` is added to the test's.
     /// A `launcher` (program and options) runs in front of baton and execs it.
     init(_ arguments: [String], in scratch: ScratchDirectory, environment: [String: String] = [:],
-         launcher: [String] = []) throws {
+         launcher: [String] = [], executable: String = Products.path("baton")) throws {
         controlSocket = "\(scratch.path)/baton.sock"
         logPath = "\(scratch.path)/baton-\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        let command = launcher + [Products.path("baton"), "--control", controlSocket] + arguments
+        let command = launcher + [executable, "--control", controlSocket] + arguments
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
         process.standardOutput = log

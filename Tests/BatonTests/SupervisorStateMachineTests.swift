@@ -264,6 +264,22 @@ import Testing
         #expect(machine.serving?.number == 1)
     }
 
+    // MARK: - Upgrade in place
+
+    @Test func resumedGenerationServesAtOnceAndRestartsAMissingSlot() {
+        var machine = SupervisorStateMachine()
+        let actions = machine.handle(.resume(Self.configuration(workers: 3), generation: 7, workers: [g(7, 0, 2), g(7, 2)]))
+        #expect(machine.phase == .running)
+        #expect(machine.serving?.number == 7)
+        #expect(machine.serving?.workers.values.map(\.state) == [.ready, .ready])
+        #expect(actions.contains(.announce(.serving(generation: 7))))
+        #expect(actions.contains(.startTimer(.restart(generation: 7, slot: 1), after: .zero)), "slot 1 lost its worker")
+        #expect(machine.handle(.timerFired(.restart(generation: 7, slot: 1))).spawned == [g(7, 1, 1)])
+        // Reloads carry on from the resumed generation.
+        _ = machine.handle(.reloadRequested(1))
+        #expect(machine.handle(.configurationLoaded(Self.configuration(workers: 1))).spawned == [g(8, 0)])
+    }
+
     // MARK: - Stop
 
     @Test func stopDrainsEverythingAndExitsWhenTheLastWorkerIsGone() {

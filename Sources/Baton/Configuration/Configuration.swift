@@ -3,7 +3,7 @@
 /// A configuration comes from the command line (``Configuration/init(commandLine:)``)
 /// or a TOML file (``ConfigurationFile``); either way it is validated as a whole before
 /// anything uses it, so a bad one changes nothing.
-public struct Configuration: Sendable, Equatable {
+public struct Configuration: Sendable, Equatable, Codable {
     public var listeners: [ListenerConfiguration]
     public var workers: WorkerConfiguration
     /// Path of the control socket `batonctl` talks to.
@@ -42,7 +42,7 @@ public struct Configuration: Sendable, Equatable {
 }
 
 /// One named socket the service exposes.
-public struct ListenerConfiguration: Sendable, Equatable {
+public struct ListenerConfiguration: Sendable, Equatable, Codable {
     public var name: String
     public var address: ListenerAddress
     public var reusePort: ReusePortMode
@@ -62,7 +62,7 @@ public struct ListenerConfiguration: Sendable, Equatable {
 }
 
 /// How the listeners' sockets are spread over the slots.
-public enum ReusePortMode: String, Sendable, Equatable, CaseIterable {
+public enum ReusePortMode: String, Sendable, Equatable, CaseIterable, Codable {
     /// One `SO_REUSEPORT` socket per slot: the kernel spreads connections over slots.
     case perWorker = "per-worker"
     /// One socket for every slot.
@@ -70,7 +70,7 @@ public enum ReusePortMode: String, Sendable, Equatable, CaseIterable {
 }
 
 /// How Baton learns that a worker serves.
-public enum Readiness: Sendable, Equatable, CustomStringConvertible {
+public enum Readiness: Sendable, Equatable, Codable, CustomStringConvertible {
     /// The worker sends `READY=1` on `NOTIFY_SOCKET` (the sd_notify protocol).
     case notify
     /// A worker still alive after this long counts as ready.
@@ -89,7 +89,7 @@ public enum Readiness: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// What happens to the workers' standard output and error.
-public enum OutputMode: String, Sendable, Equatable, CaseIterable {
+public enum OutputMode: String, Sendable, Equatable, CaseIterable, Codable {
     /// Workers write to Baton's own stdout and stderr.
     case inherit
     /// Each line is prefixed with `[g<generation>/s<slot>] `.
@@ -97,7 +97,7 @@ public enum OutputMode: String, Sendable, Equatable, CaseIterable {
 }
 
 /// How every worker of the service is run.
-public struct WorkerConfiguration: Sendable, Equatable {
+public struct WorkerConfiguration: Sendable, Equatable, Codable {
     /// Program and arguments; the program is looked up in `PATH` when it has no slash.
     public var command: [String]
     public var count: Int = 1

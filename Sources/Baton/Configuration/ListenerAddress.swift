@@ -2,7 +2,7 @@ import Glibc
 
 /// Where a listener listens: `tcp://127.0.0.1:8080`, `tcp://[::1]:8080`,
 /// `udp://0.0.0.0:5353` or `unix:///run/app.sock`.
-public enum ListenerAddress: Hashable, Sendable, CustomStringConvertible {
+public enum ListenerAddress: Hashable, Sendable, Codable, CustomStringConvertible {
     case tcp(host: String, port: UInt16)
     case udp(host: String, port: UInt16)
     case unix(path: String)

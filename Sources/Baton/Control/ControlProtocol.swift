@@ -10,7 +10,7 @@ import Foundation
 /// See `Docs/control-protocol.md`.
 public struct ControlRequest: Codable, Sendable, Equatable {
     public enum Command: String, Codable, Sendable, CaseIterable {
-        case status, reload, scale, stop
+        case status, reload, scale, upgrade, stop
     }
 
     public var command: Command

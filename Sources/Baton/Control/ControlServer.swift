@@ -48,11 +48,16 @@ final class ControlServer: Sendable {
 public struct ControlResponder: Sendable {
     let channel: Channel
 
-    public func send(_ reply: ControlReply) {
+    /// Sends one reply; after the final one, closes the connection and then runs
+    /// `afterwards` on the event loop.
+    public func send(_ reply: ControlReply, afterwards: (@Sendable () -> Void)? = nil) {
         let write = channel.writeAndFlush(ByteBuffer(string: reply.encodedLine()))
         if reply.final {
             let channel = self.channel
-            write.whenComplete { _ in channel.close(promise: nil) }
+            write.whenComplete { _ in
+                channel.close(promise: nil)
+                afterwards?()
+            }
         }
     }
 }

@@ -14,6 +14,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// The worker count set by `batonctl scale`, which every reload uses instead of the
     /// configuration's; nil when none was set.
     public var scaledTo: Int?
+    /// How often this Baton replaced its own binary (`batonctl upgrade`), and why the
+    /// last attempt failed, if it did.
+    public var upgrades: Int?
+    public var upgradeError: String?
 
     public struct GenerationStatus: Codable, Sendable, Equatable {
         public var number: Int

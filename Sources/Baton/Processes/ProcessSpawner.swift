@@ -68,10 +68,42 @@ enum ProcessSpawner {
             }
             cursor += 1
         }
-        for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                    UpgradeHandover.variable] {
             result[key] = nil
         }
         return result
+    }
+
+    /// Executes `path` in place of this process, with this process's arguments and
+    /// environment plus `extraEnvironment`; of its descriptors beyond stdin, stdout and
+    /// stderr only `keeping` survive. Returns only on failure, with `keeping` private again.
+    static func replaceProcess(with path: String, keeping: [Int32], extraEnvironment: [String: String]) -> SystemError {
+        var entries: [String] = []
+        var cursor = environ
+        while let entry = cursor.pointee {
+            entries.append(String(cString: entry))
+            cursor += 1
+        }
+        entries.removeAll { entry in extraEnvironment.keys.contains { entry.hasPrefix($0 + "=") } }
+        entries += extraEnvironment.map { "\($0.key)=\($0.value)" }
+        let argv = CStringArray(CommandLine.arguments)
+        let envp = CStringArray(entries)
+        defer {
+            argv.free()
+            envp.free()
+        }
+        let error = baton_close_on_exec_from(3)
+        guard error == 0 else { return SystemError("close_range", errno: error) }
+        for fd in keeping {
+            _ = fcntl(fd, F_SETFD, 0)
+        }
+        execve(path, argv.pointer, envp.pointer)
+        let failure = SystemError.last("execve", subject: path)
+        for fd in keeping {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        return failure
     }
 
     /// The program's path as `execve` needs it: as given when it has a slash, else

@@ -55,6 +55,9 @@ public enum SupervisorTimer: Hashable, Sendable {
 public enum SupervisorEvent: Sendable {
     /// The configuration was read at start-up: start the first generation.
     case start(Configuration)
+    /// Baton replaced its own binary (`batonctl upgrade`): `workers`, all ready, keep
+    /// serving as generation `generation` of `configuration`.
+    case resume(Configuration, generation: Int, workers: [WorkerID])
     case reloadRequested(ReloadRequestID)
     /// The configuration re-read for a reload is valid and its new sockets are open.
     case configurationLoaded(Configuration)

@@ -54,6 +54,23 @@ public struct SupervisorStateMachine: Sendable {
             guard phase == .idle else { return [] }
             phase = .starting
             startGeneration(configuration, into: &actions)
+        case .resume(let configuration, let number, let workers):
+            guard phase == .idle else { return [] }
+            phase = .running
+            nextGeneration = number + 1
+            var generation = Generation(number: number, configuration: configuration)
+            generation.role = .serving
+            for id in workers where id.generation == number && id.slot < configuration.workers.count {
+                generation.workers[id.slot] = Worker(id: id, state: .ready)
+                generation.starts[id.slot] = id.start
+            }
+            // A slot whose worker exited meanwhile restarts at once.
+            for slot in 0..<configuration.workers.count where generation.workers[slot] == nil {
+                generation.restarting.insert(slot)
+                actions.append(.startTimer(.restart(generation: number, slot: slot), after: .zero))
+            }
+            generations = [generation]
+            actions.append(.announce(.serving(generation: number)))
         case .reloadRequested(let id):
             reloadRequested(id, into: &actions)
         case .configurationLoaded(let configuration):

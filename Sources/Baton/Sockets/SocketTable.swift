@@ -16,6 +16,13 @@ final class SocketTable {
         var reusePort: ReusePortMode
         var slot: Int?
 
+        init(name: String, address: ListenerAddress, reusePort: ReusePortMode, slot: Int?) {
+            self.name = name
+            self.address = address
+            self.reusePort = reusePort
+            self.slot = slot
+        }
+
         init(_ listener: ListenerConfiguration, slot: Int) {
             name = listener.name
             address = listener.address
@@ -151,6 +158,29 @@ final class SocketTable {
             logger.info("closing listener \(key.name) \(key.address)\(key.slot.map { " slot \($0)" } ?? "")")
             close(key)
         }
+    }
+
+    // MARK: - Upgrade in place
+
+    /// Every socket, for the Baton that replaces this one in place.
+    func handOver() -> (sockets: [UpgradeHandover.Socket], sharedInstead: [ListenerAddress]) {
+        let sockets = descriptors.map { key, fd in
+            UpgradeHandover.Socket(name: key.name, address: key.address, reusePort: key.reusePort,
+                                   slot: key.slot, fd: fd, adopted: adopted.contains(key))
+        }
+        return (sockets, Array(sharedInstead))
+    }
+
+    /// Takes the sockets the replaced Baton handed over; they are what systemd or an
+    /// earlier configuration gave, so nothing is opened, adopted or stored here.
+    func take(_ handover: UpgradeHandover) {
+        for socket in handover.sockets {
+            _ = fcntl(socket.fd, F_SETFD, FD_CLOEXEC)
+            let key = Key(name: socket.name, address: socket.address, reusePort: socket.reusePort, slot: socket.slot)
+            descriptors[key] = socket.fd
+            if socket.adopted { adopted.insert(key) }
+        }
+        sharedInstead = Set(handover.sharedInstead)
     }
 
     /// Closes every socket at exit. The fd store keeps its copies (and their unix

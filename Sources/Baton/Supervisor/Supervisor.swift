@@ -33,8 +33,14 @@ public final class Supervisor: @unchecked Sendable {
     private let sockets: SocketTable
     private let systemd = SystemdNotifier()
     private let eventLoop: EventLoop
-    /// Fulfilled with the exit code; made once nothing can fail before the loop runs.
-    private var finished: EventLoopPromise<Int32>?
+    /// What the main thread does next: exit with a code, or execute the new binary.
+    enum Outcome {
+        case exit(Int32)
+        case upgrade(UpgradeHandover)
+    }
+
+    /// Made once nothing can fail before the loop runs.
+    private var finished: EventLoopPromise<Outcome>?
     private let environment = ProcessSpawner.inheritedEnvironment()
     private var notifySockets: [WorkerID: NotifySocket] = [:]
 
@@ -49,6 +55,13 @@ public final class Supervisor: @unchecked Sendable {
     private var reloadHistory: [(firstID: ReloadRequestID, record: StatusReport.ReloadRecord)] = []
     /// Set by `batonctl scale`: the worker count of every configuration loaded from now on.
     private var scaledTo: Int?
+    /// This program, as `batonctl upgrade` executes it again: the path it was started
+    /// from, where the new binary is expected.
+    private let executable = (try? FileContents.link("/proc/self/exe")) ?? CommandLine.arguments[0]
+    private var upgrades = 0
+    /// What the parent passed and an upgrade keeps (``descriptorsAtStart`` of the first Baton).
+    private var descriptorsFromParent: [Int32] = []
+    private var upgradeError: String?
 
     private init(source: ConfigurationSource, logger: Logger, eventLoop: EventLoop) {
         self.source = source
@@ -61,6 +74,31 @@ public final class Supervisor: @unchecked Sendable {
     /// thread exists, so that no thread receives them the default way.
     public static func prepareProcess() {
         SignalWatcher.blockSignals()
+        descriptorsAtStart = inheritableDescriptors()
+    }
+
+    /// Descriptors beyond 0–2 that Baton's parent left open on purpose (not
+    /// close-on-exec), such as a pipe it watches to see Baton end: an upgrade in place
+    /// keeps them, as the process they were given to lives on.
+    nonisolated(unsafe) private static var descriptorsAtStart: [Int32] = []
+
+    private static func inheritableDescriptors() -> [Int32] {
+        var systemdRange = 0..<0
+        if let pid = getenv("LISTEN_PID").flatMap({ pid_t(String(cString: $0)) }), pid == getpid(),
+           let count = getenv("LISTEN_FDS").flatMap({ Int32(String(cString: $0)) }) {
+            systemdRange = 3..<(3 + Int(count))
+        }
+        guard let directory = opendir("/proc/self/fd") else { return [] }
+        defer { closedir(directory) }
+        let own = dirfd(directory)
+        var result: [Int32] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let fd = Int32(name), fd > 2, fd != own, !systemdRange.contains(Int(fd)) else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0 && flags & FD_CLOEXEC == 0 { result.append(fd) }
+        }
+        return result
     }
 
     /// Runs a service until it is stopped, and returns the exit code. Blocks the calling
@@ -73,7 +111,17 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     private func run() throws -> Int32 {
-        let configuration = try sockets.prepare(source.load())
+        let handover = try UpgradeHandover.take()
+        let configuration: Configuration
+        descriptorsFromParent = handover?.descriptorsFromParent ?? Self.descriptorsAtStart
+        if let handover {
+            sockets.take(handover)
+            configuration = handover.configuration
+            scaledTo = handover.scaledTo
+            upgrades = handover.upgrades
+        } else {
+            configuration = try sockets.prepare(source.load())
+        }
         defer { sockets.closeAll() }
         let control = try ControlServer(path: configuration.controlSocket, eventLoop: eventLoop) { [self] request, responder in
             post(.control(request, responder))
@@ -82,7 +130,6 @@ public final class Supervisor: @unchecked Sendable {
         if baton_become_subreaper() != 0 {
             logger.debug("could not become a child subreaper; orphans of workers go to init")
         }
-        SignalWatcher.start { [self] in post(.delivery($0)) }
         // The only periodic wake-up, and only when the service asks for it: the event
         // loop that owns all state answering proves that Baton is not stuck.
         let watchdog = systemd.watchdogInterval.map { interval in
@@ -91,18 +138,42 @@ public final class Supervisor: @unchecked Sendable {
             }
         }
         defer { watchdog?.cancel() }
-        logger.info("baton \(getpid()) starting \(configuration.workers.count) worker(s) of \(configuration.workers.command.joined(separator: " ")); control socket \(control.path)")
 
-        let finished = eventLoop.makePromise(of: Int32.self)
+        var finished = eventLoop.makePromise(of: Outcome.self)
         self.finished = finished
-        eventLoop.execute { [self] in feed(.start(configuration)) }
-        let code = try finished.futureResult.wait()
-        try eventLoop.submit { [self] in
-            for timer in timers.values {
-                timer.scheduled.cancel()
+        if let handover {
+            logger.info("baton \(getpid()) upgraded in place to \(executable); generation \(handover.generation) serves on with \(handover.workers.count) worker(s); control socket \(control.path)")
+            eventLoop.execute { [self] in resume(handover) }
+        } else {
+            logger.info("baton \(getpid()) starting \(configuration.workers.count) worker(s) of \(configuration.workers.command.joined(separator: " ")); control socket \(control.path)")
+            eventLoop.execute { [self] in feed(.start(configuration)) }
+        }
+        // After the workers are known: a child that exited meanwhile is reaped as theirs.
+        SignalWatcher.start { [self] in post(.delivery($0)) }
+        while true {
+            switch try finished.futureResult.wait() {
+            case .exit(let code):
+                try eventLoop.submit { [self] in
+                    for timer in timers.values {
+                        timer.scheduled.cancel()
+                    }
+                }.wait()
+                return code
+            case .upgrade(let handover):
+                // From the main thread: an execve from another thread looks, to a parent
+                // watching this process through a pidfd, like the process exiting.
+                let error = ProcessSpawner.replaceProcess(
+                    with: executable, keeping: handover.sockets.map(\.fd) + handover.descriptorsFromParent,
+                    extraEnvironment: [UpgradeHandover.variable: handover.encoded()])
+                finished = try eventLoop.submit { [self] in
+                    upgradeError = "\(error)"
+                    logger.error("upgrade failed, this Baton carries on: \(error)")
+                    let next = eventLoop.makePromise(of: Outcome.self)
+                    self.finished = next
+                    return next
+                }.wait()
             }
-        }.wait()
-        return code
+        }
     }
 
     /// Hands an input to the event loop; callable from any thread.
@@ -163,11 +234,82 @@ public final class Supervisor: @unchecked Sendable {
                 logger.info("scaling to \(count) worker(s): reloading")
                 scaledTo = count
                 requestReload(answering: (responder, request.wait ?? false))
+            case .upgrade:
+                upgrade(answering: responder)
             case .stop:
                 responder.send(ControlReply(ok: true, final: true, message: "stopping: draining every worker"))
                 feed(.stopRequested)
             }
         }
+    }
+
+    // MARK: - Upgrade in place
+
+    /// Why Baton cannot replace itself right now, or nil: only a settled service, one
+    /// generation with every worker ready, hands over cleanly.
+    private func upgradeRefusal() -> String? {
+        guard machine.phase == .running, machine.generations.count == 1, let serving = machine.serving else {
+            return "Baton is \(status().phase) with \(machine.generations.count) generation(s); upgrade once one generation serves alone"
+        }
+        if let worker = serving.workers.values.first(where: { $0.state != .ready }) {
+            return "worker \(worker.id) is \(worker.state.rawValue); upgrade once every worker is ready"
+        }
+        if let slot = serving.restarting.first {
+            return "slot \(slot) is restarting; upgrade once every worker is ready"
+        }
+        if serving.configuration.workers.output == .prefix {
+            return "workers' output goes through Baton (output = \"prefix\"), which cannot be handed over yet"
+        }
+        guard access(executable, X_OK) == 0 else {
+            return "\(executable) is not an executable file: \(SystemError.last("access"))"
+        }
+        return nil
+    }
+
+    /// Executes this program's file again in this process, keeping the pid, the sockets
+    /// and the workers, which the new binary takes over (``resume(_:)``).
+    private func upgrade(answering responder: ControlResponder) {
+        if let refusal = upgradeRefusal() {
+            responder.send(.failure("upgrade refused: \(refusal); nothing changed"))
+            return
+        }
+        guard let serving = machine.serving else { return }
+        upgradeError = nil
+        let handedOver = sockets.handOver()
+        let handover = UpgradeHandover(
+            configuration: serving.configuration, generation: serving.number,
+            workers: serving.workers.values.compactMap { worker in
+                pids[worker.id].map { UpgradeHandover.Worker(slot: worker.id.slot, start: worker.id.start, pid: $0) }
+            },
+            sockets: handedOver.sockets, sharedInstead: handedOver.sharedInstead,
+            descriptorsFromParent: descriptorsFromParent, scaledTo: scaledTo, upgrades: upgrades + 1)
+        logger.notice("upgrading in place: executing \(executable)")
+        responder.send(ControlReply(ok: true, final: true, message: "upgrading: baton \(getpid()) executes \(executable)")) { [self] in
+            finished?.succeed(.upgrade(handover))
+        }
+    }
+
+    /// Takes over what the replaced binary handed over, as generation `generation`.
+    private func resume(_ handover: UpgradeHandover) {
+        var resumed: [WorkerID] = []
+        for worker in handover.workers {
+            let id = WorkerID(generation: handover.generation, slot: worker.slot, start: worker.start)
+            pids[id] = worker.pid
+            workers[worker.pid] = id
+            startTimes[id] = Clock.monotonic()
+            // The same address as before execve: the pid did not change.
+            if let socket = try? NotifySocket(address: notifyAddress(id), deliver: { [self] sender, text in
+                post(.notification(id, sender: sender, text))
+            }) {
+                notifySockets[id] = socket
+            }
+            resumed.append(id)
+        }
+        feed(.resume(handover.configuration, generation: handover.generation, workers: resumed))
+    }
+
+    private func notifyAddress(_ worker: WorkerID) -> String {
+        "@baton/\(getpid())/\(worker)"
     }
 
     private func requestReload(answering asker: (responder: ControlResponder, wait: Bool)?) {
@@ -254,7 +396,7 @@ public final class Supervisor: @unchecked Sendable {
             } else {
                 logger.info("every worker has exited; exiting")
             }
-            finished?.succeed(code)
+            finished?.succeed(.exit(code))
         }
     }
 
@@ -268,7 +410,7 @@ public final class Supervisor: @unchecked Sendable {
         }
         let notifySocket: NotifySocket
         do {
-            notifySocket = try NotifySocket(address: "@baton/\(getpid())/\(worker)") { sender, text in
+            notifySocket = try NotifySocket(address: notifyAddress(worker)) { sender, text in
                 self.post(.notification(worker, sender: sender, text))
             }
         } catch {
@@ -477,7 +619,7 @@ public final class Supervisor: @unchecked Sendable {
             pid: getpid(), phase: phase, configuration: source.name,
             command: configuration?.workers.command ?? [], generations: generations, listeners: listeners,
             reloads: reloadHistory.map(\.record), pendingReloads: machine.pendingReloads.count,
-            scaledTo: scaledTo)
+            scaledTo: scaledTo, upgrades: upgrades, upgradeError: upgradeError)
     }
 }
 

@@ -25,6 +25,14 @@ public struct SystemError: Error, Equatable, CustomStringConvertible {
 }
 
 enum FileContents {
+    /// Where a symbolic link points.
+    static func link(_ path: String) throws(SystemError) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink(path, &buffer, buffer.count - 1)
+        guard count >= 0 else { throw .last("readlink", subject: path) }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// The whole file as UTF-8 text.
     static func read(_ path: String) throws(SystemError) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

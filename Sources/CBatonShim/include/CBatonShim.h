@@ -65,6 +65,10 @@ int baton_attach_migration_program(int fd);
 /// Makes this process the reaper of orphaned descendants (PR_SET_CHILD_SUBREAPER).
 int baton_become_subreaper(void);
 
+/// Makes every descriptor from `first` on close-on-exec (close_range), so that an
+/// execve of this process passes on only what is then made inheritable on purpose.
+int baton_close_on_exec_from(int first);
+
 /// Moves the calling thread into the network namespace of process `pid` (setns), so
 /// that the sockets it opens are that namespace's. For tests that reach a service
 /// running in a namespace of its own.

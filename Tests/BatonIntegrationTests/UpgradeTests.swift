@@ -1,0 +1,71 @@
+import Baton
+import BatonLoad
+import Foundation
+import Testing
+
+/// `batonctl upgrade`: Baton executes its own file again, keeping its pid, its sockets
+/// and its workers, under load.
+@Suite(.serialized) struct UpgradeTests {
+    /// A copy of baton in the scratch directory, which the test can replace.
+    func installBaton(in scratch: ScratchDirectory) throws -> String {
+        let path = "\(scratch.path)/baton"
+        try FileManager.default.copyItem(atPath: Products.path("baton"), toPath: path)
+        return path
+    }
+
+    func batonctl(_ arguments: [String], _ baton: BatonUnderTest) throws -> (status: Int32, output: String) {
+        try run(Products.path("batonctl"), arguments + ["-s", baton.controlSocket])
+    }
+
+    @Test func upgradeKeepsPidSocketsAndWorkersUnderLoad() throws {
+        let scratch = ScratchDirectory()
+        let executable = try installBaton(in: scratch)
+        let port = freePort()
+        let baton = try BatonUnderTest(["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "3", "--drain-timeout", "10s",
+                                        "--", Products.path("baton-demo")], in: scratch, executable: executable)
+        let before = try baton.waitUntilServing()
+        var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        configuration.clients = 8
+        let load = LoadGenerator(configuration)
+        load.start()
+
+        // A new binary installed the usual way: a new file renamed over the old one.
+        try FileManager.default.copyItem(atPath: Products.path("baton"), toPath: executable + ".new")
+        _ = rename(executable + ".new", executable)
+        let upgrade = try batonctl(["upgrade"], baton)
+        #expect(upgrade.status == 0, "\(upgrade.output)\n\(baton.log)")
+        let after = try baton.status()
+        #expect(after.pid == before.pid && baton.process.isRunning)
+        #expect(after.upgrades == 1)
+        #expect(after.generations.map(\.number) == [1])
+        #expect(after.generations[0].workers.map(\.pid) == before.generations[0].workers.map(\.pid), "the same workers serve on")
+        #expect(after.listeners.map(\.sockets.count) == [3])
+        let executed = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(after.pid)/exe")) ?? ""
+        #expect(executed == executable, "the process runs the new file, not the deleted one: \(executed)")
+
+        // Business as usual afterwards: a reload, then a stop that drains the workers it inherited.
+        #expect(try baton.reload().ok)
+        let report = load.stop()
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.succeeded > 10, "the load must actually have run")
+        print("upgrade under load: \(report.succeeded) requests answered, \(report.totalFailures) failed")
+        #expect(try baton.waitUntilServing(generation: 2).generations.map(\.number) == [2])
+        #expect(baton.stop() == 0)
+        #expect(baton.log.contains("generation 1 has exited"), "the inherited workers were reaped: \(baton.log)")
+    }
+
+    @Test func upgradeWithoutAnExecutableIsRefusedAndChangesNothing() throws {
+        let scratch = ScratchDirectory()
+        let executable = try installBaton(in: scratch)
+        let baton = try BatonUnderTest(["--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch, executable: executable)
+        let before = try baton.waitUntilServing()
+        try FileManager.default.removeItem(atPath: executable)
+        let upgrade = try batonctl(["upgrade"], baton)
+        #expect(upgrade.status != 0)
+        #expect(upgrade.output.contains("upgrade refused: \(executable) is not an executable file"), "\(upgrade.output)")
+        let after = try baton.status()
+        #expect(after.upgrades == 0)
+        #expect(after.generations[0].workers.map(\.pid) == before.generations[0].workers.map(\.pid))
+        #expect(baton.stop() == 0)
+    }
+}
