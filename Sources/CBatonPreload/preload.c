@@ -32,12 +32,22 @@ typedef int (*baton_listen_function)(int, int);
 typedef int (*baton_setsockopt_function)(int, int, int, const void *, socklen_t);
 typedef int (*baton_shutdown_function)(int, int);
 
-// Looked up on first use: another library's constructor may call them before ours ran.
+// The C library's own functions, which the wrappers call.
 static void *baton_preload_next(const char *name) {
     return dlsym(RTLD_NEXT, name);
 }
 
+static baton_bind_function baton_next_bind;
+static baton_listen_function baton_next_listen;
+static baton_setsockopt_function baton_next_setsockopt;
+static baton_shutdown_function baton_next_shutdown;
+
 __attribute__((constructor)) static void baton_preload_start(void) {
+    // Resolved here, before the server runs threads, so that the wrappers only read them.
+    baton_next_bind = (baton_bind_function)baton_preload_next("bind");
+    baton_next_listen = (baton_listen_function)baton_preload_next("listen");
+    baton_next_setsockopt = (baton_setsockopt_function)baton_preload_next("setsockopt");
+    baton_next_shutdown = (baton_shutdown_function)baton_preload_next("shutdown");
     const char *text = getenv(BATON_PRELOAD_COUNT_VARIABLE);
     if (text == NULL) {
         return;
@@ -147,8 +157,9 @@ static int baton_preload_match(const baton_preload_socket *entry, const struct s
 }
 
 int bind(int fd, const struct sockaddr *address, socklen_t length) {
-    static baton_bind_function next;
+    baton_bind_function next = baton_next_bind;
     if (next == NULL) {
+        // Called by another library's constructor before ours ran.
         next = (baton_bind_function)baton_preload_next("bind");
     }
     if (baton_preload_socket_count == 0 || address == NULL || baton_preload_inherited(fd) != NULL) {
@@ -204,8 +215,9 @@ int bind(int fd, const struct sockaddr *address, socklen_t length) {
 }
 
 int listen(int fd, int backlog) {
-    static baton_listen_function next;
+    baton_listen_function next = baton_next_listen;
     if (next == NULL) {
+        // Called by another library's constructor before ours ran.
         next = (baton_listen_function)baton_preload_next("listen");
     }
     // Already listening, with the backlog of Baton's configuration, which a server's
@@ -217,8 +229,9 @@ int listen(int fd, int backlog) {
 }
 
 int setsockopt(int fd, int level, int name, const void *value, socklen_t length) {
-    static baton_setsockopt_function next;
+    baton_setsockopt_function next = baton_next_setsockopt;
     if (next == NULL) {
+        // Called by another library's constructor before ours ran.
         next = (baton_setsockopt_function)baton_preload_next("setsockopt");
     }
     if (level == SOL_SOCKET && (name == SO_REUSEADDR || name == SO_REUSEPORT) && baton_preload_inherited(fd) != NULL) {
@@ -228,8 +241,9 @@ int setsockopt(int fd, int level, int name, const void *value, socklen_t length)
 }
 
 int shutdown(int fd, int how) {
-    static baton_shutdown_function next;
+    baton_shutdown_function next = baton_next_shutdown;
     if (next == NULL) {
+        // Called by another library's constructor before ours ran.
         next = (baton_shutdown_function)baton_preload_next("shutdown");
     }
     if (baton_preload_inherited(fd) != NULL) {

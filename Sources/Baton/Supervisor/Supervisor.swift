@@ -253,11 +253,14 @@ public final class Supervisor: @unchecked Sendable {
         let sockets = sockets.sockets(for: configuration, slot: worker.slot)
         var environment = self.environment.merging(settings.environment) { $1 }
         let listeners = sockets.compactMap { socket in configuration.listeners.first { $0.name == socket.name } }
-        let preloadLibrary = settings.preloadLibrary ?? PreloadLibrary.besideExecutable()
-        if settings.socketProtocol == .preload && access(preloadLibrary, R_OK) != 0 {
-            feed(.workerExited(worker, .failedToStart(
-                "the preload library \(preloadLibrary) cannot be read (\(String(cString: strerror(errno)))); set workers.preload_library")))
-            return
+        var preloadLibrary = ""
+        if settings.socketProtocol == .preload {
+            preloadLibrary = settings.preloadLibrary ?? PreloadLibrary.besideExecutable()
+            guard access(preloadLibrary, R_OK) == 0 else {
+                feed(.workerExited(worker, .failedToStart(
+                    "the preload library \(preloadLibrary) cannot be read (\(String(cString: strerror(errno)))); set preload_library (--preload-library)")))
+                return
+            }
         }
         let handoff = SocketHandoff(
             settings.socketProtocol, command: settings.command, listeners: listeners,
