@@ -10,6 +10,8 @@ let package = Package(
         .executable(name: "baton-demo", targets: ["baton-demo"]),
         .executable(name: "baton-bench", targets: ["baton-bench"]),
         .library(name: "Baton", targets: ["Baton"]),
+        // LD_PRELOAD for servers that bind their own port (protocol = "preload").
+        .library(name: "baton-preload", type: .dynamic, targets: ["CBatonPreload"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -25,6 +27,16 @@ let package = Package(
         .target(
             name: "CBatonShim",
             cSettings: [.define("_GNU_SOURCE")]
+        ),
+        // Preloaded into a server that binds its own port: its bind() to a listener's
+        // address gets the socket Baton holds (Docs/wrapping.md).
+        .target(
+            name: "CBatonPreload",
+            cSettings: [.define("_GNU_SOURCE")],
+            // No Swift start-up object: it would make a pure C library call into the Swift
+            // runtime when a server loads it. (swiftc still lists libswiftCore as needed
+            // unless built with --static-swift-stdlib; nothing of it is used.)
+            linkerSettings: [.unsafeFlags(["-nostartfiles"])]
         ),
         // libsystemd, for the sd_notify and sd_listen_fds protocols.
         .systemLibrary(

@@ -46,6 +46,12 @@ struct BatonCommand: ParsableCommand {
     @Option(help: "Worker output: inherit, or prefix each line with its generation and slot.")
     var output: String?
 
+    @Option(name: .customLong("protocol"), help: "How workers find their sockets: systemd (default), einhorn, server-starter, preload or none. {fd:NAME} in the command is replaced with listener NAME's descriptor in any case.")
+    var socketProtocol: String?
+
+    @Option(help: "With --protocol preload: the preload library (default: libbaton-preload.so beside baton).")
+    var preloadLibrary: String?
+
     @Option(name: .customLong("control"), help: "Path of the control socket.")
     var controlSocket: String?
 
@@ -83,6 +89,8 @@ struct BatonCommand: ParsableCommand {
             oneLine.drainSignal = drainSignal
             oneLine.drainTimeout = drainTimeout
             oneLine.output = output
+            oneLine.socketProtocol = socketProtocol
+            oneLine.preloadLibrary = preloadLibrary
             oneLine.controlSocket = controlSocket
             oneLine.command = command
             source = .fixed(try oneLine.configuration())

@@ -120,13 +120,19 @@ import Testing
             // Serving again before the next restart, so that each one is under load.
             _ = try curl(systemd, port: 8081)
         }
+        // And an upgrade in place, which systemd sees as nothing at all: the same main pid.
+        let mainPID = try systemd.property("MainPID", of: unit)
+        let upgrade = try systemd.run(["batonctl", "upgrade", "-s", "/run/baton-demo-standalone/baton.sock"])
+        #expect(upgrade.status == 0, "\(upgrade.output)")
+        #expect(try systemd.property("MainPID", of: unit) == mainPID)
+        #expect(try systemd.property("ActiveState", of: unit) == "active")
         let report = load.stop()
         let journal = systemd.journal(unit)
         #expect(failedRestarts.isEmpty, "\(failedRestarts)\n\(journal)")
         #expect(try systemd.property("MainPID", of: unit) != firstPID)
         #expect(journal.contains("adopted fd 6 from systemd"), "the restarted Baton must adopt the stored sockets: \(journal)")
         #expect(try systemd.property("NFileDescriptorStore", of: unit) == "4")
-        expectNoFailures(report, journal, what: "3 × systemctl restart")
+        expectNoFailures(report, journal, what: "3 × systemctl restart and an upgrade")
     }
 
     @Test func stopDrainsRequestsInFlight() throws {

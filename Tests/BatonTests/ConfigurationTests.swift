@@ -62,6 +62,21 @@ import Testing
         #expect(workers.output == .prefix)
     }
 
+    @Test(arguments: SocketProtocol.allCases)
+    func readsEveryProtocol(_ socketProtocol: SocketProtocol) throws {
+        let configuration = try parse("""
+            [[listener]]
+            name = "http"
+            address = "tcp://127.0.0.1:8080"
+
+            [workers]
+            command = ["./server", "--fd", "{fd:http}"]
+            protocol = "\(socketProtocol.rawValue)"
+            """)
+        #expect(configuration.workers.socketProtocol == socketProtocol)
+        #expect(configuration.workers.command == ["./server", "--fd", "{fd:http}"])
+    }
+
     @Test func defaultsAreThoseOfTheProduct() throws {
         let configuration = try parse("""
             [workers]
@@ -72,12 +87,17 @@ import Testing
         #expect(configuration.workers.readiness == .notify)
         #expect(configuration.workers.drainSignal == 15)
         #expect(configuration.workers.drainTimeout == .seconds(30))
+        #expect(configuration.workers.socketProtocol == .systemd)
+        #expect(configuration.workers.preloadLibrary == nil)
     }
 
     @Test(arguments: [
         ("[workers]\ncommand = [\"x\"]\ncount = \"four\"", "baton.toml: workers.count = \"four\": expected an integer"),
         ("[workers]\ncommand = [\"x\"]\ncount = 0", "baton.toml: workers.count = 0: expected a number of workers from 1 to 1024"),
-        ("[workers]\ncommand = [\"x\"]\ncuont = 2", "baton.toml: workers.cuont: unknown key; known keys here: command, count, directory, drain_signal, drain_timeout, environment, output, readiness, ready_timeout, restart_delay, restart_delay_max"),
+        ("[workers]\ncommand = [\"x\"]\ncuont = 2", "baton.toml: workers.cuont: unknown key; known keys here: command, count, directory, drain_signal, drain_timeout, environment, output, preload_library, protocol, readiness, ready_timeout, restart_delay, restart_delay_max"),
+        ("[workers]\ncommand = [\"x\"]\nprotocol = \"inetd\"", "baton.toml: workers.protocol = \"inetd\": unknown protocol: expected one of systemd, einhorn, server-starter, preload, none"),
+        ("[workers]\ncommand = [\"x\"]\npreload_library = \"/x.so\"", "baton.toml: workers.preload_library = \"/x.so\": only used with protocol = \"preload\""),
+        ("[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:80\"\n[workers]\ncommand = [\"x\", \"--fd={fd:htp}\"]", "baton.toml: workers.command = \"--fd={fd:htp}\": {fd:htp} names no listener; listeners: \"http\""),
         ("[workers]\ncommand = [\"x\"]\ndrain_timeout = \"soon\"", "baton.toml: workers.drain_timeout = \"soon\": expected a duration such as \"30s\", \"500ms\" or \"2m\""),
         ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"TERMINATE\"", "baton.toml: workers.drain_signal = \"TERMINATE\": unknown signal: use a name such as TERM, QUIT or WINCH"),
         ("[workers]\ncommand = [\"x\"]\nreadiness = \"magic\"", "baton.toml: workers.readiness = \"magic\": expected notify, delay:<duration> or exec:<command>"),
@@ -133,6 +153,39 @@ import Testing
         #expect(configuration.workers.readiness == .delay(.seconds(2)))
         #expect(configuration.workers.drainSignal == 3)
         #expect(configuration.workers.drainTimeout == .seconds(10))
+    }
+
+    @Test func protocolAndPreloadLibraryFromTheCommandLine() throws {
+        var oneLine = CommandLineConfiguration()
+        oneLine.listen = ["http=tcp://127.0.0.1:8080"]
+        oneLine.socketProtocol = "preload"
+        oneLine.preloadLibrary = "/opt/baton/libbaton-preload.so"
+        oneLine.command = ["python3", "-m", "http.server"]
+        let workers = try oneLine.configuration().workers
+        #expect(workers.socketProtocol == .preload)
+        #expect(workers.preloadLibrary == "/opt/baton/libbaton-preload.so")
+
+        oneLine.socketProtocol = "einhorn"
+        #expect(throws: ConfigurationError(source: "command line", key: "--preload-library", value: "/opt/baton/libbaton-preload.so",
+                                           problem: "only used with --protocol preload")) {
+            try oneLine.configuration()
+        }
+        oneLine.preloadLibrary = nil
+        oneLine.socketProtocol = "upstart"
+        #expect(throws: ConfigurationError(source: "command line", key: "--protocol", value: "upstart",
+                                           problem: "unknown protocol: expected one of systemd, einhorn, server-starter, preload, none")) {
+            try oneLine.configuration()
+        }
+    }
+
+    @Test func descriptorPlaceholderMustNameAListener() {
+        var oneLine = CommandLineConfiguration()
+        oneLine.listen = ["http=tcp://127.0.0.1:8080", "admin=unix:///tmp/admin.sock"]
+        oneLine.command = ["uvicorn", "--fd", "{fd:metrics}"]
+        #expect(throws: ConfigurationError(source: "command line", key: "workers.command", value: "\"{fd:metrics}\"",
+                                           problem: "{fd:metrics} names no listener; listeners: \"http\", \"admin\"")) {
+            try oneLine.configuration()
+        }
     }
 
     @Test func listenWithoutANameIsAnError() {

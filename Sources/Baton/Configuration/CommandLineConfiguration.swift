@@ -10,6 +10,8 @@ public struct CommandLineConfiguration: Sendable {
     public var drainSignal: String?
     public var drainTimeout: String?
     public var output: String?
+    public var socketProtocol: String?
+    public var preloadLibrary: String?
     public var controlSocket: String?
     public var command: [String] = []
 
@@ -65,6 +67,18 @@ public struct CommandLineConfiguration: Sendable {
                 throw error("--output", output, "expected inherit or prefix")
             }
             workers.output = mode
+        }
+        if let socketProtocol {
+            guard let value = SocketProtocol(rawValue: socketProtocol) else {
+                throw error("--protocol", socketProtocol, "unknown protocol: expected one of \(SocketProtocol.choices)")
+            }
+            workers.socketProtocol = value
+        }
+        if let preloadLibrary {
+            guard workers.socketProtocol == .preload else {
+                throw error("--preload-library", preloadLibrary, "only used with --protocol preload")
+            }
+            workers.preloadLibrary = preloadLibrary
         }
         let configuration = Configuration(listeners: listeners, workers: workers,
                                           controlSocket: controlSocket ?? ControlSocketPath.default())

@@ -33,6 +33,13 @@ public struct Configuration: Sendable, Equatable, Codable {
             throw ConfigurationError(source: source, key: "workers.command", value: "[]",
                                      problem: "a command to run is required")
         }
+        for argument in workers.command {
+            for name in DescriptorPlaceholder.names(in: argument) where !names.contains(name) {
+                let known = listeners.map { $0.name.quoted }.joined(separator: ", ")
+                throw ConfigurationError(source: source, key: "workers.command", value: argument.quoted,
+                                         problem: "{fd:\(name)} names no listener; listeners: \(known.isEmpty ? "none" : known)")
+            }
+        }
         if workers.restartDelayMax < workers.restartDelay {
             throw ConfigurationError(source: source, key: "workers.restart_delay_max",
                                      value: "\(workers.restartDelayMax)",
@@ -113,6 +120,11 @@ public struct WorkerConfiguration: Sendable, Equatable, Codable {
     public var restartDelay: Duration = .milliseconds(500)
     public var restartDelayMax: Duration = .seconds(30)
     public var output: OutputMode = .inherit
+    /// How the workers learn which descriptors are their sockets.
+    public var socketProtocol: SocketProtocol = .systemd
+    /// With `.preload`: the library to preload; nil takes `libbaton-preload.so` beside
+    /// the `baton` executable.
+    public var preloadLibrary: String?
 
     public init(command: [String]) {
         self.command = command

@@ -18,6 +18,7 @@ import TOMLKit
 /// ready_timeout = "60s"
 /// drain_signal = "TERM"
 /// drain_timeout = "30s"
+/// protocol = "systemd"        # "einhorn", "server-starter", "preload", "none"
 /// ```
 ///
 /// Every key is checked; an unknown key is an error, so a typo never goes unnoticed.
@@ -120,7 +121,7 @@ public enum ConfigurationFile {
     private static func workerConfiguration(_ reader: TableReader) throws(ConfigurationError) -> WorkerConfiguration {
         try reader.allowOnly([
             "command", "count", "directory", "environment", "readiness", "ready_timeout", "drain_signal",
-            "drain_timeout", "restart_delay", "restart_delay_max", "output",
+            "drain_timeout", "restart_delay", "restart_delay_max", "output", "protocol", "preload_library",
         ])
         guard let command = try reader.strings("command"), !command.isEmpty else {
             throw reader.error("command", problem: "a command is required, such as [\"./server\", \"--flag\"]")
@@ -166,6 +167,18 @@ public enum ConfigurationFile {
                 throw reader.error("output", value: text.quoted, problem: "expected \"inherit\" or \"prefix\"")
             }
             workers.output = output
+        }
+        if let text = try reader.string("protocol") {
+            guard let socketProtocol = SocketProtocol(rawValue: text) else {
+                throw reader.error("protocol", value: text.quoted, problem: "unknown protocol: expected one of \(SocketProtocol.choices)")
+            }
+            workers.socketProtocol = socketProtocol
+        }
+        if let path = try reader.string("preload_library") {
+            guard workers.socketProtocol == .preload else {
+                throw reader.error("preload_library", value: path.quoted, problem: "only used with protocol = \"preload\"")
+            }
+            workers.preloadLibrary = path
         }
         return workers
     }

@@ -68,8 +68,15 @@ enum ProcessSpawner {
             }
             cursor += 1
         }
+        // What a supervisor of Baton's own told it, which must not reach a worker as if
+        // Baton had said it.
         for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                    "EINHORN_MASTER_PID", "EINHORN_FD_COUNT", "EINHORN_CHILD_INDEX", "EINHORN_SOCK_PATH", "EINHORN_SOCK_FD",
+                    "SERVER_STARTER_PORT", "SERVER_STARTER_GENERATION", "BATON_PRELOAD_FD_COUNT",
                     UpgradeHandover.variable] {
+            result[key] = nil
+        }
+        for key in result.keys where key.hasPrefix("EINHORN_FD_") {
             result[key] = nil
         }
         return result

@@ -404,10 +404,21 @@ public final class Supervisor: @unchecked Sendable {
         let settings = configuration.workers
         let sockets = sockets.sockets(for: configuration, slot: worker.slot)
         var environment = self.environment.merging(settings.environment) { $1 }
-        if !sockets.isEmpty {
-            environment["LISTEN_FDS"] = "\(sockets.count)"
-            environment["LISTEN_FDNAMES"] = sockets.map(\.name).joined(separator: ":")
+        let listeners = sockets.compactMap { socket in configuration.listeners.first { $0.name == socket.name } }
+        var preloadLibrary = ""
+        if settings.socketProtocol == .preload {
+            preloadLibrary = settings.preloadLibrary ?? PreloadLibrary.besideExecutable()
+            guard access(preloadLibrary, R_OK) == 0 else {
+                feed(.workerExited(worker, .failedToStart(
+                    "the preload library \(preloadLibrary) cannot be read (\(String(cString: strerror(errno)))); set preload_library (--preload-library)")))
+                return
+            }
         }
+        let handoff = SocketHandoff(
+            settings.socketProtocol, command: settings.command, listeners: listeners,
+            generation: worker.generation, slot: worker.slot, supervisorPID: getpid(),
+            preloadLibrary: preloadLibrary, inheritedPreload: environment["LD_PRELOAD"])
+        environment.merge(handoff.environment) { $1 }
         let notifySocket: NotifySocket
         do {
             notifySocket = try NotifySocket(address: notifyAddress(worker)) { sender, text in
@@ -422,8 +433,8 @@ public final class Supervisor: @unchecked Sendable {
         environment["BATON_SLOT"] = "\(worker.slot)"
 
         var request = ProcessSpawner.Request(
-            command: settings.command, environment: environment, directory: settings.directory,
-            sockets: sockets.map(\.fd), setListenPID: !sockets.isEmpty)
+            command: handoff.command, environment: environment, directory: settings.directory,
+            sockets: sockets.map(\.fd), setListenPID: handoff.setsListenPID)
         var writeEnds: [Int32] = []
         defer { writeEnds.forEach { _ = close($0) } }
         if settings.output == .prefix {

@@ -1,0 +1,253 @@
+#include "CBatonPreload.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define BATON_PRELOAD_MAX_SOCKETS 256
+
+typedef struct {
+    int fd;
+    dev_t device;
+    ino_t inode;
+    int family;
+    int type;
+    struct sockaddr_storage address;
+    socklen_t length;
+} baton_preload_socket;
+
+static baton_preload_socket baton_preload_sockets[BATON_PRELOAD_MAX_SOCKETS];
+static int baton_preload_socket_count;
+
+typedef int (*baton_bind_function)(int, const struct sockaddr *, socklen_t);
+typedef int (*baton_listen_function)(int, int);
+typedef int (*baton_setsockopt_function)(int, int, int, const void *, socklen_t);
+typedef int (*baton_shutdown_function)(int, int);
+
+// The C library's own functions, which the wrappers call.
+static void *baton_preload_next(const char *name) {
+    return dlsym(RTLD_NEXT, name);
+}
+
+static baton_bind_function baton_next_bind;
+static baton_listen_function baton_next_listen;
+static baton_setsockopt_function baton_next_setsockopt;
+static baton_shutdown_function baton_next_shutdown;
+
+__attribute__((constructor)) static void baton_preload_start(void) {
+    // Resolved here, before the server runs threads, so that the wrappers only read them.
+    baton_next_bind = (baton_bind_function)baton_preload_next("bind");
+    baton_next_listen = (baton_listen_function)baton_preload_next("listen");
+    baton_next_setsockopt = (baton_setsockopt_function)baton_preload_next("setsockopt");
+    baton_next_shutdown = (baton_shutdown_function)baton_preload_next("shutdown");
+    const char *text = getenv(BATON_PRELOAD_COUNT_VARIABLE);
+    if (text == NULL) {
+        return;
+    }
+    long count = strtol(text, NULL, 10);
+    if (count < 0 || count > BATON_PRELOAD_MAX_SOCKETS) {
+        return;
+    }
+    for (int index = 0; index < count; index++) {
+        baton_preload_socket *entry = &baton_preload_sockets[baton_preload_socket_count];
+        int fd = BATON_PRELOAD_FIRST_DESCRIPTOR + index;
+        struct stat status;
+        socklen_t size = sizeof(int);
+        entry->length = sizeof(entry->address);
+        if (fstat(fd, &status) != 0 || !S_ISSOCK(status.st_mode)
+            || getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &entry->family, &size) != 0
+            || getsockopt(fd, SOL_SOCKET, SO_TYPE, &entry->type, &size) != 0
+            || getsockname(fd, (struct sockaddr *)&entry->address, &entry->length) != 0) {
+            continue;
+        }
+        entry->fd = fd;
+        entry->device = status.st_dev;
+        entry->inode = status.st_ino;
+        baton_preload_socket_count++;
+    }
+}
+
+// The inherited socket `fd` refers to (any descriptor of it), or NULL.
+static baton_preload_socket *baton_preload_inherited(int fd) {
+    if (baton_preload_socket_count == 0) {
+        return NULL;
+    }
+    struct stat status;
+    if (fstat(fd, &status) != 0 || !S_ISSOCK(status.st_mode)) {
+        return NULL;
+    }
+    for (int index = 0; index < baton_preload_socket_count; index++) {
+        baton_preload_socket *entry = &baton_preload_sockets[index];
+        if (entry->device == status.st_dev && entry->inode == status.st_ino) {
+            return entry;
+        }
+    }
+    return NULL;
+}
+
+// Whether the recorded descriptor still holds the socket it held at load time: a
+// server may have closed it and the number been reused.
+static int baton_preload_still_open(const baton_preload_socket *entry) {
+    struct stat status;
+    return fstat(entry->fd, &status) == 0 && status.st_dev == entry->device && status.st_ino == entry->inode;
+}
+
+// 1 when `wanted` names `entry`'s address exactly, 2 when it is the wildcard address
+// of the same family and port, 0 otherwise.
+static int baton_preload_match(const baton_preload_socket *entry, const struct sockaddr *wanted, socklen_t length) {
+    if (entry->family != wanted->sa_family) {
+        return 0;
+    }
+    switch (wanted->sa_family) {
+    case AF_INET: {
+        if (length < sizeof(struct sockaddr_in)) {
+            return 0;
+        }
+        const struct sockaddr_in *asked = (const struct sockaddr_in *)wanted;
+        const struct sockaddr_in *held = (const struct sockaddr_in *)&entry->address;
+        if (asked->sin_port == 0 || asked->sin_port != held->sin_port) {
+            return 0;
+        }
+        if (asked->sin_addr.s_addr == held->sin_addr.s_addr) {
+            return 1;
+        }
+        return asked->sin_addr.s_addr == htonl(INADDR_ANY) ? 2 : 0;
+    }
+    case AF_INET6: {
+        if (length < sizeof(struct sockaddr_in6)) {
+            return 0;
+        }
+        const struct sockaddr_in6 *asked = (const struct sockaddr_in6 *)wanted;
+        const struct sockaddr_in6 *held = (const struct sockaddr_in6 *)&entry->address;
+        if (asked->sin6_port == 0 || asked->sin6_port != held->sin6_port) {
+            return 0;
+        }
+        if (memcmp(&asked->sin6_addr, &held->sin6_addr, sizeof(struct in6_addr)) == 0) {
+            return 1;
+        }
+        return memcmp(&asked->sin6_addr, &in6addr_any, sizeof(struct in6_addr)) == 0 ? 2 : 0;
+    }
+    case AF_UNIX: {
+        size_t offset = offsetof(struct sockaddr_un, sun_path);
+        if (length <= offset || entry->length <= offset) {
+            return 0;
+        }
+        const char *asked = ((const struct sockaddr_un *)wanted)->sun_path;
+        const char *held = ((const struct sockaddr_un *)&entry->address)->sun_path;
+        size_t asked_length = length - offset;
+        size_t held_length = entry->length - offset;
+        if (asked[0] != '\0') {
+            // A path: compare as strings, whatever padding the lengths include.
+            asked_length = strnlen(asked, asked_length);
+            held_length = strnlen(held, held_length);
+        }
+        return asked_length == held_length && memcmp(asked, held, asked_length) == 0 ? 1 : 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+int bind(int fd, const struct sockaddr *address, socklen_t length) {
+    baton_bind_function next = baton_next_bind;
+    if (next == NULL) {
+        // Called by another library's constructor before ours ran.
+        next = (baton_bind_function)baton_preload_next("bind");
+    }
+    if (baton_preload_socket_count == 0 || address == NULL || baton_preload_inherited(fd) != NULL) {
+        return next(fd, address, length);
+    }
+    int type = 0;
+    socklen_t size = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size) != 0) {
+        return next(fd, address, length);
+    }
+    baton_preload_socket *chosen = NULL;
+    for (int index = 0; index < baton_preload_socket_count; index++) {
+        baton_preload_socket *entry = &baton_preload_sockets[index];
+        if (entry->type != type || !baton_preload_still_open(entry)) {
+            continue;
+        }
+        int match = baton_preload_match(entry, address, length);
+        if (match == 1) {
+            chosen = entry;
+            break;
+        }
+        if (match == 2 && chosen == NULL) {
+            chosen = entry;
+        }
+    }
+    if (chosen == NULL) {
+        return next(fd, address, length);
+    }
+    int descriptor_flags = fcntl(fd, F_GETFD);
+    int status_flags = fcntl(fd, F_GETFL);
+    if (descriptor_flags < 0 || status_flags < 0) {
+        return -1;
+    }
+    // Replaces the server's fresh socket with the inherited one, on the same number.
+    if (dup3(chosen->fd, fd, (descriptor_flags & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0) {
+        return -1;
+    }
+    // A server that made its socket non-blocking expects it so. The flag belongs to
+    // the socket, which other generations share, so it is only ever set, never cleared.
+    if (status_flags & O_NONBLOCK) {
+        int current = fcntl(fd, F_GETFL);
+        if (current >= 0 && !(current & O_NONBLOCK)) {
+            fcntl(fd, F_SETFL, current | O_NONBLOCK);
+        }
+    }
+    // The server holds the socket now; the original is Baton's hand-over and should not
+    // reach programs the server executes.
+    int original_flags = fcntl(chosen->fd, F_GETFD);
+    if (original_flags >= 0) {
+        fcntl(chosen->fd, F_SETFD, original_flags | FD_CLOEXEC);
+    }
+    return 0;
+}
+
+int listen(int fd, int backlog) {
+    baton_listen_function next = baton_next_listen;
+    if (next == NULL) {
+        // Called by another library's constructor before ours ran.
+        next = (baton_listen_function)baton_preload_next("listen");
+    }
+    // Already listening, with the backlog of Baton's configuration, which a server's
+    // own smaller one (Python's is 5) must not replace.
+    if (baton_preload_inherited(fd) != NULL) {
+        return 0;
+    }
+    return next(fd, backlog);
+}
+
+int setsockopt(int fd, int level, int name, const void *value, socklen_t length) {
+    baton_setsockopt_function next = baton_next_setsockopt;
+    if (next == NULL) {
+        // Called by another library's constructor before ours ran.
+        next = (baton_setsockopt_function)baton_preload_next("setsockopt");
+    }
+    if (level == SOL_SOCKET && (name == SO_REUSEADDR || name == SO_REUSEPORT) && baton_preload_inherited(fd) != NULL) {
+        return 0;
+    }
+    return next(fd, level, name, value, length);
+}
+
+int shutdown(int fd, int how) {
+    baton_shutdown_function next = baton_next_shutdown;
+    if (next == NULL) {
+        // Called by another library's constructor before ours ran.
+        next = (baton_shutdown_function)baton_preload_next("shutdown");
+    }
+    if (baton_preload_inherited(fd) != NULL) {
+        return 0;
+    }
+    return next(fd, how);
+}
