@@ -8,7 +8,8 @@ import Logging
 // (or systemd) passes, or binds --listen (default 127.0.0.1:8080) when run on its own;
 // says READY=1 once it accepts; drains on SIGTERM or SIGINT: stops accepting, finishes
 // requests in flight, answers the next request on a keep-alive connection with
-// `Connection: close`, closes connections idle for a second, and exits 0.
+// `Connection: close`, closes connections idle for a second (--drain-idle-ms), and
+// exits 0.
 //
 //   GET /            200 "pid=… generation=… slot=…"
 //   GET /sleep?ms=N  the same after N ms
@@ -26,10 +27,15 @@ router.get("/sleep") { request, _ in
 
 do {
     let arguments = CommandLine.arguments
-    let listen = arguments.firstIndex(of: "--listen").flatMap { arguments.dropFirst($0 + 1).first }
-    let address = try ListenAddress(parsing: listen ?? "127.0.0.1:8080")
+    func option(_ name: String) -> String? {
+        arguments.firstIndex(of: name).flatMap { arguments.dropFirst($0 + 1).first }
+    }
+    let address = try ListenAddress(parsing: option("--listen") ?? "127.0.0.1:8080")
     let listener = try BatonWorker.listener("http", default: address)
-    let server = ListenerHTTPServer(listener: listener, responder: router.buildResponder(), logger: logger)
+    var server = ListenerHTTPServer(listener: listener, responder: router.buildResponder(), logger: logger)
+    if let milliseconds = option("--drain-idle-ms").flatMap(Int64.init) {
+        server.drainIdleTimeout = .milliseconds(milliseconds)
+    }
     try await BatonWorker.run(services: [server], logger: logger)
 } catch {
     let line = Array("baton-hummingbird-example[\(getpid())]: \(error)\n".utf8)

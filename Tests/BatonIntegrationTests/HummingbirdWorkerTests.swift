@@ -54,6 +54,7 @@ import Testing
         let worker = try ExampleProcess("/usr/bin/systemd-socket-activate", [
             "--listen=127.0.0.1:\(port)", "--fdname=http", Self.example,
         ])
+        // It starts the server on the first connection, which the server then answers.
         let responder = try worker.waitForAnswer(port: port)
         #expect(responder == "\(worker.process.processIdentifier)", "the server itself, exec'd with the socket, answers")
         #expect(worker.stop() == 0, "a drain ends with exit 0: \(worker.output)")
@@ -64,6 +65,12 @@ import Testing
         let worker = try ExampleProcess("/usr/bin/systemd-socket-activate", [
             "--listen=127.0.0.1:\(port)", "--fdname=admin", Self.example,
         ])
+        // systemd-socket-activate starts the server on the first connection.
+        let deadline = Date().addingTimeInterval(30)
+        while worker.process.isRunning && Date() < deadline {
+            #expect(LoadTarget.tcp(host: "127.0.0.1", port: port).responder() == nil)
+            usleep(20_000)
+        }
         #expect(worker.waitForExit() == 1)
         #expect(worker.output.contains("no inherited listener named 'http' (have: admin"), "\(worker.output)")
     }
