@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "baton-hummingbird-example", targets: ["baton-hummingbird-example"]),
         .library(name: "Baton", targets: ["Baton"]),
         .library(name: "BatonWorker", targets: ["BatonWorker"]),
+        .library(name: "BatonWorkerHummingbird", targets: ["BatonWorkerHummingbird"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -88,9 +89,10 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        // A Hummingbird 2 application run on an inherited socket, draining gracefully.
-        .executableTarget(
-            name: "baton-hummingbird-example",
+        // Hummingbird 2 served on a BatonWorker listener (Hummingbird's own server binds
+        // only addresses), with a drain that loses no keep-alive request.
+        .target(
+            name: "BatonWorkerHummingbird",
             dependencies: [
                 "BatonWorker",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -100,6 +102,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // A Hummingbird 2 application as a Baton worker.
+        .executableTarget(
+            name: "baton-hummingbird-example",
+            dependencies: [
+                "BatonWorker",
+                "BatonWorkerHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

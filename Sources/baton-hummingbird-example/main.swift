@@ -1,4 +1,5 @@
 import BatonWorker
+import BatonWorkerHummingbird
 import Glibc
 import HTTPTypes
 import Hummingbird
@@ -32,7 +33,7 @@ do {
     }
     let address = try ListenAddress(parsing: option("--listen") ?? "127.0.0.1:8080")
     let listener = try BatonWorker.listener("http", default: address)
-    var server = ListenerHTTPServer(listener: listener, responder: router.buildResponder(), logger: logger)
+    var server = ListenerHTTPServer(listener: listener, router: router, logger: logger)
     if let milliseconds = option("--drain-idle-ms").flatMap(Int64.init) {
         server.drainIdleTimeout = .milliseconds(milliseconds)
     }

@@ -100,7 +100,13 @@ import Testing
         #expect(connection >= 0)
         close(connection)
         await acceptor.stop()
-        #expect(fcntl(fd, F_GETFD) == -1, "the acceptor closes its descriptor of the listening socket")
+        // It held the only reference: with it closed, nothing listens on the port.
+        let late = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(late) }
+        let refused = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(late, $0, length) }
+        }
+        #expect(refused == -1 && errno == ECONNREFUSED, "the acceptor closes its descriptor of the listening socket")
     }
 }
 

@@ -7,24 +7,38 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
-/// Hummingbird's HTTP/1.1 served on a BatonWorker ``Listener``: Hummingbird's own server
-/// binds an address (`BindAddress`), never a descriptor it was given.
+/// Hummingbird's HTTP/1.1 served on a BatonWorker `Listener`: Hummingbird's own server
+/// binds an address (`BindAddress`), never a descriptor it was given. Run it with
+/// `BatonWorker.run(services:logger:)`; it says `READY=1` once it accepts.
 ///
-/// It accepts with ``ConnectionAcceptor`` (the socket is shared with the other generation)
+/// It accepts with ``ConnectionAcceptor`` (the socket is shared with the other generation;
+/// see `ConnectionAcceptor`)
 /// and runs each connection through Hummingbird's `HTTP1Channel`. On graceful shutdown
 /// (the drain) it stops accepting at once, and every connection finishes its request in
 /// flight; see ``KeepAliveDrainHandler`` for keep-alive connections. `run()` returns once
 /// the last connection is closed.
-struct ListenerHTTPServer<Responder: HTTPResponder>: Service
+public struct ListenerHTTPServer<Responder: HTTPResponder>: Service
 where Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
-    let listener: Listener
-    let responder: Responder
-    let logger: Logger
-    var eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    public let listener: Listener
+    public let responder: Responder
+    public let logger: Logger
+    public var eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     /// During the drain, a keep-alive connection idle this long is closed.
-    var drainIdleTimeout: TimeAmount = .seconds(1)
+    public var drainIdleTimeout: TimeAmount = .seconds(1)
 
-    func run() async throws {
+    public init(listener: Listener, responder: Responder, logger: Logger) {
+        self.listener = listener
+        self.responder = responder
+        self.logger = logger
+    }
+
+    /// Serves `router`'s responder.
+    public init<Router: HTTPResponderBuilder>(listener: Listener, router: Router, logger: Logger)
+    where Router.Responder == Responder {
+        self.init(listener: listener, responder: router.buildResponder(), logger: logger)
+    }
+
+    public func run() async throws {
         let connections = OpenConnections()
         let channelSetup = HTTP1Channel(
             responder: { [responder, logger] request, responseWriter, channel in
