@@ -81,13 +81,18 @@ import Testing
         #expect(worker.output.contains("LISTEN_PID is 1 but this process is \(worker.process.processIdentifier)"), "\(worker.output)")
     }
 
-    /// Without inherited sockets, it binds the address it is given.
-    @Test func standaloneBindsItsOwnAddress() throws {
+    /// Without inherited sockets, it binds the address it is given; it tells
+    /// `NOTIFY_SOCKET` when it is ready and when it begins to drain.
+    @Test func standaloneBindsItsOwnAddressAndNotifies() throws {
+        let scratch = ScratchDirectory()
+        let receiver = try SystemdNotifyTests.NotifyReceiver(path: "\(scratch.path)/notify.sock")
         let port = freePort()
-        let worker = try ExampleProcess(Self.example, ["--listen", "127.0.0.1:\(port)"])
+        let worker = try ExampleProcess(Self.example, ["--listen", "127.0.0.1:\(port)"], environment: ["NOTIFY_SOCKET": receiver.path])
         let responder = try worker.waitForAnswer(port: port)
         #expect(responder == "\(worker.process.processIdentifier)")
+        #expect(receiver.receive() == ["READY=1\nSTATUS=serving on http (127.0.0.1:\(port))"])
         #expect(worker.stop() == 0, "\(worker.output)")
+        #expect(receiver.receive() == ["STOPPING=1\nSTATUS=draining"])
     }
 }
 
