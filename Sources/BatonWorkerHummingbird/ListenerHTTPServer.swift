@@ -10,12 +10,11 @@ import ServiceLifecycle
 /// binds an address (`BindAddress`), never a descriptor it was given. Run it with
 /// `BatonWorker.run(services:logger:)`; it says `READY=1` once it accepts.
 ///
-/// It accepts with ``ConnectionAcceptor`` (the socket is shared with the other generation;
-/// see `ConnectionAcceptor`)
-/// and runs each connection through Hummingbird's `HTTP1Channel`. On graceful shutdown
-/// (the drain) it stops accepting at once, and every connection finishes its request in
-/// flight; see ``KeepAliveDrainHandler`` for keep-alive connections. `run()` returns once
-/// the last connection is closed.
+/// It accepts with BatonWorker's `ConnectionAcceptor` (the socket is shared with the
+/// other generation of the slot) and runs each connection through Hummingbird's
+/// `HTTP1Channel`. On graceful shutdown (the drain) it stops accepting at once, and every
+/// connection finishes its request in flight; see `KeepAliveDrainHandler` for keep-alive
+/// connections. `run()` returns once the last connection is closed.
 public struct ListenerHTTPServer<Responder: HTTPResponder>: Service
 where Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
     public let listener: Listener

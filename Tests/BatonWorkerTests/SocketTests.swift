@@ -64,6 +64,15 @@ import Testing
         try await channel.close()
     }
 
+    @Test func asyncServerBootstrapAdoptionPutsTheBacklogBack() async throws {
+        let fd = try ListeningSocket.bind(.tcp(host: "127.0.0.1", port: 0), backlog: 77)
+        let listener = Listener(name: "http", descriptor: fd, origin: .inherited(.systemdNamed))
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(listener, backlog: 900) { channel in channel.eventLoop.makeSucceededFuture(channel) }
+        #expect(backlog(fd) == 900)
+        try await server.channel.close()
+    }
+
     @Test func notifierSendsOneDatagramToNotifySocket() throws {
         let path = "/tmp/baton-worker-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
         let receiver = try ListeningSocket.datagramForTest(path)
