@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -9,9 +9,12 @@ let package = Package(
         .executable(name: "batonctl", targets: ["batonctl"]),
         .executable(name: "baton-demo", targets: ["baton-demo"]),
         .executable(name: "baton-bench", targets: ["baton-bench"]),
+        .executable(name: "baton-hummingbird-example", targets: ["baton-hummingbird-example"]),
         .library(name: "Baton", targets: ["Baton"]),
         // LD_PRELOAD for servers that bind their own port (protocol = "preload").
         .library(name: "baton-preload", type: .dynamic, targets: ["CBatonPreload"]),
+        .library(name: "BatonWorker", targets: ["BatonWorker"]),
+        .library(name: "BatonWorkerHummingbird", targets: ["BatonWorkerHummingbird"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -20,6 +23,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        // Only the example uses Hummingbird; its configuration-file support is not needed.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: ["FullFoundation"]),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // The system calls Swift cannot make: fork/exec with descriptor placement,
@@ -72,13 +79,53 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The library for servers run by Baton (or by systemd socket activation, or on
+        // their own): inherited listeners by name, readiness, drain as graceful shutdown.
+        // Independent of the supervisor.
+        .target(
+            name: "BatonWorker",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "baton-demo",
             dependencies: [
-                "CSystemd",
+                "BatonWorker",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // Hummingbird 2 served on a BatonWorker listener (Hummingbird's own server binds
+        // only addresses), with a drain that loses no keep-alive request.
+        .target(
+            name: "BatonWorkerHummingbird",
+            dependencies: [
+                "BatonWorker",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // A Hummingbird 2 application as a Baton worker.
+        .executableTarget(
+            name: "baton-hummingbird-example",
+            dependencies: [
+                "BatonWorker",
+                "BatonWorkerHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // HTTP load with every failure classified; used by baton-bench and the tests.
@@ -101,8 +148,16 @@ let package = Package(
             dependencies: ["Baton"]
         ),
         .testTarget(
+            name: "BatonWorkerTests",
+            dependencies: [
+                "BatonWorker",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "BatonIntegrationTests",
-            dependencies: ["Baton", "BatonLoad", "baton", "batonctl", "baton-demo"]
+            dependencies: ["Baton", "BatonLoad", "baton", "batonctl", "baton-demo", "baton-hummingbird-example"]
         ),
     ],
     swiftLanguageModes: [.v6]

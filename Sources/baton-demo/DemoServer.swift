@@ -1,5 +1,4 @@
-import CSystemd
-import Dispatch
+import BatonWorker
 import Glibc
 import NIOCore
 import NIOHTTP1
@@ -8,21 +7,20 @@ import NIOPosix
 /// The listening socket, every open connection, and the drain: stop accepting, finish
 /// in-flight requests, close keep-alive connections without racing their clients, exit.
 ///
-/// The demo accepts connections itself and hands each one to SwiftNIO. A listening
-/// socket run by Baton is shared with the other generation in the same slot, so a
-/// wake-up often finds the queue already emptied by the sibling; NIO's own accept loop
-/// asserts in debug builds when that happens (`BaseSocketChannel`, "readResult == .some").
+/// The demo accepts connections with BatonWorker's ``ConnectionAcceptor`` and hands each
+/// one to SwiftNIO. A listening socket run by Baton is shared with the other generation
+/// in the same slot, so a wake-up often finds the queue already emptied by the sibling;
+/// NIO's own accept loop asserts in debug builds when that happens (`BaseSocketChannel`,
+/// "readResult == .some").
 final class DemoServer: @unchecked Sendable {
     let eventLoop: EventLoop
     let address: String
     private let options: Options
     private let listener: Int32
     private let identity: Identity
-    /// Set once before accepting starts; read on `acceptQueue`.
+    /// Set once before accepting starts.
+    private var acceptor: ConnectionAcceptor?
     private var bootstrap: ClientBootstrap?
-    // Accepting state, on `acceptQueue` only.
-    private let acceptQueue = DispatchQueue(label: "baton-demo.accept")
-    private var acceptSource: DispatchSourceRead?
     // Connection state, on `eventLoop` only.
     private var connections: [ObjectIdentifier: ConnectionHandler] = [:]
     private(set) var draining = false
@@ -56,51 +54,31 @@ final class DemoServer: @unchecked Sendable {
     static func start(options: Options, identity: Identity, on eventLoop: EventLoop) throws -> DemoServer {
         let listener: Int32
         let address: String
-        if let inherited = InheritedSocket.fromEnvironment() {
-            listener = inherited
-            address = "fd \(inherited)"
-            // NIO-style adoption would call listen(128) on the socket Baton holds; we
-            // leave its backlog as Baton configured it.
+        if let inherited = try BatonWorker.inheritedListeners() {
+            // The one named `http`, else the first. NIO-style adoption would call
+            // listen(128) on the socket Baton holds; we leave its backlog as Baton set it.
+            listener = (try? inherited.descriptor(named: "http")) ?? inherited.entries[0].descriptor
+            address = "fd \(listener)"
         } else {
-            address = options.listen ?? "127.0.0.1:8080"
-            listener = try ListeningSocket.bind(address, reusePort: options.reusePort)
+            let text = options.listen ?? "127.0.0.1:8080"
+            do {
+                listener = try ListeningSocket.bind(ListenAddress(parsing: text), reusePort: options.reusePort)
+            } catch {
+                throw DemoError("--listen \(text): \(error)")
+            }
+            address = text
         }
-        guard fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK) == 0 else {
-            throw DemoError("cannot make the listening socket non-blocking: errno \(errno)")
-        }
+        try ListeningSocket.makeNonBlocking(listener)
         let server = DemoServer(eventLoop: eventLoop, listener: listener, address: address, identity: identity, options: options)
         server.bootstrap = server.makeBootstrap()
-        server.startAccepting()
-        return server
-    }
-
-    private func startAccepting() {
-        let source = DispatchSource.makeReadSource(fileDescriptor: listener, queue: acceptQueue)
-        source.setEventHandler { [unowned self] in acceptPending() }
-        source.setCancelHandler { [listener] in close(listener) }
-        acceptSource = source
-        source.resume()
-    }
-
-    /// Accepts what is queued now. Finding the queue empty is normal: the other
-    /// generation on the same socket may have taken the connection.
-    private func acceptPending() {
-        for _ in 0..<64 {
-            let connection = accept(listener, nil, nil)  // NIO makes it non-blocking
-            if connection >= 0, let bootstrap {
-                bootstrap.withConnectedSocket(connection).whenFailure { error in
-                    log("cannot serve a connection: \(error)")
-                }
-                continue
-            }
-            switch errno {
-            case EINTR, ECONNABORTED: continue
-            case EAGAIN: return
-            default:
-                log("accept failed: errno \(errno)")
-                return
+        let acceptor = ConnectionAcceptor(listener: listener, label: "baton-demo.accept") { connection in
+            server.bootstrap?.withConnectedSocket(connection).whenFailure { error in
+                log("cannot serve a connection: \(error)")
             }
         }
+        server.acceptor = acceptor
+        acceptor.start()
+        return server
     }
 
     static func blockSignals(_ signals: [Int32]) {
@@ -131,7 +109,7 @@ final class DemoServer: @unchecked Sendable {
         guard !draining else { return }
         draining = true
         log("draining: \(connections.count) connection(s) open")
-        _ = sd_notify(0, "STOPPING=1")
+        BatonWorker.notifier.stopping()
         stopAccepting(after: options.drainPauseMilliseconds)
         for connection in connections.values {
             connection.drainStarted()
@@ -144,21 +122,8 @@ final class DemoServer: @unchecked Sendable {
     /// nobody accepts from: the naive reload the benchmark compares against, where
     /// closing the last reference resets them.
     private func stopAccepting(after pause: Int64?) {
-        acceptQueue.async { [self] in
-            guard let source = acceptSource else { return }
-            guard let pause else {
-                source.cancel()
-                acceptSource = nil
-                eventLoop.execute { self.acceptingStopped() }
-                return
-            }
-            source.suspend()
-            acceptQueue.asyncAfter(deadline: .now() + .milliseconds(Int(pause))) { [self] in
-                acceptSource?.cancel()
-                acceptSource?.resume()
-                acceptSource = nil
-                eventLoop.execute { self.acceptingStopped() }
-            }
+        acceptor?.stop(after: pause.map { .milliseconds($0) }) { [self] in
+            eventLoop.execute { self.acceptingStopped() }
         }
     }
 
@@ -180,30 +145,6 @@ final class DemoServer: @unchecked Sendable {
         guard draining, !accepting, connections.isEmpty else { return }
         log("drained; exiting")
         exit(0)
-    }
-}
-
-/// Inherited listening sockets, as far as the demo needs them.
-enum InheritedSocket {
-    /// The descriptor named `http`, else the first one, from `LISTEN_FDS` (systemd's
-    /// protocol, Baton's default) or `SERVER_STARTER_PORT` (Server::Starter's:
-    /// `host:port=fd;…`); nil when neither is there for us.
-    static func fromEnvironment() -> Int32? {
-        if let starter = Identity.variable("SERVER_STARTER_PORT"),
-           let first = starter.split(separator: ";").first, let equals = first.lastIndex(of: "="),
-           let fd = Int32(first[first.index(after: equals)...]) {
-            return fd
-        }
-        guard let count = Identity.variable("LISTEN_FDS").flatMap(Int32.init), count > 0,
-              Identity.variable("LISTEN_PID").flatMap(pid_t.init) == getpid() else { return nil }
-        let names = Identity.variable("LISTEN_FDNAMES")?.split(separator: ":", omittingEmptySubsequences: false) ?? []
-        unsetenv("LISTEN_FDS")
-        unsetenv("LISTEN_PID")
-        unsetenv("LISTEN_FDNAMES")
-        if let index = names.firstIndex(of: "http"), index < Int(count) {
-            return 3 + Int32(index)
-        }
-        return 3
     }
 }
 

@@ -1,4 +1,4 @@
-import CSystemd
+import BatonWorker
 import Glibc
 import NIOCore
 import NIOPosix
@@ -25,7 +25,7 @@ log("generation=\(identity.generation) slot=\(identity.slot) serving on \(server
 
 if !options.neverReady {
     server.eventLoop.scheduleTask(in: .milliseconds(Int64(options.readyDelayMilliseconds))) {
-        _ = sd_notify(0, "READY=1\nSTATUS=serving on \(server.address)")
+        BatonWorker.notifier.ready(status: "serving on \(server.address)")
     }
 }
 server.drainOnSignals(drainSignals)
