@@ -51,7 +51,7 @@ import Testing
 
     @Test func preloadKeepsAnInheritedPreload() {
         #expect(handoff(.preload).environment == [
-            "LD_PRELOAD": "/opt/baton/libbaton-preload.so", "BATON_PRELOAD_FD_COUNT": "4",
+            "LD_PRELOAD": "/opt/baton/libbaton-preload.so", "BATON_PRELOAD_FD_COUNT": "4", "BATON_PRELOAD_DRAIN_SIGNAL": "15",
         ])
         #expect(handoff(.preload, inheritedPreload: "/usr/lib/libjemalloc.so").environment["LD_PRELOAD"]
             == "/opt/baton/libbaton-preload.so /usr/lib/libjemalloc.so")

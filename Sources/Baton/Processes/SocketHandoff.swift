@@ -16,8 +16,10 @@ struct SocketHandoff: Equatable {
     ///   - supervisorPID: Baton's pid, the parent of every worker.
     ///   - preloadLibrary: the path of `libbaton-preload.so`, for `.preload`.
     ///   - inheritedPreload: the `LD_PRELOAD` the worker would otherwise get.
+    ///   - drainSignal: for `.preload`, the signal the library holds back for its grace.
     init(_ socketProtocol: SocketProtocol, command: [String], listeners: [ListenerConfiguration],
-         generation: Int, slot: Int, supervisorPID: Int32, preloadLibrary: String, inheritedPreload: String? = nil) {
+         generation: Int, slot: Int, supervisorPID: Int32, preloadLibrary: String, inheritedPreload: String? = nil,
+         drainSignal: Int32 = SignalName.terminate) {
         let descriptors = listeners.indices.map { Self.firstDescriptor + Int32($0) }
         var numbers: [String: String] = [:]
         for (listener, descriptor) in zip(listeners, descriptors) {
@@ -50,6 +52,7 @@ struct SocketHandoff: Equatable {
             environment["LD_PRELOAD"] = [preloadLibrary, inheritedPreload].compactMap { $0 }
                 .filter { !$0.isEmpty }.joined(separator: " ")
             environment["BATON_PRELOAD_FD_COUNT"] = "\(listeners.count)"
+            environment["BATON_PRELOAD_DRAIN_SIGNAL"] = "\(drainSignal)"
         case .none:
             break
         }

@@ -417,7 +417,7 @@ public final class Supervisor: @unchecked Sendable {
         let handoff = SocketHandoff(
             settings.socketProtocol, command: settings.command, listeners: listeners,
             generation: worker.generation, slot: worker.slot, supervisorPID: getpid(),
-            preloadLibrary: preloadLibrary, inheritedPreload: environment["LD_PRELOAD"])
+            preloadLibrary: preloadLibrary, inheritedPreload: environment["LD_PRELOAD"], drainSignal: settings.drainSignal)
         environment.merge(handoff.environment) { $1 }
         let notifySocket: NotifySocket
         do {

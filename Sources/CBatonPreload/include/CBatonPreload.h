@@ -15,8 +15,16 @@
 // - everything else goes to the C library untouched. close() needs no help: the
 //   server closes its own descriptor, never Baton's socket.
 //
+// - with BATON_PRELOAD_DRAIN_SIGNAL set (Baton sets it to the drain signal), that
+//   signal first stops the server accepting (its descriptors of the inherited
+//   sockets get a listening socket nobody connects to), and reaches the server's own
+//   handler only BATON_PRELOAD_DRAIN_GRACE_MS later (default 500): what it accepted
+//   is answered meanwhile, and new connections go to the next generation.
+//
 // Only dynamically linked programs load it; a static binary (most Go programs) does not.
 #pragma once
 
 #define BATON_PRELOAD_COUNT_VARIABLE "BATON_PRELOAD_FD_COUNT"
 #define BATON_PRELOAD_FIRST_DESCRIPTOR 3
+#define BATON_PRELOAD_DRAIN_SIGNAL_VARIABLE "BATON_PRELOAD_DRAIN_SIGNAL"
+#define BATON_PRELOAD_DRAIN_GRACE_VARIABLE "BATON_PRELOAD_DRAIN_GRACE_MS"
