@@ -138,14 +138,7 @@ final class ExampleProcess {
     }
 
     func waitForExit(timeout: Double = 30) -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            return -1
-        }
-        return process.terminationStatus
+        BatonIntegrationTests.waitForExit(process, timeout: timeout)
     }
 
     deinit {

@@ -139,16 +139,7 @@ final class BatonUnderTest {
     }
 
     func waitForExit(timeout: Double = 30) -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline {
-            usleep(20_000)
-        }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            return -1
-        }
-        return process.terminationStatus
+        BatonIntegrationTests.waitForExit(process, timeout: timeout)
     }
 
     deinit {
@@ -163,6 +154,21 @@ final class BatonUnderTest {
             process.waitUntilExit()
         }
     }
+}
+
+/// Waits (bounded) for `process` to exit and returns its status; past `timeout`, kills it
+/// and returns -1.
+func waitForExit(_ process: Process, timeout: Double = 30) -> Int32 {
+    let deadline = Date().addingTimeInterval(timeout)
+    while process.isRunning && Date() < deadline {
+        usleep(20_000)
+    }
+    if process.isRunning {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return -1
+    }
+    return process.terminationStatus
 }
 
 /// Runs a command to completion; returns its exit status and output.
