@@ -206,4 +206,26 @@ import Testing
         #expect(try baton.waitUntilServing(generation: 3).generations.last?.workers.count == 3)
         #expect(baton.stop() == 0)
     }
+
+    @Test func statusInPrometheusTextFormat() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest(["--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "2",
+                                        "--", Products.path("baton-demo")], in: scratch)
+        try baton.waitUntilServing()
+        #expect(try baton.reload().ok)
+        try baton.waitUntilServing(generation: 2)
+        let result = try run(Products.path("batonctl"), ["status", "--prometheus", "-s", baton.controlSocket])
+        #expect(result.status == 0)
+        for line in [
+            #"baton_phase{phase="running"} 1.0"#,
+            #"baton_generation{generation="2",role="serving"} 1.0"#,
+            #"baton_workers{generation="2",state="ready"} 2.0"#,
+            #"baton_recent_reloads{result="took-over"} 1.0"#,
+            #"baton_accept_queue_limit{listener="http",slot="1"}"#,
+            "# TYPE baton_workers gauge",
+        ] {
+            #expect(result.output.contains(line), "missing \(line) in:\n\(result.output)")
+        }
+        #expect(baton.stop() == 0)
+    }
 }

@@ -31,6 +31,7 @@ extension BatonControl {
         static let configuration = CommandConfiguration(abstract: "Show generations, workers, listeners and recent reloads.")
         @OptionGroup var options: ControlOptions
         @Flag(help: "Print the status as JSON.") var json = false
+        @Flag(help: "Print the status in Prometheus' text format.") var prometheus = false
 
         func run() throws {
             let reply = try options.send(ControlRequest(command: .status))
@@ -38,7 +39,9 @@ extension BatonControl {
                 print("batonctl: \(reply.error ?? "no status in the answer")")
                 throw ExitCode.failure
             }
-            print(json ? StatusFormatter.json(status) : StatusFormatter.table(status), terminator: "")
+            let text = json ? StatusFormatter.json(status)
+                : prometheus ? PrometheusText.render(status) : StatusFormatter.table(status)
+            print(text, terminator: "")
         }
     }
 

@@ -1,0 +1,60 @@
+import Baton
+import Prometheus
+
+/// `batonctl status --prometheus`: the status in Prometheus' text format, for a
+/// node_exporter textfile collector or any scraper that runs a command.
+enum PrometheusText {
+    static func render(_ status: StatusReport) -> String {
+        let registry = PrometheusCollectorRegistry()
+        for phase in ["starting", "running", "reloading", "stopping"] {
+            registry.makeGauge(name: "baton_phase", labels: [("phase", phase)],
+                               help: "1 for the phase Baton is in")
+                .set(to: phase == status.phase ? 1.0 : 0.0)
+        }
+        for generation in status.generations {
+            let number = "\(generation.number)"
+            registry.makeGauge(name: "baton_generation", labels: [("generation", number), ("role", generation.role)],
+                               help: "Alive generations and their role")
+                .set(to: 1.0)
+            for state in ["starting", "ready", "draining", "stopping", "killed"] {
+                registry.makeGauge(name: "baton_workers", labels: [("generation", number), ("state", state)],
+                                   help: "Workers by generation and state")
+                    .set(to: Double(generation.workers.count { $0.state == state }))
+            }
+            registry.makeGauge(name: "baton_slots_restarting", labels: [("generation", number)],
+                               help: "Slots waiting to restart a crashed worker")
+                .set(to: Double(generation.restartingSlots.count))
+            registry.makeGauge(name: "baton_slots_crash_looping", labels: [("generation", number)],
+                               help: "Slots that crashed several times in a row")
+                .set(to: Double(generation.crashLoopingSlots.count))
+            registry.makeGauge(name: "baton_worker_restarts", labels: [("generation", number)],
+                               help: "Restarts of the generation's current workers, summed")
+                .set(to: Double(generation.workers.reduce(0) { $0 + $1.restarts }))
+        }
+        for listener in status.listeners {
+            for socket in listener.sockets {
+                let labels = [("listener", listener.name), ("slot", socket.slot.map { "\($0)" } ?? "shared")]
+                if let queued = socket.queued {
+                    registry.makeGauge(name: "baton_accept_queue", labels: labels,
+                                       help: "Connections waiting in the socket's accept queue")
+                        .set(to: Double(queued))
+                }
+                if let backlog = socket.backlog {
+                    registry.makeGauge(name: "baton_accept_queue_limit", labels: labels,
+                                       help: "The accept queue's limit (backlog)")
+                        .set(to: Double(backlog))
+                }
+            }
+        }
+        for result in ["running", "took-over", "rolled-back", "failed"] {
+            registry.makeGauge(name: "baton_recent_reloads", labels: [("result", result)],
+                               help: "Reloads in Baton's recent history, by result")
+                .set(to: Double(status.reloads.count { $0.result == result }))
+        }
+        registry.makeGauge(name: "baton_pending_reloads", help: "Reloads waiting for the current one")
+            .set(to: Double(status.pendingReloads))
+        registry.makeGauge(name: "baton_upgrades", help: "In-place upgrades of Baton's own binary")
+            .set(to: Double(status.upgrades ?? 0))
+        return registry.emitToString()
+    }
+}
