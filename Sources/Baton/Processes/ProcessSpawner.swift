@@ -60,13 +60,10 @@ enum ProcessSpawner {
     /// Baton's own environment, without what belongs to Baton alone.
     static func inheritedEnvironment() -> [String: String] {
         var result: [String: String] = [:]
-        var cursor = environ
-        while let entry = cursor.pointee {
-            let text = String(cString: entry)
+        for text in environmentEntries() {
             if let equals = text.firstIndex(of: "=") {
                 result[String(text[..<equals])] = String(text[text.index(after: equals)...])
             }
-            cursor += 1
         }
         // What a supervisor of Baton's own told it, which must not reach a worker as if
         // Baton had said it.
@@ -82,16 +79,22 @@ enum ProcessSpawner {
         return result
     }
 
-    /// Executes `path` in place of this process, with this process's arguments and
-    /// environment plus `extraEnvironment`; of its descriptors beyond stdin, stdout and
-    /// stderr only `keeping` survive. Returns only on failure, with `keeping` private again.
-    static func replaceProcess(with path: String, keeping: [Int32], extraEnvironment: [String: String]) -> SystemError {
+    /// This process's environment, as `NAME=value` entries.
+    private static func environmentEntries() -> [String] {
         var entries: [String] = []
         var cursor = environ
         while let entry = cursor.pointee {
             entries.append(String(cString: entry))
             cursor += 1
         }
+        return entries
+    }
+
+    /// Executes `path` in place of this process, with this process's arguments and
+    /// environment plus `extraEnvironment`; of its descriptors beyond stdin, stdout and
+    /// stderr only `keeping` survive. Returns only on failure, with `keeping` private again.
+    static func replaceProcess(with path: String, keeping: [Int32], extraEnvironment: [String: String]) -> SystemError {
+        var entries = environmentEntries()
         entries.removeAll { entry in extraEnvironment.keys.contains { entry.hasPrefix($0 + "=") } }
         entries += extraEnvironment.map { "\($0.key)=\($0.value)" }
         let argv = CStringArray(CommandLine.arguments)

@@ -298,18 +298,18 @@ public final class Supervisor: @unchecked Sendable {
             workers[worker.pid] = id
             startTimes[id] = Clock.monotonic()
             // The same address as before execve: the pid did not change.
-            if let socket = try? NotifySocket(address: notifyAddress(id), deliver: { [self] sender, text in
-                post(.notification(id, sender: sender, text))
-            }) {
-                notifySockets[id] = socket
-            }
+            notifySockets[id] = try? notifySocket(for: id)
             resumed.append(id)
         }
         feed(.resume(handover.configuration, generation: handover.generation, workers: resumed))
     }
 
-    private func notifyAddress(_ worker: WorkerID) -> String {
-        "@baton/\(getpid())/\(worker)"
+    /// The worker's own `NOTIFY_SOCKET`, at an address made of Baton's pid and the
+    /// worker, so that it is the same again after an upgrade in place.
+    private func notifySocket(for worker: WorkerID) throws(SystemError) -> NotifySocket {
+        try NotifySocket(address: "@baton/\(getpid())/\(worker)") { [self] sender, text in
+            post(.notification(worker, sender: sender, text))
+        }
     }
 
     private func requestReload(answering asker: (responder: ControlResponder, wait: Bool)?) {
@@ -421,9 +421,7 @@ public final class Supervisor: @unchecked Sendable {
         environment.merge(handoff.environment) { $1 }
         let notifySocket: NotifySocket
         do {
-            notifySocket = try NotifySocket(address: notifyAddress(worker)) { sender, text in
-                self.post(.notification(worker, sender: sender, text))
-            }
+            notifySocket = try self.notifySocket(for: worker)
         } catch {
             feed(.workerExited(worker, .failedToStart("\(error)")))
             return
