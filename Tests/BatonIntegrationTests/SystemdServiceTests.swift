@@ -47,7 +47,8 @@ import Testing
         // The first connection starts the service; it waits in the socket's queue meanwhile.
         let response = try curl(systemd)
         #expect(response.output.hasPrefix("HTTP/1.1 200"), "\(response.output)\n\(systemd.journal("baton-demo.service"))")
-        #expect(try systemd.property("ActiveState", of: "baton-demo.service") == "active")
+        // The worker may answer before Baton has told systemd READY=1.
+        #expect(try systemd.waitForProperty("ActiveState", of: "baton-demo.service", toBe: "active"))
         let journal = systemd.journal("baton-demo.service")
         #expect(journal.contains("listener http tcp://127.0.0.1:8080 adopted fd 3 from systemd"), "\(journal)")
         #expect(!journal.contains("closed it"), "every socket systemd passed must be used: \(journal)")

@@ -103,6 +103,16 @@ final class SystemdUnderTest: @unchecked Sendable {
         try run(["systemctl", "show", "-p", name, "--value", unit]).output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Waits (bounded) until the property has `value`; whether it got there.
+    func waitForProperty(_ name: String, of unit: String, toBe value: String, timeout: Double = 30) throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try property(name, of: unit) == value { return true }
+            usleep(50_000)
+        }
+        return false
+    }
+
     /// The unit's journal, for failure messages.
     func journal(_ unit: String) -> String {
         (try? run(["journalctl", "--no-pager", "-o", "short-monotonic", "-u", unit]).output) ?? ""
