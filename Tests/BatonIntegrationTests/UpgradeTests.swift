@@ -49,7 +49,10 @@ import Testing
         #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
         #expect(report.succeeded > 10, "the load must actually have run")
         print("upgrade under load: \(report.succeeded) requests answered, \(report.totalFailures) failed")
-        #expect(try baton.waitUntilServing(generation: 2).generations.map(\.number) == [2])
+        // Generation 1 drains after generation 2 took over; wait until its inherited workers are reaped.
+        try baton.waitUntilServing(generation: 2)
+        let settled = try baton.waitForStatus("generation 1 gone") { $0.generations.map(\.number) == [2] }
+        #expect(settled.generations[0].role == "serving")
         #expect(baton.stop() == 0)
         #expect(baton.log.contains("generation 1 has exited"), "the inherited workers were reaped: \(baton.log)")
     }
