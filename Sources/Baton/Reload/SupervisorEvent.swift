@@ -52,7 +52,7 @@ public enum SupervisorTimer: Hashable, Sendable {
 }
 
 /// Everything that can happen to the supervisor.
-public enum SupervisorEvent: Sendable {
+public enum SupervisorEvent: Sendable, Equatable {
     /// The configuration was read at start-up: start the first generation.
     case start(Configuration)
     /// Baton replaced its own binary (`batonctl upgrade`): `workers`, all ready, keep

@@ -144,6 +144,24 @@ final class SocketTable {
         }
     }
 
+    /// The sockets of `listeners` for `batonctl status`, with each TCP socket's accept queue.
+    func status(of listeners: [ListenerConfiguration]) -> [StatusReport.ListenerStatus] {
+        listeners.map { listener in
+            let keys = descriptors.keys.filter { $0.name == listener.name && $0.address == listener.address }
+                .sorted { ($0.slot ?? -1) < ($1.slot ?? -1) }
+            return StatusReport.ListenerStatus(
+                name: listener.name, address: "\(listener.address)", reusePort: listener.reusePort.rawValue,
+                sockets: keys.map { key in
+                    var socket = StatusReport.SocketStatus(slot: key.slot)
+                    if case .tcp = key.address, let fd = descriptors[key], let queue = ListenerSocket.acceptQueue(fd) {
+                        socket.queued = queue.depth
+                        socket.backlog = queue.capacity
+                    }
+                    return socket
+                })
+        }
+    }
+
     /// Closes every socket none of `configurations` uses.
     func retain(for configurations: [Configuration]) {
         var needed = Set<Key>()

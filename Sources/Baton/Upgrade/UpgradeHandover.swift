@@ -39,6 +39,27 @@ struct UpgradeHandover: Codable {
 
     static let variable = "BATON_UPGRADE_HANDOVER"
 
+    /// What Baton hands over of the generation `serving`, whose workers' pids are in `workers`.
+    init(_ serving: SupervisorStateMachine.Generation, workers: WorkerTable,
+         sockets: (sockets: [Socket], sharedInstead: [ListenerAddress]),
+         descriptorsFromParent: [Int32], scaledTo: Int?, upgrades: Int) {
+        configuration = serving.configuration
+        generation = serving.number
+        self.workers = serving.workers.values.sorted { $0.id < $1.id }.compactMap { worker in
+            workers.pid(of: worker.id).map { Worker(slot: worker.id.slot, start: worker.id.start, pid: $0) }
+        }
+        self.sockets = sockets.sockets
+        sharedInstead = sockets.sharedInstead
+        self.descriptorsFromParent = descriptorsFromParent
+        self.scaledTo = scaledTo
+        self.upgrades = upgrades
+    }
+
+    /// The handed-over workers as the new Baton names them.
+    var workerIDs: [(id: WorkerID, pid: pid_t)] {
+        workers.map { (WorkerID(generation: generation, slot: $0.slot, start: $0.start), $0.pid) }
+    }
+
     /// The handover left by the Baton this process was before `execve`, if any.
     static func take() throws -> UpgradeHandover? {
         guard let text = getenv(variable).map({ String(cString: $0) }) else { return nil }

@@ -1,0 +1,58 @@
+/// What `batonctl status` and systemd's `STATUS=` line say, made from the state
+/// machine, the worker table and the reload history. Pure.
+struct StatusProjection {
+    var machine: SupervisorStateMachine
+    var workers: WorkerTable
+    /// Most recent last.
+    var reloads: [StatusReport.ReloadRecord]
+
+    /// The phase as the control protocol names it.
+    var phase: String {
+        switch machine.phase {
+        case .idle, .starting: "starting"
+        case .running: "running"
+        case .loadingConfiguration, .reloading: "reloading"
+        case .stopping, .stopped: "stopping"
+        }
+    }
+
+    /// One line for `STATUS=`: what serves, what drains, how the last reload went.
+    var line: String {
+        var parts: [String] = []
+        if let serving = machine.serving {
+            let ready = serving.workers.values.filter { $0.state == .ready }.count
+            parts.append("generation \(serving.number): \(ready)/\(serving.configuration.workers.count) ready")
+        }
+        let draining = machine.generations.filter { $0.role == .draining }.reduce(0) { $0 + $1.workers.count }
+        if draining > 0 { parts.append("\(draining) draining") }
+        if let last = reloads.last, last.finished != nil {
+            parts.append("last reload \(last.result)")
+        }
+        return parts.joined(separator: "; ")
+    }
+
+    /// The status report, with `now` on the monotonic clock for uptimes and the
+    /// listeners' sockets as the socket table reports them.
+    func report(pid: Int32, configurationName: String, listeners: [StatusReport.ListenerStatus], now: Double,
+                scaledTo: Int?, upgrades: Int, upgradeError: String?) -> StatusReport {
+        let generations = machine.generations.map { generation in
+            StatusReport.GenerationStatus(
+                number: generation.number, role: generation.role.rawValue,
+                workers: generation.workers.values.sorted { $0.id < $1.id }.map { worker in
+                    let entry = workers[worker.id]
+                    return StatusReport.WorkerStatus(
+                        slot: worker.id.slot, restarts: worker.id.start, pid: entry?.pid,
+                        state: worker.announcedStopping && worker.state == .draining ? "stopping" : worker.state.rawValue,
+                        status: worker.status, uptime: entry.map { now - $0.started })
+                },
+                restartingSlots: generation.restarting.sorted(),
+                crashLoopingSlots: (0..<generation.configuration.workers.count).filter { generation.isCrashLooping(slot: $0) })
+        }
+        let configuration = machine.generations.last?.configuration
+        return StatusReport(
+            pid: pid, phase: phase, configuration: configurationName,
+            command: configuration?.workers.command ?? [], generations: generations, listeners: listeners,
+            reloads: reloads, pendingReloads: machine.pendingReloads.count,
+            scaledTo: scaledTo, upgrades: upgrades, upgradeError: upgradeError)
+    }
+}

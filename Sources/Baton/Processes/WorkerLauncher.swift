@@ -1,0 +1,72 @@
+import Glibc
+import Logging
+
+/// Starts worker processes: the slot's sockets at fd 3, 4, …, the environment its
+/// socket protocol defines, its own `NOTIFY_SOCKET`, and its output, inherited or
+/// through a relay that prefixes each line.
+struct WorkerLauncher {
+    /// Baton's own environment less what belongs to Baton alone; every worker starts from it.
+    let environment: [String: String]
+    let logger: Logger
+
+    init(environment: [String: String] = ProcessSpawner.inheritedEnvironment(), logger: Logger) {
+        self.environment = environment
+        self.logger = logger
+    }
+
+    /// What `worker` is started with. Pure, so that what a worker receives is tested
+    /// without starting one.
+    ///
+    /// - Parameters:
+    ///   - sockets: the slot's sockets in listener order.
+    ///   - notifyAddress: the worker's `NOTIFY_SOCKET`.
+    ///   - preloadLibrary: for `protocol = "preload"`, the library's path.
+    func request(for worker: WorkerID, _ configuration: Configuration, sockets: [(name: String, fd: Int32)],
+                 notifyAddress: String, preloadLibrary: String = "") -> ProcessSpawner.Request {
+        let settings = configuration.workers
+        var environment = environment.merging(settings.environment) { $1 }
+        let listeners = sockets.compactMap { socket in configuration.listeners.first { $0.name == socket.name } }
+        let handoff = SocketHandoff(
+            settings.socketProtocol, command: settings.command, listeners: listeners,
+            generation: worker.generation, slot: worker.slot, supervisorPID: getpid(),
+            preloadLibrary: preloadLibrary, inheritedPreload: environment["LD_PRELOAD"], drainSignal: settings.drainSignal)
+        environment.merge(handoff.environment) { $1 }
+        environment["NOTIFY_SOCKET"] = notifyAddress
+        environment["BATON_GENERATION"] = "\(worker.generation)"
+        environment["BATON_SLOT"] = "\(worker.slot)"
+        return ProcessSpawner.Request(
+            command: handoff.command, environment: environment, directory: settings.directory,
+            sockets: sockets.map(\.fd), setListenPID: handoff.setsListenPID)
+    }
+
+    /// Starts `worker` and returns its pid. Throws, having started nothing, when the
+    /// preload library is missing or fork or exec fails.
+    func launch(_ worker: WorkerID, _ configuration: Configuration, sockets: [(name: String, fd: Int32)],
+                notifyAddress: String) throws -> pid_t {
+        let settings = configuration.workers
+        var preloadLibrary = ""
+        if settings.socketProtocol == .preload {
+            preloadLibrary = settings.preloadLibrary ?? PreloadLibrary.besideExecutable()
+            guard access(preloadLibrary, R_OK) == 0 else {
+                throw SpawnError("the preload library \(preloadLibrary) cannot be read (\(String(cString: strerror(errno)))); set preload_library (--preload-library)")
+            }
+        }
+        var request = request(for: worker, configuration, sockets: sockets, notifyAddress: notifyAddress,
+                              preloadLibrary: preloadLibrary)
+        // The relays' write ends belong to the worker alone once it has them.
+        var writeEnds: [Int32] = []
+        defer { writeEnds.forEach { _ = close($0) } }
+        if settings.output == .prefix {
+            do {
+                let stdout = try OutputRelay.start(prefix: "\(worker)", target: STDOUT_FILENO)
+                writeEnds.append(stdout)
+                let stderr = try OutputRelay.start(prefix: "\(worker)", target: STDERR_FILENO)
+                writeEnds.append(stderr)
+                (request.stdout, request.stderr) = (stdout, stderr)
+            } catch {
+                logger.warning("worker \(worker) output is not prefixed: \(error)")
+            }
+        }
+        return try ProcessSpawner.spawn(request)
+    }
+}

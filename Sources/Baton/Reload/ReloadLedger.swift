@@ -1,0 +1,67 @@
+/// The supervisor's side of reload requests, which the state machine knows only by
+/// their ids: who asked for each one and whether they wait for the outcome, how recent
+/// reloads went, and the worker count set by `batonctl scale`. Pure: the replies it
+/// decides on are returned, and the supervisor sends them.
+struct ReloadLedger<Asker> {
+    /// How many reloads `status` remembers.
+    static var historyLimit: Int { 20 }
+
+    /// The worker count of every configuration loaded from now on, once `batonctl scale` set one.
+    var scaledTo: Int?
+    /// Most recent last.
+    var history: [StatusReport.ReloadRecord] { entries.map(\.record) }
+
+    private var entries: [(firstID: ReloadRequestID, record: StatusReport.ReloadRecord)] = []
+    private var askers: [ReloadRequestID: (asker: Asker, wait: Bool)] = [:]
+    private var nextID: ReloadRequestID = 1
+
+    /// A new reload request; `asker` (nil for `SIGHUP` and systemd) hears how it goes:
+    /// every step when it `wait`s, else only that it was accepted.
+    mutating func request(from asker: Asker?, wait: Bool = false) -> ReloadRequestID {
+        let id = nextID
+        nextID += 1
+        if let asker {
+            askers[id] = (asker, wait)
+        }
+        return id
+    }
+
+    /// Records how the reloads `ids` (collapsed into one) are going, at `time` seconds
+    /// since the epoch, and returns the replies their askers get.
+    mutating func record(_ progress: ReloadProgress, for ids: [ReloadRequestID], at time: Double) -> [(Asker, ControlReply)] {
+        guard let firstID = ids.first else { return [] }
+        if case .loadingConfiguration = progress {
+            entries.append((firstID, .init(started: time, result: "running")))
+            if entries.count > Self.historyLimit { entries.removeFirst() }
+        }
+        if progress.isFinal, let index = entries.lastIndex(where: { $0.firstID == firstID }) {
+            entries[index].record.finished = time
+            entries[index].record.message = progress.description
+            switch progress {
+            case .tookOver(let generation, _):
+                entries[index].record.result = "took-over"
+                entries[index].record.generation = generation
+            case .rolledBack(let generation, _):
+                entries[index].record.result = "rolled-back"
+                entries[index].record.generation = generation
+            default:
+                entries[index].record.result = "failed"
+            }
+        }
+        var replies: [(Asker, ControlReply)] = []
+        for id in ids {
+            guard let (asker, wait) = askers[id] else { continue }
+            var reply = ControlReply(ok: !progress.isFinal || progress.succeeded, final: progress.isFinal,
+                                     message: progress.description)
+            if case .tookOver(let generation, _) = progress { reply.generation = generation }
+            if progress.isFinal && !progress.succeeded { reply.error = progress.description }
+            if !wait && !progress.isFinal {
+                // Without --wait, the answer is that the reload was accepted.
+                reply.final = true
+            }
+            replies.append((asker, reply))
+            if reply.final { askers[id] = nil }
+        }
+        return replies
+    }
+}

@@ -1,0 +1,27 @@
+import Glibc
+
+/// Readings of the system clocks, as seconds.
+enum Clock {
+    /// Seconds on `CLOCK_MONOTONIC`: for uptimes, which a change of the wall clock must not bend.
+    static func monotonic() -> Double {
+        seconds(of: CLOCK_MONOTONIC)
+    }
+
+    /// Seconds since the epoch: for times shown to people, such as when a reload started.
+    static func wallTime() -> Double {
+        seconds(of: CLOCK_REALTIME)
+    }
+
+    private static func seconds(of clock: clockid_t) -> Double {
+        var now = timespec()
+        clock_gettime(clock, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}
+
+extension Duration {
+    /// The whole duration in nanoseconds, as NIO's `TimeAmount` takes it.
+    var nanoseconds: Int64 {
+        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
+    }
+}

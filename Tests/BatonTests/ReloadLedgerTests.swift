@@ -1,0 +1,79 @@
+import Testing
+
+@testable import Baton
+
+/// Who hears what of a reload, and the history `status` shows.
+@Suite struct ReloadLedgerTests {
+    typealias Ledger = ReloadLedger<String>
+
+    @Test func anAskerWhoDoesNotWaitHearsOnlyThatTheReloadWasAccepted() {
+        var ledger = Ledger()
+        let id = ledger.request(from: "ctl", wait: false)
+        let replies = ledger.record(.loadingConfiguration, for: [id], at: 100)
+        #expect(replies.map(\.0) == ["ctl"])
+        #expect(replies[0].1.final && replies[0].1.ok)
+        #expect(ledger.record(.tookOver(generation: 2, replaced: 1), for: [id], at: 101).isEmpty, "answered already")
+    }
+
+    @Test func anAskerWhoWaitsHearsEveryStepAndTheOutcome() {
+        var ledger = Ledger()
+        let id = ledger.request(from: "ctl", wait: true)
+        let steps: [ReloadProgress] = [.loadingConfiguration, .starting(generation: 2, workers: 1),
+                                       .workerReady(WorkerID(generation: 2, slot: 0), ready: 1, of: 1)]
+        for step in steps {
+            let replies = ledger.record(step, for: [id], at: 100)
+            #expect(replies.count == 1 && !replies[0].1.final && replies[0].1.ok)
+        }
+        let final = ledger.record(.tookOver(generation: 2, replaced: 1), for: [id], at: 101)
+        #expect(final.count == 1)
+        #expect(final[0].1 == ControlReply(ok: true, final: true, message: "generation 2 serves; generation 1 drains", generation: 2))
+    }
+
+    @Test func aRollbackIsAFailedFinalReplyWithTheReason() {
+        var ledger = Ledger()
+        let id = ledger.request(from: "ctl", wait: true)
+        _ = ledger.record(.loadingConfiguration, for: [id], at: 100)
+        let final = ledger.record(.rolledBack(generation: 3, reason: "worker g3/s0 exited with status 1"), for: [id], at: 102)
+        #expect(final.count == 1)
+        #expect(!final[0].1.ok && final[0].1.final)
+        #expect(final[0].1.error?.contains("worker g3/s0 exited with status 1") == true)
+        #expect(ledger.history.map(\.result) == ["rolled-back"])
+        #expect(ledger.history[0].generation == 3)
+        #expect(ledger.history[0].started == 100 && ledger.history[0].finished == 102)
+    }
+
+    @Test func collapsedRequestsShareOneHistoryEntryAndEveryAskerHearsTheOutcome() {
+        var ledger = Ledger()
+        let first = ledger.request(from: "a", wait: true)
+        let second = ledger.request(from: "b", wait: true)
+        let signal = ledger.request(from: nil)
+        #expect(Set([first, second, signal]).count == 3, "every request has its own id")
+        _ = ledger.record(.loadingConfiguration, for: [first, second, signal], at: 1)
+        let final = ledger.record(.failed("the configuration is bad"), for: [first, second, signal], at: 2)
+        #expect(final.map(\.0) == ["a", "b"])
+        #expect(ledger.history.count == 1)
+        #expect(ledger.history[0].result == "failed")
+        #expect(ledger.history[0].message == "reload failed: the configuration is bad")
+    }
+
+    @Test func theHistoryKeepsTheMostRecentReloads() {
+        var ledger = Ledger()
+        for index in 0..<(Ledger.historyLimit + 5) {
+            let id = ledger.request(from: nil)
+            _ = ledger.record(.loadingConfiguration, for: [id], at: Double(index))
+            _ = ledger.record(.tookOver(generation: index + 2, replaced: index + 1), for: [id], at: Double(index))
+        }
+        #expect(ledger.history.count == Ledger.historyLimit)
+        #expect(ledger.history.last?.generation == Ledger.historyLimit + 6)
+        #expect(ledger.history.allSatisfy { $0.result == "took-over" })
+    }
+
+    @Test func aReloadStillRunningShowsAsRunning() {
+        var ledger = Ledger()
+        let id = ledger.request(from: nil)
+        _ = ledger.record(.loadingConfiguration, for: [id], at: 5)
+        _ = ledger.record(.starting(generation: 2, workers: 1), for: [id], at: 6)
+        #expect(ledger.history.map(\.result) == ["running"])
+        #expect(ledger.history[0].finished == nil)
+    }
+}

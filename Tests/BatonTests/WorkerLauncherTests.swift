@@ -1,0 +1,65 @@
+import Testing
+
+@testable import Baton
+
+/// What a worker and a readiness probe are started with, without starting them.
+@Suite struct WorkerLauncherTests {
+    let launcher = WorkerLauncher(environment: ["PATH": "/usr/bin", "KEEP": "1", "LD_PRELOAD": "/lib/other.so"],
+                                  logger: .init(label: "test"))
+
+    func configuration(_ socketProtocol: SocketProtocol = .systemd) -> Configuration {
+        var settings = WorkerConfiguration(command: ["./server", "--fd", "{fd:admin}"])
+        settings.environment = ["KEEP": "2", "APP": "yes"]
+        settings.socketProtocol = socketProtocol
+        settings.directory = "/srv"
+        return Configuration(
+            listeners: [ListenerConfiguration(name: "http", address: .tcp(host: "127.0.0.1", port: 8080)),
+                        ListenerConfiguration(name: "admin", address: .tcp(host: "127.0.0.1", port: 8081))],
+            workers: settings, controlSocket: "/tmp/test.sock")
+    }
+
+    @Test func aWorkerGetsItsSocketsItsNotifySocketAndWhoItIs() {
+        let request = launcher.request(for: WorkerID(generation: 3, slot: 1), configuration(),
+                                       sockets: [("http", 17), ("admin", 18)], notifyAddress: "@baton/1/g3/s1")
+        #expect(request.sockets == [17, 18])
+        #expect(request.setListenPID)
+        #expect(request.command == ["./server", "--fd", "4"])
+        #expect(request.directory == "/srv")
+        #expect(request.environment["LISTEN_FDS"] == "2")
+        #expect(request.environment["LISTEN_FDNAMES"] == "http:admin")
+        #expect(request.environment["NOTIFY_SOCKET"] == "@baton/1/g3/s1")
+        #expect(request.environment["BATON_GENERATION"] == "3")
+        #expect(request.environment["BATON_SLOT"] == "1")
+        #expect(request.environment["KEEP"] == "2", "the configuration's environment wins over Baton's")
+        #expect(request.environment["APP"] == "yes" && request.environment["PATH"] == "/usr/bin")
+        #expect(request.stdout == -1 && request.stderr == -1, "output is inherited unless prefixed")
+    }
+
+    @Test func thePreloadProtocolPutsTheLibraryBeforeTheInheritedOne() {
+        let request = launcher.request(for: WorkerID(generation: 1, slot: 0), configuration(.preload),
+                                       sockets: [("http", 5)], notifyAddress: "@n", preloadLibrary: "/opt/libbaton-preload.so")
+        #expect(request.environment["LD_PRELOAD"] == "/opt/libbaton-preload.so /lib/other.so")
+        #expect(request.environment["BATON_PRELOAD_FD_COUNT"] == "1")
+        #expect(!request.setListenPID)
+    }
+
+    @Test func aProbeIsToldWhichWorkerItChecksAndRunsThroughTheShell() {
+        var settings = WorkerConfiguration(command: ["./server"])
+        settings.directory = "/srv"
+        let request = ReadinessProbe.request("curl -fs http://127.0.0.1:8080/", for: WorkerID(generation: 2, slot: 3),
+                                             pid: 777, settings: settings, environment: ["PATH": "/bin"], output: 9)
+        #expect(request.command == ["/bin/sh", "-c", "curl -fs http://127.0.0.1:8080/"])
+        #expect(request.environment == ["PATH": "/bin", "BATON_WORKER_PID": "777", "BATON_GENERATION": "2", "BATON_SLOT": "3"])
+        #expect(request.directory == "/srv")
+        #expect(request.stdout == 9 && request.stderr == 9)
+        #expect(request.sockets.isEmpty, "a probe gets none of the listeners")
+    }
+
+    @Test func notifyMessagesBecomeEventsForTheirWorker() {
+        let worker = WorkerID(generation: 1, slot: 0)
+        #expect(NotifyMessage("STATUS=warming up\nREADY=1").events(for: worker)
+                == [.workerStatus(worker, "warming up"), .workerReady(worker)])
+        #expect(NotifyMessage("STOPPING=1").events(for: worker) == [.workerStopping(worker)])
+        #expect(NotifyMessage("WATCHDOG=1\nREADY=0").events(for: worker).isEmpty)
+    }
+}
