@@ -15,6 +15,9 @@ struct HTTPConnection {
         var status: Int
         var closes: Bool
         var responder: String?
+        /// `X-Generation` and `X-Slot`, where the server names them.
+        var generation: String?
+        var slot: String?
     }
 
     static func connect(_ target: LoadTarget, timeout: Duration) throws(Failure) -> HTTPConnection {
@@ -150,6 +153,8 @@ struct HTTPConnection {
             case "content-length": contentLength = Int(value) ?? 0
             case "connection": response.closes = value.lowercased() == "close"
             case "x-pid": response.responder = value
+            case "x-generation": response.generation = value
+            case "x-slot": response.slot = value
             default: break
             }
         }

@@ -86,7 +86,7 @@ public final class LoadGenerator: Sendable {
                 }
                 let response = try connection!.exchange(request, expectedHeader: configuration.expectedHeader)
                 let end = ContinuousClock.now
-                record.state.withLock { $0.succeeded(at: end - origin, latency: end - begin, responder: response.responder) }
+                record.state.withLock { $0.succeeded(at: end - origin, latency: end - begin, response: response) }
                 if configuration.mode == .newConnection || response.closes {
                     connection?.close()
                     connection = nil
@@ -137,10 +137,14 @@ struct ClientState: Sendable {
     var failures: [(kind: FailureKind, at: UInt32)] = []
     var failureDetails: [String] = []
     var responders: Set<String> = []
+    var answersByGeneration: [String: Int] = [:]
+    var answersBySlot: [String: Int] = [:]
 
-    mutating func succeeded(at: Duration, latency: Duration, responder: String?) {
+    mutating func succeeded(at: Duration, latency: Duration, response: HTTPConnection.Response) {
         samples.append((at.microseconds, latency.microseconds))
-        if let responder { responders.insert(responder) }
+        if let responder = response.responder { responders.insert(responder) }
+        if let generation = response.generation { answersByGeneration[generation, default: 0] += 1 }
+        if let slot = response.slot { answersBySlot[slot, default: 0] += 1 }
     }
 
     mutating func failed(_ kind: FailureKind, at: Duration, detail: String) {

@@ -38,6 +38,9 @@ public struct LoadReport: Sendable, Codable {
     public var failureSamples: [String]
     /// Distinct `X-Pid` values that answered: several generations show as several pids.
     public var distinctResponders: Int
+    /// Answers by the `X-Generation` and the `X-Slot` the server sent, where it sent them.
+    public var answersByGeneration: [String: Int]
+    public var answersBySlot: [String: Int]
     public var latency: LatencySummary
     public var timeline: [Slice]
     public var events: [Event]
@@ -56,6 +59,7 @@ public struct LoadReport: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case mode, clients, target, elapsed, requests, succeeded, failures, failureSamples, distinctResponders
+        case answersByGeneration, answersBySlot
         case latency, timeline, events
     }
 
@@ -73,6 +77,8 @@ public struct LoadReport: Sendable, Codable {
         failures = Dictionary(grouping: allFailures, by: \.kind).mapValues(\.count)
         failureSamples = Array(states.flatMap(\.failureDetails).prefix(20))
         distinctResponders = states.reduce(into: Set<String>()) { $0.formUnion($1.responders) }.count
+        answersByGeneration = states.reduce(into: [:]) { $0.merge($1.answersByGeneration, uniquingKeysWith: +) }
+        answersBySlot = states.reduce(into: [:]) { $0.merge($1.answersBySlot, uniquingKeysWith: +) }
         latency = Self.summary(samples[...])
         var slices: [Slice] = []
         let sliceLength: UInt32 = 100_000

@@ -98,6 +98,10 @@ final class DemoServer: @unchecked Sendable {
         var received: Int32 = 0
         while true {
             if sigwait(&set, &received) == 0 {
+                if options.rudeDrain {
+                    log("drain signal: exiting at once (--rude-drain)")
+                    _exit(0)
+                }
                 eventLoop.execute { self.drain() }
             }
         }

@@ -13,10 +13,13 @@ struct Options {
     var drainIdleMilliseconds: Int64 = 1000
     /// Stop accepting, keep the socket open this long, then close it (benchmarks only).
     var drainPauseMilliseconds: Int64?
+    /// On the drain signal, exit at once, dropping every connection accepted and not
+    /// yet answered: the shutdown of several popular servers, for tests and benchmarks.
+    var rudeDrain = false
 
     static let usage = """
         usage: baton-demo [--listen HOST:PORT [--reuseport]] [--ready-delay-ms N] [--never-ready]
-                          [--exit-at-start CODE] [--drain-idle-ms N] [--drain-pause-ms N]
+                          [--exit-at-start CODE] [--drain-idle-ms N] [--drain-pause-ms N] [--rude-drain]
         Serves HTTP/1.1 on the socket Baton passes (LISTEN_FDS), the one Server::Starter
         passes (SERVER_STARTER_PORT), or on --listen.
         GET /           200 with pid, generation and slot
@@ -44,6 +47,7 @@ struct Options {
             case "--exit-at-start": options.exitAtStart = Int32(number(argument))
             case "--drain-idle-ms": options.drainIdleMilliseconds = number(argument)
             case "--drain-pause-ms": options.drainPauseMilliseconds = number(argument)
+            case "--rude-drain": options.rudeDrain = true
             case "-h", "--help":
                 print(usage)
                 exit(0)

@@ -46,6 +46,7 @@ import Testing
     @Test func aDrainingWorkerThatSaidStoppingShowsAsStopping() {
         var machine = Machine.reloading(workers: 1)
         _ = machine.handle(.workerReady(WorkerID(generation: 2, slot: 0)))
+        _ = machine.handle(.queuesEmpty(generation: 1))
         _ = machine.handle(.workerStopping(WorkerID(generation: 1, slot: 0)))
         let status = projection(machine)
         let report = status.report(pid: 1, configurationName: "x", listeners: [], now: 0,

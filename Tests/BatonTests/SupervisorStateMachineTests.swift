@@ -91,17 +91,25 @@ import Testing
         #expect(first.reports == [.workerReady(g(2, 0), ready: 1, of: 2)])
 
         let second = machine.handle(.workerReady(g(2, 1)))
-        #expect(second.signals == [Signal(g(1, 0), 15), Signal(g(1, 1), 15)])
-        #expect(second.timers.contains(.drainDeadline(generation: 1)))
+        #expect(second.signals.isEmpty, "the old generation first accepts what its sockets hold")
+        #expect(second.contains(.steer(generation: 2, slots: [0, 1])))
+        #expect(second.contains(.awaitEmptyQueues(generation: 1)))
+        #expect(second.timers == [.drainGrace(generation: 1)])
         #expect(second.reports.last == .tookOver(generation: 2, replaced: 1))
         #expect(machine.serving?.number == 2)
+        #expect(machine.generations.map(\.role) == [.leaving, .serving])
+
+        let empty = machine.handle(.queuesEmpty(generation: 1))
+        #expect(empty.signals == [Signal(g(1, 0), 15), Signal(g(1, 1), 15)])
+        #expect(empty.contains(.cancelTimer(.drainGrace(generation: 1))))
+        #expect(empty.timers.contains(.drainDeadline(generation: 1)))
         #expect(machine.generations.map(\.role) == [.draining, .serving])
 
         _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
         let gone = machine.handle(.workerExited(g(1, 1), .exited(0)))
         #expect(gone.contains(.announce(.generationGone(1))))
         #expect(gone.contains(.cancelTimer(.drainDeadline(generation: 1))))
-        #expect(gone.contains { if case .retainSockets(let kept) = $0 { kept.count == 1 } else { false } })
+        #expect(gone.contains { if case .retainSockets(let kept) = $0 { Array(kept.keys) == [2] } else { false } })
         #expect(machine.generations.map(\.number) == [2])
     }
 
@@ -182,7 +190,7 @@ import Testing
             #expect(machine.generations.count <= 2)
             // Half of the old generations drain at once; the other half only later.
             if id % 2 == 0 {
-                for generation in machine.generations where generation.role == .draining {
+                for generation in machine.generations where generation.role == .leaving || generation.role == .draining {
                     for worker in generation.workers.values { _ = machine.handle(.workerExited(worker.id, .exited(0))) }
                 }
             }
@@ -196,6 +204,7 @@ import Testing
         var machine = Self.reloading()
         _ = machine.handle(.workerReady(g(2, 0)))
         _ = machine.handle(.workerReady(g(2, 1)))
+        _ = machine.handle(.queuesEmpty(generation: 1))
         _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
         let deadline = machine.handle(.timerFired(.drainDeadline(generation: 1)))
         #expect(deadline.signals == [Signal(g(1, 1), 9)])
@@ -222,6 +231,100 @@ import Testing
         let tookOver = machine.handle(.workerReady(g(2, 1)))
         #expect(tookOver.contains(.cancelTimer(.restart(generation: 1, slot: 0))))
         #expect(machine.handle(.timerFired(.restart(generation: 1, slot: 0))).isEmpty)
+    }
+
+    // MARK: - Steering
+
+    @Test func theFirstGenerationIsSteeredToOnceEveryWorkerIsReady() {
+        var machine = SupervisorStateMachine()
+        _ = machine.handle(.start(Self.configuration(workers: 2)))
+        #expect(!machine.handle(.workerReady(g(1, 0))).contains { if case .steer = $0 { true } else { false } })
+        let ready = machine.handle(.workerReady(g(1, 1)))
+        #expect(ready.contains(.steer(generation: 1, slots: [0, 1])))
+    }
+
+    @Test func theNewGenerationIsSteeredToBeforeTheOldOneWaitsForItsQueues() throws {
+        var machine = Self.reloading()
+        _ = machine.handle(.workerReady(g(2, 0)))
+        let actions = machine.handle(.workerReady(g(2, 1)))
+        let steer = try #require(actions.firstIndex(of: .steer(generation: 2, slots: [0, 1])))
+        let wait = try #require(actions.firstIndex(of: .awaitEmptyQueues(generation: 1)))
+        #expect(steer < wait)
+    }
+
+    @Test func aLeavingGenerationWhoseQueuesNeverEmptyDrainsAtTheGrace() {
+        var machine = Self.reloading()
+        _ = machine.handle(.workerReady(g(2, 0)))
+        _ = machine.handle(.workerReady(g(2, 1)))
+        let grace = machine.handle(.timerFired(.drainGrace(generation: 1)))
+        #expect(grace.signals == [Signal(g(1, 0), 15), Signal(g(1, 1), 15)])
+        #expect(grace.timers == [.drainDeadline(generation: 1)])
+        #expect(machine.handle(.queuesEmpty(generation: 1)).isEmpty, "a late answer changes nothing")
+    }
+
+    @Test func stopWhileAGenerationLeavesDrainsItAtOnce() {
+        var machine = Self.reloading()
+        _ = machine.handle(.workerReady(g(2, 0)))
+        _ = machine.handle(.workerReady(g(2, 1)))
+        let stop = machine.handle(.stopRequested)
+        #expect(Set(stop.signals) == [Signal(g(1, 0), 15), Signal(g(1, 1), 15), Signal(g(2, 0), 15), Signal(g(2, 1), 15)])
+        #expect(stop.contains(.cancelTimer(.drainGrace(generation: 1))))
+        #expect(machine.handle(.timerFired(.drainGrace(generation: 1))).isEmpty)
+    }
+
+    @Test func aLeavingGenerationWhoseWorkersAllExitIsGone() {
+        var machine = Self.reloading()
+        _ = machine.handle(.workerReady(g(2, 0)))
+        _ = machine.handle(.workerReady(g(2, 1)))
+        let first = machine.handle(.workerExited(g(1, 0), .signaled(9)))
+        #expect(first.contains(.evacuate(generation: 1, slot: 0)), "what its socket holds goes to generation 2 now")
+        #expect(first.spawned.isEmpty)
+        let last = machine.handle(.workerExited(g(1, 1), .exited(0)))
+        #expect(last.contains(.announce(.generationGone(1))))
+        #expect(last.contains(.cancelTimer(.drainGrace(generation: 1))))
+        #expect(machine.generations.map(\.number) == [2])
+    }
+
+    @Test func aServingWorkerThatDiesLeavesTheRotationBeforeItsSocketIsEvacuated() throws {
+        var machine = Self.serving(workers: 3)
+        let died = machine.handle(.workerExited(g(1, 1), .exited(1)))
+        let steer = try #require(died.firstIndex(of: .steer(generation: 1, slots: [0, 2])))
+        let evacuate = try #require(died.firstIndex(of: .evacuate(generation: 1, slot: 1)))
+        #expect(steer < evacuate, "a socket still in rotation must not be emptied")
+        _ = machine.handle(.timerFired(.restart(generation: 1, slot: 1)))
+        let back = machine.handle(.workerReady(g(1, 1, 1)))
+        #expect(back.contains(.steer(generation: 1, slots: [0, 1, 2])), "the slot returns once its new worker is ready")
+    }
+
+    @Test func theLastServingWorkerDyingLeavesTheRotationAsItWas() {
+        var machine = Self.serving(workers: 1)
+        let died = machine.handle(.workerExited(g(1, 0), .exited(1)))
+        #expect(!died.contains { if case .steer = $0 { true } else { false } }, "an empty rotation lets the kernel pick any socket")
+        #expect(!died.contains { if case .evacuate = $0 { true } else { false } }, "there is no live socket to move to")
+    }
+
+    @Test func aRestartedWorkerThatNeverGotReadyIsNotEvacuated() {
+        var machine = Self.serving(workers: 2)
+        _ = machine.handle(.workerExited(g(1, 0), .exited(1)))
+        _ = machine.handle(.timerFired(.restart(generation: 1, slot: 0)))
+        let again = machine.handle(.workerExited(g(1, 0, 1), .exited(1)))
+        #expect(!again.contains { if case .evacuate = $0 { true } else { false } }, "its slot was out of rotation")
+    }
+
+    @Test func aReloadAskedWhileAGenerationLeavesWaitsForIt() {
+        var machine = Self.reloading()
+        _ = machine.handle(.workerReady(g(2, 0)))
+        _ = machine.handle(.workerReady(g(2, 1)))
+        #expect(machine.handle(.reloadRequested(2)).reports == [.queued])
+        _ = machine.handle(.queuesEmpty(generation: 1))
+        _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
+        #expect(machine.handle(.workerExited(g(1, 1), .exited(0))).contains(.loadConfiguration))
+    }
+
+    @Test func aResumedGenerationIsSteeredTo() {
+        var machine = SupervisorStateMachine()
+        let actions = machine.handle(.resume(Self.configuration(workers: 2), generation: 4, workers: [g(4, 0), g(4, 1)]))
+        #expect(actions.contains(.steer(generation: 4, slots: [0, 1])))
     }
 
     // MARK: - Supervision

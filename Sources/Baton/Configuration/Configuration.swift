@@ -116,6 +116,9 @@ public struct WorkerConfiguration: Sendable, Equatable, Codable {
     public var readyTimeout: Duration = .seconds(60)
     public var drainSignal: Int32 = SignalName.terminate
     public var drainTimeout: Duration = .seconds(30)
+    /// How long a generation out of rotation may take to accept what its sockets hold
+    /// before it gets the drain signal anyway.
+    public var drainGrace: Duration = .seconds(5)
     /// First delay before restarting a crashed worker; doubles on each crash in a row.
     public var restartDelay: Duration = .milliseconds(500)
     public var restartDelayMax: Duration = .seconds(30)

@@ -52,6 +52,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public struct SocketStatus: Codable, Sendable, Equatable {
         /// Nil for a socket every slot shares.
         public var slot: Int?
+        /// The generation whose own socket this is; nil for a socket generations share.
+        public var generation: Int?
+        /// For a steered listener: whether the socket takes new connections.
+        public var inRotation: Bool?
         /// Connections waiting in the accept queue, and the queue's limit (TCP only).
         public var queued: UInt32?
         public var backlog: UInt32?

@@ -13,8 +13,18 @@ public enum SupervisorAction: Sendable, Equatable {
     case reportReload([ReloadRequestID], ReloadProgress)
     /// Something an operator (and systemd) should hear about.
     case announce(Announcement)
-    /// Close every socket that none of these configurations uses.
-    case retainSockets(for: [Configuration])
+    /// Close every socket that none of these generations (by number) uses.
+    case retainSockets(for: [Int: Configuration])
+    /// From now on, new connections to every listener the generation steers go to the
+    /// sockets of exactly these slots. Never empty: a rotation without sockets would
+    /// leave the choice to the kernel's hash over every socket, dead ones included.
+    case steer(generation: Int, slots: [Int])
+    /// The slot's worker is gone: move what its own sockets hold to the sockets in
+    /// rotation, and keep the sockets for its next worker.
+    case evacuate(generation: Int, slot: Int)
+    /// Answer ``SupervisorEvent/queuesEmpty(generation:)`` once the generation's own
+    /// sockets hold no connection (at once, if it has none of its own).
+    case awaitEmptyQueues(generation: Int)
     case exit(code: Int32, reason: String?)
 }
 

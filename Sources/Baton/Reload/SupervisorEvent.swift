@@ -49,6 +49,9 @@ public enum SupervisorTimer: Hashable, Sendable {
     case restart(generation: Int, slot: Int)
     /// Workers of the generation still alive then are killed.
     case drainDeadline(generation: Int)
+    /// A generation out of rotation gets its drain signal then, even if its sockets
+    /// still hold connections.
+    case drainGrace(generation: Int)
 }
 
 /// Everything that can happen to the supervisor.
@@ -67,6 +70,8 @@ public enum SupervisorEvent: Sendable, Equatable {
     case workerStopping(WorkerID)
     case workerExited(WorkerID, WorkerExit)
     case timerFired(SupervisorTimer)
+    /// The sockets of a generation out of rotation hold no connection any more.
+    case queuesEmpty(generation: Int)
     /// `SIGTERM`, `SIGINT` or `batonctl stop`; the second one kills.
     case stopRequested
 }

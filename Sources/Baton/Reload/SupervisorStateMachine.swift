@@ -5,6 +5,12 @@
 ///
 /// - a new generation takes over only once every one of its workers is ready; until
 ///   then the serving generation is untouched;
+/// - new connections go only to sockets of the serving generation whose worker is
+///   ready (the rotation, which is never emptied); a taken-over generation leaves the
+///   rotation at once and gets its drain signal only once its own sockets are empty,
+///   or after the drain grace;
+/// - a slot whose worker is gone leaves the rotation, and what its sockets hold moves
+///   to the slots in rotation;
 /// - if any new worker exits or misses its ready timeout, the whole new generation is
 ///   stopped and the old one keeps serving (rollback);
 /// - at most two generations are alive; reloads asked for meanwhile wait and collapse
@@ -70,13 +76,14 @@ public struct SupervisorStateMachine: Sendable {
                 actions.append(.startTimer(.restart(generation: number, slot: slot), after: .zero))
             }
             generations = [generation]
+            steer(0, into: &actions)
             actions.append(.announce(.serving(generation: number)))
         case .reloadRequested(let id):
             reloadRequested(id, into: &actions)
         case .configurationLoaded(let configuration):
             guard case .loadingConfiguration(let ids) = phase else {
                 // A stop overtook the reload: drop what was opened for it.
-                actions.append(.retainSockets(for: generations.map(\.configuration)))
+                actions.append(.retainSockets(for: socketUsers))
                 break
             }
             phase = .reloading(ids)
@@ -97,6 +104,10 @@ public struct SupervisorStateMachine: Sendable {
             workerExited(id, exit, into: &actions)
         case .timerFired(let timer):
             timerFired(timer, into: &actions)
+        case .queuesEmpty(let number):
+            guard let index = generations.firstIndex(where: { $0.number == number }),
+                  generations[index].role == .leaving else { break }
+            drain(index, into: &actions)
         case .stopRequested:
             stopRequested(into: &actions)
         }
@@ -157,6 +168,7 @@ public struct SupervisorStateMachine: Sendable {
         switch generation.role {
         case .serving:
             actions.append(.startTimer(.healthy(id), after: Self.healthyAfter))
+            steer(index, into: &actions)
         case .starting:
             let ready = generation.workers.values.filter { $0.state == .ready }.count
             let total = generation.configuration.workers.count
@@ -166,20 +178,22 @@ public struct SupervisorStateMachine: Sendable {
             if ready == total {
                 takeOver(index, into: &actions)
             }
-        case .draining, .rollingBack:
+        case .leaving, .draining, .rollingBack:
             break
         }
     }
 
-    /// Every worker of the starting generation is ready: it serves, the old one drains.
+    /// Every worker of the starting generation is ready: it serves, the old one leaves
+    /// the rotation and drains once its sockets are empty.
     private mutating func takeOver(_ index: Int, into actions: inout [SupervisorAction]) {
         let number = generations[index].number
-        var replaced: Int?
-        for oldIndex in generations.indices where generations[oldIndex].role == .serving {
-            replaced = generations[oldIndex].number
-            drain(oldIndex, into: &actions)
-        }
         generations[index].role = .serving
+        steer(index, into: &actions)
+        var replaced: Int?
+        for oldIndex in generations.indices where generations[oldIndex].role == .serving && oldIndex != index {
+            replaced = generations[oldIndex].number
+            leave(oldIndex, into: &actions)
+        }
         switch phase {
         case .starting:
             actions.append(.announce(.serving(generation: number)))
@@ -211,13 +225,21 @@ public struct SupervisorStateMachine: Sendable {
             actions.append(.announce(.workerExited(id, exit, restartAfter: nil)))
             rollBack(index, reason: "worker \(id) \(exit) before it was ready", into: &actions)
         case .serving:
+            if worker.state == .ready, steer(index, into: &actions) {
+                actions.append(.evacuate(generation: generation.number, slot: id.slot))
+            }
             let crashes = (generation.crashes[id.slot] ?? 0) + 1
             generations[index].crashes[id.slot] = crashes
             generations[index].restarting.insert(id.slot)
             let delay = restartDelay(after: crashes, generation.configuration.workers)
             actions.append(.announce(.workerExited(id, exit, restartAfter: delay)))
             actions.append(.startTimer(.restart(generation: generation.number, slot: id.slot), after: delay))
-        case .draining, .rollingBack:
+        case .leaving, .draining:
+            // Out of rotation already: what its sockets still hold goes to the serving slots.
+            if phase != .stopping {
+                actions.append(.evacuate(generation: generation.number, slot: id.slot))
+            }
+        case .rollingBack:
             break
         }
         removeFinishedGenerations(into: &actions)
@@ -250,7 +272,7 @@ public struct SupervisorStateMachine: Sendable {
                 // A restarted worker that never got ready: kill it; its exit restarts the slot.
                 generations[index].workers[id.slot]?.state = .killed
                 actions.append(.signal(id, SIGKILL_))
-            case .draining, .rollingBack:
+            case .leaving, .draining, .rollingBack:
                 break
             }
         case .healthy(let id):
@@ -268,6 +290,10 @@ public struct SupervisorStateMachine: Sendable {
         case .drainDeadline(let number):
             guard let index = generations.firstIndex(where: { $0.number == number }) else { return }
             kill(index, into: &actions)
+        case .drainGrace(let number):
+            guard let index = generations.firstIndex(where: { $0.number == number }),
+                  generations[index].role == .leaving else { return }
+            drain(index, into: &actions)
         }
     }
 
@@ -277,6 +303,9 @@ public struct SupervisorStateMachine: Sendable {
     private mutating func drain(_ index: Int, role: Generation.Role = .draining, into actions: inout [SupervisorAction]) {
         let generation = generations[index]
         generations[index].role = role
+        if generation.role == .leaving {
+            actions.append(.cancelTimer(.drainGrace(generation: generation.number)))
+        }
         generations[index].restarting.removeAll()
         for slot in generation.restarting {
             actions.append(.cancelTimer(.restart(generation: generation.number, slot: slot)))
@@ -297,6 +326,37 @@ public struct SupervisorStateMachine: Sendable {
             actions.append(.startTimer(.drainDeadline(generation: generation.number),
                                        after: generation.configuration.workers.drainTimeout))
         }
+    }
+
+    /// Takes a replaced generation out of rotation; its workers keep accepting what its
+    /// sockets already hold, and get the drain signal once those are empty.
+    private mutating func leave(_ index: Int, into actions: inout [SupervisorAction]) {
+        let generation = generations[index]
+        generations[index].role = .leaving
+        generations[index].restarting.removeAll()
+        for slot in generation.restarting.sorted() {
+            actions.append(.cancelTimer(.restart(generation: generation.number, slot: slot)))
+        }
+        for worker in generation.workers.values.sorted(by: { $0.id < $1.id }) {
+            switch worker.state {
+            case .starting: actions.append(.cancelTimer(.readyTimeout(worker.id)))
+            case .ready: actions.append(.cancelTimer(.healthy(worker.id)))
+            case .draining, .killed: break
+            }
+        }
+        actions.append(.awaitEmptyQueues(generation: generation.number))
+        actions.append(.startTimer(.drainGrace(generation: generation.number),
+                                   after: generation.configuration.workers.drainGrace))
+    }
+
+    /// Points the rotation at the generation's slots whose worker is ready; returns
+    /// false, changing nothing, when none is.
+    @discardableResult
+    private func steer(_ index: Int, into actions: inout [SupervisorAction]) -> Bool {
+        let slots = generations[index].workers.values.filter { $0.state == .ready }.map(\.id.slot).sorted()
+        guard !slots.isEmpty else { return false }
+        actions.append(.steer(generation: generations[index].number, slots: slots))
+        return true
     }
 
     private mutating func kill(_ index: Int, into actions: inout [SupervisorAction]) {
@@ -354,17 +414,20 @@ public struct SupervisorStateMachine: Sendable {
 
     /// Forgets draining generations with no worker left; exits when stopping and none is left.
     private mutating func removeFinishedGenerations(into actions: inout [SupervisorAction]) {
-        let finished = generations.filter { ($0.role == .draining || $0.role == .rollingBack) && $0.workers.isEmpty }
+        let finished = generations.filter { [.leaving, .draining, .rollingBack].contains($0.role) && $0.workers.isEmpty }
         if !finished.isEmpty {
             generations.removeAll { generation in finished.contains { $0.number == generation.number } }
             for generation in finished {
+                if generation.role == .leaving {
+                    actions.append(.cancelTimer(.drainGrace(generation: generation.number)))
+                }
                 actions.append(.cancelTimer(.drainDeadline(generation: generation.number)))
                 actions.append(.announce(.generationGone(generation.number)))
             }
             // Stopping keeps every socket until exit: what is queued there then waits
             // in the fd store for the next start instead of being reset.
             if phase != .stopping {
-                actions.append(.retainSockets(for: generations.map(\.configuration)))
+                actions.append(.retainSockets(for: socketUsers))
             }
         }
         if phase == .stopping && generations.isEmpty {
@@ -374,6 +437,11 @@ public struct SupervisorStateMachine: Sendable {
     }
 
     // MARK: - Lookup
+
+    /// The configuration of every alive generation, by number: what their sockets serve.
+    private var socketUsers: [Int: Configuration] {
+        Dictionary(uniqueKeysWithValues: generations.map { ($0.number, $0.configuration) })
+    }
 
     private func generationIndex(_ id: WorkerID) -> Int? {
         generations.firstIndex { $0.number == id.generation }
@@ -398,6 +466,9 @@ extension SupervisorStateMachine {
             /// Workers are starting; the generation does not serve yet.
             case starting
             case serving
+            /// Replaced by a newer generation and out of rotation: its workers accept
+            /// what its sockets already hold, then drain.
+            case leaving
             /// Told to stop: replaced by a newer generation, or Baton is stopping.
             case draining
             /// Failed to start and is being stopped.

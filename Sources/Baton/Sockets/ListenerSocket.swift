@@ -70,6 +70,12 @@ enum ListenerSocket {
         return (depth, capacity)
     }
 
+    /// Whether a datagram waits in the socket, without taking it.
+    static func hasPendingDatagram(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) >= 0
+    }
+
     private static func setOption(_ fd: Int32, _ level: Int32, _ option: Int32, subject: String) throws(SystemError) {
         var on: Int32 = 1
         guard setsockopt(fd, level, option, &on, socklen_t(MemoryLayout<Int32>.size)) == 0 else {

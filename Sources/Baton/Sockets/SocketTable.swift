@@ -2,12 +2,16 @@ import CBatonShim
 import Glibc
 import Logging
 
-/// Every listening socket Baton holds, by listener and slot.
+/// Every listening socket Baton holds, by listener, slot and generation, and the
+/// steering of each `per-worker` listener's reuseport group.
 ///
+/// A steered listener (`per-worker` TCP or UDP, with a steering program loaded) gives
+/// each generation sockets of its own in the group; its steering map (the rotation)
+/// decides which of them take new connections, and a socket leaves only after it has
+/// left the rotation, so what it still holds migrates to a socket in rotation. Other
+/// listeners keep one socket per slot (or one in all) that every generation shares.
 /// Sockets are opened when a configuration first needs them and closed only when no
-/// alive generation's configuration uses them any more, so a reload never closes a
-/// socket its workers share. Closing a TCP `per-worker` socket happens with the
-/// reuseport migration program attached, so its queued connections move to a sibling.
+/// alive generation uses them any more.
 final class SocketTable {
     /// One socket: for a `shared` listener `slot` is nil.
     struct Key: Hashable {
@@ -15,19 +19,31 @@ final class SocketTable {
         var address: ListenerAddress
         var reusePort: ReusePortMode
         var slot: Int?
+        /// The generation whose own socket this is; nil for a socket that generations
+        /// share, or one opened for a steered listener that no generation took yet.
+        var generation: Int?
 
-        init(name: String, address: ListenerAddress, reusePort: ReusePortMode, slot: Int?) {
+        init(name: String, address: ListenerAddress, reusePort: ReusePortMode, slot: Int?, generation: Int? = nil) {
             self.name = name
             self.address = address
             self.reusePort = reusePort
             self.slot = slot
+            self.generation = generation
         }
 
-        init(_ listener: ListenerConfiguration, slot: Int) {
+        init(_ listener: ListenerConfiguration, slot: Int, generation: Int? = nil) {
             name = listener.name
             address = listener.address
             reusePort = listener.reusePort
             self.slot = listener.reusePort == .perWorker ? slot : nil
+            self.generation = generation
+        }
+
+        /// The same socket position, of another generation.
+        func of(generation: Int?) -> Key {
+            var key = self
+            key.generation = generation
+            return key
         }
     }
 
@@ -35,7 +51,12 @@ final class SocketTable {
     private let logger: Logger
     private let systemd: SystemdNotifier
     private let maximumBacklog = ListenerSocket.systemMaximumBacklog()
-    private var warnedAboutMigration = false
+    /// The steering of every steered listener's group, by address.
+    private var steering: [ListenerAddress: SteeringGroup] = [:]
+    /// Why steering is off for the whole service (set when the program could not be loaded).
+    private var steeringUnavailable: String?
+    /// The sockets in each group's rotation.
+    private(set) var inRotation = Set<Key>()
     /// What systemd passed at start, until the first configuration has adopted it.
     private var inherited: InheritedSockets?
     /// Listeners configured `per-worker` whose socket from systemd every slot must share.
@@ -65,10 +86,11 @@ final class SocketTable {
                 let backlog = min(listener.backlog ?? maximumBacklog, maximumBacklog)
                 for slot in 0..<configuration.workers.count {
                     let key = Key(listener, slot: slot)
-                    if let fd = descriptors[key] {
+                    let existing = descriptors.keys.filter { $0.of(generation: nil) == key }
+                    if !existing.isEmpty {
                         // A socket unit's Backlog= stands unless the configuration sets one.
-                        if listener.address.isStream, listener.backlog != nil || !adopted.contains(key) {
-                            ListenerSocket.setBacklog(fd, backlog)
+                        for key in existing where listener.address.isStream && (listener.backlog != nil || !adopted.contains(key)) {
+                            descriptors[key].map { ListenerSocket.setBacklog($0, backlog) }
                         }
                         continue
                     }
@@ -77,6 +99,7 @@ final class SocketTable {
                         descriptors[key] = socket.fd
                         adopted.insert(key)
                         opened.append(key)
+                        if socket.identity.reusePort { joinSteering(socket.fd, listener) }
                         if listener.address.isStream, listener.backlog != nil { ListenerSocket.setBacklog(socket.fd, backlog) }
                         if listener.reusePort == .perWorker, !socket.identity.reusePort {
                             opened.append(try share(listener, adopted: key, reason: "it has no SO_REUSEPORT (ReusePort=yes in the socket unit)"))
@@ -102,9 +125,7 @@ final class SocketTable {
                     descriptors[key] = fd
                     opened.append(key)
                     systemd.store(fd, name: listener.name)
-                    if case .tcp = listener.address, listener.reusePort == .perWorker {
-                        attachMigrationProgram(fd, listener: listener)
-                    }
+                    joinSteering(fd, listener)
                 }
             }
         } catch {
@@ -137,22 +158,131 @@ final class SocketTable {
         return sharedKey
     }
 
-    /// The sockets of one slot, in listener order, with their names.
-    func sockets(for configuration: Configuration, slot: Int) -> [(name: String, fd: Int32)] {
-        configuration.listeners.compactMap { listener in
-            descriptors[Key(listener, slot: slot)].map { (listener.name, $0) }
+    /// The sockets of one slot of generation `generation`, in listener order, with
+    /// their names. A steered listener's socket is the generation's own: one that no
+    /// generation took yet (opened by ``prepare(_:)``, or passed by systemd), else a
+    /// new one in the same group, outside the rotation until the generation serves.
+    func sockets(for configuration: Configuration, slot: Int, generation: Int) throws(SystemError) -> [(name: String, fd: Int32)] {
+        var result: [(name: String, fd: Int32)] = []
+        for listener in configuration.listeners {
+            let shared = Key(listener, slot: slot)
+            guard isSteered(listener) else {
+                if let fd = descriptors[shared] { result.append((listener.name, fd)) }
+                continue
+            }
+            let own = shared.of(generation: generation)
+            if descriptors[own] == nil {
+                if let fd = descriptors.removeValue(forKey: shared) {
+                    descriptors[own] = fd
+                    if adopted.remove(shared) != nil { adopted.insert(own) }
+                } else {
+                    let backlog = min(listener.backlog ?? maximumBacklog, maximumBacklog)
+                    let fd = try ListenerSocket.open(listener, backlog: backlog)
+                    descriptors[own] = fd
+                    systemd.store(fd, name: listener.name)
+                    joinSteering(fd, listener)
+                }
+            }
+            if let fd = descriptors[own] { result.append((listener.name, fd)) }
         }
+        return result
+    }
+
+    // MARK: - Steering
+
+    /// Whether the listener's sockets are steered: each generation has its own, and the
+    /// rotation picks among them.
+    func isSteered(_ listener: ListenerConfiguration) -> Bool {
+        listener.reusePort == .perWorker && listener.address.supportsReusePort && steering[listener.address] != nil
+    }
+
+    /// Puts a new socket of a `per-worker` TCP or UDP listener under its group's
+    /// steering program, loading the program for the group first if needed. Where the
+    /// program cannot be loaded, says once what Baton falls back to.
+    private func joinSteering(_ fd: Int32, _ listener: ListenerConfiguration) {
+        guard listener.reusePort == .perWorker, listener.address.supportsReusePort, steeringUnavailable == nil else { return }
+        do throws(SystemError) {
+            let group: SteeringGroup
+            if let existing = steering[listener.address] {
+                group = existing
+            } else {
+                group = try SteeringGroup(capacity: UInt32(WorkerConfiguration.countRange.upperBound))
+            }
+            try group.attach(to: fd)
+            steering[listener.address] = group
+        } catch {
+            steeringUnavailable = "\(error)"
+            for group in steering.values { group.close() }
+            steering = [:]
+            let sysctl = (try? FileContents.read("/proc/sys/net/ipv4/tcp_migrate_req")) ?? "0"
+            let migration = sysctl.hasPrefix("1")
+                ? "net.ipv4.tcp_migrate_req=1 migrates what a closing socket holds"
+                : "a socket that closes (a slot or listener removed) resets what it holds; set net.ipv4.tcp_migrate_req=1"
+            logger.warning("steering is off (\(error)): the kernel's hash spreads new connections over every slot's socket, those of dead or draining workers included, and generations share their sockets; \(migration). Run Baton as root or with CAP_BPF (Docs/steering.md)")
+        }
+    }
+
+    /// Makes exactly the sockets of `slots` of generation `generation` take the new
+    /// connections of every steered listener of `configuration`.
+    func steer(generation: Int, slots: [Int], configuration: Configuration) {
+        for listener in configuration.listeners where isSteered(listener) {
+            guard let group = steering[listener.address] else { continue }
+            let keys = slots.map { Key(listener, slot: $0, generation: generation) }.filter { descriptors[$0] != nil }
+            guard !keys.isEmpty else { continue }
+            do {
+                try group.steer(to: keys.compactMap { descriptors[$0] })
+                inRotation = inRotation.filter { $0.address != listener.address }.union(keys)
+            } catch {
+                logger.error("listener \(listener.name) \(listener.address): the rotation could not be changed to generation \(generation) slots \(slots): \(error)")
+            }
+        }
+    }
+
+    /// Moves what the slot's own sockets in generation `generation` hold to the sockets
+    /// in rotation (the slot must be out of it), and makes them listen again for the
+    /// slot's next worker. TCP only: a datagram socket's queue cannot migrate.
+    func evacuate(generation: Int, slot: Int, configuration: Configuration) {
+        for listener in configuration.listeners where isSteered(listener) && listener.address.isStream {
+            let key = Key(listener, slot: slot, generation: generation)
+            guard let fd = descriptors[key], !inRotation.contains(key) else { continue }
+            if shutdown(fd, Int32(SHUT_RD)) != 0 {
+                logger.warning("listener \(key.name) \(key.address) slot \(slot): \(SystemError.last("shutdown"))")
+            }
+            let backlog = min(listener.backlog ?? maximumBacklog, maximumBacklog)
+            if Glibc.listen(fd, backlog) != 0 {
+                logger.error("listener \(key.name) \(key.address) slot \(slot): \(SystemError.last("listen")); the slot's next worker cannot accept")
+            }
+        }
+    }
+
+    /// Whether every socket of generation `generation`'s own is empty: no connection in
+    /// a stream socket's accept queue, no datagram waiting in a datagram socket.
+    func ownSocketsAreEmpty(generation: Int) -> Bool {
+        descriptors.allSatisfy { key, fd in
+            guard key.generation == generation else { return true }
+            if key.address.isStream {
+                return (ListenerSocket.acceptQueue(fd)?.depth ?? 0) == 0
+            }
+            return !ListenerSocket.hasPendingDatagram(fd)
+        }
+    }
+
+    /// Whether generation `generation` has sockets of its own.
+    func hasOwnSockets(generation: Int) -> Bool {
+        descriptors.keys.contains { $0.generation == generation }
     }
 
     /// The sockets of `listeners` for `batonctl status`, with each TCP socket's accept queue.
     func status(of listeners: [ListenerConfiguration]) -> [StatusReport.ListenerStatus] {
         listeners.map { listener in
             let keys = descriptors.keys.filter { $0.name == listener.name && $0.address == listener.address }
-                .sorted { ($0.slot ?? -1) < ($1.slot ?? -1) }
+                .sorted { ($0.generation ?? 0, $0.slot ?? -1) < ($1.generation ?? 0, $1.slot ?? -1) }
             return StatusReport.ListenerStatus(
                 name: listener.name, address: "\(listener.address)", reusePort: listener.reusePort.rawValue,
                 sockets: keys.map { key in
                     var socket = StatusReport.SocketStatus(slot: key.slot)
+                    socket.generation = key.generation
+                    if isSteered(listener) { socket.inRotation = inRotation.contains(key) }
                     if case .tcp = key.address, let fd = descriptors[key], let queue = ListenerSocket.acceptQueue(fd) {
                         socket.queued = queue.depth
                         socket.backlog = queue.capacity
@@ -162,18 +292,18 @@ final class SocketTable {
         }
     }
 
-    /// Closes every socket none of `configurations` uses.
-    func retain(for configurations: [Configuration]) {
+    /// Closes every socket that none of these generations (by number) uses.
+    func retain(for generations: [Int: Configuration]) {
         var needed = Set<Key>()
-        for configuration in configurations {
+        for (generation, configuration) in generations {
             for listener in configuration.listeners {
                 for slot in 0..<configuration.workers.count {
-                    needed.insert(Key(listener, slot: slot))
+                    needed.insert(Key(listener, slot: slot, generation: isSteered(listener) ? generation : nil))
                 }
             }
         }
         for key in descriptors.keys where !needed.contains(key) {
-            logger.info("closing listener \(key.name) \(key.address)\(key.slot.map { " slot \($0)" } ?? "")")
+            logger.info("closing listener \(key.name) \(key.address)\(key.slot.map { " slot \($0)" } ?? "")\(key.generation.map { " of generation \($0)" } ?? "")")
             close(key)
         }
     }
@@ -184,7 +314,7 @@ final class SocketTable {
     func handOver() -> (sockets: [UpgradeHandover.Socket], sharedInstead: [ListenerAddress]) {
         let sockets = descriptors.map { key, fd in
             UpgradeHandover.Socket(name: key.name, address: key.address, reusePort: key.reusePort,
-                                   slot: key.slot, fd: fd, adopted: adopted.contains(key))
+                                   slot: key.slot, generation: key.generation, fd: fd, adopted: adopted.contains(key))
         }
         return (sockets, Array(sharedInstead))
     }
@@ -194,9 +324,15 @@ final class SocketTable {
     func take(_ handover: UpgradeHandover) {
         for socket in handover.sockets {
             _ = fcntl(socket.fd, F_SETFD, FD_CLOEXEC)
-            let key = Key(name: socket.name, address: socket.address, reusePort: socket.reusePort, slot: socket.slot)
+            let key = Key(name: socket.name, address: socket.address, reusePort: socket.reusePort,
+                          slot: socket.slot, generation: socket.generation)
             descriptors[key] = socket.fd
             if socket.adopted { adopted.insert(key) }
+            if socket.generation != nil, let listener = handover.configuration.listeners.first(where: { $0.address == socket.address }) {
+                // The program the replaced binary attached is replaced by this one's, whose
+                // map the resumed generation's steer fills.
+                joinSteering(socket.fd, listener)
+            }
         }
         sharedInstead = Set(handover.sharedInstead)
     }
@@ -208,10 +344,13 @@ final class SocketTable {
         for key in descriptors.keys {
             close(key, exiting: true)
         }
+        for group in steering.values { group.close() }
+        steering = [:]
     }
 
     private func close(_ key: Key, exiting: Bool = false) {
         guard let fd = descriptors.removeValue(forKey: key) else { return }
+        inRotation.remove(key)
         Glibc.close(fd)
         let wasAdopted = adopted.remove(key) != nil
         let siblings = descriptors.filter { $0.key.name == key.name }
@@ -225,18 +364,6 @@ final class SocketTable {
         systemd.removeFromStore(name: key.name)
         for sibling in siblings.values {
             systemd.store(sibling, name: key.name)
-        }
-    }
-
-    private func attachMigrationProgram(_ fd: Int32, listener: ListenerConfiguration) {
-        let error = baton_attach_migration_program(fd)
-        guard error != 0, !warnedAboutMigration else { return }
-        warnedAboutMigration = true
-        let sysctl = (try? FileContents.read("/proc/sys/net/ipv4/tcp_migrate_req")) ?? "0"
-        if sysctl.hasPrefix("1") {
-            logger.info("reuseport migration program not attached (\(SystemError("bpf", errno: error))); net.ipv4.tcp_migrate_req=1 migrates queued connections instead")
-        } else {
-            logger.warning("reuseport migration program not attached (\(SystemError("bpf", errno: error))): when a listener or slot is removed, connections queued in its socket are reset; set net.ipv4.tcp_migrate_req=1 or run Baton with CAP_BPF")
         }
     }
 }

@@ -25,6 +25,8 @@ public final class Supervisor: @unchecked Sendable {
         case readinessDelay(WorkerID)
         /// `readiness = "exec:…"`: time to run the probe (again).
         case probe(WorkerID)
+        /// Time to look whether a leaving generation's sockets are empty.
+        case queues(generation: Int)
     }
 
     /// What the main thread does next: exit with a code, or execute the new binary.
@@ -44,6 +46,7 @@ public final class Supervisor: @unchecked Sendable {
     private var workers = WorkerTable()
     private var reloads = ReloadLedger<ControlResponder>()
     private var timers = TimerSchedule<TimerKey>()
+    private var leaving = EmptyQueueWatch()
     /// Made once nothing can fail before the loop runs.
     private var finished: EventLoopPromise<Outcome>?
 
@@ -176,6 +179,8 @@ public final class Supervisor: @unchecked Sendable {
                 if workers[worker] != nil { feed(.workerReady(worker)) }
             case .probe(let worker):
                 runProbe(for: worker)
+            case .queues(let generation):
+                lookAtQueues(of: generation)
             }
         case .control(let request, let responder):
             control(request, responder)
@@ -271,8 +276,21 @@ public final class Supervisor: @unchecked Sendable {
             report(progress, to: ids)
         case .announce(let announcement):
             announcer.announce(announcement, statusLine: projection.line)
-        case .retainSockets(let configurations):
-            sockets.retain(for: configurations)
+        case .retainSockets(let generations):
+            sockets.retain(for: generations)
+        case .steer(let generation, let slots):
+            guard let configuration = configuration(of: generation) else { return }
+            sockets.steer(generation: generation, slots: slots, configuration: configuration)
+        case .evacuate(let generation, let slot):
+            guard let configuration = configuration(of: generation) else { return }
+            sockets.evacuate(generation: generation, slot: slot, configuration: configuration)
+        case .awaitEmptyQueues(let generation):
+            guard sockets.hasOwnSockets(generation: generation) else {
+                feed(.queuesEmpty(generation: generation))
+                return
+            }
+            leaving.start(generation)
+            startTimer(.queues(generation: generation), after: EmptyQueueWatch.interval)
         case .exit(let code, let reason):
             if let reason {
                 logger.error("exiting: \(reason)")
@@ -280,6 +298,24 @@ public final class Supervisor: @unchecked Sendable {
                 logger.info("every worker has exited; exiting")
             }
             finished?.succeed(.exit(code))
+        }
+    }
+
+    private func configuration(of generation: Int) -> Configuration? {
+        machine.generations.first { $0.number == generation }?.configuration
+    }
+
+    /// Feeds ``SupervisorEvent/queuesEmpty(generation:)`` once the leaving generation's
+    /// sockets have settled empty; looks again meanwhile.
+    private func lookAtQueues(of generation: Int) {
+        guard machine.generations.contains(where: { $0.number == generation && $0.role == .leaving }) else {
+            leaving.stop(generation)
+            return
+        }
+        if leaving.looked(at: generation, empty: sockets.ownSocketsAreEmpty(generation: generation)) {
+            feed(.queuesEmpty(generation: generation))
+        } else {
+            startTimer(.queues(generation: generation), after: EmptyQueueWatch.interval)
         }
     }
 
@@ -295,8 +331,8 @@ public final class Supervisor: @unchecked Sendable {
             return
         }
         do {
-            pid = try launcher.launch(worker, configuration, sockets: sockets.sockets(for: configuration, slot: worker.slot),
-                                      notifyAddress: notifySocket.address)
+            let sockets = try sockets.sockets(for: configuration, slot: worker.slot, generation: worker.generation)
+            pid = try launcher.launch(worker, configuration, sockets: sockets, notifyAddress: notifySocket.address)
         } catch {
             notifySocket.close()
             feed(.workerExited(worker, .failedToStart("\(error)")))

@@ -15,6 +15,7 @@ struct UpgradeHandover: Codable {
         var address: ListenerAddress
         var reusePort: ReusePortMode
         var slot: Int?
+        var generation: Int?
         var fd: Int32
         var adopted: Bool
     }

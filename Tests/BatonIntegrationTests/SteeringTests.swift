@@ -1,0 +1,161 @@
+import Baton
+import BatonLoad
+import Foundation
+import Testing
+
+/// SYN-safe sockets: Baton's steering program, not the kernel's hash, decides which
+/// socket takes a new connection, so none waits on a dead slot or on a generation that
+/// is leaving. Each test asserts counts of failed requests, never durations.
+@Suite(.serialized) struct SteeringTests {
+    /// A configuration file for `baton-demo` on one `http` listener.
+    func configuration(port: Int, workers: Int, reusePort: String = "per-worker", command: [String] = [Products.path("baton-demo")],
+                       extra: String = "") -> String {
+        """
+        [[listener]]
+        name = "http"
+        address = "tcp://127.0.0.1:\(port)"
+        reuseport = "\(reusePort)"
+
+        [workers]
+        command = [\(command.map { "\"\($0)\"" }.joined(separator: ", "))]
+        count = \(workers)
+        drain_timeout = "10s"
+        \(extra)
+        """
+    }
+
+    func load(_ port: Int, clients: Int = 16) -> LoadGenerator {
+        var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        configuration.clients = clients
+        let load = LoadGenerator(configuration)
+        load.start()
+        return load
+    }
+
+    /// Steering needs a steering program; where this machine cannot load one, the
+    /// suite says so instead of failing on what it cannot test.
+    func requireSteering(_ baton: BatonUnderTest) throws {
+        if baton.log.contains("steering is off") {
+            throw TestFailure("steering is off on this machine, so steering cannot be tested here: \(baton.log)")
+        }
+    }
+
+    /// One slot crash-loops; new connections go only to the three slots that serve.
+    @Test func aCrashLoopingSlotGetsNoConnection() throws {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        // Slot 2 serves until the marker file exists; from then on its worker exits at every start.
+        let marker = "\(scratch.path)/break-slot-2"
+        let script = "if [ \"$BATON_SLOT\" = 2 ] && [ -e \(marker) ]; then exit 3; fi; exec \(Products.path("baton-demo"))"
+        try scratch.write("baton.toml", configuration(port: port, workers: 4, command: ["/bin/sh", "-c", script],
+                                                      extra: "restart_delay = \"100ms\"\nrestart_delay_max = \"1s\""))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        let before = try baton.waitUntilServing()
+        try requireSteering(baton)
+        _ = FileManager.default.createFile(atPath: marker, contents: nil)
+        let slot2 = try #require(before.generations[0].workers.first { $0.slot == 2 }?.pid)
+        kill(slot2, SIGKILL)
+        _ = try baton.waitForStatus("slot 2 crash-looping") { $0.generations.first?.crashLoopingSlots == [2] }
+
+        let load = load(port, clients: 32)
+        usleep(10_000_000)
+        let report = load.stop()
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.answersBySlot["2"] == nil, "the dead slot answered: \(report.answersBySlot)")
+        #expect(Set(report.answersBySlot.keys) == ["0", "1", "3"], "\(report.answersBySlot)")
+        #expect(report.succeeded == report.answersBySlot.values.reduce(0, +), "every answer came from a serving slot")
+        print("one slot of 4 crash-looping: \(report.succeeded) requests answered by slots \(report.answersBySlot), \(report.totalFailures) failed")
+        #expect(baton.stop() == 0)
+    }
+
+    /// Workers killed one after another: what their sockets held migrates instead of
+    /// waiting for a restart; only requests inside a killed worker can fail.
+    @Test func killedWorkersLoseOnlyWhatTheyHeld() throws {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        try scratch.write("baton.toml", configuration(port: port, workers: 4, extra: "restart_delay = \"100ms\""))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        try baton.waitUntilServing()
+        try requireSteering(baton)
+        let clients = 16
+        let load = load(port, clients: clients)
+        let kills = 10
+        for round in 0..<kills {
+            let status = try baton.waitUntilServing(generation: 1)
+            let victim = try #require(status.generations[0].workers[round % 4].pid)
+            kill(victim, SIGKILL)
+            _ = try baton.waitForStatus("worker \(victim) replaced") { status in
+                status.generations[0].workers.allSatisfy { $0.pid != victim && $0.state == "ready" }
+            }
+        }
+        let report = load.stop()
+        #expect(report.failures[.timedOut] == nil && report.failures[.refused] == nil,
+                "no connection may wait on a dead slot: \(report.failures) \(report.failureSamples)")
+        #expect(report.totalFailures <= kills * clients, "at most what the killed workers held: \(report.failures)")
+        #expect(report.succeeded > 100, "the load must actually have run")
+        print("\(kills) workers killed under load: \(report.succeeded) answered, \(report.totalFailures) failed (\(report.failures))")
+        #expect(baton.stop() == 0)
+    }
+
+    /// A server whose shutdown drops what it accepted and has not answered: the old
+    /// generation gets its drain signal only once its sockets are empty.
+    @Test func aRudeServerLosesNothingAcrossReloads() throws {
+        let report = try reloadRudeServer(reusePort: "per-worker")
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+    }
+
+    /// The same server on a socket every generation shares (nothing to steer): the
+    /// old workers accept until their drain signal and drop what they hold. This shows
+    /// that the test above can see the problem.
+    @Test func theSameRudeServerLosesRequestsWithoutSteering() throws {
+        let report = try reloadRudeServer(reusePort: "shared")
+        #expect(report.totalFailures > 0, "a shared socket must show the rude server's losses")
+    }
+
+    func reloadRudeServer(reusePort: String) throws -> LoadReport {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        try scratch.write("baton.toml", configuration(port: port, workers: 2, reusePort: reusePort,
+                                                      command: [Products.path("baton-demo"), "--rude-drain"]))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        try baton.waitUntilServing()
+        if reusePort == "per-worker" { try requireSteering(baton) }
+        let load = load(port)
+        let reloads = 50
+        var failed: [ControlReply] = []
+        for _ in 1...reloads {
+            let reply = try baton.reload()
+            if !reply.ok { failed.append(reply) }
+        }
+        let report = load.stop()
+        #expect(failed.isEmpty, "every reload must take over: \(failed)")
+        #expect(report.succeeded > reloads, "the load must actually have run")
+        print("rude server, reuseport = \(reusePort), \(reloads) reloads: \(report.succeeded) answered, \(report.totalFailures) failed \(report.failures)")
+        #expect(baton.stop() == 0)
+        return report
+    }
+
+    /// Without CAP_BPF the steering program cannot be loaded: Baton says what it falls
+    /// back to, and reloads still lose nothing with a server that drains well.
+    @Test func withoutCapBPFBatonFallsBackAndSaysSo() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            print("skipped: needs root and setpriv to take CAP_BPF away")
+            return
+        }
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        let baton = try BatonUnderTest(
+            ["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--drain-timeout", "10s", "--", Products.path("baton-demo")],
+            in: scratch, launcher: ["/usr/bin/setpriv", "--bounding-set", "-bpf,-sys_admin", "--inh-caps", "-bpf,-sys_admin", "--"])
+        try baton.waitUntilServing()
+        #expect(baton.log.contains("steering is off"), "\(baton.log)")
+        #expect(baton.log.contains("Operation not permitted"), "the reason is named: \(baton.log)")
+        let load = load(port)
+        for _ in 1...10 {
+            #expect(try baton.reload().ok)
+        }
+        let report = load.stop()
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(baton.stop() == 0)
+    }
+}
