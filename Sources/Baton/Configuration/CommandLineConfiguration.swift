@@ -43,7 +43,7 @@ public struct CommandLineConfiguration: Sendable {
         workers.count = self.workers
         if let readiness {
             do {
-                workers.readiness = try ReadinessFormat.parse(readiness)
+                workers.readiness = try Readiness(parsing: readiness)
             } catch {
                 throw ConfigurationError(source: source, key: "--ready", value: readiness, problem: error.description)
             }

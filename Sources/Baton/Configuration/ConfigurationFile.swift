@@ -147,7 +147,7 @@ public enum ConfigurationFile {
         }
         if let text = try reader.string("readiness") {
             do {
-                workers.readiness = try ReadinessFormat.parse(text)
+                workers.readiness = try Readiness(parsing: text)
             } catch {
                 throw reader.error("readiness", value: text.quoted, problem: error.description)
             }
@@ -237,38 +237,4 @@ private struct TableReader {
         }
         return duration
     }
-}
-
-/// Listener names travel in `LISTEN_FDNAMES`, which separates them with colons.
-public enum ListenerName {
-    static let rule = "a name is 1 to 255 letters, digits, '-', '_' or '.'"
-
-    public static func isValid(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 255
-            && name.unicodeScalars.allSatisfy { $0.properties.isAlphabetic && $0.isASCII || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }
-    }
-}
-
-/// The readiness forms of the configuration and the command line.
-public enum ReadinessFormat {
-    public static func parse(_ text: String) throws(FormatError) -> Readiness {
-        if text == "notify" { return .notify }
-        if text.hasPrefix("delay:") {
-            guard let duration = DurationFormat.parse(String(text.dropFirst(6))) else {
-                throw FormatError("expected delay:<duration>, such as delay:2s")
-            }
-            return .delay(duration)
-        }
-        if text.hasPrefix("exec:") {
-            let command = String(text.dropFirst(5))
-            guard !command.isEmpty else { throw FormatError("expected exec:<shell command>") }
-            return .exec(command)
-        }
-        throw FormatError("expected notify, delay:<duration> or exec:<command>")
-    }
-}
-
-extension String {
-    /// As TOML writes a string, for error messages.
-    var quoted: String { "\"\(self)\"" }
 }
