@@ -1,8 +1,8 @@
 /// Everything Baton needs to run one service: its listeners and its workers.
 ///
-/// A configuration comes from the command line (``Configuration/init(commandLine:)``)
-/// or a TOML file (``ConfigurationFile``); either way it is validated as a whole before
-/// anything uses it, so a bad one changes nothing.
+/// A configuration comes from the command line (``CommandLineConfiguration``) or a TOML
+/// file (``ConfigurationFile``); either way it is validated as a whole before anything
+/// uses it, so a bad one changes nothing.
 public struct Configuration: Sendable, Equatable, Codable {
     public var listeners: [ListenerConfiguration]
     public var workers: WorkerConfiguration
