@@ -55,11 +55,6 @@ final class InheritedSockets {
         return InheritedSockets(sockets)
     }
 
-    /// How many sockets named `name` are waiting.
-    func count(named name: String) -> Int {
-        waiting.count { $0.name == name }
-    }
-
     /// The first waiting socket named `name`, checked against what the listener asks
     /// for; a socket of the wrong kind or address fails the whole configuration.
     func adopt(for listener: ListenerConfiguration) throws(AdoptionError) -> Socket? {
