@@ -6,9 +6,7 @@
 #include <linux/close_range.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -181,16 +179,6 @@ int baton_become_subreaper(void) {
 
 int baton_close_on_exec_from(int first) {
     return close_range((unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0 ? 0 : errno;
-}
-
-int baton_enter_network_namespace(pid_t pid) {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    int result = setns(fd, CLONE_NEWNET) == 0 ? 0 : errno;
-    close(fd);
-    return result;
 }
 
 // --- credentials ----------------------------------------------------------------

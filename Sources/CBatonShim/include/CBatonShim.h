@@ -69,11 +69,6 @@ int baton_become_subreaper(void);
 /// execve of this process passes on only what is then made inheritable on purpose.
 int baton_close_on_exec_from(int first);
 
-/// Moves the calling thread into the network namespace of process `pid` (setns), so
-/// that the sockets it opens are that namespace's. For tests that reach a service
-/// running in a namespace of its own.
-int baton_enter_network_namespace(pid_t pid);
-
 /// Waits for the next signal on a signalfd from `baton_signalfd`.
 int baton_read_signal(int fd, int *signal);
 
