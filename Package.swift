@@ -153,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonTests",
-            dependencies: ["Baton"]
+            dependencies: ["Baton", "CBatonShim"]
         ),
         .testTarget(
             name: "BatonWorkerTests",

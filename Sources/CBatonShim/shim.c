@@ -232,7 +232,7 @@ int baton_receive_with_credentials(int fd, char *buffer, size_t capacity, size_t
     return 0;
 }
 
-int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid) {
+int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
     struct ucred credentials;
     socklen_t size = sizeof(credentials);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) {
@@ -240,6 +240,7 @@ int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid) {
     }
     *pid = credentials.pid;
     *uid = credentials.uid;
+    *gid = credentials.gid;
     return 0;
 }
 
