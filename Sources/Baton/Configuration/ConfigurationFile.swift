@@ -1,25 +1,7 @@
 import TOMLKit
 
-/// Reads a TOML configuration file:
-///
-/// ```toml
-/// control_socket = "/run/app/baton.sock"
-///
-/// [[listener]]
-/// name = "http"
-/// address = "tcp://0.0.0.0:8080"
-/// reuseport = "per-worker"   # or "shared"
-/// backlog = 4096
-///
-/// [workers]
-/// command = ["./server", "--port-from-fd"]
-/// count = 4
-/// readiness = "notify"        # "delay:2s", "exec:curl -fs http://127.0.0.1:8080/health"
-/// ready_timeout = "60s"
-/// drain_signal = "TERM"
-/// drain_timeout = "30s"
-/// protocol = "systemd"        # "einhorn", "server-starter", "preload", "none"
-/// ```
+/// Reads a TOML configuration file: top-level keys, `[[listener]]` tables and a
+/// `[workers]` table, each key one of ``Settings`` (Docs/configuration.md lists them).
 ///
 /// Every key is checked; an unknown key is an error, so a typo never goes unnoticed.
 public enum ConfigurationFile {

@@ -20,6 +20,20 @@ public struct Setting<Root, Value: Sendable>: Sendable {
          commandLine: CommandLineSpelling = .none, default initial: SettingDefault<Value>, help: String,
          requires requirement: SettingRequirement<Root>? = nil,
          check: (@Sendable (Value, Root) -> SettingProblem?)? = nil) {
+        self.init(key, format, commandLine, initial, help, requirement, check) { $0[keyPath: field] = $1 }
+    }
+
+    /// A setting whose field is nil until it is given.
+    init(_ key: String, _ field: WritableKeyPath<Root, Value?> & Sendable, _ format: SettingFormat<Value>,
+         commandLine: CommandLineSpelling = .none, default initial: SettingDefault<Value>, help: String,
+         requires requirement: SettingRequirement<Root>? = nil) {
+        self.init(key, format, commandLine, initial, help, requirement, nil) { $0[keyPath: field] = $1 }
+    }
+
+    private init(_ key: String, _ format: SettingFormat<Value>, _ commandLine: CommandLineSpelling,
+                 _ initial: SettingDefault<Value>, _ help: String, _ requirement: SettingRequirement<Root>?,
+                 _ check: (@Sendable (Value, Root) -> SettingProblem?)?,
+                 write: @escaping @Sendable (inout Root, Value) -> Void) {
         self.key = key
         self.commandLine = commandLine
         self.help = help
@@ -27,21 +41,7 @@ public struct Setting<Root, Value: Sendable>: Sendable {
         self.initial = initial
         self.requirement = requirement
         self.check = check
-        write = { $0[keyPath: field] = $1 }
-    }
-
-    /// A setting whose field is nil until it is given.
-    init(_ key: String, _ field: WritableKeyPath<Root, Value?> & Sendable, _ format: SettingFormat<Value>,
-         commandLine: CommandLineSpelling = .none, default initial: SettingDefault<Value>, help: String,
-         requires requirement: SettingRequirement<Root>? = nil) {
-        self.key = key
-        self.commandLine = commandLine
-        self.help = help
-        self.format = format
-        self.initial = initial
-        self.requirement = requirement
-        check = nil
-        write = { $0[keyPath: field] = $1 }
+        self.write = write
     }
 
     /// The value a configuration has when it does not give this setting.

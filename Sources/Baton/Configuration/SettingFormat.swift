@@ -126,24 +126,25 @@ extension SettingFormat where Value: RawRepresentable & CaseIterable & Sendable,
 extension SettingFormat where Value == Readiness {
     /// `notify`, `delay:DURATION` or `exec:COMMAND`.
     static var readiness: Self {
-        Self("`notify`, `delay:DURATION` or `exec:COMMAND`", problem: SettingProblem("expected notify, delay:<duration> or exec:<command>"),
-             text: \.description) { text throws(SettingProblem) in
-            do throws(FormatError) {
-                return try Readiness(parsing: text)
-            } catch {
-                throw SettingProblem(error.description)
-            }
-        }
+        parsing("`notify`, `delay:DURATION` or `exec:COMMAND`", Readiness.init(parsing:))
     }
 }
 
 extension SettingFormat where Value == ListenerAddress {
     /// `tcp://HOST:PORT`, `tcp://[IPv6]:PORT`, `udp://HOST:PORT` or `unix:///PATH`.
     static var address: Self {
-        Self("`tcp://HOST:PORT`, `tcp://[IPv6]:PORT`, `udp://HOST:PORT` or `unix:///PATH`",
-             problem: SettingProblem("expected an address"), text: \.description) { text throws(SettingProblem) in
+        parsing("`tcp://HOST:PORT`, `tcp://[IPv6]:PORT`, `udp://HOST:PORT` or `unix:///PATH`", ListenerAddress.init(parsing:))
+    }
+}
+
+extension SettingFormat {
+    /// Values read by `initializer`, whose error says what is wrong.
+    private static func parsing(_ description: String,
+                                _ initializer: @escaping @Sendable (String) throws(FormatError) -> Value) -> Self
+    where Value: CustomStringConvertible {
+        Self(description, problem: SettingProblem("expected \(description)"), text: \.description) { text throws(SettingProblem) in
             do throws(FormatError) {
-                return try ListenerAddress(parsing: text)
+                return try initializer(text)
             } catch {
                 throw SettingProblem(error.description)
             }
