@@ -37,6 +37,11 @@ let package = Package(
             name: "CBatonShim",
             cSettings: [.define("_GNU_SOURCE")]
         ),
+        // What only the integration tests need from C (entering a network namespace).
+        .target(
+            name: "CBatonTestSupport",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
         // Preloaded into a server that binds its own port: its bind() to a listener's
         // address gets the socket Baton holds (Docs/wrapping.md).
         .target(
@@ -148,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonTests",
-            dependencies: ["Baton"]
+            dependencies: ["Baton", "CBatonShim"]
         ),
         .testTarget(
             name: "BatonWorkerTests",
@@ -160,7 +165,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonIntegrationTests",
-            dependencies: ["Baton", "BatonLoad", "baton", "batonctl", "baton-demo", "baton-hummingbird-example"]
+            dependencies: ["Baton", "BatonLoad", "CBatonTestSupport", "baton", "batonctl", "baton-demo", "baton-hummingbird-example"]
         ),
     ],
     swiftLanguageModes: [.v6]

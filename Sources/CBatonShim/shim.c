@@ -6,9 +6,7 @@
 #include <linux/close_range.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -183,16 +181,6 @@ int baton_close_on_exec_from(int first) {
     return close_range((unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0 ? 0 : errno;
 }
 
-int baton_enter_network_namespace(pid_t pid) {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    int result = setns(fd, CLONE_NEWNET) == 0 ? 0 : errno;
-    close(fd);
-    return result;
-}
-
 // --- credentials ----------------------------------------------------------------
 
 int baton_enable_credentials(int fd) {
@@ -244,7 +232,7 @@ int baton_receive_with_credentials(int fd, char *buffer, size_t capacity, size_t
     return 0;
 }
 
-int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid) {
+int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
     struct ucred credentials;
     socklen_t size = sizeof(credentials);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) {
@@ -252,6 +240,7 @@ int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid) {
     }
     *pid = credentials.pid;
     *uid = credentials.uid;
+    *gid = credentials.gid;
     return 0;
 }
 

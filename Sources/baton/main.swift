@@ -28,31 +28,36 @@ struct BatonCommand: ParsableCommand {
     @Option(name: .customLong("listen"), help: "A listener, NAME=ADDRESS: tcp://HOST:PORT, tcp://[IPv6]:PORT, udp://HOST:PORT or unix:///PATH. Repeatable.")
     var listen: [String] = []
 
-    @Option(help: "Number of worker slots.")
-    var workers = 1
+    // The one-line options: names and help come from Baton's table of settings, which
+    // also reads their values (`oneLine`).
+    @Option(name: .customLong(Settings.workerCount.option), help: ArgumentHelp(Settings.workerCount.optionHelp))
+    var workers: Int?
 
-    @Option(name: .customLong("ready"), help: "Readiness: notify, delay:DURATION or exec:COMMAND.")
+    @Option(name: .customLong(Settings.readiness.option), help: ArgumentHelp(Settings.readiness.optionHelp))
     var readiness: String?
 
-    @Option(help: "How long a worker may take to become ready (default 60s).")
+    @Option(name: .customLong(Settings.readyTimeout.option), help: ArgumentHelp(Settings.readyTimeout.optionHelp))
     var readyTimeout: String?
 
-    @Option(help: "Signal that tells a worker to drain (default TERM).")
+    @Option(name: .customLong(Settings.drainSignal.option), help: ArgumentHelp(Settings.drainSignal.optionHelp))
     var drainSignal: String?
 
-    @Option(help: "How long a draining worker may take before it is killed (default 30s).")
+    @Option(name: .customLong(Settings.drainTimeout.option), help: ArgumentHelp(Settings.drainTimeout.optionHelp))
     var drainTimeout: String?
 
-    @Option(help: "Worker output: inherit, or prefix each line with its generation and slot.")
+    @Option(name: .customLong(Settings.drainGrace.option), help: ArgumentHelp(Settings.drainGrace.optionHelp))
+    var drainGrace: String?
+
+    @Option(name: .customLong(Settings.output.option), help: ArgumentHelp(Settings.output.optionHelp))
     var output: String?
 
-    @Option(name: .customLong("protocol"), help: "How workers find their sockets: systemd (default), einhorn, server-starter, preload or none. {fd:NAME} in the command is replaced with listener NAME's descriptor in any case.")
+    @Option(name: .customLong(Settings.socketProtocol.option), help: ArgumentHelp(Settings.socketProtocol.optionHelp))
     var socketProtocol: String?
 
-    @Option(help: "With --protocol preload: the preload library (default: libbaton-preload.so beside baton).")
+    @Option(name: .customLong(Settings.preloadLibrary.option), help: ArgumentHelp(Settings.preloadLibrary.optionHelp))
     var preloadLibrary: String?
 
-    @Option(name: .customLong("control"), help: "Path of the control socket.")
+    @Option(name: .customLong(Settings.controlSocket.option), help: ArgumentHelp(Settings.controlSocket.optionHelp))
     var controlSocket: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
@@ -81,22 +86,28 @@ struct BatonCommand: ParsableCommand {
         if let config {
             source = .file(path: config, defaultControlSocket: controlSocket ?? ControlSocketPath.default())
         } else {
-            var oneLine = CommandLineConfiguration()
-            oneLine.listen = listen
-            oneLine.workers = workers
-            oneLine.readiness = readiness
-            oneLine.readyTimeout = readyTimeout
-            oneLine.drainSignal = drainSignal
-            oneLine.drainTimeout = drainTimeout
-            oneLine.output = output
-            oneLine.socketProtocol = socketProtocol
-            oneLine.preloadLibrary = preloadLibrary
-            oneLine.controlSocket = controlSocket
-            oneLine.command = command
             source = .fixed(try oneLine.configuration())
         }
         let code = try Supervisor.run(source, logger: Logger(label: "baton"))
         throw ExitCode(code)
+    }
+
+    /// The one-line options, each with its setting.
+    var oneLine: CommandLineConfiguration {
+        var oneLine = CommandLineConfiguration()
+        oneLine.listen = listen
+        oneLine.command = command
+        oneLine[Settings.workerCount] = workers.map(String.init)
+        oneLine[Settings.readiness] = readiness
+        oneLine[Settings.readyTimeout] = readyTimeout
+        oneLine[Settings.drainSignal] = drainSignal
+        oneLine[Settings.drainTimeout] = drainTimeout
+        oneLine[Settings.drainGrace] = drainGrace
+        oneLine[Settings.output] = output
+        oneLine[Settings.socketProtocol] = socketProtocol
+        oneLine[Settings.preloadLibrary] = preloadLibrary
+        oneLine[Settings.controlSocket] = controlSocket
+        return oneLine
     }
 }
 

@@ -1,4 +1,4 @@
-import CBatonShim
+import CBatonTestSupport
 import Foundation
 
 /// systemd as PID 1 of private PID, mount, network and UTS namespaces (the recipe of

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import Baton
@@ -141,11 +142,11 @@ import Testing
     @Test func oneLinerBuildsTheSameConfigurationAsAFile() throws {
         var oneLine = CommandLineConfiguration()
         oneLine.listen = ["http=tcp://127.0.0.1:8080", "admin=tcp://[::1]:9090"]
-        oneLine.workers = 4
-        oneLine.readiness = "delay:2s"
-        oneLine.drainSignal = "SIGQUIT"
-        oneLine.drainTimeout = "10s"
-        oneLine.controlSocket = "/tmp/b.sock"
+        oneLine[Settings.workerCount] = "4"
+        oneLine[Settings.readiness] = "delay:2s"
+        oneLine[Settings.drainSignal] = "SIGQUIT"
+        oneLine[Settings.drainTimeout] = "10s"
+        oneLine[Settings.controlSocket] = "/tmp/b.sock"
         oneLine.command = ["./server", "--flag"]
         let configuration = try oneLine.configuration()
         #expect(configuration.listeners.map(\.address) == [.tcp(host: "127.0.0.1", port: 8080), .tcp(host: "::1", port: 9090)])
@@ -158,20 +159,20 @@ import Testing
     @Test func protocolAndPreloadLibraryFromTheCommandLine() throws {
         var oneLine = CommandLineConfiguration()
         oneLine.listen = ["http=tcp://127.0.0.1:8080"]
-        oneLine.socketProtocol = "preload"
-        oneLine.preloadLibrary = "/opt/baton/libbaton-preload.so"
+        oneLine[Settings.socketProtocol] = "preload"
+        oneLine[Settings.preloadLibrary] = "/opt/baton/libbaton-preload.so"
         oneLine.command = ["python3", "-m", "http.server"]
         let workers = try oneLine.configuration().workers
         #expect(workers.socketProtocol == .preload)
         #expect(workers.preloadLibrary == "/opt/baton/libbaton-preload.so")
 
-        oneLine.socketProtocol = "einhorn"
+        oneLine[Settings.socketProtocol] = "einhorn"
         #expect(throws: ConfigurationError(source: "command line", key: "--preload-library", value: "/opt/baton/libbaton-preload.so",
                                            problem: "only used with --protocol preload")) {
             try oneLine.configuration()
         }
-        oneLine.preloadLibrary = nil
-        oneLine.socketProtocol = "upstart"
+        oneLine[Settings.preloadLibrary] = nil
+        oneLine[Settings.socketProtocol] = "upstart"
         #expect(throws: ConfigurationError(source: "command line", key: "--protocol", value: "upstart",
                                            problem: "unknown protocol: expected one of systemd, einhorn, server-starter, preload, none")) {
             try oneLine.configuration()
@@ -223,6 +224,10 @@ import Testing
         #expect(DurationFormat.parse("2m") == .seconds(120))
         #expect(DurationFormat.parse("10") == nil)
         #expect(DurationFormat.parse("-1s") == nil)
+        // Too long for a timer: rejected, where it used to stop Baton with a trap.
+        #expect(DurationFormat.parse("1e300s") == nil)
+        #expect(DurationFormat.parse("1e10s") == nil)
+        #expect(DurationFormat.parse("9000000000s") == .seconds(9_000_000_000))
         #expect(DurationFormat.string(.milliseconds(1500)) == "1500ms")
         #expect(DurationFormat.string(.seconds(30)) == "30s")
     }
@@ -262,5 +267,65 @@ import Testing
     @Test func repliesRoundTrip() {
         let reply = ControlReply(ok: false, final: true, error: "rolled back")
         #expect(ControlReply.decode(reply.encodedLine()) == reply)
+    }
+}
+
+@Suite struct SettingsTests {
+    /// The table of Docs/configuration.md, written from the settings' declarations.
+    static var documentation: String {
+        func rows<Root>(_ settings: [any AnySetting<Root>], table: String) -> [String] {
+            settings.map { setting in
+                let commandLine = switch setting.commandLine {
+                case .option(let name): "`--\(name)`"
+                case .within(let usage): "in `\(usage)`"
+                case .none: ""
+                }
+                let defaultValue = setting.defaultValueText.map { "`\($0)`" } ?? setting.defaultDescription ?? "required"
+                return "| `\(table)\(setting.key)` | \(commandLine) | \(setting.valueDescription) | \(defaultValue) | \(setting.help). |"
+            }
+        }
+        let rows = rows(Settings.configuration, table: "") + rows(Settings.listener, table: "listener.")
+            + rows(Settings.workers, table: "workers.")
+        return (["| Key | Command line | Value | Default | |", "|---|---|---|---|---|"] + rows).joined(separator: "\n")
+    }
+
+    @Test func docsListEverySettingAsDeclared() throws {
+        let docs = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../../Docs/configuration.md")
+        let text = try String(contentsOf: docs, encoding: .utf8)
+        let documented = text.contains(Self.documentation)
+        #expect(documented, "Docs/configuration.md should hold this table:\n\(Self.documentation)")
+    }
+
+    @Test func everyOptionReadsLikeItsKey() throws {
+        // The command line and the file read an option's value with the same parser.
+        let file = try ConfigurationFile.parse("""
+            [workers]
+            command = "./server"
+            count = 3
+            readiness = "delay:1s"
+            ready_timeout = "5s"
+            drain_signal = "QUIT"
+            drain_timeout = "7s"
+            output = "prefix"
+            protocol = "preload"
+            preload_library = "/x.so"
+            """, source: "baton.toml", defaultControlSocket: "/run/b.sock")
+        var oneLine = CommandLineConfiguration()
+        oneLine.command = ["./server"]
+        oneLine[Settings.workerCount] = "3"
+        oneLine[Settings.readiness] = "delay:1s"
+        oneLine[Settings.readyTimeout] = "5s"
+        oneLine[Settings.drainSignal] = "QUIT"
+        oneLine[Settings.drainTimeout] = "7s"
+        oneLine[Settings.output] = "prefix"
+        oneLine[Settings.socketProtocol] = "preload"
+        oneLine[Settings.preloadLibrary] = "/x.so"
+        oneLine[Settings.controlSocket] = "/run/b.sock"
+        // Every option of the table is above.
+        let options = (Settings.configuration.map(\.commandLine) + Settings.workers.map(\.commandLine)).filter {
+            if case .option = $0 { true } else { false }
+        }
+        #expect(options.count == 9)
+        #expect(try oneLine.configuration() == file)
     }
 }

@@ -25,3 +25,8 @@ public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
         return text + ": " + problem
     }
 }
+
+extension String {
+    /// As TOML writes a string, for error messages.
+    var quoted: String { "\"\(self)\"" }
+}

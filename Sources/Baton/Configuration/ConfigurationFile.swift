@@ -1,25 +1,7 @@
 import TOMLKit
 
-/// Reads a TOML configuration file:
-///
-/// ```toml
-/// control_socket = "/run/app/baton.sock"
-///
-/// [[listener]]
-/// name = "http"
-/// address = "tcp://0.0.0.0:8080"
-/// reuseport = "per-worker"   # or "shared"
-/// backlog = 4096
-///
-/// [workers]
-/// command = ["./server", "--port-from-fd"]
-/// count = 4
-/// readiness = "notify"        # "delay:2s", "exec:curl -fs http://127.0.0.1:8080/health"
-/// ready_timeout = "60s"
-/// drain_signal = "TERM"
-/// drain_timeout = "30s"
-/// protocol = "systemd"        # "einhorn", "server-starter", "preload", "none"
-/// ```
+/// Reads a TOML configuration file: top-level keys, `[[listener]]` tables and a
+/// `[workers]` table, each key one of ``Settings`` (Docs/configuration.md lists them).
 ///
 /// Every key is checked; an unknown key is an error, so a typo never goes unnoticed.
 public enum ConfigurationFile {
@@ -44,7 +26,7 @@ public enum ConfigurationFile {
             throw ConfigurationError(source: source, problem: "not valid TOML: \(error)")
         }
         let reader = TableReader(table: root, path: "", source: source)
-        try reader.allowOnly(["control_socket", "listener", "workers"])
+        try reader.allowOnly(Settings.configuration, tables: ["listener", "workers"])
 
         var listeners: [ListenerConfiguration] = []
         if let array = root["listener"] {
@@ -55,136 +37,31 @@ public enum ConfigurationFile {
                 guard let table = element.table else {
                     throw ConfigurationError(source: source, key: "listener[\(index)]", problem: "expected a table")
                 }
-                listeners.append(try listener(TableReader(table: table, path: "listener[\(index)].", source: source)))
+                let reader = TableReader(table: table, path: "listener[\(index)].", source: source)
+                try reader.allowOnly(Settings.listener)
+                var listener = ListenerConfiguration(name: try reader.required(Settings.listenerName),
+                                                     address: try reader.required(Settings.listenerAddress))
+                try reader.read(Settings.listener, into: &listener)
+                listeners.append(listener)
             }
         }
 
         guard let workersTable = root["workers"]?.table else {
             throw ConfigurationError(source: source, key: "workers", problem: "a [workers] table is required")
         }
-        let workers = try workerConfiguration(TableReader(table: workersTable, path: "workers.", source: source))
-        let configuration = Configuration(
-            listeners: listeners, workers: workers,
-            controlSocket: try reader.string("control_socket") ?? defaultControlSocket)
+        let workersReader = TableReader(table: workersTable, path: "workers.", source: source)
+        try workersReader.allowOnly(Settings.workers)
+        var workers = WorkerConfiguration(command: try workersReader.required(Settings.command))
+        try workersReader.read(Settings.workers, into: &workers)
+
+        var configuration = Configuration(listeners: listeners, workers: workers, controlSocket: defaultControlSocket)
+        try reader.read(Settings.configuration, into: &configuration)
         try configuration.validate(source: source)
         return configuration
     }
-
-    private static func listener(_ reader: TableReader) throws(ConfigurationError) -> ListenerConfiguration {
-        try reader.allowOnly(["name", "address", "reuseport", "backlog", "mode"])
-        guard let name = try reader.string("name") else {
-            throw reader.error("name", problem: "every listener needs a name")
-        }
-        guard ListenerName.isValid(name) else {
-            throw reader.error("name", value: name.quoted, problem: ListenerName.rule)
-        }
-        guard let addressText = try reader.string("address") else {
-            throw reader.error("address", problem: "every listener needs an address")
-        }
-        let address: ListenerAddress
-        do {
-            address = try ListenerAddress(parsing: addressText)
-        } catch {
-            throw reader.error("address", value: addressText.quoted, problem: error.description)
-        }
-        var reusePort: ReusePortMode?
-        if let text = try reader.string("reuseport") {
-            guard let mode = ReusePortMode(rawValue: text) else {
-                throw reader.error("reuseport", value: text.quoted, problem: "expected \"per-worker\" or \"shared\"")
-            }
-            guard mode == .shared || address.supportsReusePort else {
-                throw reader.error("reuseport", value: text.quoted, problem: "unix sockets can only be shared")
-            }
-            reusePort = mode
-        }
-        var backlog: Int32?
-        if let value = try reader.integer("backlog") {
-            guard value > 0, value <= Int(Int32.max) else {
-                throw reader.error("backlog", value: "\(value)", problem: "expected a positive number")
-            }
-            backlog = Int32(value)
-        }
-        var socketMode: UInt32?
-        if let text = try reader.string("mode") {
-            guard case .unix = address else {
-                throw reader.error("mode", value: text.quoted, problem: "only unix sockets have a file mode")
-            }
-            guard let mode = UInt32(text, radix: 8), mode <= 0o777 else {
-                throw reader.error("mode", value: text.quoted, problem: "expected an octal file mode such as \"0660\"")
-            }
-            socketMode = mode
-        }
-        return ListenerConfiguration(name: name, address: address, reusePort: reusePort,
-                                     backlog: backlog, socketMode: socketMode)
-    }
-
-    private static func workerConfiguration(_ reader: TableReader) throws(ConfigurationError) -> WorkerConfiguration {
-        try reader.allowOnly([
-            "command", "count", "directory", "environment", "readiness", "ready_timeout", "drain_signal",
-            "drain_timeout", "restart_delay", "restart_delay_max", "output", "protocol", "preload_library",
-        ])
-        guard let command = try reader.strings("command"), !command.isEmpty else {
-            throw reader.error("command", problem: "a command is required, such as [\"./server\", \"--flag\"]")
-        }
-        var workers = WorkerConfiguration(command: command)
-        if let count = try reader.integer("count") {
-            guard WorkerConfiguration.countRange.contains(count) else {
-                throw reader.error("count", value: "\(count)", problem: "expected a number of workers from 1 to 1024")
-            }
-            workers.count = count
-        }
-        workers.directory = try reader.string("directory")
-        if let environment = reader.table["environment"] {
-            guard let table = environment.table else {
-                throw reader.error("environment", problem: "expected a table of strings, such as { KEY = \"value\" }")
-            }
-            for key in table.keys {
-                guard let value = table[key]?.string else {
-                    throw reader.error("environment.\(key)", problem: "expected a string")
-                }
-                workers.environment[key] = value
-            }
-        }
-        if let text = try reader.string("readiness") {
-            do {
-                workers.readiness = try ReadinessFormat.parse(text)
-            } catch {
-                throw reader.error("readiness", value: text.quoted, problem: error.description)
-            }
-        }
-        if let value = try reader.duration("ready_timeout") { workers.readyTimeout = value }
-        if let value = try reader.duration("drain_timeout") { workers.drainTimeout = value }
-        if let value = try reader.duration("restart_delay") { workers.restartDelay = value }
-        if let value = try reader.duration("restart_delay_max") { workers.restartDelayMax = value }
-        if let text = try reader.string("drain_signal") {
-            guard let signal = SignalName.parse(text) else {
-                throw reader.error("drain_signal", value: text.quoted, problem: "unknown signal: use a name such as TERM, QUIT or WINCH")
-            }
-            workers.drainSignal = signal
-        }
-        if let text = try reader.string("output") {
-            guard let output = OutputMode(rawValue: text) else {
-                throw reader.error("output", value: text.quoted, problem: "expected \"inherit\" or \"prefix\"")
-            }
-            workers.output = output
-        }
-        if let text = try reader.string("protocol") {
-            guard let socketProtocol = SocketProtocol(rawValue: text) else {
-                throw reader.error("protocol", value: text.quoted, problem: "unknown protocol: expected one of \(SocketProtocol.choices)")
-            }
-            workers.socketProtocol = socketProtocol
-        }
-        if let path = try reader.string("preload_library") {
-            guard workers.socketProtocol == .preload else {
-                throw reader.error("preload_library", value: path.quoted, problem: "only used with protocol = \"preload\"")
-            }
-            workers.preloadLibrary = path
-        }
-        return workers
-    }
 }
 
-/// Typed access to one TOML table, with errors that name the key and file.
+/// Reads the settings of one TOML table, with errors that name the key and file.
 private struct TableReader {
     let table: TOMLTable
     let path: String
@@ -194,81 +71,76 @@ private struct TableReader {
         ConfigurationError(source: source, key: path + key, value: value, problem: problem)
     }
 
-    func allowOnly(_ keys: Set<String>) throws(ConfigurationError) {
+    /// Checks that every key of the table is one of `settings` or `tables`.
+    func allowOnly<Root>(_ settings: [any AnySetting<Root>], tables: [String] = []) throws(ConfigurationError) {
+        let keys = Set(settings.map(\.key) + tables)
         for key in table.keys where !keys.contains(key) {
             throw error(key, problem: "unknown key; known keys here: \(keys.sorted().joined(separator: ", "))")
         }
     }
 
-    func string(_ key: String) throws(ConfigurationError) -> String? {
-        guard let value = table[key] else { return nil }
-        guard let string = value.string else { throw error(key, value: value.debugDescription, problem: "expected a string") }
-        return string
-    }
-
-    func integer(_ key: String) throws(ConfigurationError) -> Int? {
-        guard let value = table[key] else { return nil }
-        guard let integer = value.int else { throw error(key, value: value.debugDescription, problem: "expected an integer") }
-        return integer
-    }
-
-    func strings(_ key: String) throws(ConfigurationError) -> [String]? {
-        guard let value = table[key] else { return nil }
-        if let string = value.string {
-            return [string]
-        }
-        guard let array = value.array else {
-            throw error(key, value: value.debugDescription, problem: "expected an array of strings")
-        }
-        var strings: [String] = []
-        for element in array {
-            guard let string = element.string else {
-                throw error(key, value: element.debugDescription, problem: "expected an array of strings")
+    /// Sets in `root` each of `settings` the table gives, except the required ones.
+    func read<Root>(_ settings: [any AnySetting<Root>], into root: inout Root) throws(ConfigurationError) {
+        for setting in settings where setting.missing == nil {
+            guard let (input, shown) = try input(setting.key, setting.written) else { continue }
+            do {
+                try setting.apply(input, to: &root)
+            } catch {
+                throw self.error(setting.key, value: shown, problem: error.message(.file))
             }
-            strings.append(string)
         }
-        return strings
     }
 
-    func duration(_ key: String) throws(ConfigurationError) -> Duration? {
-        guard let text = try string(key) else { return nil }
-        guard let duration = DurationFormat.parse(text) else {
-            throw error(key, value: text.quoted, problem: "expected a duration such as \"30s\", \"500ms\" or \"2m\"")
+    /// The value of a setting without which there is nothing to configure.
+    func required<Root, Value>(_ setting: Setting<Root, Value>) throws(ConfigurationError) -> Value {
+        guard let missing = setting.missing else { preconditionFailure("\(setting.key) has a default") }
+        guard let (input, shown) = try input(setting.key, setting.written), !input.isEmpty else {
+            throw error(setting.key, problem: missing)
         }
-        return duration
+        do {
+            return try setting.value(input)
+        } catch {
+            throw self.error(setting.key, value: shown, problem: error.message(.file))
+        }
     }
-}
 
-/// Listener names travel in `LISTEN_FDNAMES`, which separates them with colons.
-public enum ListenerName {
-    static let rule = "a name is 1 to 255 letters, digits, '-', '_' or '.'"
-
-    public static func isValid(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 255
-            && name.unicodeScalars.allSatisfy { $0.properties.isAlphabetic && $0.isASCII || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0) }
-    }
-}
-
-/// The readiness forms of the configuration and the command line.
-public enum ReadinessFormat {
-    public static func parse(_ text: String) throws(FormatError) -> Readiness {
-        if text == "notify" { return .notify }
-        if text.hasPrefix("delay:") {
-            guard let duration = DurationFormat.parse(String(text.dropFirst(6))) else {
-                throw FormatError("expected delay:<duration>, such as delay:2s")
+    /// What the table gives for `key`, and how an error shows it; nil when it gives nothing.
+    private func input(_ key: String, _ kind: SettingInput.Kind) throws(ConfigurationError) -> (SettingInput, shown: String)? {
+        guard let value = table[key] else { return nil }
+        switch kind {
+        case .string:
+            guard let string = value.string else { throw error(key, value: value.debugDescription, problem: "expected a string") }
+            return (.text(string), string.quoted)
+        case .integer:
+            guard let integer = value.int else { throw error(key, value: value.debugDescription, problem: "expected an integer") }
+            return (.text("\(integer)"), "\(integer)")
+        case .strings:
+            if let string = value.string {
+                return (.strings([string]), string.quoted)
             }
-            return .delay(duration)
+            guard let array = value.array else {
+                throw error(key, value: value.debugDescription, problem: "expected an array of strings")
+            }
+            var strings: [String] = []
+            for element in array {
+                guard let string = element.string else {
+                    throw error(key, value: element.debugDescription, problem: "expected an array of strings")
+                }
+                strings.append(string)
+            }
+            return (.strings(strings), value.debugDescription)
+        case .table:
+            guard let table = value.table else {
+                throw error(key, problem: "expected a table of strings, such as { KEY = \"value\" }")
+            }
+            var strings: [String: String] = [:]
+            for name in table.keys {
+                guard let string = table[name]?.string else {
+                    throw error("\(key).\(name)", problem: "expected a string")
+                }
+                strings[name] = string
+            }
+            return (.table(strings), value.debugDescription)
         }
-        if text.hasPrefix("exec:") {
-            let command = String(text.dropFirst(5))
-            guard !command.isEmpty else { throw FormatError("expected exec:<shell command>") }
-            return .exec(command)
-        }
-        throw FormatError("expected notify, delay:<duration> or exec:<command>")
     }
-}
-
-extension String {
-    /// As TOML writes a string, for error messages.
-    var quoted: String { "\"\(self)\"" }
 }

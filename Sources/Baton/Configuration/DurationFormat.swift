@@ -1,10 +1,17 @@
 /// Durations as people write them in configurations: `30s`, `500ms`, `2m`, `1.5s`, `1h`.
 public enum DurationFormat {
+    /// The longest duration a timer takes: its nanoseconds must fit in an `Int64`
+    /// (about 292 years).
+    static let longestMicroseconds = Int64.max / 1000
+
+    /// The duration `text` writes, or nil when it writes none or one longer than a timer takes.
     public static func parse(_ text: String) -> Duration? {
         let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
-            guard let number = Double(text.dropLast(suffix.count)), number >= 0, number.isFinite else { return nil }
-            return .microseconds(Int64((number * scale * 1e6).rounded()))
+            guard let number = Double(text.dropLast(suffix.count)), number >= 0, number.isFinite,
+                  let microseconds = Int64(exactly: (number * scale * 1e6).rounded()),
+                  microseconds <= longestMicroseconds else { return nil }
+            return .microseconds(microseconds)
         }
         return nil
     }

@@ -18,9 +18,9 @@ enum ProcessSpawner {
     /// The pid of the started process. The process may still exit at once; that
     /// arrives like any other exit.
     static func spawn(_ request: Request) throws(SpawnError) -> pid_t {
-        guard let program = request.command.first else { throw SpawnError("no command") }
+        guard let program = request.command.first else { throw .commandNotFound(program: "") }
         guard let path = resolve(program, searchPath: request.environment["PATH"], directory: request.directory) else {
-            throw SpawnError("\(program): command not found")
+            throw .commandNotFound(program: program)
         }
 
         var environment = request.environment
@@ -52,7 +52,7 @@ enum ProcessSpawner {
             }
         }
         guard error == 0 else {
-            throw SpawnError("\(program): \(String(cString: strerror(error)))", pid: pid == 0 ? nil : pid)
+            throw .failed(program: program, errno: error)
         }
         return pid
     }
@@ -137,14 +137,24 @@ enum ProcessSpawner {
     }
 }
 
-public struct SpawnError: Error, CustomStringConvertible {
-    public var description: String
-    /// Set when the child was forked but failed before or at execve; it must still be reaped.
-    var pid: pid_t?
+/// Why a process could not be started.
+enum SpawnError: Error, CustomStringConvertible {
+    /// The program has no slash and is not in `PATH` (or the command is empty).
+    case commandNotFound(program: String)
+    /// `fork`, or in the child `chdir`, `dup2` or `execve`, failed with `errno`; the
+    /// shim reports the errno, not the step.
+    case failed(program: String, errno: Int32)
+    /// `protocol = "preload"`, and the library cannot be read.
+    case preloadLibraryUnreadable(path: String, errno: Int32)
 
-    init(_ description: String, pid: pid_t? = nil) {
-        self.description = description
-        self.pid = pid
+    var description: String {
+        switch self {
+        case .preloadLibraryUnreadable(let path, let errno):
+            "the preload library \(path) cannot be read (\(String(cString: strerror(errno)))); set preload_library (--preload-library)"
+        case .commandNotFound(let program) where program.isEmpty: "no command"
+        case .commandNotFound(let program): "\(program): command not found"
+        case .failed(let program, let errno): "\(program): \(String(cString: strerror(errno)))"
+        }
     }
 }
 

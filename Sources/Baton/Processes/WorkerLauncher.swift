@@ -48,7 +48,7 @@ struct WorkerLauncher {
         if settings.socketProtocol == .preload {
             preloadLibrary = settings.preloadLibrary ?? PreloadLibrary.besideExecutable()
             guard access(preloadLibrary, R_OK) == 0 else {
-                throw SpawnError("the preload library \(preloadLibrary) cannot be read (\(String(cString: strerror(errno)))); set preload_library (--preload-library)")
+                throw SpawnError.preloadLibraryUnreadable(path: preloadLibrary, errno: errno)
             }
         }
         var request = request(for: worker, configuration, sockets: sockets, notifyAddress: notifyAddress,

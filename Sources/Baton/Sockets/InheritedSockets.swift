@@ -55,20 +55,13 @@ final class InheritedSockets {
         return InheritedSockets(sockets)
     }
 
-    /// How many sockets named `name` are waiting.
-    func count(named name: String) -> Int {
-        waiting.count { $0.name == name }
-    }
-
     /// The first waiting socket named `name`, checked against what the listener asks
     /// for; a socket of the wrong kind or address fails the whole configuration.
     func adopt(for listener: ListenerConfiguration) throws(AdoptionError) -> Socket? {
         guard let index = waiting.firstIndex(where: { $0.name == listener.name }) else { return nil }
         let socket = waiting[index]
         if let mismatch = socket.identity.mismatch(with: listener.address) {
-            throw AdoptionError(
-                "listener \(listener.name) is \(listener.address), but the socket systemd passed as fd \(socket.fd) "
-                    + "named \(listener.name) \(mismatch): make the socket unit and the configuration agree")
+            throw .mismatch(listener: listener, fd: socket.fd, mismatch: mismatch)
         }
         waiting.remove(at: index)
         return socket
@@ -85,12 +78,23 @@ final class InheritedSockets {
     }
 }
 
-/// A configuration asks for one socket, systemd passed another.
-struct AdoptionError: Error, CustomStringConvertible {
-    var description: String
+/// A listener that the sockets systemd passed cannot serve.
+enum AdoptionError: Error, CustomStringConvertible {
+    /// The socket named after the listener (at `fd`) is another kind or address:
+    /// `mismatch` says how, such as "is tcp://127.0.0.1:9090" or "does not listen".
+    case mismatch(listener: ListenerConfiguration, fd: Int32, mismatch: String)
+    /// A `per-worker` listener whose adopted socket cannot be one of a slot per socket.
+    case cannotServeEverySlot(listener: ListenerConfiguration, reason: String)
 
-    init(_ description: String) {
-        self.description = description
+    var description: String {
+        switch self {
+        case .mismatch(let listener, let fd, let mismatch):
+            "listener \(listener.name) is \(listener.address), but the socket systemd passed as fd \(fd) named \(listener.name) "
+                + "\(mismatch): make the socket unit and the configuration agree"
+        case .cannotServeEverySlot(let listener, let reason):
+            "listener \(listener.name) \(listener.address): the sockets systemd passed cannot serve every slot (\(reason)); "
+                + "set reuseport = \"shared\""
+        }
     }
 }
 

@@ -146,7 +146,7 @@ final class SocketTable {
     /// Turns a `per-worker` listener into a `shared` one around the socket systemd passed.
     private func share(_ listener: ListenerConfiguration, adopted key: Key, reason: String) throws(AdoptionError) -> Key {
         guard key.slot == 0, let fd = descriptors.removeValue(forKey: key) else {
-            throw AdoptionError("listener \(listener.name) \(listener.address): the sockets systemd passed cannot serve every slot (\(reason)); set reuseport = \"shared\"")
+            throw .cannotServeEverySlot(listener: listener, reason: reason)
         }
         var shared = listener
         shared.reusePort = .shared
@@ -206,7 +206,7 @@ final class SocketTable {
             if let existing = steering[listener.address] {
                 group = existing
             } else {
-                group = try SteeringGroup(capacity: UInt32(WorkerConfiguration.countRange.upperBound))
+                group = try SteeringGroup(capacity: UInt32(Settings.slots.upperBound))
             }
             try group.attach(to: fd)
             steering[listener.address] = group

@@ -194,7 +194,7 @@ public final class Supervisor: @unchecked Sendable {
         case .reload:
             feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false)))
         case .scale:
-            guard let count = request.workers, WorkerConfiguration.countRange.contains(count) else {
+            guard let count = request.workers, Settings.workerCount.accepts(count) else {
                 let given = request.workers.map { "\($0)" } ?? "no \"workers\""
                 responder.send(.failure("scale: expected a number of workers from 1 to 1024, got \(given); nothing changed"))
                 return

@@ -50,8 +50,8 @@ int baton_enable_credentials(int fd);
 /// none waits). Descriptors passed with it are closed. `*length` is the payload length.
 int baton_receive_with_credentials(int fd, char *buffer, size_t capacity, size_t *length, pid_t *pid);
 
-/// The pid and uid of the peer of a connected unix socket.
-int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid);
+/// The pid, uid and gid of the peer of a connected unix socket (SO_PEERCRED).
+int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
 /// The current and maximum accept-queue length of a listening TCP socket.
 int baton_accept_queue(int fd, uint32_t *depth, uint32_t *capacity);
@@ -68,11 +68,6 @@ int baton_become_subreaper(void);
 /// Makes every descriptor from `first` on close-on-exec (close_range), so that an
 /// execve of this process passes on only what is then made inheritable on purpose.
 int baton_close_on_exec_from(int first);
-
-/// Moves the calling thread into the network namespace of process `pid` (setns), so
-/// that the sockets it opens are that namespace's. For tests that reach a service
-/// running in a namespace of its own.
-int baton_enter_network_namespace(pid_t pid);
 
 /// Waits for the next signal on a signalfd from `baton_signalfd`.
 int baton_read_signal(int fd, int *signal);

@@ -1,0 +1,161 @@
+/// How the values of one kind of setting are written, read and checked: the one parser
+/// the file and the command line share.
+struct SettingFormat<Value: Sendable>: Sendable {
+    /// What the file writes for it.
+    let written: SettingInput.Kind
+    /// The kind and the values accepted, for the documentation: "duration, 0s or more".
+    let description: String
+    /// The value an input gives; throws ``problem`` or a more precise one.
+    let parse: @Sendable (SettingInput) throws(SettingProblem) -> Value
+    /// Whether a value that parses is in the setting's range.
+    let accepts: @Sendable (Value) -> Bool
+    /// What is wrong with a value that does not parse or is out of range.
+    let problem: SettingProblem
+    /// A value as people write it, for the documentation and the help.
+    let text: @Sendable (Value) -> String
+
+    /// A format read from text, with the default checks of the rest.
+    init(_ description: String, written: SettingInput.Kind = .string, problem: SettingProblem,
+         accepts: @escaping @Sendable (Value) -> Bool = { _ in true },
+         text: @escaping @Sendable (Value) -> String,
+         parse: @escaping @Sendable (String) throws(SettingProblem) -> Value?) {
+        self.written = written
+        self.description = description
+        self.problem = problem
+        self.accepts = accepts
+        self.text = text
+        self.parse = { input throws(SettingProblem) in
+            guard case .text(let string) = input else { preconditionFailure("\(description) is read from text") }
+            guard let value = try parse(string) else { throw problem }
+            return value
+        }
+    }
+
+    /// A format read from an array or a table.
+    init(_ description: String, written: SettingInput.Kind, problem: SettingProblem,
+         text: @escaping @Sendable (Value) -> String,
+         read: @escaping @Sendable (SettingInput) throws(SettingProblem) -> Value) {
+        self.written = written
+        self.description = description
+        self.problem = problem
+        accepts = { _ in true }
+        self.text = text
+        parse = read
+    }
+}
+
+extension SettingFormat where Value == String {
+    /// Any string, such as a path.
+    static func string(_ description: String) -> Self {
+        Self(description, problem: SettingProblem("expected a string"), text: { $0 }) { $0 }
+    }
+}
+
+extension SettingFormat where Value == [String] {
+    /// A program and its arguments: an array of strings, or one string for a program alone.
+    static var command: Self {
+        Self("array of strings", written: .strings, problem: SettingProblem("expected an array of strings"),
+             text: { "[" + $0.map(\.quoted).joined(separator: ", ") + "]" }) { input throws(SettingProblem) in
+            guard case .strings(let strings) = input else { preconditionFailure("a command is read from strings") }
+            return strings
+        }
+    }
+}
+
+extension SettingFormat where Value == [String: String] {
+    /// Names and values, such as environment variables.
+    static var table: Self {
+        Self("table of strings", written: .table, problem: SettingProblem("expected a table of strings"),
+             text: { $0.isEmpty ? "{}" : "{ " + $0.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value.quoted)" }.joined(separator: ", ") + " }" }) {
+            input throws(SettingProblem) in
+            guard case .table(let table) = input else { preconditionFailure("a table is read from a table") }
+            return table
+        }
+    }
+}
+
+extension SettingFormat where Value == Duration {
+    /// `30s`, `500ms`, `2m`, `1.5s`, `1h`, within `range`.
+    static func duration(in range: PartialRangeFrom<Duration>) -> Self {
+        duration(range.contains, "duration, \(DurationFormat.string(range.lowerBound)) or more")
+    }
+
+    static func duration(in range: ClosedRange<Duration>) -> Self {
+        duration(range.contains, "duration, \(DurationFormat.string(range.lowerBound)) to \(DurationFormat.string(range.upperBound))")
+    }
+
+    private static func duration(_ accepts: @escaping @Sendable (Duration) -> Bool, _ description: String) -> Self {
+        let problem = SettingProblem { "expected a duration such as \($0.literal("30s")), \($0.literal("500ms")) or \($0.literal("2m"))" }
+        return Self(description, problem: problem, accepts: accepts, text: DurationFormat.string) { DurationFormat.parse($0) }
+    }
+}
+
+extension SettingFormat where Value: FixedWidthInteger {
+    /// An integer in `range`, written as an integer in the file; `problem` says what
+    /// is expected of it.
+    static func integer(in range: ClosedRange<Value>, problem: @escaping @Sendable (ClosedRange<Value>) -> String) -> Self {
+        Self("integer, \(range.lowerBound) to \(range.upperBound)", written: .integer, problem: SettingProblem(problem(range)),
+             accepts: range.contains, text: { "\($0)" }) { Value($0) }
+    }
+}
+
+extension SettingFormat where Value == Int32 {
+    /// A signal by name, with or without `SIG`, or by number.
+    static var signal: Self {
+        Self("signal name or number", problem: SettingProblem("unknown signal: use a name such as TERM, QUIT or WINCH"),
+             text: { String(SignalName.name($0).trimmingPrefix("SIG")) }) { SignalName.parse($0) }
+    }
+}
+
+extension SettingFormat where Value == UInt32 {
+    /// A file mode in octal, such as `0660`.
+    static var fileMode: Self {
+        Self("octal file mode", problem: SettingProblem { "expected an octal file mode such as \($0.literal("0660"))" },
+             accepts: { $0 <= 0o777 }, text: { "0" + String($0, radix: 8) }) { UInt32($0, radix: 8) }
+    }
+}
+
+extension SettingFormat where Value: RawRepresentable & CaseIterable & Sendable, Value.RawValue == String {
+    /// One of the enumeration's raw values.
+    static func choice(problem: @escaping @Sendable (SettingSyntax) -> String) -> Self {
+        let choices = Value.allCases.map { "`\($0.rawValue)`" }.joined(separator: ", ")
+        return Self("one of \(choices)", problem: SettingProblem(problem), text: \.rawValue) { Value(rawValue: $0) }
+    }
+}
+
+extension SettingFormat where Value == Readiness {
+    /// `notify`, `delay:DURATION` or `exec:COMMAND`.
+    static var readiness: Self {
+        parsing("`notify`, `delay:DURATION` or `exec:COMMAND`", Readiness.init(parsing:))
+    }
+}
+
+extension SettingFormat where Value == ListenerAddress {
+    /// `tcp://HOST:PORT`, `tcp://[IPv6]:PORT`, `udp://HOST:PORT` or `unix:///PATH`.
+    static var address: Self {
+        parsing("`tcp://HOST:PORT`, `tcp://[IPv6]:PORT`, `udp://HOST:PORT` or `unix:///PATH`", ListenerAddress.init(parsing:))
+    }
+}
+
+extension SettingFormat {
+    /// Values read by `initializer`, whose error says what is wrong.
+    private static func parsing(_ description: String,
+                                _ initializer: @escaping @Sendable (String) throws(FormatError) -> Value) -> Self
+    where Value: CustomStringConvertible {
+        Self(description, problem: SettingProblem("expected \(description)"), text: \.description) { text throws(SettingProblem) in
+            do throws(FormatError) {
+                return try initializer(text)
+            } catch {
+                throw SettingProblem(error.description)
+            }
+        }
+    }
+}
+
+extension SettingFormat where Value == String {
+    /// A listener's name, as `LISTEN_FDNAMES` can carry it.
+    static var listenerName: Self {
+        Self("1 to 255 letters, digits, `-`, `_` or `.`", problem: SettingProblem(ListenerName.rule),
+             accepts: ListenerName.isValid, text: { $0 }) { $0 }
+    }
+}

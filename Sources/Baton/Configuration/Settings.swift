@@ -1,0 +1,132 @@
+import Glibc
+
+/// Every setting of a Baton configuration, each declared once: its key in the file, its
+/// command-line option, what it accepts, its default, and the field it sets. The lists
+/// at the end of each table are what the readers and Docs/configuration.md go through,
+/// in the order the readers check them.
+public enum Settings {
+    // MARK: - The file's top level
+
+    public static let controlSocket = Setting<Configuration, String>(
+        "control_socket", \.controlSocket, .string("path"),
+        commandLine: .option("control"), default: .described("see Docs/control-protocol.md"),
+        help: "Path of the control socket")
+
+    static let configuration: [any AnySetting<Configuration>] = [controlSocket]
+
+    // MARK: - [[listener]]
+
+    public static let listenerName = Setting<ListenerConfiguration, String>(
+        "name", \.name, .listenerName,
+        commandLine: .within("--listen NAME=ADDRESS"), default: .required("every listener needs a name"),
+        help: "The listener's name in LISTEN_FDNAMES; a socket systemd passes with this FileDescriptorName= is adopted instead of opening one")
+
+    public static let listenerAddress = Setting<ListenerConfiguration, ListenerAddress>(
+        "address", \.address, .address,
+        commandLine: .within("--listen NAME=ADDRESS"), default: .required("every listener needs an address"),
+        help: "Where the listener's socket is bound")
+
+    static let reusePort = Setting<ListenerConfiguration, ReusePortMode>(
+        "reuseport", \.reusePort, .choice { "expected \($0.literal("per-worker")) or \($0.literal("shared"))" },
+        default: .described("`per-worker` for tcp and udp, `shared` for unix"),
+        help: "`per-worker`: one SO_REUSEPORT socket per slot; `shared`: one socket for all slots",
+        check: { mode, listener in
+            mode == .shared || listener.address.supportsReusePort ? nil : SettingProblem("unix sockets can only be shared")
+        })
+
+    static let backlog = Setting<ListenerConfiguration, Int32>(
+        "backlog", \.backlog, .integer(in: 1...Int32.max) { _ in "expected a positive number" },
+        default: .described("net.core.somaxconn"),
+        help: "The listen() backlog")
+
+    static let socketMode = Setting<ListenerConfiguration, UInt32>(
+        "mode", \.socketMode, .fileMode,
+        default: .described("as the umask leaves it"),
+        help: "Unix sockets only: the socket file's mode",
+        requires: SettingRequirement(holds: { if case .unix = $0.address { true } else { false } },
+                                     problem: SettingProblem("only unix sockets have a file mode")))
+
+    static let listener: [any AnySetting<ListenerConfiguration>] = [listenerName, listenerAddress, reusePort, backlog, socketMode]
+
+    // MARK: - [workers]
+
+    public static let command = Setting<WorkerConfiguration, [String]>(
+        "command", \.command, .command,
+        commandLine: .within("-- COMMAND ARGUMENTS..."), default: .required(#"a command is required, such as ["./server", "--flag"]"#),
+        help: "The program and its arguments; the program is looked up in PATH when it has no slash, and {fd:NAME} becomes listener NAME's descriptor number")
+
+    /// How many slots a service may have.
+    public static let slots = 1...1024
+
+    public static let workerCount = Setting<WorkerConfiguration, Int>(
+        "count", \.count, .integer(in: slots) { "expected a number of workers from \($0.lowerBound) to \($0.upperBound)" },
+        commandLine: .option("workers"), default: .value(1),
+        help: "Number of worker slots")
+
+    static let directory = Setting<WorkerConfiguration, String>(
+        "directory", \.directory, .string("path"),
+        default: .described("Baton's"),
+        help: "The workers' working directory")
+
+    static let environment = Setting<WorkerConfiguration, [String: String]>(
+        "environment", \.environment, .table,
+        default: .value([:]),
+        help: "Variables added to (or replacing in) Baton's own environment")
+
+    public static let readiness = Setting<WorkerConfiguration, Readiness>(
+        "readiness", \.readiness, .readiness,
+        commandLine: .option("ready"), default: .value(.notify),
+        help: "How Baton learns that a worker serves: notify, delay:DURATION or exec:COMMAND")
+
+    public static let readyTimeout = Setting<WorkerConfiguration, Duration>(
+        "ready_timeout", \.readyTimeout, .duration(in: .zero...),
+        commandLine: .option("ready-timeout"), default: .value(.seconds(60)),
+        help: "How long a worker may take to become ready")
+
+    public static let drainTimeout = Setting<WorkerConfiguration, Duration>(
+        "drain_timeout", \.drainTimeout, .duration(in: .zero...),
+        commandLine: .option("drain-timeout"), default: .value(.seconds(30)),
+        help: "How long a draining worker may take before it is killed")
+
+    public static let drainGrace = Setting<WorkerConfiguration, Duration>(
+        "drain_grace", \.drainGrace, .duration(in: .zero...),
+        commandLine: .option("drain-grace"), default: .value(.seconds(5)),
+        help: "How long a replaced generation, out of rotation, may take to accept what its sockets hold before it gets the drain signal anyway")
+
+    static let restartDelay = Setting<WorkerConfiguration, Duration>(
+        "restart_delay", \.restartDelay, .duration(in: .zero...),
+        default: .value(.milliseconds(500)),
+        help: "The delay before the first restart of a crashed worker; it doubles on each crash in a row")
+
+    static let restartDelayMax = Setting<WorkerConfiguration, Duration>(
+        "restart_delay_max", \.restartDelayMax, .duration(in: .zero...),
+        default: .value(.seconds(30)),
+        help: "The longest delay before a restart")
+
+    public static let drainSignal = Setting<WorkerConfiguration, Int32>(
+        "drain_signal", \.drainSignal, .signal,
+        commandLine: .option("drain-signal"), default: .value(SIGTERM),
+        help: "Signal that tells a worker to drain")
+
+    public static let output = Setting<WorkerConfiguration, OutputMode>(
+        "output", \.output, .choice { "expected \($0.literal("inherit")) or \($0.literal("prefix"))" },
+        commandLine: .option("output"), default: .value(.inherit),
+        help: "Worker output: inherit, or prefix each line with its generation and slot")
+
+    public static let socketProtocol = Setting<WorkerConfiguration, SocketProtocol>(
+        "protocol", \.socketProtocol, .choice { _ in "unknown protocol: expected one of \(SocketProtocol.choices)" },
+        commandLine: .option("protocol"), default: .value(.systemd),
+        help: "How workers find their sockets: systemd, einhorn, server-starter, preload or none. {fd:NAME} in the command is replaced with listener NAME's descriptor in any case")
+
+    public static let preloadLibrary = Setting<WorkerConfiguration, String>(
+        "preload_library", \.preloadLibrary, .string("path"),
+        commandLine: .option("preload-library"), default: .described("libbaton-preload.so beside baton"),
+        help: "With the preload protocol: the library to preload",
+        requires: SettingRequirement(holds: { $0.socketProtocol == .preload },
+                                     problem: SettingProblem { "only used with \($0.assignment(socketProtocol, SocketProtocol.preload.rawValue))" }))
+
+    static let workers: [any AnySetting<WorkerConfiguration>] = [
+        command, workerCount, directory, environment, readiness, readyTimeout, drainTimeout, drainGrace, restartDelay,
+        restartDelayMax, drainSignal, output, socketProtocol, preloadLibrary,
+    ]
+}
