@@ -165,7 +165,9 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonIntegrationTests",
-            dependencies: ["Baton", "BatonLoad", "CBatonTestSupport", "baton", "batonctl", "baton-demo", "baton-hummingbird-example"]
+            dependencies: ["Baton", "BatonLoad", "CBatonTestSupport", "baton", "batonctl", "baton-demo", "baton-hummingbird-example"],
+            // Go and Node.js servers the tests build or run from the source tree.
+            exclude: ["Servers"]
         ),
     ],
     swiftLanguageModes: [.v6]

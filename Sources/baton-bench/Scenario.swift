@@ -25,6 +25,14 @@ enum Scenario: String, CaseIterable, ExpressibleByArgument, Codable {
     case nginx
     /// Server::Starter holding the socket for one baton-demo, reloaded with SIGHUP.
     case serverStarter = "server-starter"
+    /// Baton as a supervisord program (`Units/supervisord-baton.conf`), reloaded with
+    /// `supervisorctl signal HUP`.
+    case supervisordSignal = "supervisord-signal"
+    /// The same, "reloaded" with `supervisorctl restart`: Baton stops, a new one starts.
+    case supervisordRestart = "supervisord-restart"
+    /// The same, "reloaded" with `supervisorctl reload`: supervisord restarts itself and
+    /// every program.
+    case supervisordReload = "supervisord-reload"
 
     var summary: String {
         switch self {
@@ -37,6 +45,9 @@ enum Scenario: String, CaseIterable, ExpressibleByArgument, Codable {
         case .haproxy: "HAProxy (master-worker) answering by itself, reloaded with SIGUSR2 (not baton-demo)"
         case .nginx: "nginx answering by itself, reloaded with SIGHUP (not baton-demo)"
         case .serverStarter: "Server::Starter holding the socket for one baton-demo, reloaded with SIGHUP"
+        case .supervisordSignal: "Baton under supervisord, reloaded with `supervisorctl signal HUP`"
+        case .supervisordRestart: "Baton under supervisord, restarted with `supervisorctl restart`"
+        case .supervisordReload: "Baton under supervisord, which restarts itself: `supervisorctl reload`"
         }
     }
 

@@ -28,6 +28,13 @@ struct ScenarioRunner {
         case .haproxy: kind = .haproxy
         case .nginx: kind = .nginx
         case .serverStarter: kind = .serverStarter
+        case .supervisordSignal, .supervisordRestart, .supervisordReload:
+            for tool in [SupervisordServer.supervisord, SupervisordServer.supervisorctl, "/usr/bin/python3"]
+            where !FileManager.default.isExecutableFile(atPath: tool) {
+                return "\(tool) is not installed"
+            }
+            let units = "\(configurations)/../../Units/supervisord-baton.conf"
+            return FileManager.default.fileExists(atPath: units) ? nil : "no \(units) (see --configurations)"
         default: return nil
         }
         guard SelfReloadingServer.installed(kind) != nil else { return "\(kind.executable) is not installed" }
@@ -59,6 +66,10 @@ struct ScenarioRunner {
         case .haproxy: try selfReloading(.haproxy, port: port, scratch: scratch)
         case .nginx: try selfReloading(.nginx, port: port, scratch: scratch)
         case .serverStarter: try selfReloading(.serverStarter, port: port, scratch: scratch)
+        case .supervisordSignal, .supervisordRestart, .supervisordReload:
+            try SupervisordServer(
+                scenario == .supervisordSignal ? .signal : scenario == .supervisordRestart ? .restart : .reload,
+                units: "\(configurations)/../../Units", products: products, port: port, workers: plan.workers, scratch: scratch)
         }
         var stopped = false
         defer { if !stopped { _ = server.stop() } }

@@ -26,9 +26,11 @@ extension ReloadUnderLoadTests {
         }
 
         /// `--workers 2` slots of `command` under Baton on a fresh port, loaded by 8 clients
-        /// on new connections while it is reloaded `reloads` times; returns what the load saw.
+        /// (on new connections unless `mode` says otherwise) while it is reloaded `reloads`
+        /// times; returns what the load saw.
         func reloadUnderLoad(_ options: [String], command: [String], expectedHeader: String?,
-                             in scratch: ScratchDirectory, port: Int) throws -> (LoadReport, BatonUnderTest) {
+                             in scratch: ScratchDirectory, port: Int,
+                             mode: ConnectionMode = .newConnection) throws -> (LoadReport, BatonUnderTest) {
             let baton = try BatonUnderTest(
                 ["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--ready-timeout", "30s", "--drain-timeout", "10s"]
                     + options + ["--"] + command,
@@ -36,6 +38,7 @@ extension ReloadUnderLoadTests {
             try baton.waitUntilServing()
             var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
             configuration.clients = 8
+            configuration.mode = mode
             configuration.expectedHeader = expectedHeader
             let load = LoadGenerator(configuration)
             load.start()
@@ -50,7 +53,9 @@ extension ReloadUnderLoadTests {
             #expect(replies.last?.generation == Self.reloads + 1)
             #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
             #expect(report.succeeded > Self.reloads, "the load must actually have run")
-            print("\(command.dropFirst().prefix(3).joined(separator: " ")): \(report.succeeded) requests, \(report.totalFailures) failed, across \(Self.reloads) reloads")
+            let server = (command.count > 1 ? command.dropFirst() : command[...]).prefix(3)
+                .map { ($0 as NSString).lastPathComponent }.joined(separator: " ")
+            print("\(server), \(mode.rawValue): \(Self.reloads) reloads, \(report.succeeded) requests, \(report.totalFailures) failed")
             return (report, baton)
         }
 
