@@ -331,3 +331,19 @@ import Testing
         #expect(try oneLine.configuration() == file)
     }
 }
+
+/// `batonctl upgrade` hands the configuration to the new binary as JSON; an older Baton
+/// wrote it without the fields added since.
+@Suite struct ConfigurationHandoverTests {
+    @Test func aFieldAnOlderBatonDidNotWriteTakesItsDefault() throws {
+        var settings = WorkerConfiguration(command: ["./server"])
+        settings.count = 3
+        settings.drainTimeout = .seconds(7)
+        var object = try #require(JSONSerialization.jsonObject(with: JSONEncoder().encode(settings)) as? [String: Any])
+        #expect(object.removeValue(forKey: "drainGrace") != nil, "the field is written")
+        let older = try JSONSerialization.data(withJSONObject: object)
+        let read = try JSONDecoder().decode(WorkerConfiguration.self, from: older)
+        #expect(read == settings, "everything else as written, drainGrace at its default")
+        #expect(read.drainGrace == Settings.drainGrace.defaultValue)
+    }
+}

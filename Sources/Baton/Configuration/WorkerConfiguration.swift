@@ -28,3 +28,28 @@ public struct WorkerConfiguration: Sendable, Equatable, Codable {
         self.command = command
     }
 }
+
+extension WorkerConfiguration {
+    /// Reads a configuration that an older Baton may have written, in the handover of
+    /// `batonctl upgrade`: a field it did not know yet takes its default.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(command: try container.decode([String].self, forKey: .command))
+        func read<Value: Decodable>(_ key: CodingKeys, _ field: WritableKeyPath<Self, Value>) throws {
+            if let value = try container.decodeIfPresent(Value.self, forKey: key) { self[keyPath: field] = value }
+        }
+        try read(.count, \.count)
+        directory = try container.decodeIfPresent(String.self, forKey: .directory)
+        try read(.environment, \.environment)
+        try read(.readiness, \.readiness)
+        try read(.readyTimeout, \.readyTimeout)
+        try read(.drainSignal, \.drainSignal)
+        try read(.drainTimeout, \.drainTimeout)
+        try read(.drainGrace, \.drainGrace)
+        try read(.restartDelay, \.restartDelay)
+        try read(.restartDelayMax, \.restartDelayMax)
+        try read(.output, \.output)
+        try read(.socketProtocol, \.socketProtocol)
+        preloadLibrary = try container.decodeIfPresent(String.self, forKey: .preloadLibrary)
+    }
+}
