@@ -153,7 +153,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonTests",
-            dependencies: ["Baton", "CBatonShim"]
+            dependencies: ["Baton", "CBatonShim", "CBatonTestSupport"]
         ),
         .testTarget(
             name: "BatonWorkerTests",

@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -322,4 +324,255 @@ int baton_epoll_wait(int epoll, int *ready, int capacity) {
     if (count < 0) return -errno;
     for (int index = 0; index < count; index++) ready[index] = events[index].data.fd;
     return count;
+}
+
+// --- steering -------------------------------------------------------------------
+
+static int baton_bpf(int command, union bpf_attr *attributes) {
+    return (int)syscall(SYS_bpf, command, attributes, sizeof(*attributes));
+}
+
+static int baton_map_create(uint32_t type, uint32_t value_size, uint32_t entries, const char *name, int *fd) {
+    union bpf_attr attributes;
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.map_type = type;
+    attributes.key_size = sizeof(uint32_t);
+    attributes.value_size = value_size;
+    attributes.max_entries = entries;
+    strncpy(attributes.map_name, name, sizeof(attributes.map_name) - 1);
+    *fd = baton_bpf(BPF_MAP_CREATE, &attributes);
+    return *fd >= 0 ? 0 : errno;
+}
+
+static int baton_map_update(int map, uint32_t key, const void *value) {
+    union bpf_attr attributes;
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.map_fd = (uint32_t)map;
+    attributes.key = (uint64_t)(uintptr_t)&key;
+    attributes.value = (uint64_t)(uintptr_t)value;
+    attributes.flags = BPF_ANY;
+    return baton_bpf(BPF_MAP_UPDATE_ELEM, &attributes) == 0 ? 0 : errno;
+}
+
+static int baton_map_lookup(int map, uint32_t key, void *value) {
+    union bpf_attr attributes;
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.map_fd = (uint32_t)map;
+    attributes.key = (uint64_t)(uintptr_t)&key;
+    attributes.value = (uint64_t)(uintptr_t)value;
+    return baton_bpf(BPF_MAP_LOOKUP_ELEM, &attributes) == 0 ? 0 : errno;
+}
+
+// Instructions, named as in the kernel's samples (tools/include/linux/filter.h).
+#define STEER_MOV64_REG(dst, src) {.code = BPF_ALU64 | BPF_MOV | BPF_X, .dst_reg = dst, .src_reg = src}
+#define STEER_MOV64_IMM(dst, value) {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = dst, .imm = value}
+#define STEER_ADD64_IMM(dst, value) {.code = BPF_ALU64 | BPF_ADD | BPF_K, .dst_reg = dst, .imm = value}
+#define STEER_MOD32_REG(dst, src) {.code = BPF_ALU | BPF_MOD | BPF_X, .dst_reg = dst, .src_reg = src}
+#define STEER_LOAD32(dst, src, offset) {.code = BPF_LDX | BPF_MEM | BPF_W, .dst_reg = dst, .src_reg = src, .off = offset}
+#define STEER_STORE32(dst, offset, src) {.code = BPF_STX | BPF_MEM | BPF_W, .dst_reg = dst, .src_reg = src, .off = offset}
+#define STEER_STORE32_IMM(dst, offset, value) {.code = BPF_ST | BPF_MEM | BPF_W, .dst_reg = dst, .off = offset, .imm = value}
+#define STEER_ATOMIC_ADD64(dst, src) {.code = BPF_STX | BPF_ATOMIC | BPF_DW, .dst_reg = dst, .src_reg = src, .imm = BPF_ADD}
+// A 64-bit immediate takes two instructions; with BPF_PSEUDO_MAP_FD the kernel
+// replaces the fd by its map.
+#define STEER_LOAD_MAP(dst, map_fd) \
+    {.code = BPF_LD | BPF_IMM | BPF_DW, .dst_reg = dst, .src_reg = BPF_PSEUDO_MAP_FD, .imm = map_fd}, {.code = 0}
+#define STEER_CALL(helper) {.code = BPF_JMP | BPF_CALL, .imm = helper}
+// Every conditional jump of the program goes to its end (`pass`); the offsets are
+// filled in after the program is written.
+#define STEER_IF_ZERO_PASS(reg) {.code = BPF_JMP | BPF_JEQ | BPF_K, .dst_reg = reg, .imm = 0}
+#define STEER_IF_NONZERO_PASS(reg) {.code = BPF_JMP | BPF_JNE | BPF_K, .dst_reg = reg, .imm = 0}
+#define STEER_EXIT() {.code = BPF_JMP | BPF_EXIT}
+
+static int baton_steering_load(const baton_steering *steering, char *failure, size_t failure_size, int *fd) {
+    struct bpf_insn program[] = {
+        // r6 = ctx (r1 is overwritten by every call).
+        STEER_MOV64_REG(BPF_REG_6, BPF_REG_1),
+
+        // r7 = count[0]. No rotation yet: pass, and the kernel hashes over the group.
+        STEER_STORE32_IMM(BPF_REG_10, -4, 0),
+        STEER_MOV64_REG(BPF_REG_2, BPF_REG_10),
+        STEER_ADD64_IMM(BPF_REG_2, -4),
+        STEER_LOAD_MAP(BPF_REG_1, steering->count),
+        STEER_CALL(BPF_FUNC_map_lookup_elem),
+        STEER_IF_ZERO_PASS(BPF_REG_0),
+        STEER_LOAD32(BPF_REG_7, BPF_REG_0, 0),
+        STEER_IF_ZERO_PASS(BPF_REG_7),
+
+        // r8 = ctx->hash % count (32-bit), the index in the rotation.
+        STEER_LOAD32(BPF_REG_8, BPF_REG_6, offsetof(struct sk_reuseport_md, hash)),
+        STEER_MOD32_REG(BPF_REG_8, BPF_REG_7),
+
+        // r8 = rotation[index], the slot in the socket array; kept at fp-8 as a key.
+        STEER_STORE32(BPF_REG_10, -4, BPF_REG_8),
+        STEER_MOV64_REG(BPF_REG_2, BPF_REG_10),
+        STEER_ADD64_IMM(BPF_REG_2, -4),
+        STEER_LOAD_MAP(BPF_REG_1, steering->rotation),
+        STEER_CALL(BPF_FUNC_map_lookup_elem),
+        STEER_IF_ZERO_PASS(BPF_REG_0),
+        STEER_LOAD32(BPF_REG_8, BPF_REG_0, 0),
+        STEER_STORE32(BPF_REG_10, -8, BPF_REG_8),
+
+        // bpf_sk_select_reuseport(ctx, sockets, &slot, 0); on failure (an empty slot),
+        // pass and let the kernel choose.
+        STEER_MOV64_REG(BPF_REG_1, BPF_REG_6),
+        STEER_LOAD_MAP(BPF_REG_2, steering->sockets),
+        STEER_MOV64_REG(BPF_REG_3, BPF_REG_10),
+        STEER_ADD64_IMM(BPF_REG_3, -8),
+        STEER_MOV64_IMM(BPF_REG_4, 0),
+        STEER_CALL(BPF_FUNC_sk_select_reuseport),
+        STEER_IF_NONZERO_PASS(BPF_REG_0),
+
+        // counters[slot] += 1, atomically.
+        STEER_MOV64_REG(BPF_REG_2, BPF_REG_10),
+        STEER_ADD64_IMM(BPF_REG_2, -8),
+        STEER_LOAD_MAP(BPF_REG_1, steering->counters),
+        STEER_CALL(BPF_FUNC_map_lookup_elem),
+        STEER_IF_ZERO_PASS(BPF_REG_0),
+        STEER_MOV64_IMM(BPF_REG_1, 1),
+        STEER_ATOMIC_ADD64(BPF_REG_0, BPF_REG_1),
+
+        // pass: return SK_PASS, with or without a selected socket.
+        STEER_MOV64_IMM(BPF_REG_0, SK_PASS),
+        STEER_EXIT(),
+    };
+    int count = (int)(sizeof(program) / sizeof(program[0]));
+    int pass = count - 2;
+    for (int index = 0; index < pass; index++) {
+        uint8_t code = program[index].code;
+        if (BPF_CLASS(code) == BPF_JMP && (BPF_OP(code) == BPF_JEQ || BPF_OP(code) == BPF_JNE)) {
+            program[index].off = (int16_t)(pass - (index + 1));
+        }
+    }
+
+    union bpf_attr attributes;
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.prog_type = BPF_PROG_TYPE_SK_REUSEPORT;
+    attributes.expected_attach_type = BPF_SK_REUSEPORT_SELECT_OR_MIGRATE;
+    attributes.insns = (uint64_t)(uintptr_t)program;
+    attributes.insn_cnt = (uint32_t)count;
+    attributes.license = (uint64_t)(uintptr_t)"GPL";
+    strncpy(attributes.prog_name, "baton_steer", sizeof(attributes.prog_name) - 1);
+    *fd = baton_bpf(BPF_PROG_LOAD, &attributes);
+    if (*fd >= 0) {
+        return 0;
+    }
+    int error = errno;
+    // Load again with the verifier's log, whose last line says why.
+    enum { log_size = 16384 };
+    char *log = malloc(log_size);
+    if (log == NULL) {
+        snprintf(failure, failure_size, "BPF_PROG_LOAD");
+        return error;
+    }
+    log[0] = '\0';
+    attributes.log_buf = (uint64_t)(uintptr_t)log;
+    attributes.log_size = log_size;
+    attributes.log_level = 1;
+    int retried = baton_bpf(BPF_PROG_LOAD, &attributes);
+    if (retried >= 0) {
+        close(retried);
+    }
+    // The log ends with a line of statistics ("processed N insns ..."); the reason is
+    // the line before it.
+    const char *reason = "";
+    for (int line = 0; line < 2; line++) {
+        size_t length = strnlen(log, log_size);
+        while (length > 0 && log[length - 1] == '\n') {
+            log[--length] = '\0';
+        }
+        char *last = strrchr(log, '\n');
+        reason = last != NULL ? last + 1 : log;
+        if (strncmp(reason, "processed ", strlen("processed ")) != 0 || last == NULL) {
+            break;
+        }
+        *last = '\0';
+    }
+    snprintf(failure, failure_size, "BPF_PROG_LOAD: %s", reason);
+    free(log);
+    return error;
+}
+
+int baton_steering_create(uint32_t capacity, baton_steering *steering, char *failure, size_t failure_size) {
+    baton_steering made = {.program = -1, .sockets = -1, .rotation = -1, .count = -1, .counters = -1,
+                           .capacity = capacity};
+    int error = 0;
+    const char *step = NULL;
+    if ((error = baton_map_create(BPF_MAP_TYPE_REUSEPORT_SOCKARRAY, sizeof(uint64_t), capacity,
+                                  "baton_sockets", &made.sockets)) != 0) {
+        step = "BPF_MAP_CREATE reuseport socket array";
+    } else if ((error = baton_map_create(BPF_MAP_TYPE_ARRAY, sizeof(uint32_t), capacity,
+                                         "baton_rotation", &made.rotation)) != 0) {
+        step = "BPF_MAP_CREATE rotation array";
+    } else if ((error = baton_map_create(BPF_MAP_TYPE_ARRAY, sizeof(uint32_t), 1,
+                                         "baton_count", &made.count)) != 0) {
+        step = "BPF_MAP_CREATE count array";
+    } else if ((error = baton_map_create(BPF_MAP_TYPE_ARRAY, sizeof(uint64_t), capacity,
+                                         "baton_counters", &made.counters)) != 0) {
+        step = "BPF_MAP_CREATE counter array";
+    } else {
+        error = baton_steering_load(&made, failure, failure_size, &made.program);
+    }
+    if (step != NULL) {
+        snprintf(failure, failure_size, "%s", step);
+    }
+    if (error != 0) {
+        baton_steering_close(&made);
+        return error;
+    }
+    *steering = made;
+    return 0;
+}
+
+int baton_steering_attach(const baton_steering *steering, int socket_fd) {
+    int program = steering->program;
+    return setsockopt(socket_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &program, sizeof(program)) == 0 ? 0 : errno;
+}
+
+int baton_steering_place(const baton_steering *steering, uint32_t slot, int socket_fd) {
+    uint64_t zero = 0;
+    int error = baton_map_update(steering->counters, slot, &zero);
+    if (error != 0) {
+        return error;
+    }
+    uint64_t value = (uint64_t)socket_fd;
+    return baton_map_update(steering->sockets, slot, &value);
+}
+
+int baton_steering_remove(const baton_steering *steering, uint32_t slot) {
+    union bpf_attr attributes;
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.map_fd = (uint32_t)steering->sockets;
+    attributes.key = (uint64_t)(uintptr_t)&slot;
+    return baton_bpf(BPF_MAP_DELETE_ELEM, &attributes) == 0 ? 0 : errno;
+}
+
+int baton_steering_occupant(const baton_steering *steering, uint32_t slot, uint64_t *cookie) {
+    return baton_map_lookup(steering->sockets, slot, cookie);
+}
+
+int baton_steering_set_rotation(const baton_steering *steering, uint32_t index, uint32_t slot) {
+    return baton_map_update(steering->rotation, index, &slot);
+}
+
+int baton_steering_set_count(const baton_steering *steering, uint32_t count) {
+    return baton_map_update(steering->count, 0, &count);
+}
+
+int baton_steering_read_counter(const baton_steering *steering, uint32_t slot, uint64_t *selections) {
+    return baton_map_lookup(steering->counters, slot, selections);
+}
+
+void baton_steering_close(baton_steering *steering) {
+    int *fds[] = {&steering->program, &steering->sockets, &steering->rotation, &steering->count, &steering->counters};
+    for (size_t index = 0; index < sizeof(fds) / sizeof(fds[0]); index++) {
+        if (*fds[index] >= 0) {
+            close(*fds[index]);
+            *fds[index] = -1;
+        }
+    }
+}
+
+int baton_socket_cookie(int fd, uint64_t *cookie) {
+    socklen_t size = sizeof(*cookie);
+    return getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &size) == 0 ? 0 : errno;
 }

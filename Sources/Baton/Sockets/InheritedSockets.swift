@@ -1,5 +1,8 @@
-import CSystemd
+// Glibc before CSystemd: <systemd/sd-daemon.h> pulls in <sys/socket.h>, and imported
+// first it would own the socket constants (SOCK_STREAM, …) in this compiler job, where
+// files that import only Glibc could then not find them.
 import Glibc
+import CSystemd
 import Logging
 
 /// The sockets systemd passed at start (`LISTEN_FDS`/`LISTEN_FDNAMES`): from socket

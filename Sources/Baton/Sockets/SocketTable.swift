@@ -206,7 +206,7 @@ final class SocketTable {
             if let existing = steering[listener.address] {
                 group = existing
             } else {
-                group = try SteeringGroup(capacity: UInt32(Settings.slots.upperBound))
+                group = try SteeringGroup(capacity: 2 * Settings.slots.upperBound)
             }
             try group.attach(to: fd)
             steering[listener.address] = group

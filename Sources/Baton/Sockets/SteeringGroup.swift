@@ -1,12 +1,153 @@
+import CBatonShim
 import Glibc
 
-/// Placeholder until the steering program lands: always unavailable.
+/// Decides which sockets of one `SO_REUSEPORT` group take new connections (and
+/// datagrams), instead of the kernel's hash over every socket of the group, and where the
+/// connections queued in a listener go when it closes or stops listening. Docs/steering.md.
+///
+/// The kernel program picks `sockets[rotation[hash % count]]`:
+/// - `sockets`, a reuseport socket array of `capacity` slots. The kernel keeps a socket
+///   in at most one slot (a second gets EBUSY), so a socket keeps its slot for as long as
+///   it is open and listening, whichever rotations it is part of.
+/// - `rotation`, the slots taking connections, by index; `count`, how many indices are
+///   in use. With `count` 0 (before the first `steer`) the kernel hashes over the group.
+///
+/// The invariant `steer` keeps: at every instant, every index below `count` names a slot
+/// that holds a socket of the old or of the new rotation. So no connection is ever given
+/// to a socket outside both, nor handed back to the kernel's hash.
+///
+/// One owner drives it (the supervisor's event loop); it is not `Sendable`.
 final class SteeringGroup {
-    init(capacity: UInt32) throws(SystemError) {
-        throw SystemError("bpf", errno: ENOSYS, subject: "steering program")
+    /// Slots for sockets: at least every socket of two consecutive rotations together.
+    let capacity: Int
+    private var steering: baton_steering
+    /// Slots that an index below `count` may name: those of the rotation in effect.
+    private var inRotation = Set<UInt32>()
+
+    /// Creates the program and its maps. Fails without `CAP_BPF` (`bpf`, `EPERM`), and
+    /// on kernels older than 5.14 (which do not know the select-or-migrate attach type).
+    init(capacity: Int) throws(SystemError) {
+        self.capacity = capacity
+        guard capacity > 0, capacity <= Int(UInt32.max) else {
+            throw SystemError("bpf", errno: EINVAL, subject: "reuseport steering with \(capacity) slots")
+        }
+        var steering = baton_steering()
+        var failure = [CChar](repeating: 0, count: 256)
+        let error = baton_steering_create(UInt32(capacity), &steering, &failure, failure.count)
+        guard error == 0 else {
+            let step = String(decoding: failure.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw SystemError("bpf", errno: error, subject: "reuseport steering (\(step))")
+        }
+        self.steering = steering
     }
 
-    func attach(to fd: Int32) throws(SystemError) {}
-    func steer(to sockets: [Int32]) throws(SystemError) {}
-    func close() {}
+    deinit {
+        close()
+    }
+
+    /// Attaches the program to the group of `fd`, a listening (TCP) or bound (UDP)
+    /// socket with `SO_REUSEPORT`. The group keeps the program, and replaces any program
+    /// attached before (such as the pass-through migration program), until its last
+    /// socket closes.
+    func attach(to fd: Int32) throws(SystemError) {
+        let error = baton_steering_attach(&steering, fd)
+        guard error == 0 else {
+            throw SystemError("setsockopt", errno: error, subject: "reuseport steering: SO_ATTACH_REUSEPORT_EBPF on fd \(fd)")
+        }
+    }
+
+    /// Gives new connections (and those migrating off a closing listener) to `sockets`
+    /// only, each as many times as it is listed: the share of a socket is its number of
+    /// entries over `sockets.count`. Every socket must be listening (or bound, for UDP)
+    /// in the group this program is attached to.
+    ///
+    /// The order keeps the invariant: new sockets go into free slots, which no index
+    /// below `count` names; then each index 0..<n is overwritten with its new slot (one
+    /// live socket replacing another); only then is `count` set to n. Sockets leaving the
+    /// rotation must stay open until this returns, as a selection that read the old
+    /// `count` may still pick them; afterwards they keep their slot until they close or
+    /// stop listening (or their slot is needed), and are given nothing.
+    ///
+    /// An empty `sockets` is refused (`EINVAL`) and the rotation in effect stays: with
+    /// nothing in rotation the kernel would hash over every socket of the group, ready or
+    /// draining. On any error the old rotation stays in effect (some of its indices may
+    /// already name sockets of the new one).
+    func steer(to sockets: [Int32]) throws(SystemError) {
+        let subject = "reuseport steering"
+        guard !sockets.isEmpty else {
+            throw SystemError("steer", errno: EINVAL, subject: "\(subject): an empty rotation would let the kernel pick any socket of the group; the last rotation stays")
+        }
+        guard sockets.count <= capacity else {
+            throw SystemError("steer", errno: E2BIG, subject: "\(subject): \(sockets.count) sockets for \(capacity) slots")
+        }
+        var occupants = self.occupants()
+        var slots: [UInt32] = []
+        for fd in sockets {
+            let cookie = try Self.cookie(of: fd)
+            if let slot = occupants.firstIndex(of: cookie) {
+                slots.append(UInt32(slot))
+                continue
+            }
+            // An empty slot, else one whose socket is in neither rotation.
+            let kept = inRotation.union(slots)
+            guard let slot = occupants.indices.first(where: { occupants[$0] == nil })
+                ?? occupants.indices.first(where: { !kept.contains(UInt32($0)) })
+            else {
+                throw SystemError("steer", errno: ENOSPC, subject: "\(subject): the old and the new rotation need more than \(capacity) slots")
+            }
+            if occupants[slot] != nil {
+                _ = baton_steering_remove(&steering, UInt32(slot))
+            }
+            let error = baton_steering_place(&steering, UInt32(slot), fd)
+            guard error == 0 else {
+                throw SystemError("bpf", errno: error, subject: "\(subject): placing fd \(fd) (a listening or bound SO_REUSEPORT socket, in no other steering group)")
+            }
+            occupants[slot] = cookie
+            slots.append(UInt32(slot))
+        }
+        for (index, slot) in slots.enumerated() {
+            let error = baton_steering_set_rotation(&steering, UInt32(index), slot)
+            guard error == 0 else {
+                inRotation.formUnion(slots)
+                throw SystemError("bpf", errno: error, subject: "\(subject): rotation entry \(index)")
+            }
+        }
+        let error = baton_steering_set_count(&steering, UInt32(slots.count))
+        guard error == 0 else {
+            inRotation.formUnion(slots)
+            throw SystemError("bpf", errno: error, subject: "\(subject): rotation count")
+        }
+        inRotation = Set(slots)
+    }
+
+    /// How many connections (or datagrams) the program has given `fd` since it last took
+    /// a slot; nil when it holds none.
+    func selections(of fd: Int32) -> UInt64? {
+        guard let cookie = try? Self.cookie(of: fd), let slot = occupants().firstIndex(of: cookie) else { return nil }
+        var selections: UInt64 = 0
+        guard baton_steering_read_counter(&steering, UInt32(slot), &selections) == 0 else { return nil }
+        return selections
+    }
+
+    /// Closes Baton's descriptors of the program and maps. A group the program is
+    /// attached to keeps steering by the last rotation, which can then no longer change:
+    /// close when the group's sockets are closed.
+    func close() {
+        baton_steering_close(&steering)
+    }
+
+    /// The cookie of the socket in each slot, nil for an empty one.
+    private func occupants() -> [UInt64?] {
+        (0..<UInt32(capacity)).map { slot in
+            var cookie: UInt64 = 0
+            return baton_steering_occupant(&steering, slot, &cookie) == 0 ? cookie : nil
+        }
+    }
+
+    private static func cookie(of fd: Int32) throws(SystemError) -> UInt64 {
+        var cookie: UInt64 = 0
+        let error = baton_socket_cookie(fd, &cookie)
+        guard error == 0 else { throw SystemError("getsockopt", errno: error, subject: "reuseport steering: SO_COOKIE of fd \(fd)") }
+        return cookie
+    }
 }

@@ -84,3 +84,60 @@ int baton_epoll_watch(int epoll, int fd, bool watch);
 /// Blocks until at least one watched descriptor is readable (or hung up), and stores
 /// up to `capacity` of them in `ready`. Returns their number, or -errno.
 int baton_epoll_wait(int epoll, int *ready, int capacity);
+
+/// One SO_REUSEPORT group's steering: an SK_REUSEPORT program (attached as
+/// BPF_SK_REUSEPORT_SELECT_OR_MIGRATE, Linux >= 5.14) and the maps it reads. The program
+/// picks `sockets[rotation[hash % count]]` for every new connection (or datagram) and
+/// for every connection migrating off a closing listener; with `count` 0 it leaves the
+/// choice to the kernel. A socket sits in at most one slot of one socket array (the
+/// kernel refuses a second with EBUSY), hence the rotation's indirection through slots.
+/// Creating it needs CAP_BPF (or CAP_SYS_ADMIN). Docs/steering.md.
+typedef struct {
+    int program;
+    /// BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: slot -> socket (written as an fd, read as its cookie).
+    int sockets;
+    /// BPF_MAP_TYPE_ARRAY: rotation index -> slot.
+    int rotation;
+    /// BPF_MAP_TYPE_ARRAY of one u32: the number of rotation entries in use.
+    int count;
+    /// BPF_MAP_TYPE_ARRAY: slot -> u64 connections (or datagrams) the program gave it.
+    int counters;
+    /// Slots in `sockets` and entries in `rotation`.
+    uint32_t capacity;
+} baton_steering;
+
+/// Creates the maps and loads the program. On failure, `failure` names the step, and
+/// for a program the verifier refused, the last line of the verifier's log.
+int baton_steering_create(uint32_t capacity, baton_steering *steering, char *failure, size_t failure_size);
+
+/// Attaches the program to the reuseport group of `socket_fd` (SO_ATTACH_REUSEPORT_EBPF),
+/// which keeps it while any of its sockets is open.
+int baton_steering_attach(const baton_steering *steering, int socket_fd);
+
+/// Puts a listening (TCP) or bound (UDP) SO_REUSEPORT socket into `slot` of the socket
+/// array and zeroes the slot's counter. EBUSY when the socket is in a slot already.
+int baton_steering_place(const baton_steering *steering, uint32_t slot, int socket_fd);
+
+/// Empties `slot` of the socket array (ENOENT when it was empty).
+int baton_steering_remove(const baton_steering *steering, uint32_t slot);
+
+/// The cookie (SO_COOKIE) of the socket in `slot`; ENOENT when the slot is empty, which
+/// it becomes by itself when its socket closes or stops listening.
+int baton_steering_occupant(const baton_steering *steering, uint32_t slot, uint64_t *cookie);
+
+/// Sets rotation entry `index` to `slot`.
+int baton_steering_set_rotation(const baton_steering *steering, uint32_t index, uint32_t slot);
+
+/// Sets how many rotation entries the program picks from.
+int baton_steering_set_count(const baton_steering *steering, uint32_t count);
+
+/// How many connections (or datagrams) the program gave the socket in `slot` since it
+/// was placed there.
+int baton_steering_read_counter(const baton_steering *steering, uint32_t slot, uint64_t *selections);
+
+/// Closes this process's descriptors of the program and maps; a group the program is
+/// attached to keeps both, and keeps steering by the last rotation.
+void baton_steering_close(baton_steering *steering);
+
+/// The kernel's cookie of a socket (SO_COOKIE), the same for every descriptor of it.
+int baton_socket_cookie(int fd, uint64_t *cookie);
