@@ -46,8 +46,11 @@ import Testing
         let port = freePort()
         // Slot 2 serves until the marker file exists; from then on its worker exits at every start.
         let marker = "\(scratch.path)/break-slot-2"
-        let script = "if [ \"$BATON_SLOT\" = 2 ] && [ -e \(marker) ]; then exit 3; fi; exec \(Products.path("baton-demo"))"
-        try scratch.write("baton.toml", configuration(port: port, workers: 4, command: ["/bin/sh", "-c", script],
+        try scratch.write("worker.sh", """
+            if [ "$BATON_SLOT" = 2 ] && [ -e \(marker) ]; then exit 3; fi
+            exec \(Products.path("baton-demo"))
+            """)
+        try scratch.write("baton.toml", configuration(port: port, workers: 4, command: ["/bin/sh", "\(scratch.path)/worker.sh"],
                                                       extra: "restart_delay = \"100ms\"\nrestart_delay_max = \"1s\""))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
         let before = try baton.waitUntilServing()
@@ -81,7 +84,10 @@ import Testing
         let load = load(port, clients: clients)
         let kills = 10
         for round in 0..<kills {
-            let status = try baton.waitUntilServing(generation: 1)
+            let status = try baton.waitForStatus("4 workers ready") { status in
+                status.generations.count == 1 && status.generations[0].workers.count == 4
+                    && status.generations[0].workers.allSatisfy { $0.state == "ready" }
+            }
             let victim = try #require(status.generations[0].workers[round % 4].pid)
             kill(victim, SIGKILL)
             _ = try baton.waitForStatus("worker \(victim) replaced") { status in

@@ -1,11 +1,13 @@
-/// Watches the own sockets of generations out of rotation until they are empty, by
-/// polling them, and only while one is leaving: an idle Baton does not wake.
+/// Watches generations out of rotation until their own sockets are empty and their
+/// workers wait for more, by polling, and only while one is leaving: an idle Baton
+/// does not wake.
 struct EmptyQueueWatch {
     /// How often a leaving generation's sockets are looked at.
     static let interval: Duration = .milliseconds(10)
-    /// Empty this many looks in a row counts as empty: the workers have also had time
-    /// to answer what they accepted last before they get the drain signal.
-    static let settledAfter = 5
+    /// Empty, with the generation's workers waiting, this many looks in a row counts as
+    /// settled: the workers have answered what they accepted last before they get the
+    /// drain signal.
+    static let settledAfter = 10
 
     private var emptyLooks: [Int: Int] = [:]
 

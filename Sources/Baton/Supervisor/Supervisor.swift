@@ -312,7 +312,10 @@ public final class Supervisor: @unchecked Sendable {
             leaving.stop(generation)
             return
         }
-        if leaving.looked(at: generation, empty: sockets.ownSocketsAreEmpty(generation: generation)) {
+        let workersWait = machine.generations.first { $0.number == generation }?.workers.values.allSatisfy { worker in
+            workers.pid(of: worker.id).map(ProcessActivity.isWaiting) ?? true
+        } ?? true
+        if leaving.looked(at: generation, empty: workersWait && sockets.ownSocketsAreEmpty(generation: generation)) {
             feed(.queuesEmpty(generation: generation))
         } else {
             startTimer(.queues(generation: generation), after: EmptyQueueWatch.interval)
