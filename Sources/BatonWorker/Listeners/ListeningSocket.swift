@@ -50,10 +50,32 @@ public enum ListeningSocket {
             withUnsafeMutableBytes(of: &unixAddress.sun_path) { $0.copyBytes(from: bytes) }
             var storage = sockaddr_storage()
             withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: unixAddress, as: sockaddr_un.self) }
+            try removeStaleSocket(path, address)
             let fd = try makeSocket(AF_UNIX, address)
-            unlink(path)
             return try bindAndListen(fd, &storage, socklen_t(MemoryLayout<sockaddr_un>.size), address, backlog)
         }
+    }
+
+    /// A socket file nobody listens on is left over from a crash: remove it. Anything
+    /// else at the path (a file, a server that answers) is not ours to remove.
+    private static func removeStaleSocket(_ path: String, _ address: ListenAddress) throws(BatonWorkerError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            throw BatonWorkerError(.systemCall, "bind() to \(address) failed: the path exists and is not a socket (errno \(EEXIST))")
+        }
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var unixAddress = sockaddr_un()
+        unixAddress.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &unixAddress.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let answered = withUnsafePointer(to: &unixAddress) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
+        close(probe)
+        if answered {
+            throw BatonWorkerError(.systemCall, "bind() to \(address) failed: another process listens on it (errno \(EADDRINUSE))")
+        }
+        unlink(path)
     }
 
     private static func makeSocket(_ family: Int32, _ address: ListenAddress) throws(BatonWorkerError) -> Int32 {
