@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "baton-demo", targets: ["baton-demo"]),
         .executable(name: "baton-bench", targets: ["baton-bench"]),
         .executable(name: "baton-hummingbird-example", targets: ["baton-hummingbird-example"]),
+        .library(name: "BatonCore", targets: ["BatonCore"]),
         .library(name: "Baton", targets: ["Baton"]),
         // LD_PRELOAD for servers that bind their own port (protocol = "preload").
         .library(name: "baton-preload", type: .dynamic, targets: ["CBatonPreload"]),
@@ -53,11 +54,18 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // What clients and workers share with the supervisor: the control protocol and its
+        // client, the typed status, the worker contract (variable names, fd 3), listener
+        // addresses and the socket calls behind them, system errors. Glibc and Foundation's
+        // JSON only, so that batonctl links neither SwiftNIO nor TOMLKit nor libsystemd
+        // (NIOCore's role beside NIOPosix).
+        .target(name: "BatonCore"),
         // The supervisor: configuration, sockets, processes, the reload state machine,
         // the control protocol.
         .target(
             name: "Baton",
             dependencies: [
+                "BatonCore",
                 "CBatonShim",
                 "CSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -145,6 +153,10 @@ let package = Package(
                 "BatonLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .testTarget(
+            name: "BatonCoreTests",
+            dependencies: ["BatonCore"]
         ),
         .testTarget(
             name: "BatonTests",
