@@ -85,7 +85,7 @@ let package = Package(
         .executableTarget(
             name: "batonctl",
             dependencies: [
-                "Baton",
+                "BatonCore",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -149,7 +149,7 @@ let package = Package(
         .executableTarget(
             name: "baton-bench",
             dependencies: [
-                "Baton",
+                "BatonCore",
                 "BatonLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -172,7 +172,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonIntegrationTests",
-            dependencies: ["Baton", "BatonLoad", "baton", "batonctl", "baton-demo", "baton-hummingbird-example"]
+            dependencies: ["BatonCore", "BatonLoad", "baton", "batonctl", "baton-demo", "baton-hummingbird-example"]
         ),
     ],
     swiftLanguageModes: [.v6]

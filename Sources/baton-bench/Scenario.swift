@@ -1,5 +1,5 @@
 import ArgumentParser
-import Baton
+import BatonCore
 import BatonLoad
 import Foundation
 

@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import Prometheus
 
 /// `batonctl status --prometheus`: the status in Prometheus' text format, for a

@@ -19,6 +19,22 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var upgrades: Int?
     public var upgradeError: String?
 
+    public init(pid: Int32, phase: String, configuration: String, command: [String],
+                generations: [GenerationStatus], listeners: [ListenerStatus], reloads: [ReloadRecord],
+                pendingReloads: Int, scaledTo: Int? = nil, upgrades: Int? = nil, upgradeError: String? = nil) {
+        self.pid = pid
+        self.phase = phase
+        self.configuration = configuration
+        self.command = command
+        self.generations = generations
+        self.listeners = listeners
+        self.reloads = reloads
+        self.pendingReloads = pendingReloads
+        self.scaledTo = scaledTo
+        self.upgrades = upgrades
+        self.upgradeError = upgradeError
+    }
+
     public struct GenerationStatus: Codable, Sendable, Equatable {
         public var number: Int
         /// `starting`, `serving`, `draining`, `rolling-back`.
@@ -27,6 +43,14 @@ public struct StatusReport: Codable, Sendable, Equatable {
         /// Slots waiting to be restarted after a crash.
         public var restartingSlots: [Int]
         public var crashLoopingSlots: [Int]
+
+        public init(number: Int, role: String, workers: [WorkerStatus], restartingSlots: [Int], crashLoopingSlots: [Int]) {
+            self.number = number
+            self.role = role
+            self.workers = workers
+            self.restartingSlots = restartingSlots
+            self.crashLoopingSlots = crashLoopingSlots
+        }
     }
 
     public struct WorkerStatus: Codable, Sendable, Equatable {
@@ -40,6 +64,15 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var status: String?
         /// Seconds since the worker started.
         public var uptime: Double?
+
+        public init(slot: Int, restarts: Int, pid: Int32?, state: String, status: String?, uptime: Double?) {
+            self.slot = slot
+            self.restarts = restarts
+            self.pid = pid
+            self.state = state
+            self.status = status
+            self.uptime = uptime
+        }
     }
 
     public struct ListenerStatus: Codable, Sendable, Equatable {
@@ -47,6 +80,13 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var address: String
         public var reusePort: String
         public var sockets: [SocketStatus]
+
+        public init(name: String, address: String, reusePort: String, sockets: [SocketStatus]) {
+            self.name = name
+            self.address = address
+            self.reusePort = reusePort
+            self.sockets = sockets
+        }
     }
 
     public struct SocketStatus: Codable, Sendable, Equatable {
@@ -55,6 +95,12 @@ public struct StatusReport: Codable, Sendable, Equatable {
         /// Connections waiting in the accept queue, and the queue's limit (TCP only).
         public var queued: UInt32?
         public var backlog: UInt32?
+
+        public init(slot: Int?, queued: UInt32? = nil, backlog: UInt32? = nil) {
+            self.slot = slot
+            self.queued = queued
+            self.backlog = backlog
+        }
     }
 
     public struct ReloadRecord: Codable, Sendable, Equatable {
@@ -65,5 +111,13 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var result: String
         public var message: String?
         public var generation: Int?
+
+        public init(started: Double, finished: Double? = nil, result: String, message: String? = nil, generation: Int? = nil) {
+            self.started = started
+            self.finished = finished
+            self.result = result
+            self.message = message
+            self.generation = generation
+        }
     }
 }
