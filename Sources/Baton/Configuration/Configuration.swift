@@ -68,14 +68,6 @@ public struct ListenerConfiguration: Sendable, Equatable, Codable {
     }
 }
 
-/// How the listeners' sockets are spread over the slots.
-public enum ReusePortMode: String, Sendable, Equatable, CaseIterable, Codable {
-    /// One `SO_REUSEPORT` socket per slot: the kernel spreads connections over slots.
-    case perWorker = "per-worker"
-    /// One socket for every slot.
-    case shared
-}
-
 /// How Baton learns that a worker serves.
 public enum Readiness: Sendable, Equatable, Codable, CustomStringConvertible {
     /// The worker sends `READY=1` on `NOTIFY_SOCKET` (the sd_notify protocol).

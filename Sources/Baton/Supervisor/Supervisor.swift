@@ -512,7 +512,7 @@ public final class Supervisor: @unchecked Sendable {
         case .loadingConfiguration:
             logger.info("reload: \(progress)")
             systemd.reloading("reloading")
-            reloadHistory.append((firstID, .init(started: Clock.wallTime(), result: "running")))
+            reloadHistory.append((firstID, .init(started: Clock.wallTime(), result: .running)))
             if reloadHistory.count > 20 { reloadHistory.removeFirst() }
         default:
             if progress.isFinal {
@@ -526,13 +526,13 @@ public final class Supervisor: @unchecked Sendable {
             reloadHistory[index].record.message = progress.description
             switch progress {
             case .tookOver(let generation, _):
-                reloadHistory[index].record.result = "took-over"
+                reloadHistory[index].record.result = .tookOver
                 reloadHistory[index].record.generation = generation
             case .rolledBack(let generation, _):
-                reloadHistory[index].record.result = "rolled-back"
+                reloadHistory[index].record.result = .rolledBack
                 reloadHistory[index].record.generation = generation
             default:
-                reloadHistory[index].record.result = "failed"
+                reloadHistory[index].record.result = .failed
             }
             systemd.send("READY=1\nSTATUS=\(statusLine())")
         }
@@ -590,19 +590,19 @@ public final class Supervisor: @unchecked Sendable {
 
     private func status() -> StatusReport {
         let now = Clock.monotonic()
-        let phase: String = switch machine.phase {
-        case .idle, .starting: "starting"
-        case .running: "running"
-        case .loadingConfiguration, .reloading: "reloading"
-        case .stopping, .stopped: "stopping"
+        let phase: StatusReport.Phase = switch machine.phase {
+        case .idle, .starting: .starting
+        case .running: .running
+        case .loadingConfiguration, .reloading: .reloading
+        case .stopping, .stopped: .stopping
         }
         let generations = machine.generations.map { generation in
             StatusReport.GenerationStatus(
-                number: generation.number, role: generation.role.rawValue,
+                number: generation.number, role: .init(generation.role),
                 workers: generation.workers.values.sorted { $0.id < $1.id }.map { worker in
                     StatusReport.WorkerStatus(
                         slot: worker.id.slot, restarts: worker.id.start, pid: pids[worker.id],
-                        state: worker.announcedStopping && worker.state == .draining ? "stopping" : worker.state.rawValue,
+                        state: worker.announcedStopping && worker.state == .draining ? .stopping : .init(worker.state),
                         status: worker.status, uptime: startTimes[worker.id].map { now - $0 })
                 },
                 restartingSlots: generation.restarting.sorted(),
@@ -613,7 +613,7 @@ public final class Supervisor: @unchecked Sendable {
             let keys = sockets.descriptors.keys.filter { $0.name == listener.name && $0.address == listener.address }
                 .sorted { ($0.slot ?? -1) < ($1.slot ?? -1) }
             return StatusReport.ListenerStatus(
-                name: listener.name, address: "\(listener.address)", reusePort: listener.reusePort.rawValue,
+                name: listener.name, address: "\(listener.address)", reusePort: listener.reusePort,
                 sockets: keys.map { key in
                     var socket = StatusReport.SocketStatus(slot: key.slot)
                     if case .tcp = key.address, let fd = sockets.descriptors[key],

@@ -1,8 +1,7 @@
 /// What `batonctl status` shows: every generation, worker, listener and recent reload.
 public struct StatusReport: Codable, Sendable, Equatable {
     public var pid: Int32
-    /// `starting`, `running`, `reloading`, `stopping`.
-    public var phase: String
+    public var phase: Phase
     /// The configuration file, or "command line".
     public var configuration: String
     public var command: [String]
@@ -19,7 +18,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var upgrades: Int?
     public var upgradeError: String?
 
-    public init(pid: Int32, phase: String, configuration: String, command: [String],
+    public init(pid: Int32, phase: Phase, configuration: String, command: [String],
                 generations: [GenerationStatus], listeners: [ListenerStatus], reloads: [ReloadRecord],
                 pendingReloads: Int, scaledTo: Int? = nil, upgrades: Int? = nil, upgradeError: String? = nil) {
         self.pid = pid
@@ -35,16 +34,35 @@ public struct StatusReport: Codable, Sendable, Equatable {
         self.upgradeError = upgradeError
     }
 
+    /// What Baton as a whole is doing.
+    public enum Phase: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+        case starting, running, reloading, stopping
+
+        public var description: String { rawValue }
+    }
+
     public struct GenerationStatus: Codable, Sendable, Equatable {
+        /// What a generation is for now.
+        public enum Role: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+            /// Its workers are starting; it does not serve yet.
+            case starting
+            case serving
+            /// Replaced by a newer generation, or Baton is stopping.
+            case draining
+            /// It failed to start and is being stopped.
+            case rollingBack = "rolling-back"
+
+            public var description: String { rawValue }
+        }
+
         public var number: Int
-        /// `starting`, `serving`, `draining`, `rolling-back`.
-        public var role: String
+        public var role: Role
         public var workers: [WorkerStatus]
         /// Slots waiting to be restarted after a crash.
         public var restartingSlots: [Int]
         public var crashLoopingSlots: [Int]
 
-        public init(number: Int, role: String, workers: [WorkerStatus], restartingSlots: [Int], crashLoopingSlots: [Int]) {
+        public init(number: Int, role: Role, workers: [WorkerStatus], restartingSlots: [Int], crashLoopingSlots: [Int]) {
             self.number = number
             self.role = role
             self.workers = workers
@@ -54,18 +72,32 @@ public struct StatusReport: Codable, Sendable, Equatable {
     }
 
     public struct WorkerStatus: Codable, Sendable, Equatable {
+        /// Where a worker is in its life.
+        public enum State: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+            /// Started, not ready yet.
+            case starting
+            case ready
+            /// Told to drain.
+            case draining
+            /// Draining, and it said `STOPPING=1`.
+            case stopping
+            /// Sent `SIGKILL` (the drain timeout passed).
+            case killed
+
+            public var description: String { rawValue }
+        }
+
         public var slot: Int
         /// Restarts of this slot within the generation.
         public var restarts: Int
         public var pid: Int32?
-        /// `starting`, `ready`, `draining`, `killed`.
-        public var state: String
+        public var state: State
         /// The worker's last `STATUS=` line.
         public var status: String?
         /// Seconds since the worker started.
         public var uptime: Double?
 
-        public init(slot: Int, restarts: Int, pid: Int32?, state: String, status: String?, uptime: Double?) {
+        public init(slot: Int, restarts: Int, pid: Int32?, state: State, status: String?, uptime: Double?) {
             self.slot = slot
             self.restarts = restarts
             self.pid = pid
@@ -78,10 +110,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public struct ListenerStatus: Codable, Sendable, Equatable {
         public var name: String
         public var address: String
-        public var reusePort: String
+        public var reusePort: ReusePortMode
         public var sockets: [SocketStatus]
 
-        public init(name: String, address: String, reusePort: String, sockets: [SocketStatus]) {
+        public init(name: String, address: String, reusePort: ReusePortMode, sockets: [SocketStatus]) {
             self.name = name
             self.address = address
             self.reusePort = reusePort
@@ -104,15 +136,27 @@ public struct StatusReport: Codable, Sendable, Equatable {
     }
 
     public struct ReloadRecord: Codable, Sendable, Equatable {
+        /// How a reload ended, or `running` while it runs.
+        public enum Outcome: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+            case running
+            /// The new generation serves.
+            case tookOver = "took-over"
+            /// The new generation failed; the previous one serves on.
+            case rolledBack = "rolled-back"
+            /// Nothing was started, such as for a configuration that does not load.
+            case failed
+
+            public var description: String { rawValue }
+        }
+
         /// Seconds since the epoch.
         public var started: Double
         public var finished: Double?
-        /// `running`, `took-over`, `rolled-back`, `failed`.
-        public var result: String
+        public var result: Outcome
         public var message: String?
         public var generation: Int?
 
-        public init(started: Double, finished: Double? = nil, result: String, message: String? = nil, generation: Int? = nil) {
+        public init(started: Double, finished: Double? = nil, result: Outcome, message: String? = nil, generation: Int? = nil) {
             self.started = started
             self.finished = finished
             self.result = result
