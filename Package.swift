@@ -92,10 +92,11 @@ let package = Package(
         ),
         // The library for servers run by Baton (or by systemd socket activation, or on
         // their own): inherited listeners by name, readiness, drain as graceful shutdown.
-        // Independent of the supervisor.
+        // Independent of the supervisor: it shares only BatonCore with it.
         .target(
             name: "BatonWorker",
             dependencies: [
+                "BatonCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -106,6 +107,7 @@ let package = Package(
         .executableTarget(
             name: "baton-demo",
             dependencies: [
+                "BatonCore",
                 "BatonWorker",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

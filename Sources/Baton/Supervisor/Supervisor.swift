@@ -426,9 +426,9 @@ public final class Supervisor: @unchecked Sendable {
             feed(.workerExited(worker, .failedToStart("\(error)")))
             return
         }
-        environment["NOTIFY_SOCKET"] = notifySocket.address
-        environment["BATON_GENERATION"] = "\(worker.generation)"
-        environment["BATON_SLOT"] = "\(worker.slot)"
+        environment[WorkerContract.Systemd.notifySocket] = notifySocket.address
+        environment[WorkerContract.generation] = "\(worker.generation)"
+        environment[WorkerContract.slot] = "\(worker.slot)"
 
         var request = ProcessSpawner.Request(
             command: handoff.command, environment: environment, directory: settings.directory,
@@ -470,9 +470,9 @@ public final class Supervisor: @unchecked Sendable {
         guard let pid = pids[worker], let generation = machine.generations.first(where: { $0.number == worker.generation }),
               case .exec(let command) = generation.configuration.workers.readiness else { return }
         var environment = self.environment
-        environment["BATON_WORKER_PID"] = "\(pid)"
-        environment["BATON_GENERATION"] = "\(worker.generation)"
-        environment["BATON_SLOT"] = "\(worker.slot)"
+        environment[WorkerContract.workerProcessID] = "\(pid)"
+        environment[WorkerContract.generation] = "\(worker.generation)"
+        environment[WorkerContract.slot] = "\(worker.slot)"
         let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
         defer { close(devNull) }
         let request = ProcessSpawner.Request(

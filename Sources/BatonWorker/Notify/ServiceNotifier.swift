@@ -1,3 +1,4 @@
+import BatonCore
 import Glibc
 
 /// Tells the supervisor about this worker by the sd_notify protocol: one datagram of
@@ -14,7 +15,7 @@ public struct ServiceNotifier: Sendable {
 
     /// The notifier of `NOTIFY_SOCKET` in `environment`.
     public init(environment: [String: String]) {
-        self.init(socketPath: environment["NOTIFY_SOCKET"])
+        self.init(socketPath: environment[WorkerContract.Systemd.notifySocket])
     }
 
     /// `READY=1`: the worker serves; Baton may now drain the previous generation.
