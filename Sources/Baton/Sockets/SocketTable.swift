@@ -68,7 +68,7 @@ final class SocketTable {
                     if let fd = descriptors[key] {
                         // A socket unit's Backlog= stands unless the configuration sets one.
                         if listener.address.isStream, listener.backlog != nil || !adopted.contains(key) {
-                            ListenerSocket.setBacklog(fd, backlog)
+                            try? ListenerSocket.setBacklog(fd, backlog)
                         }
                         continue
                     }
@@ -77,7 +77,7 @@ final class SocketTable {
                         descriptors[key] = socket.fd
                         adopted.insert(key)
                         opened.append(key)
-                        if listener.address.isStream, listener.backlog != nil { ListenerSocket.setBacklog(socket.fd, backlog) }
+                        if listener.address.isStream, listener.backlog != nil { try? ListenerSocket.setBacklog(socket.fd, backlog) }
                         if listener.reusePort == .perWorker, !socket.identity.reusePort {
                             opened.append(try share(listener, adopted: key, reason: "it has no SO_REUSEPORT (ReusePort=yes in the socket unit)"))
                             configuration.listeners[index].reusePort = .shared
