@@ -87,7 +87,9 @@ import Testing
         #expect(String(decoding: buffer.prefix(max(count, 0)), as: UTF8.self) == "READY=1\nSTATUS=serving")
     }
 
-    @Test func acceptorHandsOverConnectionsAndClosesItsDescriptorOnStop() async throws {
+    /// Repeated: `stop`'s completion must come after the close, not race it.
+    @Test(arguments: 1...50)
+    func acceptorHandsOverConnectionsAndClosesItsDescriptorOnStop(_ attempt: Int) async throws {
         let fd = try ListeningSocket.bind(.tcp(host: "127.0.0.1", port: 0))
         var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

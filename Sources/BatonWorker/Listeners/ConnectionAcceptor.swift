@@ -16,6 +16,8 @@ public final class ConnectionAcceptor: @unchecked Sendable {
     private let queue: DispatchQueue
     private var source: DispatchSourceRead?
     private var stopped = false
+    /// Runs once the cancelled source has closed the descriptor.
+    private var stopCompletion: (@Sendable () -> Void)?
 
     /// `handler` runs on the acceptor's queue with each accepted descriptor, which is
     /// close-on-exec and now belongs to the handler.
@@ -31,7 +33,11 @@ public final class ConnectionAcceptor: @unchecked Sendable {
             guard !stopped, source == nil else { return }
             let source = DispatchSource.makeReadSource(fileDescriptor: listener, queue: queue)
             source.setEventHandler { [self] in acceptPending() }
-            source.setCancelHandler { [listener] in close(listener) }
+            source.setCancelHandler { [self] in
+                close(listener)
+                stopCompletion?()
+                stopCompletion = nil
+            }
             self.source = source
             source.resume()
         }
@@ -64,9 +70,10 @@ public final class ConnectionAcceptor: @unchecked Sendable {
                 close(listener)
                 return completion()
             }
+            // The cancel handler closes the descriptor, later on this queue.
+            stopCompletion = completion
             source.cancel()
             self.source = nil
-            completion()
         }
     }
 
