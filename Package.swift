@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "baton-demo", targets: ["baton-demo"]),
         .executable(name: "baton-bench", targets: ["baton-bench"]),
         .executable(name: "baton-hummingbird-example", targets: ["baton-hummingbird-example"]),
+        .library(name: "BatonCore", targets: ["BatonCore"]),
         .library(name: "Baton", targets: ["Baton"]),
         // LD_PRELOAD for servers that bind their own port (protocol = "preload").
         .library(name: "baton-preload", type: .dynamic, targets: ["CBatonPreload"]),
@@ -58,11 +59,18 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // What clients and workers share with the supervisor: the control protocol and its
+        // client, the typed status, the worker contract (variable names, fd 3), listener
+        // addresses and the socket calls behind them, system errors. Glibc and Foundation's
+        // JSON only, so that batonctl links neither SwiftNIO nor TOMLKit nor libsystemd
+        // (NIOCore's role beside NIOPosix).
+        .target(name: "BatonCore"),
         // The supervisor: configuration, sockets, processes, the reload state machine,
         // the control protocol.
         .target(
             name: "Baton",
             dependencies: [
+                "BatonCore",
                 "CBatonShim",
                 "CSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -82,17 +90,18 @@ let package = Package(
         .executableTarget(
             name: "batonctl",
             dependencies: [
-                "Baton",
+                "BatonCore",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // The library for servers run by Baton (or by systemd socket activation, or on
         // their own): inherited listeners by name, readiness, drain as graceful shutdown.
-        // Independent of the supervisor.
+        // Independent of the supervisor: it shares only BatonCore with it.
         .target(
             name: "BatonWorker",
             dependencies: [
+                "BatonCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -103,6 +112,7 @@ let package = Package(
         .executableTarget(
             name: "baton-demo",
             dependencies: [
+                "BatonCore",
                 "BatonWorker",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -146,10 +156,14 @@ let package = Package(
         .executableTarget(
             name: "baton-bench",
             dependencies: [
-                "Baton",
+                "BatonCore",
                 "BatonLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .testTarget(
+            name: "BatonCoreTests",
+            dependencies: ["BatonCore"]
         ),
         .testTarget(
             name: "BatonTests",
@@ -165,7 +179,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonIntegrationTests",
-            dependencies: ["Baton", "BatonLoad", "CBatonTestSupport", "baton", "batonctl", "baton-demo", "baton-hummingbird-example"],
+            dependencies: ["BatonCore", "BatonLoad", "CBatonTestSupport", "baton", "batonctl", "baton-demo", "baton-hummingbird-example"],
             // Go and Node.js servers the tests build or run from the source tree.
             exclude: ["Servers"]
         ),

@@ -1,3 +1,4 @@
+import BatonCore
 import Glibc
 import Logging
 import ServiceLifecycle
@@ -53,11 +54,11 @@ public enum BatonWorker {
 
     /// Notifications to the supervisor (`NOTIFY_SOCKET`): ``ServiceNotifier/ready(status:)``
     /// once the worker accepts, ``ServiceNotifier/status(_:)`` as it likes.
-    public static let notifier = ServiceNotifier(socketPath: getenv("NOTIFY_SOCKET").map { String(cString: $0) })
+    public static let notifier = ServiceNotifier(socketPath: getenv(WorkerContract.Systemd.notifySocket).map { String(cString: $0) })
 
     /// `BATON_GENERATION` and `BATON_SLOT`, when run by Baton.
-    public static let generation: Int? = getenv("BATON_GENERATION").flatMap { Int(String(cString: $0)) }
-    public static let slot: Int? = getenv("BATON_SLOT").flatMap { Int(String(cString: $0)) }
+    public static let generation: Int? = getenv(WorkerContract.generation).flatMap { Int(String(cString: $0)) }
+    public static let slot: Int? = getenv(WorkerContract.slot).flatMap { Int(String(cString: $0)) }
 
     /// The signals that start the drain by default: `SIGTERM` (Baton's default
     /// `drain_signal`, and systemd's stop signal) and `SIGINT` (Ctrl-C when run by hand).

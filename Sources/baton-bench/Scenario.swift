@@ -1,5 +1,5 @@
 import ArgumentParser
-import Baton
+import BatonCore
 import BatonLoad
 import Foundation
 
@@ -107,8 +107,8 @@ final class BatonServer: ServerUnderTest {
                 throw BenchError("baton exited:\n" + ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""))
             }
             if let status = try? ControlClient.send(ControlRequest(command: .status), to: controlSocket).status,
-               status.phase == "running", status.generations.count == 1,
-               status.generations[0].workers.allSatisfy({ $0.state == "ready" }) {
+               status.phase == .running, status.generations.count == 1,
+               status.generations[0].workers.allSatisfy({ $0.state == .ready }) {
                 return
             }
             usleep(10_000)

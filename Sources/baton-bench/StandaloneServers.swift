@@ -1,3 +1,4 @@
+import BatonCore
 import Foundation
 
 /// `baton-demo` processes started by the benchmark itself, without Baton: each binds its
@@ -33,7 +34,7 @@ final class StandaloneServers {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["--listen", "127.0.0.1:\(port)", "--reuseport"] + extraArguments
         var environment = ProcessInfo.processInfo.environment
-        environment["NOTIFY_SOCKET"] = notify.address
+        environment[WorkerContract.Systemd.notifySocket] = notify.address
         process.environment = environment
         process.standardError = FileHandle.nullDevice
         do {

@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import Foundation
 
 /// Baton with `baton-demo` workers as a supervisord program, from `Units/supervisord-baton.conf`
@@ -118,8 +118,8 @@ final class SupervisordServer: ServerUnderTest {
 
     private func servingGeneration() -> Int? {
         guard let status = try? ControlClient.send(ControlRequest(command: .status), to: controlSocket).status,
-              status.phase == "running" else { return nil }
-        return status.generations.last { $0.role == "serving" && $0.workers.allSatisfy { $0.state == "ready" } }?.number
+              status.phase == .running else { return nil }
+        return status.generations.last { $0.role == .serving && $0.workers.allSatisfy { $0.state == .ready } }?.number
     }
 
     private func waitUntilServing(_ generation: (Int) -> Bool) throws {

@@ -126,8 +126,17 @@ final class DemoServer: @unchecked Sendable {
     /// nobody accepts from: the naive reload the benchmark compares against, where
     /// closing the last reference resets them.
     private func stopAccepting(after pause: Int64?) {
-        acceptor?.stop(after: pause.map { .milliseconds($0) }) { [self] in
-            eventLoop.execute { self.acceptingStopped() }
+        guard let pause else {
+            acceptor?.stop { [self] in eventLoop.execute { self.acceptingStopped() } }
+            return
+        }
+        // A second reference keeps the socket, and its queue, open while nobody accepts.
+        let kept = fcntl(listener, F_DUPFD_CLOEXEC, 0)
+        acceptor?.stop { [self] in
+            eventLoop.scheduleTask(in: .milliseconds(pause)) {
+                close(kept)
+                self.acceptingStopped()
+            }
         }
     }
 

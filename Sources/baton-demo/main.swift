@@ -1,3 +1,4 @@
+import BatonCore
 import BatonWorker
 import Glibc
 import NIOCore
@@ -33,8 +34,8 @@ server.drainOnSignals(drainSignals)
 /// Who this worker is, from Baton's environment.
 struct Identity: Sendable {
     let pid = getpid()
-    let generation = Identity.variable("BATON_GENERATION") ?? "0"
-    let slot = Identity.variable("BATON_SLOT") ?? "0"
+    let generation = Identity.variable(WorkerContract.generation) ?? "0"
+    let slot = Identity.variable(WorkerContract.slot) ?? "0"
 
     static func variable(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Baton
+import BatonCore
 import Glibc
 
 @main
@@ -106,7 +106,7 @@ extension BatonControl {
             var waited = 0.0
             while waited < timeout {
                 if let status = try? ControlClient.send(ControlRequest(command: .status), to: options.path).status {
-                    if (status.upgrades ?? 0) >= wanted && status.phase == "running" {
+                    if (status.upgrades ?? 0) >= wanted && status.phase == .running {
                         print("upgraded: baton \(status.pid) serves generation \(status.generations.last?.number ?? 0) with the same workers")
                         return
                     }

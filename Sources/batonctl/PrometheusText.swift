@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import Prometheus
 
 /// `batonctl status --prometheus`: the status in Prometheus' text format, for a
@@ -6,18 +6,18 @@ import Prometheus
 enum PrometheusText {
     static func render(_ status: StatusReport) -> String {
         let registry = PrometheusCollectorRegistry()
-        for phase in ["starting", "running", "reloading", "stopping"] {
-            registry.makeGauge(name: "baton_phase", labels: [("phase", phase)],
+        for phase in StatusReport.Phase.allCases {
+            registry.makeGauge(name: "baton_phase", labels: [("phase", phase.rawValue)],
                                help: "1 for the phase Baton is in")
                 .set(to: phase == status.phase ? 1.0 : 0.0)
         }
         for generation in status.generations {
             let number = "\(generation.number)"
-            registry.makeGauge(name: "baton_generation", labels: [("generation", number), ("role", generation.role)],
+            registry.makeGauge(name: "baton_generation", labels: [("generation", number), ("role", generation.role.rawValue)],
                                help: "Alive generations and their role")
                 .set(to: 1.0)
-            for state in ["starting", "ready", "draining", "stopping", "killed"] {
-                registry.makeGauge(name: "baton_workers", labels: [("generation", number), ("state", state)],
+            for state in StatusReport.WorkerStatus.State.allCases {
+                registry.makeGauge(name: "baton_workers", labels: [("generation", number), ("state", state.rawValue)],
                                    help: "Workers by generation and state")
                     .set(to: Double(generation.workers.count { $0.state == state }))
             }
@@ -46,8 +46,8 @@ enum PrometheusText {
                 }
             }
         }
-        for result in ["running", "took-over", "rolled-back", "failed"] {
-            registry.makeGauge(name: "baton_recent_reloads", labels: [("result", result)],
+        for result in StatusReport.ReloadRecord.Outcome.allCases {
+            registry.makeGauge(name: "baton_recent_reloads", labels: [("result", result.rawValue)],
                                help: "Reloads in Baton's recent history, by result")
                 .set(to: Double(status.reloads.count { $0.result == result }))
         }

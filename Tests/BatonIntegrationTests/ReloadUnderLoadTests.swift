@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import BatonLoad
 import Foundation
 import Synchronization
@@ -182,8 +182,8 @@ import Testing
         #expect(good.ok, "\(good)")
 
         let status = try baton.status()
-        #expect(status.reloads.map(\.result) == ["rolled-back", "rolled-back", "took-over"])
-        #expect(status.generations.last { $0.role == "serving" }?.number == good.generation)
+        #expect(status.reloads.map(\.result) == [.rolledBack, .rolledBack, .tookOver])
+        #expect(status.generations.last { $0.role == .serving }?.number == good.generation)
         #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
         #expect(report.succeeded > 0)
         #expect(baton.stop() == 0)

@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import Foundation
 import Testing
 
@@ -56,7 +56,7 @@ import Testing
         // Without SO_REUSEPORT on the passed socket, per-worker becomes shared, and says so.
         #expect(baton.log.contains("is shared by every slot"), "\(baton.log)")
         let listener = try #require(status.listeners.first)
-        #expect(listener.reusePort == "shared" && listener.sockets.count == 1, "\(status.listeners)")
+        #expect(listener.reusePort == .shared && listener.sockets.count == 1, "\(status.listeners)")
         #expect(try run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(http)/"]).output.contains("generation=1"))
         #expect(try run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(extra)/"]).status == 7,
                 "the unclaimed socket must be closed, so connecting to it is refused")
@@ -95,7 +95,7 @@ import Testing
         ], in: scratch)
         let status = try baton.waitUntilServing()
         let listener = try #require(status.listeners.first)
-        #expect(listener.reusePort == "per-worker" && listener.sockets.map(\.slot) == [0, 1, 2], "\(status.listeners)")
+        #expect(listener.reusePort == .perWorker && listener.sockets.map(\.slot) == [0, 1, 2], "\(status.listeners)")
         #expect(!baton.log.contains("shared by every slot"), "\(baton.log)")
         // Every slot answers: the kernel spreads new connections over the three sockets.
         var slots = Set<String>()

@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import BatonLoad
 import Foundation
 import Testing
@@ -86,12 +86,12 @@ import Testing
         for round in 0..<kills {
             let status = try baton.waitForStatus("4 workers ready") { status in
                 status.generations.count == 1 && status.generations[0].workers.count == 4
-                    && status.generations[0].workers.allSatisfy { $0.state == "ready" }
+                    && status.generations[0].workers.allSatisfy { $0.state == .ready }
             }
             let victim = try #require(status.generations[0].workers[round % 4].pid)
             kill(victim, SIGKILL)
             _ = try baton.waitForStatus("worker \(victim) replaced") { status in
-                status.generations[0].workers.allSatisfy { $0.pid != victim && $0.state == "ready" }
+                status.generations[0].workers.allSatisfy { $0.pid != victim && $0.state == .ready }
             }
         }
         let report = load.stop()

@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import Foundation
 import Testing
 
@@ -14,7 +14,7 @@ import Testing
         kill(try #require(workers[1].pid), SIGKILL)
         let after = try baton.waitForStatus("slot 1 restarted") { status in
             status.generations.count == 1 && status.generations[0].workers.count == 3
-                && status.generations[0].workers[1].restarts == 1 && status.generations[0].workers[1].state == "ready"
+                && status.generations[0].workers[1].restarts == 1 && status.generations[0].workers[1].state == .ready
         }
         #expect(after.generations[0].number == 1)
         #expect(after.generations[0].workers[0].pid == workers[0].pid)
@@ -89,11 +89,11 @@ import Testing
         let before = try baton.waitUntilServing()
         kill(baton.process.processIdentifier, SIGHUP)
         let after = try baton.waitUntilServing(generation: 2)
-        let serving = try #require(after.generations.last { $0.role == "serving" })
+        let serving = try #require(after.generations.last { $0.role == .serving })
         #expect(serving.number == 2)
         #expect(Set(serving.workers.compactMap(\.pid))
             .isDisjoint(with: before.generations.flatMap(\.workers).compactMap(\.pid)), "generation 2 runs new workers")
-        #expect(after.reloads.map(\.result) == ["took-over"])
+        #expect(after.reloads.map(\.result) == [.tookOver])
         #expect(baton.stop() == 0)
     }
 
@@ -104,7 +104,7 @@ import Testing
         ], in: scratch)
         try baton.waitUntilServing()
         kill(baton.process.processIdentifier, SIGTERM)
-        _ = try baton.waitForStatus("stopping") { $0.phase == "stopping" }
+        _ = try baton.waitForStatus("stopping") { $0.phase == .stopping }
         kill(baton.process.processIdentifier, SIGINT)
         #expect(baton.waitForExit() == 0)
     }
@@ -170,7 +170,7 @@ import Testing
         let after = try baton.status()
         #expect(after.generations.map(\.number) == [1])
         #expect(after.generations[0].workers.map(\.pid) == before.generations[0].workers.map(\.pid))
-        #expect(after.reloads.last?.result == "failed")
+        #expect(after.reloads.last?.result == .failed)
         #expect(baton.stop() == 0)
     }
 
@@ -181,7 +181,7 @@ import Testing
         let second = try BatonUnderTest(["--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch)
         #expect(second.waitForExit() != 0)
         #expect(second.log.contains("another Baton is running there"))
-        #expect(try first.status().phase == "running")
+        #expect(try first.status().phase == .running)
         #expect(first.stop() == 0)
     }
 

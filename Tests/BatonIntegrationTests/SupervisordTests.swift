@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import BatonLoad
 import Foundation
 import Testing
@@ -41,10 +41,10 @@ extension ReloadUnderLoadTests {
                 signalled.append(try supervisord.control("signal", "HUP", SupervisordUnderTest.program).output)
                 // Baton's own account of the reload, not a guess at how long it takes.
                 let status = try supervisord.waitForStatus("reload to generation \(generation)") { status in
-                    status.reloads.last?.generation == generation && status.reloads.last?.result != "running"
+                    status.reloads.last?.generation == generation && status.reloads.last?.result != .running
                 }
                 load.markEvent("reload-end")
-                #expect(status.reloads.last?.result == "took-over", "\(String(describing: status.reloads.last))")
+                #expect(status.reloads.last?.result == .tookOver, "\(String(describing: status.reloads.last))")
                 try supervisord.waitUntilServing(generation: generation)
             }
             let report = load.stop()

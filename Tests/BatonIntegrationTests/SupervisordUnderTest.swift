@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import Foundation
 
 /// A private supervisord (Debian's `supervisor`), in the foreground as a child of the
@@ -147,9 +147,9 @@ final class SupervisordUnderTest {
     @discardableResult
     func waitUntilServing(generation: Int, timeout: Double = 60) throws -> StatusReport {
         try waitForStatus("generation \(generation) serving", timeout: timeout) { status in
-            guard let serving = status.generations.last(where: { $0.role == "serving" }) else { return false }
+            guard let serving = status.generations.last(where: { $0.role == .serving }) else { return false }
             return serving.number == generation && !serving.workers.isEmpty
-                && serving.workers.allSatisfy { $0.state == "ready" } && status.phase == "running"
+                && serving.workers.allSatisfy { $0.state == .ready } && status.phase == .running
         }
     }
 

@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import BatonLoad
 import Foundation
 import Testing
@@ -103,10 +103,10 @@ final class BatonUnderTest {
         while Date() < deadline {
             guard process.isRunning else { throw TestFailure("baton exited (\(process.terminationStatus)):\n\(log)") }
             if let status = try? status() {
-                if let serving = status.generations.last(where: { $0.role == "serving" }),
+                if let serving = status.generations.last(where: { $0.role == .serving }),
                    generation == nil || serving.number == generation,
-                   !serving.workers.isEmpty, serving.workers.allSatisfy({ $0.state == "ready" }),
-                   status.phase == "running" {
+                   !serving.workers.isEmpty, serving.workers.allSatisfy({ $0.state == .ready }),
+                   status.phase == .running {
                     return status
                 }
                 last = "\(status.phase), generations \(status.generations.map { "\($0.number):\($0.role)" })"

@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import Foundation
 import Testing
 

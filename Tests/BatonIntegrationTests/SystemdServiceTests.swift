@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import BatonLoad
 import Foundation
 import Synchronization

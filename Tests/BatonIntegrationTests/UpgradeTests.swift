@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import BatonLoad
 import Foundation
 import Testing
@@ -52,7 +52,7 @@ import Testing
         // Generation 1 drains after generation 2 took over; wait until its inherited workers are reaped.
         try baton.waitUntilServing(generation: 2)
         let settled = try baton.waitForStatus("generation 1 gone") { $0.generations.map(\.number) == [2] }
-        #expect(settled.generations[0].role == "serving")
+        #expect(settled.generations[0].role == .serving)
         #expect(baton.stop() == 0)
         #expect(baton.log.contains("generation 1 has exited"), "the inherited workers were reaped: \(baton.log)")
     }

@@ -1,4 +1,4 @@
-import Baton
+import BatonCore
 import Foundation
 import Testing
 
@@ -84,9 +84,9 @@ import Testing
             "--workers", "2", "--ready", "exec:test -e \(flag)", "--", "/bin/sleep", "1000",
         ], in: scratch)
         let starting = try baton.waitForStatus("two starting workers") { status in
-            status.generations.first?.workers.filter { $0.state == "starting" }.count == 2
+            status.generations.first?.workers.filter { $0.state == .starting }.count == 2
         }
-        #expect(starting.phase == "starting")
+        #expect(starting.phase == .starting)
         _ = FileManager.default.createFile(atPath: "\(scratch.path)/ready-0", contents: nil)
         _ = FileManager.default.createFile(atPath: "\(scratch.path)/ready-1", contents: nil)
         try baton.waitUntilServing()

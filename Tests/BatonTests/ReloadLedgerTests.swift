@@ -37,7 +37,7 @@ import Testing
         #expect(final.count == 1)
         #expect(!final[0].1.ok && final[0].1.final)
         #expect(final[0].1.error?.contains("worker g3/s0 exited with status 1") == true)
-        #expect(ledger.history.map(\.result) == ["rolled-back"])
+        #expect(ledger.history.map(\.result) == [.rolledBack])
         #expect(ledger.history[0].generation == 3)
         #expect(ledger.history[0].started == 100 && ledger.history[0].finished == 102)
     }
@@ -52,7 +52,7 @@ import Testing
         let final = ledger.record(.failed("the configuration is bad"), for: [first, second, signal], at: 2)
         #expect(final.map(\.0) == ["a", "b"])
         #expect(ledger.history.count == 1)
-        #expect(ledger.history[0].result == "failed")
+        #expect(ledger.history[0].result == .failed)
         #expect(ledger.history[0].message == "reload failed: the configuration is bad")
     }
 
@@ -65,7 +65,7 @@ import Testing
         }
         #expect(ledger.history.count == Ledger.historyLimit)
         #expect(ledger.history.last?.generation == Ledger.historyLimit + 6)
-        #expect(ledger.history.allSatisfy { $0.result == "took-over" })
+        #expect(ledger.history.allSatisfy { $0.result == .tookOver })
     }
 
     @Test func aReloadStillRunningShowsAsRunning() {
@@ -73,7 +73,7 @@ import Testing
         let id = ledger.request(from: nil)
         _ = ledger.record(.loadingConfiguration, for: [id], at: 5)
         _ = ledger.record(.starting(generation: 2, workers: 1), for: [id], at: 6)
-        #expect(ledger.history.map(\.result) == ["running"])
+        #expect(ledger.history.map(\.result) == [.running])
         #expect(ledger.history[0].finished == nil)
     }
 }

@@ -20,12 +20,12 @@ import Testing
         let status = projection(Machine.serving(workers: 2), pids: [g1s0: 500, g1s1: 501])
         let report = status.report(pid: 42, configurationName: "command line", listeners: [], now: 13.5,
                                    scaledTo: nil, upgrades: 0, upgradeError: nil)
-        #expect(report.phase == "running")
+        #expect(report.phase == .running)
         #expect(report.command == ["./server"])
         #expect(report.generations.map(\.number) == [1])
-        #expect(report.generations[0].role == "serving")
+        #expect(report.generations[0].role == .serving)
         #expect(report.generations[0].workers.map(\.pid) == [500, 501])
-        #expect(report.generations[0].workers.map(\.state) == ["ready", "ready"])
+        #expect(report.generations[0].workers.map(\.state) == [.ready, .ready])
         #expect(report.generations[0].workers.map(\.uptime) == [3.5, 3.5])
         #expect(status.line == "generation 1: 2/2 ready")
     }
@@ -35,9 +35,9 @@ import Testing
         _ = machine.handle(.workerReady(WorkerID(generation: 2, slot: 0)))
         let report = projection(machine).report(pid: 1, configurationName: "x", listeners: [], now: 0,
                                                 scaledTo: 3, upgrades: 1, upgradeError: nil)
-        #expect(report.phase == "reloading")
-        #expect(report.generations.map(\.role) == ["serving", "starting"])
-        #expect(report.generations[1].workers.map(\.state) == ["ready", "starting"])
+        #expect(report.phase == .reloading)
+        #expect(report.generations.map(\.role) == [.serving, .starting])
+        #expect(report.generations[1].workers.map(\.state) == [.ready, .starting])
         #expect(report.generations[1].workers.allSatisfy { $0.pid == nil && $0.uptime == nil }, "not in the worker table")
         #expect(report.scaledTo == 3 && report.upgrades == 1)
         #expect(report.command == ["./server-v2"], "the newest configuration's command")
@@ -51,30 +51,30 @@ import Testing
         let status = projection(machine)
         let report = status.report(pid: 1, configurationName: "x", listeners: [], now: 0,
                                    scaledTo: nil, upgrades: 0, upgradeError: nil)
-        #expect(report.generations.map(\.role) == ["draining", "serving"])
-        #expect(report.generations[0].workers.map(\.state) == ["stopping"])
+        #expect(report.generations.map(\.role) == [.draining, .serving])
+        #expect(report.generations[0].workers.map(\.state) == [.stopping])
         #expect(status.line == "generation 2: 1/1 ready; 1 draining")
     }
 
     @Test func theLineNamesTheLastFinishedReload() {
-        var record = StatusReport.ReloadRecord(started: 1, result: "rolled-back")
+        var record = StatusReport.ReloadRecord(started: 1, result: .rolledBack)
         record.finished = 2
         let status = projection(Machine.serving(workers: 1), reloads: [record])
         #expect(status.line == "generation 1: 1/1 ready; last reload rolled-back")
-        let running = projection(Machine.serving(workers: 1), reloads: [.init(started: 3, result: "running")])
+        let running = projection(Machine.serving(workers: 1), reloads: [.init(started: 3, result: .running)])
         #expect(running.line == "generation 1: 1/1 ready", "a reload under way is not the last result")
     }
 
     @Test func phasesAreNamedAsTheControlProtocolDocumentsThem() {
         var machine = SupervisorStateMachine()
-        #expect(projection(machine).phase == "starting")
+        #expect(projection(machine).phase == .starting)
         _ = machine.handle(.start(Machine.configuration(workers: 1)))
-        #expect(projection(machine).phase == "starting")
+        #expect(projection(machine).phase == .starting)
         _ = machine.handle(.workerReady(WorkerID(generation: 1, slot: 0)))
-        #expect(projection(machine).phase == "running")
+        #expect(projection(machine).phase == .running)
         _ = machine.handle(.reloadRequested(1))
-        #expect(projection(machine).phase == "reloading")
+        #expect(projection(machine).phase == .reloading)
         _ = machine.handle(.stopRequested)
-        #expect(projection(machine).phase == "stopping")
+        #expect(projection(machine).phase == .stopping)
     }
 }

@@ -87,7 +87,9 @@ import Testing
         #expect(String(decoding: buffer.prefix(max(count, 0)), as: UTF8.self) == "READY=1\nSTATUS=serving")
     }
 
-    @Test func acceptorHandsOverConnectionsAndClosesItsDescriptorOnStop() async throws {
+    /// Repeated: `stop`'s completion must come after the close, not race it.
+    @Test(arguments: 1...50)
+    func acceptorHandsOverConnectionsAndClosesItsDescriptorOnStop(_ attempt: Int) async throws {
         let fd = try ListeningSocket.bind(.tcp(host: "127.0.0.1", port: 0))
         var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -131,5 +133,40 @@ extension ListeningSocket {
         }
         guard fd >= 0, bound == 0 else { throw BatonWorkerError(.systemCall, "cannot bind \(path)") }
         return fd
+    }
+}
+
+/// A standalone worker binding a unix path replaces only a socket left over from a crash.
+@Suite struct UnixListenerTests {
+    let path = "/tmp/baton-worker-unix-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+
+    @Test func aStaleSocketFileIsReplaced() throws {
+        let first = try ListeningSocket.bind(.unix(path: path))
+        close(first)
+        let second = try ListeningSocket.bind(.unix(path: path))
+        close(second)
+        unlink(path)
+    }
+
+    @Test func aSocketSomeoneListensOnIsNotStolen() throws {
+        let first = try ListeningSocket.bind(.unix(path: path))
+        defer {
+            close(first)
+            unlink(path)
+        }
+        #expect {
+            _ = try ListeningSocket.bind(.unix(path: path))
+        } throws: { error in
+            "\(error)".contains("another process listens on it")
+        }
+    }
+
+    @Test func aFileThatIsNotASocketIsLeftAlone() throws {
+        let file = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        #expect(file >= 0)
+        close(file)
+        defer { unlink(path) }
+        #expect(throws: BatonWorkerError.self) { _ = try ListeningSocket.bind(.unix(path: path)) }
+        #expect(access(path, F_OK) == 0, "the file is still there")
     }
 }

@@ -7,12 +7,12 @@ struct StatusProjection {
     var reloads: [StatusReport.ReloadRecord]
 
     /// The phase as the control protocol names it.
-    var phase: String {
+    var phase: StatusReport.Phase {
         switch machine.phase {
-        case .idle, .starting: "starting"
-        case .running: "running"
-        case .loadingConfiguration, .reloading: "reloading"
-        case .stopping, .stopped: "stopping"
+        case .idle, .starting: .starting
+        case .running: .running
+        case .loadingConfiguration, .reloading: .reloading
+        case .stopping, .stopped: .stopping
         }
     }
 
@@ -23,7 +23,7 @@ struct StatusProjection {
             let ready = serving.workers.values.filter { $0.state == .ready }.count
             parts.append("generation \(serving.number): \(ready)/\(serving.configuration.workers.count) ready")
         }
-        let draining = machine.generations.filter { $0.role == .draining }.reduce(0) { $0 + $1.workers.count }
+        let draining = machine.generations.filter { $0.role == .leaving || $0.role == .draining }.reduce(0) { $0 + $1.workers.count }
         if draining > 0 { parts.append("\(draining) draining") }
         if let last = reloads.last, last.finished != nil {
             parts.append("last reload \(last.result)")
@@ -37,12 +37,12 @@ struct StatusProjection {
                 scaledTo: Int?, upgrades: Int, upgradeError: String?) -> StatusReport {
         let generations = machine.generations.map { generation in
             StatusReport.GenerationStatus(
-                number: generation.number, role: generation.role.rawValue,
+                number: generation.number, role: .init(generation.role),
                 workers: generation.workers.values.sorted { $0.id < $1.id }.map { worker in
                     let entry = workers[worker.id]
                     return StatusReport.WorkerStatus(
                         slot: worker.id.slot, restarts: worker.id.start, pid: entry?.pid,
-                        state: worker.announcedStopping && worker.state == .draining ? "stopping" : worker.state.rawValue,
+                        state: worker.announcedStopping && worker.state == .draining ? .stopping : .init(worker.state),
                         status: worker.status, uptime: entry.map { now - $0.started })
                 },
                 restartingSlots: generation.restarting.sorted(),

@@ -24,8 +24,8 @@ enum ProcessSpawner {
         }
 
         var environment = request.environment
-        let listenPIDSlot = "LISTEN_PID=" + String(repeating: " ", count: 24)
-        environment["LISTEN_PID"] = nil
+        let listenPIDSlot = WorkerContract.Systemd.processID + "=" + String(repeating: " ", count: 24)
+        environment[WorkerContract.Systemd.processID] = nil
         var entries = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         if request.setListenPID {
             entries.append(listenPIDSlot)
@@ -67,13 +67,17 @@ enum ProcessSpawner {
         }
         // What a supervisor of Baton's own told it, which must not reach a worker as if
         // Baton had said it.
-        for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-                    "EINHORN_MASTER_PID", "EINHORN_FD_COUNT", "EINHORN_CHILD_INDEX", "EINHORN_SOCK_PATH", "EINHORN_SOCK_FD",
-                    "SERVER_STARTER_PORT", "SERVER_STARTER_GENERATION", "BATON_PRELOAD_FD_COUNT",
+        for key in [WorkerContract.Systemd.descriptorCount, WorkerContract.Systemd.processID,
+                    WorkerContract.Systemd.descriptorNames, WorkerContract.Systemd.notifySocket,
+                    WorkerContract.Systemd.watchdogInterval, WorkerContract.Systemd.watchdogProcessID,
+                    WorkerContract.Einhorn.masterProcessID, WorkerContract.Einhorn.descriptorCount,
+                    WorkerContract.Einhorn.childIndex, WorkerContract.Einhorn.commandSocketPath,
+                    WorkerContract.Einhorn.commandSocketDescriptor, WorkerContract.ServerStarter.port,
+                    WorkerContract.ServerStarter.generation, WorkerContract.Preload.descriptorCount,
                     UpgradeHandover.variable] {
             result[key] = nil
         }
-        for key in result.keys where key.hasPrefix("EINHORN_FD_") {
+        for key in result.keys where key.hasPrefix(WorkerContract.Einhorn.descriptorPrefix) {
             result[key] = nil
         }
         return result

@@ -3,9 +3,6 @@
 /// 4, … in listener order by the spawner. Pure, so that every protocol's format is
 /// tested exactly as its own documentation writes it.
 struct SocketHandoff: Equatable {
-    /// The first descriptor of the sockets, as in systemd's `SD_LISTEN_FDS_START`.
-    static let firstDescriptor: Int32 = 3
-
     var environment: [String: String] = [:]
     var command: [String]
     /// Whether the spawner fills in `LISTEN_PID` with the worker's own pid.
@@ -20,7 +17,7 @@ struct SocketHandoff: Equatable {
     init(_ socketProtocol: SocketProtocol, command: [String], listeners: [ListenerConfiguration],
          generation: Int, slot: Int, supervisorPID: Int32, preloadLibrary: String, inheritedPreload: String? = nil,
          drainSignal: Int32 = SignalName.terminate) {
-        let descriptors = listeners.indices.map { Self.firstDescriptor + Int32($0) }
+        let descriptors = listeners.indices.map { WorkerContract.firstListenerDescriptor + Int32($0) }
         var numbers: [String: String] = [:]
         for (listener, descriptor) in zip(listeners, descriptors) {
             numbers[listener.name] = "\(descriptor)"
@@ -31,28 +28,28 @@ struct SocketHandoff: Equatable {
         switch socketProtocol {
         case .systemd:
             guard !listeners.isEmpty else { break }
-            environment["LISTEN_FDS"] = "\(listeners.count)"
-            environment["LISTEN_FDNAMES"] = listeners.map(\.name).joined(separator: ":")
+            environment[WorkerContract.Systemd.descriptorCount] = "\(listeners.count)"
+            environment[WorkerContract.Systemd.descriptorNames] = listeners.map(\.name).joined(separator: ":")
             setsListenPID = true
         case .einhorn:
             // einhorn's workers check EINHORN_MASTER_PID against their parent's pid
             // before they trust the descriptors; Baton is that parent.
-            environment["EINHORN_MASTER_PID"] = "\(supervisorPID)"
-            environment["EINHORN_FD_COUNT"] = "\(listeners.count)"
+            environment[WorkerContract.Einhorn.masterProcessID] = "\(supervisorPID)"
+            environment[WorkerContract.Einhorn.descriptorCount] = "\(listeners.count)"
             for (index, descriptor) in descriptors.enumerated() {
-                environment["EINHORN_FD_\(index)"] = "\(descriptor)"
+                environment[WorkerContract.Einhorn.descriptor(index)] = "\(descriptor)"
             }
-            environment["EINHORN_CHILD_INDEX"] = "\(slot)"
+            environment[WorkerContract.Einhorn.childIndex] = "\(slot)"
         case .serverStarter:
-            environment["SERVER_STARTER_PORT"] = zip(listeners, descriptors)
+            environment[WorkerContract.ServerStarter.port] = zip(listeners, descriptors)
                 .map { Self.serverStarterEntry($0.address, descriptor: $1) }
                 .joined(separator: ";")
-            environment["SERVER_STARTER_GENERATION"] = "\(generation)"
+            environment[WorkerContract.ServerStarter.generation] = "\(generation)"
         case .preload:
             environment["LD_PRELOAD"] = [preloadLibrary, inheritedPreload].compactMap { $0 }
                 .filter { !$0.isEmpty }.joined(separator: " ")
-            environment["BATON_PRELOAD_FD_COUNT"] = "\(listeners.count)"
-            environment["BATON_PRELOAD_DRAIN_SIGNAL"] = "\(drainSignal)"
+            environment[WorkerContract.Preload.descriptorCount] = "\(listeners.count)"
+            environment[WorkerContract.Preload.drainSignal] = "\(drainSignal)"
         case .none:
             break
         }

@@ -31,9 +31,9 @@ struct WorkerLauncher {
             generation: worker.generation, slot: worker.slot, supervisorPID: getpid(),
             preloadLibrary: preloadLibrary, inheritedPreload: environment["LD_PRELOAD"], drainSignal: settings.drainSignal)
         environment.merge(handoff.environment) { $1 }
-        environment["NOTIFY_SOCKET"] = notifyAddress
-        environment["BATON_GENERATION"] = "\(worker.generation)"
-        environment["BATON_SLOT"] = "\(worker.slot)"
+        environment[WorkerContract.Systemd.notifySocket] = notifyAddress
+        environment[WorkerContract.generation] = "\(worker.generation)"
+        environment[WorkerContract.slot] = "\(worker.slot)"
         return ProcessSpawner.Request(
             command: handoff.command, environment: environment, directory: settings.directory,
             sockets: sockets.map(\.fd), setListenPID: handoff.setsListenPID)

@@ -15,9 +15,9 @@ enum ReadinessProbe {
     static func request(_ command: String, for worker: WorkerID, pid: pid_t, settings: WorkerConfiguration,
                         environment: [String: String], output: Int32) -> ProcessSpawner.Request {
         var environment = environment
-        environment["BATON_WORKER_PID"] = "\(pid)"
-        environment["BATON_GENERATION"] = "\(worker.generation)"
-        environment["BATON_SLOT"] = "\(worker.slot)"
+        environment[WorkerContract.workerProcessID] = "\(pid)"
+        environment[WorkerContract.generation] = "\(worker.generation)"
+        environment[WorkerContract.slot] = "\(worker.slot)"
         return ProcessSpawner.Request(
             command: ["/bin/sh", "-c", command], environment: environment,
             directory: settings.directory, stdout: output, stderr: output)

@@ -31,7 +31,7 @@ struct ReloadLedger<Asker> {
     mutating func record(_ progress: ReloadProgress, for ids: [ReloadRequestID], at time: Double) -> [(Asker, ControlReply)] {
         guard let firstID = ids.first else { return [] }
         if case .loadingConfiguration = progress {
-            entries.append((firstID, .init(started: time, result: "running")))
+            entries.append((firstID, .init(started: time, result: .running)))
             if entries.count > Self.historyLimit { entries.removeFirst() }
         }
         if progress.isFinal, let index = entries.lastIndex(where: { $0.firstID == firstID }) {
@@ -39,13 +39,13 @@ struct ReloadLedger<Asker> {
             entries[index].record.message = progress.description
             switch progress {
             case .tookOver(let generation, _):
-                entries[index].record.result = "took-over"
+                entries[index].record.result = .tookOver
                 entries[index].record.generation = generation
             case .rolledBack(let generation, _):
-                entries[index].record.result = "rolled-back"
+                entries[index].record.result = .rolledBack
                 entries[index].record.generation = generation
             default:
-                entries[index].record.result = "failed"
+                entries[index].record.result = .failed
             }
         }
         var replies: [(Asker, ControlReply)] = []

@@ -39,7 +39,7 @@ final class InheritedSockets {
         var sockets: [Socket] = []
         var seen = Set<SocketIdentity.Inode>()
         for index in 0..<Int(count) {
-            let fd = SD_LISTEN_FDS_START + Int32(index)
+            let fd = WorkerContract.firstListenerDescriptor + Int32(index)
             let name = names?[index].map { String(cString: $0) } ?? "unknown"
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             do {

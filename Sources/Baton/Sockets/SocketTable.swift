@@ -90,7 +90,7 @@ final class SocketTable {
                     if !existing.isEmpty {
                         // A socket unit's Backlog= stands unless the configuration sets one.
                         for key in existing where listener.address.isStream && (listener.backlog != nil || !adopted.contains(key)) {
-                            descriptors[key].map { ListenerSocket.setBacklog($0, backlog) }
+                            if let fd = descriptors[key] { try? ListenerSocket.setBacklog(fd, backlog) }
                         }
                         continue
                     }
@@ -100,7 +100,7 @@ final class SocketTable {
                         adopted.insert(key)
                         opened.append(key)
                         if socket.identity.reusePort { joinSteering(socket.fd, listener) }
-                        if listener.address.isStream, listener.backlog != nil { ListenerSocket.setBacklog(socket.fd, backlog) }
+                        if listener.address.isStream, listener.backlog != nil { try? ListenerSocket.setBacklog(socket.fd, backlog) }
                         if listener.reusePort == .perWorker, !socket.identity.reusePort {
                             opened.append(try share(listener, adopted: key, reason: "it has no SO_REUSEPORT (ReusePort=yes in the socket unit)"))
                             configuration.listeners[index].reusePort = .shared
@@ -278,7 +278,7 @@ final class SocketTable {
             let keys = descriptors.keys.filter { $0.name == listener.name && $0.address == listener.address }
                 .sorted { ($0.generation ?? 0, $0.slot ?? -1) < ($1.generation ?? 0, $1.slot ?? -1) }
             return StatusReport.ListenerStatus(
-                name: listener.name, address: "\(listener.address)", reusePort: listener.reusePort.rawValue,
+                name: listener.name, address: "\(listener.address)", reusePort: listener.reusePort,
                 sockets: keys.map { key in
                     var socket = StatusReport.SocketStatus(slot: key.slot)
                     socket.generation = key.generation

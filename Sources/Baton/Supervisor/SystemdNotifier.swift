@@ -10,7 +10,7 @@ struct SystemdNotifier {
     let enabled: Bool
 
     init() {
-        enabled = getenv("NOTIFY_SOCKET") != nil
+        enabled = getenv(WorkerContract.Systemd.notifySocket) != nil
     }
 
     /// Half the interval of the service's watchdog (`WATCHDOG_USEC`, for this process

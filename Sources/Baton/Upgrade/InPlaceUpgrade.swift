@@ -16,10 +16,10 @@ enum InPlaceUpgrade {
     /// The open descriptors above 2 that are not close-on-exec, other than the sockets
     /// systemd passed through `LISTEN_FDS` (those are adopted, not kept as they are).
     private static func inheritableDescriptors() -> [Int32] {
-        var systemdRange = 0..<0
-        if let pid = getenv("LISTEN_PID").flatMap({ pid_t(String(cString: $0)) }), pid == getpid(),
-           let count = getenv("LISTEN_FDS").flatMap({ Int32(String(cString: $0)) }) {
-            systemdRange = 3..<(3 + Int(count))
+        var systemdRange: Range<Int32> = 0..<0
+        if let pid = getenv(WorkerContract.Systemd.processID).flatMap({ pid_t(String(cString: $0)) }), pid == getpid(),
+           let count = getenv(WorkerContract.Systemd.descriptorCount).flatMap({ Int32(String(cString: $0)) }) {
+            systemdRange = WorkerContract.firstListenerDescriptor..<(WorkerContract.firstListenerDescriptor + count)
         }
         guard let directory = opendir("/proc/self/fd") else { return [] }
         defer { closedir(directory) }
@@ -27,7 +27,7 @@ enum InPlaceUpgrade {
         var result: [Int32] = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let fd = Int32(name), fd > 2, fd != own, !systemdRange.contains(Int(fd)) else { continue }
+            guard let fd = Int32(name), fd > 2, fd != own, !systemdRange.contains(fd) else { continue }
             let flags = fcntl(fd, F_GETFD)
             if flags >= 0 && flags & FD_CLOEXEC == 0 { result.append(fd) }
         }

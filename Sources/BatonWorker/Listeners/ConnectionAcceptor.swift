@@ -16,6 +16,8 @@ public final class ConnectionAcceptor: @unchecked Sendable {
     private let queue: DispatchQueue
     private var source: DispatchSourceRead?
     private var stopped = false
+    /// Runs once the cancelled source has closed the descriptor.
+    private var stopCompletion: (@Sendable () -> Void)?
 
     /// `handler` runs on the acceptor's queue with each accepted descriptor, which is
     /// close-on-exec and now belongs to the handler.
@@ -31,7 +33,11 @@ public final class ConnectionAcceptor: @unchecked Sendable {
             guard !stopped, source == nil else { return }
             let source = DispatchSource.makeReadSource(fileDescriptor: listener, queue: queue)
             source.setEventHandler { [self] in acceptPending() }
-            source.setCancelHandler { [listener] in close(listener) }
+            source.setCancelHandler { [self] in
+                close(listener)
+                stopCompletion?()
+                stopCompletion = nil
+            }
             self.source = source
             source.resume()
         }
@@ -56,11 +62,7 @@ public final class ConnectionAcceptor: @unchecked Sendable {
     /// Stops accepting and closes this process's descriptor of the listening socket (one
     /// reference: an inherited socket and its queue live on in the supervisor and in the
     /// next generation). `completion` runs once it is closed.
-    ///
-    /// With `pause`, the descriptor is first kept open without accepting for that long:
-    /// connections keep queuing on a socket nobody accepts from. That is the naive
-    /// reload benchmarks compare against, never what a worker should do.
-    public func stop(after pause: Duration? = nil, completion: @escaping @Sendable () -> Void = {}) {
+    public func stop(completion: @escaping @Sendable () -> Void) {
         queue.async { [self] in
             guard !stopped else { return completion() }
             stopped = true
@@ -68,19 +70,10 @@ public final class ConnectionAcceptor: @unchecked Sendable {
                 close(listener)
                 return completion()
             }
-            guard let pause else {
-                source.cancel()
-                self.source = nil
-                return completion()
-            }
-            source.suspend()
-            let milliseconds = Int(pause.components.seconds * 1000 + pause.components.attoseconds / 1_000_000_000_000_000)
-            queue.asyncAfter(deadline: .now() + .milliseconds(milliseconds)) { [self] in
-                self.source?.cancel()
-                self.source?.resume()
-                self.source = nil
-                completion()
-            }
+            // The cancel handler closes the descriptor, later on this queue.
+            stopCompletion = completion
+            source.cancel()
+            self.source = nil
         }
     }
 

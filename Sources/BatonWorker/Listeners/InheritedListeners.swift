@@ -1,3 +1,5 @@
+import BatonCore
+
 /// The listening sockets a process was started with, by name.
 ///
 /// Read from systemd's socket-activation protocol (`LISTEN_FDS`, `LISTEN_PID`,
@@ -36,10 +38,13 @@ public struct InheritedListeners: Sendable, Equatable {
     }
 
     /// The first descriptor of systemd's protocol.
-    public static let firstDescriptor: Int32 = 3
+    public static let firstDescriptor = WorkerContract.firstListenerDescriptor
 
     /// The variables the protocols use; unset once read so that children don't misread them.
-    public static let variables = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "SERVER_STARTER_PORT"]
+    public static let variables = [
+        WorkerContract.Systemd.descriptorCount, WorkerContract.Systemd.processID,
+        WorkerContract.Systemd.descriptorNames, WorkerContract.ServerStarter.port,
+    ]
 
     /// The listeners `environment` passes to process `processID`, or nil when it passes none.
     ///
@@ -48,10 +53,10 @@ public struct InheritedListeners: Sendable, Equatable {
     ///   `LISTEN_FDNAMES` with another number of names than `LISTEN_FDS`, a malformed
     ///   `SERVER_STARTER_PORT`.
     public static func parse(environment: [String: String], processID: Int32) throws(BatonWorkerError) -> InheritedListeners? {
-        if let count = environment["LISTEN_FDS"] {
+        if let count = environment[WorkerContract.Systemd.descriptorCount] {
             return try parseSystemd(count: count, environment: environment, processID: processID)
         }
-        if let ports = environment["SERVER_STARTER_PORT"] {
+        if let ports = environment[WorkerContract.ServerStarter.port] {
             return try parseServerStarter(ports)
         }
         return nil
@@ -61,7 +66,7 @@ public struct InheritedListeners: Sendable, Equatable {
         guard let count = Int32(text), count >= 0, count <= 65536 else {
             throw BatonWorkerError(.malformedVariable, "LISTEN_FDS is '\(text)', not a number of descriptors")
         }
-        guard let pidText = environment["LISTEN_PID"] else {
+        guard let pidText = environment[WorkerContract.Systemd.processID] else {
             throw BatonWorkerError(.malformedVariable, "LISTEN_FDS is set but LISTEN_PID is not")
         }
         guard let pid = Int32(pidText), pid > 0 else {
@@ -75,7 +80,7 @@ public struct InheritedListeners: Sendable, Equatable {
         }
         guard count > 0 else { return nil }
         let descriptors = (0..<count).map { firstDescriptor + $0 }
-        guard let namesText = environment["LISTEN_FDNAMES"] else {
+        guard let namesText = environment[WorkerContract.Systemd.descriptorNames] else {
             return InheritedListeners(
                 source: .systemdUnnamed,
                 entries: descriptors.map { Entry(name: "unknown", descriptor: $0) }

@@ -1,9 +1,26 @@
-/// An address a worker binds itself when it runs standalone, without inherited sockets.
-public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
+import BatonCore
+
+/// An address a worker binds itself when it runs standalone, without inherited sockets,
+/// in the short notation of a worker's command line: `HOST:PORT`, `[IPv6]:PORT` or
+/// `unix:/PATH`. It is Baton's ``ListenerAddress`` (`tcp://HOST:PORT`, `unix:///PATH`)
+/// with the scheme left out, and read by the same grammar.
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    /// The address in Baton's notation.
+    public let address: ListenerAddress
+
+    private init(_ address: ListenerAddress) {
+        self.address = address
+    }
+
     /// TCP on an IPv4 or IPv6 address (`host` is a numeric address, not a name).
-    case tcp(host: String, port: Int)
+    public static func tcp(host: String, port: Int) -> ListenAddress {
+        ListenAddress(.tcp(host: host, port: UInt16(port)))
+    }
+
     /// A unix stream socket at `path`.
-    case unix(path: String)
+    public static func unix(path: String) -> ListenAddress {
+        ListenAddress(.unix(path: path))
+    }
 
     /// TCP on `host` and `port`.
     public init(host: String, port: Int) {
@@ -12,29 +29,24 @@ public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
 
     /// `HOST:PORT`, `[IPv6]:PORT` or `unix:/PATH`.
     public init(parsing text: String) throws(BatonWorkerError) {
+        var url = "tcp://" + text
         if text.hasPrefix("unix:") {
-            let path = String(text.dropFirst("unix:".count))
+            let path = text.dropFirst("unix:".count)
             guard path.hasPrefix("/") else {
                 throw BatonWorkerError(.badAddress, "'\(text)': a unix address is unix:/ABSOLUTE/PATH")
             }
-            self = .unix(path: path)
-            return
+            url = "unix://" + path
         }
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (0...65535).contains(port) else {
-            throw BatonWorkerError(.badAddress, "'\(text)': expected HOST:PORT, [IPv6]:PORT or unix:/PATH")
+        do {
+            address = try ListenerAddress(parsing: url)
+        } catch {
+            throw BatonWorkerError(.badAddress, "'\(text)': \(error)")
         }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else {
-            throw BatonWorkerError(.badAddress, "'\(text)': the host is missing (use 0.0.0.0 or [::] for every address)")
-        }
-        self = .tcp(host: host, port: port)
     }
 
     public var description: String {
-        switch self {
-        case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        switch address {
+        case .tcp(let host, let port), .udp(let host, let port): "\(IPAddress.bracketed(host)):\(port)"
         case .unix(let path): "unix:\(path)"
         }
     }

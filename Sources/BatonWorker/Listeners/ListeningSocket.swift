@@ -1,3 +1,4 @@
+import BatonCore
 import Glibc
 
 /// The system calls on listening sockets: binding one for a standalone worker, checking
@@ -5,80 +6,24 @@ import Glibc
 public enum ListeningSocket {
     /// A socket bound to `address` and listening with `backlog` (default: the system's
     /// largest, `net.core.somaxconn`), close-on-exec. With `reusePort`, `SO_REUSEPORT`
-    /// lets several processes share the port.
+    /// lets several processes share the port. A unix path is taken over only from a
+    /// socket left over from a crash.
     public static func bind(_ address: ListenAddress, reusePort: Bool = false, backlog: Int32? = nil) throws(BatonWorkerError) -> Int32 {
-        switch address {
-        case .tcp(let host, let port):
-            let family: Int32
-            var storage = sockaddr_storage()
-            var length: socklen_t
-            if host.contains(":") {
-                var ip = sockaddr_in6()
-                ip.sin6_family = sa_family_t(AF_INET6)
-                ip.sin6_port = in_port_t(UInt16(port).bigEndian)
-                guard inet_pton(AF_INET6, host, &ip.sin6_addr) == 1 else {
-                    throw BatonWorkerError(.badAddress, "'\(address)': '\(host)' is not an IPv6 address")
-                }
-                family = AF_INET6
-                length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-                withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: ip, as: sockaddr_in6.self) }
-            } else {
-                var ip = sockaddr_in()
-                ip.sin_family = sa_family_t(AF_INET)
-                ip.sin_port = in_port_t(UInt16(port).bigEndian)
-                guard inet_pton(AF_INET, host, &ip.sin_addr) == 1 else {
-                    throw BatonWorkerError(.badAddress, "'\(address)': '\(host)' is not an IPv4 address")
-                }
-                family = AF_INET
-                length = socklen_t(MemoryLayout<sockaddr_in>.size)
-                withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: ip, as: sockaddr_in.self) }
+        if case .tcp(let host, _) = address.address, IPAddress.family(of: host) == nil {
+            throw BatonWorkerError(.badAddress, "'\(address)': '\(host)' is not an IP address")
+        }
+        do {
+            // IPV6_V6ONLY stays as the system sets it: a standalone worker on [::] takes IPv4 too.
+            return try ListenerSocket.open(address.address, backlog: backlog ?? maximumBacklog, reusePort: reusePort,
+                                           ipv6Only: false, subject: "\(address)")
+        } catch {
+            let preposition = switch error.call {
+            case "bind": "to"
+            case "listen": "on"
+            default: "for"
             }
-            let fd = try makeSocket(family, address)
-            var one: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            if reusePort {
-                setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
-            }
-            return try bindAndListen(fd, &storage, length, address, backlog)
-        case .unix(let path):
-            var unixAddress = sockaddr_un()
-            unixAddress.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8)
-            guard bytes.count < MemoryLayout.size(ofValue: unixAddress.sun_path) else {
-                throw BatonWorkerError(.badAddress, "'\(address)': the path is too long for a unix socket")
-            }
-            withUnsafeMutableBytes(of: &unixAddress.sun_path) { $0.copyBytes(from: bytes) }
-            var storage = sockaddr_storage()
-            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: unixAddress, as: sockaddr_un.self) }
-            let fd = try makeSocket(AF_UNIX, address)
-            unlink(path)
-            return try bindAndListen(fd, &storage, socklen_t(MemoryLayout<sockaddr_un>.size), address, backlog)
+            throw systemError("\(error.call)() \(preposition) \(error.subject ?? "\(address)")", error.errno)
         }
-    }
-
-    private static func makeSocket(_ family: Int32, _ address: ListenAddress) throws(BatonWorkerError) -> Int32 {
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw systemError("socket() for \(address)") }
-        return fd
-    }
-
-    private static func bindAndListen(
-        _ fd: Int32, _ storage: inout sockaddr_storage, _ length: socklen_t, _ address: ListenAddress, _ backlog: Int32?
-    ) throws(BatonWorkerError) -> Int32 {
-        let bound = withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
-        }
-        guard bound == 0 else {
-            let error = systemError("bind() to \(address)")
-            close(fd)
-            throw error
-        }
-        guard listen(fd, backlog ?? maximumBacklog) == 0 else {
-            let error = systemError("listen() on \(address)")
-            close(fd)
-            throw error
-        }
-        return fd
     }
 
     /// Checks that `descriptor` is an open socket, listening if it is a stream socket
@@ -109,7 +54,11 @@ public enum ListeningSocket {
 
     /// Sets the backlog of a listening socket (calling `listen()` again only changes it).
     public static func setBacklog(_ descriptor: Int32, _ backlog: Int32) throws(BatonWorkerError) {
-        guard listen(descriptor, backlog) == 0 else { throw systemError("listen(\(descriptor), \(backlog))") }
+        do {
+            try ListenerSocket.setBacklog(descriptor, backlog)
+        } catch {
+            throw systemError("listen(\(descriptor), \(backlog))", error.errno)
+        }
     }
 
     /// True for a TCP socket, false for a unix one.
@@ -123,18 +72,10 @@ public enum ListeningSocket {
     }
 
     /// `net.core.somaxconn`, the largest backlog the kernel grants (4096 if unreadable).
-    public static let maximumBacklog: Int32 = {
-        let fd = open("/proc/sys/net/core/somaxconn", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return 4096 }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 32)
-        let count = read(fd, &buffer, buffer.count)
-        return Int32(String(decoding: buffer.prefix(max(count, 0)), as: UTF8.self).filter(\.isNumber)) ?? 4096
-    }()
+    public static let maximumBacklog = ListenerSocket.systemMaximumBacklog()
 
-    static func systemError(_ call: String) -> BatonWorkerError {
-        let code = errno
-        return BatonWorkerError(.systemCall, "\(call) failed: \(String(cString: strerror(code))) (errno \(code))")
+    static func systemError(_ call: String, _ code: Int32 = errno) -> BatonWorkerError {
+        BatonWorkerError(.systemCall, "\(call) failed: \(String(cString: strerror(code))) (errno \(code))")
     }
 }
 

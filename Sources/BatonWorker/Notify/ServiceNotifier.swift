@@ -1,3 +1,4 @@
+import BatonCore
 import Glibc
 
 /// Tells the supervisor about this worker by the sd_notify protocol: one datagram of
@@ -14,7 +15,7 @@ public struct ServiceNotifier: Sendable {
 
     /// The notifier of `NOTIFY_SOCKET` in `environment`.
     public init(environment: [String: String]) {
-        self.init(socketPath: environment["NOTIFY_SOCKET"])
+        self.init(socketPath: environment[WorkerContract.Systemd.notifySocket])
     }
 
     /// `READY=1`: the worker serves; Baton may now drain the previous generation.
@@ -49,22 +50,13 @@ public struct ServiceNotifier: Sendable {
     /// be sent.
     @discardableResult
     public func send(_ message: String) -> Bool {
-        guard let socketPath else { return false }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        var path = Array(socketPath.utf8)
-        if path.first == UInt8(ascii: "@") { path[0] = 0 }
-        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path) }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count + (path.first == 0 ? 0 : 1))
+        guard let socketPath, var address = try? UnixAddress(socketPath, subject: socketPath) else { return false }
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         let bytes = Array(message.utf8)
-        let sent = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), address, length) }
-            }
+        let sent = address.withSockaddr { address, length in
+            bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), address, length) }
         }
         return sent == bytes.count
     }

@@ -1,32 +1,9 @@
 import Glibc
 
-/// A failed system call: which call, on what, and the errno it returned.
-public struct SystemError: Error, Equatable, CustomStringConvertible {
-    public var call: String
-    public var errno: Int32
-    /// What the call was working on, such as "listener http tcp://0.0.0.0:8080".
-    public var subject: String?
-
-    public init(_ call: String, errno: Int32, subject: String? = nil) {
-        self.call = call
-        self.errno = errno
-        self.subject = subject
-    }
-
-    /// The error of the call that just failed.
-    static func last(_ call: String, subject: String? = nil) -> SystemError {
-        SystemError(call, errno: Glibc.errno, subject: subject)
-    }
-
-    public var description: String {
-        let reason = String(cString: strerror(errno))
-        return subject.map { "\($0): \(call): \(reason)" } ?? "\(call): \(reason)"
-    }
-}
-
-enum FileContents {
+/// Reading small files whole: `/proc` entries, symbolic links.
+package enum FileContents {
     /// Where a symbolic link points.
-    static func link(_ path: String) throws(SystemError) -> String {
+    package static func link(_ path: String) throws(SystemError) -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let count = readlink(path, &buffer, buffer.count - 1)
         guard count >= 0 else { throw .last("readlink", subject: path) }
@@ -34,7 +11,7 @@ enum FileContents {
     }
 
     /// The whole file as UTF-8 text.
-    static func read(_ path: String) throws(SystemError) -> String {
+    package static func read(_ path: String) throws(SystemError) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .last("open", subject: path) }
         defer { close(fd) }

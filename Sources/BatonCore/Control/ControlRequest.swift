@@ -9,6 +9,7 @@ import Foundation
 /// or more progress replies (`"final": false`) and one final reply, then closes.
 /// See `Docs/control-protocol.md`.
 public struct ControlRequest: Codable, Sendable, Equatable {
+    /// What the request asks for; the raw value is the `command` on the wire.
     public enum Command: String, Codable, Sendable, CaseIterable {
         case status, reload, scale, upgrade, stop
     }
@@ -48,59 +49,8 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         }
     }
 
+    /// The request as one line of JSON, newline included.
     public func encodedLine() -> String {
         ControlJSON.line(self)
-    }
-}
-
-/// One line of Baton's answer.
-public struct ControlReply: Codable, Sendable, Equatable {
-    public var ok: Bool
-    /// The last line of the answer.
-    public var final: Bool
-    /// A progress or result line for people.
-    public var message: String?
-    public var error: String?
-    /// For `reload`: the generation that serves afterwards.
-    public var generation: Int?
-    public var status: StatusReport?
-
-    public init(ok: Bool, final: Bool, message: String? = nil, error: String? = nil,
-                generation: Int? = nil, status: StatusReport? = nil) {
-        self.ok = ok
-        self.final = final
-        self.message = message
-        self.error = error
-        self.generation = generation
-        self.status = status
-    }
-
-    public static func failure(_ error: String) -> ControlReply {
-        ControlReply(ok: false, final: true, error: error)
-    }
-
-    public func encodedLine() -> String {
-        ControlJSON.line(self)
-    }
-}
-
-public struct ControlProtocolError: Error, Equatable, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
-enum ControlJSON {
-    static func line<Value: Encodable>(_ value: Value) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        // Encoding our own plain structs cannot fail.
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self) + "\n"
-    }
-}
-
-extension ControlReply {
-    public static func decode(_ line: String) -> ControlReply? {
-        try? JSONDecoder().decode(ControlReply.self, from: Data(line.utf8))
     }
 }

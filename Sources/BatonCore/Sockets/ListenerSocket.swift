@@ -1,29 +1,41 @@
-import CBatonShim
 import Glibc
 
-/// Opens the sockets Baton holds for the whole life of a listener.
-enum ListenerSocket {
-    /// A bound (and for streams, listening) socket for `listener`. Close-on-exec, so
-    /// that only the descriptors placed on purpose reach a worker.
-    static func open(_ listener: ListenerConfiguration, backlog: Int32) throws(SystemError) -> Int32 {
-        let subject = "listener \(listener.name) \(listener.address)"
-        switch listener.address {
+/// The system calls that make a listening socket, shared by the supervisor (which holds
+/// its listeners' sockets) and by a worker that binds its own when it runs standalone.
+package enum ListenerSocket {
+    /// A bound (and for streams, listening) socket at `address`, close-on-exec, so that
+    /// only the descriptors placed on purpose reach a child.
+    ///
+    /// - Parameters:
+    ///   - reusePort: sets `SO_REUSEPORT`, so that other sockets can join the port.
+    ///   - ipv6Only: for an IPv6 address, sets `IPV6_V6ONLY`; otherwise `[::]` takes
+    ///     IPv4 too, as the system's default (`net.ipv6.bindv6only`) says.
+    ///   - unixMode: for a unix socket, the file's mode, set before it listens.
+    ///   - subject: what errors name, such as "listener http tcp://0.0.0.0:8080".
+    /// - Throws: ``SystemError`` with the call that failed; for a unix path, also when
+    ///   the path is taken by a file or by a socket a process listens on.
+    package static func open(
+        _ address: ListenerAddress, backlog: Int32, reusePort: Bool, ipv6Only: Bool, unixMode: mode_t? = nil,
+        subject: String
+    ) throws(SystemError) -> Int32 {
+        switch address {
         case .tcp(let host, let port), .udp(let host, let port):
-            let family = IPAddress.family(of: host) ?? AF_INET
-            let type = listener.address.isStream ? SOCK_STREAM : SOCK_DGRAM
+            guard let family = IPAddress.family(of: host) else {
+                throw SystemError("bind", errno: EINVAL, subject: "\(subject) ('\(host)' is not an IP address)")
+            }
+            let type = address.isStream ? SOCK_STREAM : SOCK_DGRAM
             let fd = socket(family, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { throw .last("socket", subject: subject) }
             do throws(SystemError) {
                 try setOption(fd, SOL_SOCKET, SO_REUSEADDR, subject: subject)
-                // Shared sockets too: a reload that switches the listener to per-worker
-                // then opens its new sockets beside the old one instead of closing it.
-                try setOption(fd, SOL_SOCKET, SO_REUSEPORT, subject: subject)
-                if family == AF_INET6 {
-                    // [::] means IPv6 only; a second listener takes 0.0.0.0 if both are wanted.
+                if reusePort {
+                    try setOption(fd, SOL_SOCKET, SO_REUSEPORT, subject: subject)
+                }
+                if family == AF_INET6 && ipv6Only {
                     try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, subject: subject)
                 }
                 try bind(fd, host: host, port: port, family: family, subject: subject)
-                if listener.address.isStream {
+                if address.isStream {
                     guard Glibc.listen(fd, backlog) == 0 else { throw SystemError.last("listen", subject: subject) }
                 }
             } catch {
@@ -36,10 +48,10 @@ enum ListenerSocket {
             guard fd >= 0 else { throw .last("socket", subject: subject) }
             do throws(SystemError) {
                 try removeStaleUnixSocket(path, subject: subject)
-                var address = try UnixAddress(path, subject: subject)
-                let result = address.withSockaddr { Glibc.bind(fd, $0, $1) }
+                var unixAddress = try UnixAddress(path, subject: subject)
+                let result = unixAddress.withSockaddr { Glibc.bind(fd, $0, $1) }
                 guard result == 0 else { throw SystemError.last("bind", subject: subject) }
-                if let mode = listener.socketMode, chmod(path, mode) != 0 {
+                if let unixMode, chmod(path, unixMode) != 0 {
                     throw SystemError.last("chmod", subject: subject)
                 }
                 guard Glibc.listen(fd, backlog) == 0 else { throw SystemError.last("listen", subject: subject) }
@@ -52,28 +64,15 @@ enum ListenerSocket {
     }
 
     /// `listen()` again on a listening socket only changes its backlog.
-    static func setBacklog(_ fd: Int32, _ backlog: Int32) {
-        _ = Glibc.listen(fd, backlog)
+    package static func setBacklog(_ fd: Int32, _ backlog: Int32) throws(SystemError) {
+        guard Glibc.listen(fd, backlog) == 0 else { throw .last("listen", subject: "fd \(fd)") }
     }
 
-    /// The kernel's cap on backlogs, which is also the best default.
-    static func systemMaximumBacklog() -> Int32 {
+    /// `net.core.somaxconn`: the kernel's cap on backlogs, which is also the best
+    /// default (4096, the kernel's own default, when it cannot be read).
+    package static func systemMaximumBacklog() -> Int32 {
         let text = (try? FileContents.read("/proc/sys/net/core/somaxconn")) ?? ""
         return Int32(text.filter(\.isNumber)) ?? 4096
-    }
-
-    /// The accept queue's current length and limit, for a TCP listening socket.
-    static func acceptQueue(_ fd: Int32) -> (depth: UInt32, capacity: UInt32)? {
-        var depth: UInt32 = 0
-        var capacity: UInt32 = 0
-        guard baton_accept_queue(fd, &depth, &capacity) == 0 else { return nil }
-        return (depth, capacity)
-    }
-
-    /// Whether a datagram waits in the socket, without taking it.
-    static func hasPendingDatagram(_ fd: Int32) -> Bool {
-        var byte: UInt8 = 0
-        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) >= 0
     }
 
     private static func setOption(_ fd: Int32, _ level: Int32, _ option: Int32, subject: String) throws(SystemError) {
@@ -110,7 +109,8 @@ enum ListenerSocket {
     }
 
     /// A socket file nobody listens on is left over from a crash: remove it. One that
-    /// answers belongs to a running server, which we must not steal from.
+    /// answers belongs to a running server, which we must not steal from, and a path
+    /// that is not a socket is not ours at all.
     private static func removeStaleUnixSocket(_ path: String, subject: String) throws(SystemError) {
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
@@ -121,42 +121,5 @@ enum ListenerSocket {
             throw SystemError("bind", errno: EADDRINUSE, subject: "\(subject) (another process listens on it)")
         }
         unlink(path)
-    }
-}
-
-/// A `sockaddr_un`.
-struct UnixAddress {
-    private var address = sockaddr_un()
-
-    init(_ path: String, subject: String) throws(SystemError) {
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw SystemError("bind", errno: ENAMETOOLONG, subject: subject)
-        }
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            buffer.copyBytes(from: bytes)
-            // '@' names an abstract socket, as in NOTIFY_SOCKET.
-            if bytes.first == UInt8(ascii: "@") { buffer[0] = 0 }
-        }
-        length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + (bytes.first == UInt8(ascii: "@") ? 0 : 1))
-    }
-
-    private var length: socklen_t = 0
-
-    mutating func withSockaddr<Result>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> Result) -> Result {
-        let length = self.length
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
-        }
-    }
-
-    /// Whether a process accepts connections on this path.
-    static func isListening(_ path: String) -> Bool {
-        guard var address = try? UnixAddress(path, subject: path) else { return false }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return address.withSockaddr { connect(fd, $0, $1) } == 0
     }
 }

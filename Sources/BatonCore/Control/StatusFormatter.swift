@@ -6,12 +6,15 @@ import Foundation
 
 /// `batonctl status` output: a table for people, JSON for programs.
 public enum StatusFormatter {
+    /// The status as `batonctl status --json` prints it: indented, keys sorted.
     public static func json(_ status: StatusReport) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return String(decoding: (try? encoder.encode(status)) ?? Data(), as: UTF8.self) + "\n"
     }
 
+    /// The status as `batonctl status` prints it: a header, a row per worker and per
+    /// restarting slot, a row per listener, the last five reloads.
     public static func table(_ status: StatusReport) -> String {
         var text = "baton \(status.pid): \(status.phase); configuration: \(status.configuration)\n"
         text += "command: \(status.command.joined(separator: " "))\n"
@@ -25,13 +28,13 @@ public enum StatusFormatter {
         for generation in status.generations {
             for worker in generation.workers {
                 rows.append([
-                    "\(generation.number)", generation.role, "\(worker.slot)", worker.pid.map { "\($0)" } ?? "-",
-                    worker.state, "\(worker.restarts)", worker.uptime.map(seconds) ?? "-", worker.status ?? "",
+                    "\(generation.number)", generation.role.rawValue, "\(worker.slot)", worker.pid.map { "\($0)" } ?? "-",
+                    worker.state.rawValue, "\(worker.restarts)", worker.uptime.map(seconds) ?? "-", worker.status ?? "",
                 ])
             }
             for slot in generation.restartingSlots {
                 let looping = generation.crashLoopingSlots.contains(slot)
-                rows.append(["\(generation.number)", generation.role, "\(slot)", "-",
+                rows.append(["\(generation.number)", generation.role.rawValue, "\(slot)", "-",
                              looping ? "crash-looping" : "restarting", "", "", ""])
             }
         }
@@ -42,7 +45,7 @@ public enum StatusFormatter {
                 let queued = listener.sockets.compactMap { socket in
                     socket.queued.map { "\($0)/\(socket.backlog ?? 0)" }
                 }
-                listenerRows.append([listener.name, listener.address, listener.reusePort,
+                listenerRows.append([listener.name, listener.address, listener.reusePort.rawValue,
                                      "\(listener.sockets.count)", queued.isEmpty ? "-" : queued.joined(separator: " ")])
             }
             text += "\n" + columns(listenerRows)
@@ -51,7 +54,7 @@ public enum StatusFormatter {
             text += "\nrecent reloads:\n"
             for reload in status.reloads.suffix(5) {
                 let took = reload.finished.map { " in " + seconds($0 - reload.started) } ?? ""
-                text += "  \(reload.result)\(took): \(reload.message ?? "")\n"
+                text += "  \(reload.result.rawValue)\(took): \(reload.message ?? "")\n"
             }
         }
         return text

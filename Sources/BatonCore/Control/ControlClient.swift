@@ -3,30 +3,38 @@ import Glibc
 /// Sends one request to a running Baton and reads its answer, line by line.
 public enum ControlClient {
     /// Calls `onReply` for every reply until the final one, which it returns.
+    ///
+    /// - Throws: ``ControlClientError`` naming the socket path, when no Baton answers
+    ///   there, a system call fails, or the answer ends or is unreadable.
     public static func send(
         _ request: ControlRequest, to path: String, onReply: (ControlReply) -> Void = { _ in }
     ) throws(ControlClientError) -> ControlReply {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ControlClientError(path: path, reason: "socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ControlClientError(path: path, .last("socket")) }
         defer { close(fd) }
-        guard var address = try? UnixAddress(path, subject: path) else {
-            throw ControlClientError(path: path, reason: "path too long")
+        var address: UnixAddress
+        do {
+            address = try UnixAddress(path, subject: path)
+        } catch {
+            throw ControlClientError(path: path, SystemError("connect", errno: error.errno))
         }
         guard address.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
-            let reason = errno == ENOENT || errno == ECONNREFUSED
-                ? "no Baton is running there (\(String(cString: strerror(errno))))"
-                : String(cString: strerror(errno))
-            throw ControlClientError(path: path, reason: reason)
+            let failure = SystemError.last("connect")
+            let nobody = failure.errno == ENOENT || failure.errno == ECONNREFUSED
+            throw ControlClientError(path: path, reason: nobody ? "no Baton is running there (\(failure))" : "\(failure)")
         }
         let line = Array(request.encodedLine().utf8)
         guard line.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == line.count else {
-            throw ControlClientError(path: path, reason: "write: \(String(cString: strerror(errno)))")
+            throw ControlClientError(path: path, .last("write"))
         }
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw ControlClientError(path: path, .last("read"))
+            }
             guard count > 0 else {
                 throw ControlClientError(path: path, reason: "Baton closed the connection without a final answer")
             }
@@ -42,10 +50,4 @@ public enum ControlClient {
             }
         }
     }
-}
-
-public struct ControlClientError: Error, CustomStringConvertible {
-    public var path: String
-    public var reason: String
-    public var description: String { "control socket \(path): \(reason)" }
 }

@@ -1,0 +1,176 @@
+/// What `batonctl status` shows: every generation, worker, listener and recent reload.
+public struct StatusReport: Codable, Sendable, Equatable {
+    public var pid: Int32
+    public var phase: Phase
+    /// The configuration file, or "command line".
+    public var configuration: String
+    public var command: [String]
+    public var generations: [GenerationStatus]
+    public var listeners: [ListenerStatus]
+    /// Most recent last.
+    public var reloads: [ReloadRecord]
+    public var pendingReloads: Int
+    /// The worker count set by `batonctl scale`, which every reload uses instead of the
+    /// configuration's; nil when none was set.
+    public var scaledTo: Int?
+    /// How often this Baton replaced its own binary (`batonctl upgrade`), and why the
+    /// last attempt failed, if it did.
+    public var upgrades: Int?
+    public var upgradeError: String?
+
+    public init(pid: Int32, phase: Phase, configuration: String, command: [String],
+                generations: [GenerationStatus], listeners: [ListenerStatus], reloads: [ReloadRecord],
+                pendingReloads: Int, scaledTo: Int? = nil, upgrades: Int? = nil, upgradeError: String? = nil) {
+        self.pid = pid
+        self.phase = phase
+        self.configuration = configuration
+        self.command = command
+        self.generations = generations
+        self.listeners = listeners
+        self.reloads = reloads
+        self.pendingReloads = pendingReloads
+        self.scaledTo = scaledTo
+        self.upgrades = upgrades
+        self.upgradeError = upgradeError
+    }
+
+    /// What Baton as a whole is doing.
+    public enum Phase: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+        case starting, running, reloading, stopping
+
+        public var description: String { rawValue }
+    }
+
+    public struct GenerationStatus: Codable, Sendable, Equatable {
+        /// What a generation is for now.
+        public enum Role: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+            /// Its workers are starting; it does not serve yet.
+            case starting
+            case serving
+            /// Replaced by a newer generation and out of rotation: its workers accept
+            /// what its sockets hold, then drain.
+            case leaving
+            /// Told to stop: replaced by a newer generation, or Baton is stopping.
+            case draining
+            /// It failed to start and is being stopped.
+            case rollingBack = "rolling-back"
+
+            public var description: String { rawValue }
+        }
+
+        public var number: Int
+        public var role: Role
+        public var workers: [WorkerStatus]
+        /// Slots waiting to be restarted after a crash.
+        public var restartingSlots: [Int]
+        public var crashLoopingSlots: [Int]
+
+        public init(number: Int, role: Role, workers: [WorkerStatus], restartingSlots: [Int], crashLoopingSlots: [Int]) {
+            self.number = number
+            self.role = role
+            self.workers = workers
+            self.restartingSlots = restartingSlots
+            self.crashLoopingSlots = crashLoopingSlots
+        }
+    }
+
+    public struct WorkerStatus: Codable, Sendable, Equatable {
+        /// Where a worker is in its life.
+        public enum State: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+            /// Started, not ready yet.
+            case starting
+            case ready
+            /// Told to drain.
+            case draining
+            /// Draining, and it said `STOPPING=1`.
+            case stopping
+            /// Sent `SIGKILL` (the drain timeout passed).
+            case killed
+
+            public var description: String { rawValue }
+        }
+
+        public var slot: Int
+        /// Restarts of this slot within the generation.
+        public var restarts: Int
+        public var pid: Int32?
+        public var state: State
+        /// The worker's last `STATUS=` line.
+        public var status: String?
+        /// Seconds since the worker started.
+        public var uptime: Double?
+
+        public init(slot: Int, restarts: Int, pid: Int32?, state: State, status: String?, uptime: Double?) {
+            self.slot = slot
+            self.restarts = restarts
+            self.pid = pid
+            self.state = state
+            self.status = status
+            self.uptime = uptime
+        }
+    }
+
+    public struct ListenerStatus: Codable, Sendable, Equatable {
+        public var name: String
+        public var address: String
+        public var reusePort: ReusePortMode
+        public var sockets: [SocketStatus]
+
+        public init(name: String, address: String, reusePort: ReusePortMode, sockets: [SocketStatus]) {
+            self.name = name
+            self.address = address
+            self.reusePort = reusePort
+            self.sockets = sockets
+        }
+    }
+
+    public struct SocketStatus: Codable, Sendable, Equatable {
+        /// Nil for a socket every slot shares.
+        public var slot: Int?
+        /// The generation whose own socket this is; nil for a socket generations share.
+        public var generation: Int?
+        /// For a steered listener: whether the socket takes new connections.
+        public var inRotation: Bool?
+        /// Connections waiting in the accept queue, and the queue's limit (TCP only).
+        public var queued: UInt32?
+        public var backlog: UInt32?
+
+        public init(slot: Int?, generation: Int? = nil, inRotation: Bool? = nil, queued: UInt32? = nil, backlog: UInt32? = nil) {
+            self.slot = slot
+            self.generation = generation
+            self.inRotation = inRotation
+            self.queued = queued
+            self.backlog = backlog
+        }
+    }
+
+    public struct ReloadRecord: Codable, Sendable, Equatable {
+        /// How a reload ended, or `running` while it runs.
+        public enum Outcome: String, Codable, Sendable, CaseIterable, CustomStringConvertible {
+            case running
+            /// The new generation serves.
+            case tookOver = "took-over"
+            /// The new generation failed; the previous one serves on.
+            case rolledBack = "rolled-back"
+            /// Nothing was started, such as for a configuration that does not load.
+            case failed
+
+            public var description: String { rawValue }
+        }
+
+        /// Seconds since the epoch.
+        public var started: Double
+        public var finished: Double?
+        public var result: Outcome
+        public var message: String?
+        public var generation: Int?
+
+        public init(started: Double, finished: Double? = nil, result: Outcome, message: String? = nil, generation: Int? = nil) {
+            self.started = started
+            self.finished = finished
+            self.result = result
+            self.message = message
+            self.generation = generation
+        }
+    }
+}
