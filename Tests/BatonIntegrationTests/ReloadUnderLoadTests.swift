@@ -69,8 +69,9 @@ import Testing
         #expect(outputs.allSatisfy { $0.0 == 0 }, "\(outputs.filter { $0.0 != 0 })")
         #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
         #expect(report.succeeded > 100, "the load must actually have run")
-        let status = try baton.status()
-        #expect(status.listeners.first?.sockets.count == 6, "slots 0-5 keep their sockets while generation 11 uses them")
+        // Once the replaced generation has drained, only generation 11's own sockets are left.
+        let status = try baton.waitForStatus("one generation left") { $0.generations.count == 1 }
+        #expect(status.listeners.first?.sockets.count == 6, "the last generation's six slots")
         #expect(status.generations.last?.workers.count == 6)
         #expect(baton.stop() == 0)
     }

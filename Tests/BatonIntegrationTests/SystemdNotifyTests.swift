@@ -46,7 +46,7 @@ import Testing
         }
         try scratch.write("baton.toml", configuration([Products.path("baton-demo")]))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch,
-                                       environment: ["NOTIFY_SOCKET": receiver.path, "WATCHDOG_USEC": "200000"])
+                                       environment: ["NOTIFY_SOCKET": receiver.path, "WATCHDOG_USEC": "2000000"])
         let status = try baton.waitUntilServing()
         var messages = receiver.receive()
 
@@ -55,7 +55,7 @@ import Testing
         try scratch.write("baton.toml", configuration([Products.path("baton-demo"), "--exit-at-start", "3"]))
         #expect(try baton.reload().ok == false)
         // The watchdog keeps coming while Baton runs (bounded wait).
-        for _ in 0..<100 where messages.filter({ $0.contains("WATCHDOG=1") }).count < 3 {
+        for _ in 0..<200 where messages.filter({ $0.contains("WATCHDOG=1") }).count < 3 {
             usleep(50_000)
             messages += receiver.receive()
         }

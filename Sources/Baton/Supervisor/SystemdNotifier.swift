@@ -21,9 +21,18 @@ struct SystemdNotifier {
         return .microseconds(Int64(microseconds / 2))
     }
 
+    /// Sends without ever waiting: a receiver that does not read (its queue full) loses
+    /// the message, and the event loop that sends it never blocks (sd_notify(3) would).
     func send(_ fields: String) {
-        guard enabled else { return }
-        _ = sd_notify(0, fields)
+        guard enabled, let path = getenv(WorkerContract.Systemd.notifySocket).map({ String(cString: $0) }),
+              var address = try? UnixAddress(path, subject: "NOTIFY_SOCKET") else { return }
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array(fields.utf8)
+        _ = address.withSockaddr { sockaddr, length in
+            bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), sockaddr, length) }
+        }
     }
 
     /// Keeps a copy of a listening socket in the service's fd store, which systemd passes
