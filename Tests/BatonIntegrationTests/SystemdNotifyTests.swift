@@ -1,12 +1,13 @@
 import BatonCore
 import Foundation
+import Synchronization
 import Testing
 
 /// What `baton` tells systemd as a `Type=notify` service, read from a socket of the
 /// test's own given as `NOTIFY_SOCKET`, as systemd would.
 @Suite(.serialized) struct SystemdNotifyTests {
     /// A datagram socket at a path, read without blocking.
-    final class NotifyReceiver {
+    final class NotifyReceiver: Sendable {
         let path: String
         private let fd: Int32
 
@@ -47,20 +48,31 @@ import Testing
         try scratch.write("baton.toml", configuration([Products.path("baton-demo")]))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch,
                                        environment: ["NOTIFY_SOCKET": receiver.path, "WATCHDOG_USEC": "2000000"])
+        // Read all along, as systemd does: a queue nobody reads loses what Baton sends.
+        let collected = Mutex<[String]>([])
+        let reading = Atomic<Bool>(true)
+        let reader = Thread {
+            while reading.load(ordering: .relaxed) {
+                let received = receiver.receive()
+                if !received.isEmpty { collected.withLock { $0 += received } }
+                usleep(2_000)
+            }
+        }
+        reader.start()
         let status = try baton.waitUntilServing()
-        var messages = receiver.receive()
 
         // A reload that takes over, then one that rolls back.
         #expect(try baton.reload().ok)
         try scratch.write("baton.toml", configuration([Products.path("baton-demo"), "--exit-at-start", "3"]))
         #expect(try baton.reload().ok == false)
         // The watchdog keeps coming while Baton runs (bounded wait).
-        for _ in 0..<200 where messages.filter({ $0.contains("WATCHDOG=1") }).count < 3 {
+        for _ in 0..<200 where collected.withLock({ $0 }).filter({ $0.contains("WATCHDOG=1") }).count < 3 {
             usleep(50_000)
-            messages += receiver.receive()
         }
         #expect(baton.stop() == 0)
-        messages += receiver.receive()
+        usleep(50_000)
+        reading.store(false, ordering: .relaxed)
+        let messages = collected.withLock { $0 } + receiver.receive()
 
         func firstIndex(_ field: String, after start: Int = 0) -> Int? {
             messages.indices.first { $0 >= start && messages[$0].split(separator: "\n").contains { $0 == field } }

@@ -2,6 +2,7 @@
 // first it would own the socket constants (SOCK_STREAM, …) in this compiler job, where
 // files that import only Glibc could then not find them.
 import Glibc
+import CBatonShim
 import CSystemd
 
 /// Baton's own notifications to systemd when it runs as a `Type=notify` service.
@@ -24,24 +25,19 @@ struct SystemdNotifier {
     /// Sends without ever waiting: a receiver that does not read (its queue full) loses
     /// the message, and the event loop that sends it never blocks (sd_notify(3) would).
     func send(_ fields: String) {
-        guard enabled, let path = getenv(WorkerContract.Systemd.notifySocket).map({ String(cString: $0) }),
-              var address = try? UnixAddress(path, subject: "NOTIFY_SOCKET") else { return }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        let bytes = Array(fields.utf8)
-        _ = address.withSockaddr { sockaddr, length in
-            bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL), sockaddr, length) }
-        }
+        notify(fields, with: -1)
+    }
+
+    private func notify(_ fields: String, with fd: Int32) {
+        guard enabled, let path = getenv(WorkerContract.Systemd.notifySocket) else { return }
+        _ = baton_notify(path, fields, fd)
     }
 
     /// Keeps a copy of a listening socket in the service's fd store, which systemd passes
     /// back on the next start of the service. Without `FileDescriptorStoreMax=` in the
     /// unit systemd drops it.
     func store(_ fd: Int32, name: String) {
-        guard enabled else { return }
-        var fd = fd
-        _ = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=\(name)", &fd, 1)
+        notify("FDSTORE=1\nFDNAME=\(name)", with: fd)
     }
 
     /// Drops every socket stored under `name`.

@@ -141,3 +141,8 @@ void baton_steering_close(baton_steering *steering);
 
 /// The kernel's cookie of a socket (SO_COOKIE), the same for every descriptor of it.
 int baton_socket_cookie(int fd, uint64_t *cookie);
+
+/// Sends `message` to the datagram socket at `path` (`@name` for an abstract one, as in
+/// NOTIFY_SOCKET), with `fd` attached (SCM_RIGHTS) unless it is -1, without ever
+/// waiting: EAGAIN when the receiver's queue is full.
+int baton_notify(const char *path, const char *message, int fd);
