@@ -72,8 +72,15 @@ final class DemoServer: @unchecked Sendable {
         let server = DemoServer(eventLoop: eventLoop, listener: listener, address: address, identity: identity, options: options)
         server.bootstrap = server.makeBootstrap()
         let acceptor = ConnectionAcceptor(listener: listener, label: "baton-demo.accept") { connection in
-            server.bootstrap?.withConnectedSocket(connection).whenFailure { error in
-                log("cannot serve a connection: \(error)")
+            // Counted before the drain can see it: its handler is added only once NIO has
+            // registered the channel, and a drain that ended meanwhile would reset it.
+            eventLoop.execute { server.registering += 1 }
+            server.bootstrap?.withConnectedSocket(connection).whenComplete { result in
+                if case .failure(let error) = result { log("cannot serve a connection: \(error)") }
+                eventLoop.execute {
+                    server.registering -= 1
+                    server.exitIfDone()
+                }
             }
         }
         server.acceptor = acceptor
@@ -154,8 +161,11 @@ final class DemoServer: @unchecked Sendable {
         exitIfDone()
     }
 
+    /// Accepted connections whose channel is not registered yet. Touched on the event loop only.
+    private var registering = 0
+
     private func exitIfDone() {
-        guard draining, !accepting, connections.isEmpty else { return }
+        guard draining, !accepting, connections.isEmpty, registering == 0 else { return }
         log("drained; exiting")
         exit(0)
     }
