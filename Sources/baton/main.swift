@@ -48,6 +48,9 @@ struct BatonCommand: ParsableCommand {
     @Option(name: .customLong(Settings.drainGrace.option), help: ArgumentHelp(Settings.drainGrace.optionHelp))
     var drainGrace: String?
 
+    @Option(name: .customLong(Settings.stallTimeout.option), help: ArgumentHelp(Settings.stallTimeout.optionHelp))
+    var stallTimeout: String?
+
     @Option(name: .customLong(Settings.output.option), help: ArgumentHelp(Settings.output.optionHelp))
     var output: String?
 
@@ -103,6 +106,7 @@ struct BatonCommand: ParsableCommand {
         oneLine[Settings.drainSignal] = drainSignal
         oneLine[Settings.drainTimeout] = drainTimeout
         oneLine[Settings.drainGrace] = drainGrace
+        oneLine[Settings.stallTimeout] = stallTimeout
         oneLine[Settings.output] = output
         oneLine[Settings.socketProtocol] = socketProtocol
         oneLine[Settings.preloadLibrary] = preloadLibrary

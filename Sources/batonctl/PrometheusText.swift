@@ -33,7 +33,8 @@ enum PrometheusText {
         }
         for listener in status.listeners {
             for socket in listener.sockets {
-                let labels = [("listener", listener.name), ("slot", socket.slot.map { "\($0)" } ?? "shared")]
+                let labels = [("listener", listener.name), ("slot", socket.slot.map { "\($0)" } ?? "shared"),
+                              ("generation", socket.generation.map { "\($0)" } ?? "shared")]
                 if let queued = socket.queued {
                     registry.makeGauge(name: "baton_accept_queue", labels: labels,
                                        help: "Connections waiting in the socket's accept queue")
@@ -43,6 +44,16 @@ enum PrometheusText {
                     registry.makeGauge(name: "baton_accept_queue_limit", labels: labels,
                                        help: "The accept queue's limit (backlog)")
                         .set(to: Double(backlog))
+                }
+                if let inRotation = socket.inRotation {
+                    registry.makeGauge(name: "baton_socket_in_rotation", labels: labels,
+                                       help: "1 for a steered socket that takes new connections")
+                        .set(to: inRotation ? 1.0 : 0.0)
+                }
+                if let steered = socket.steered {
+                    registry.makeCounter(name: "baton_socket_steered_total", labels: labels,
+                                         help: "New connections (datagrams for UDP) the steering program gave the socket")
+                        .increment(by: Int64(clamping: steered))
                 }
             }
         }

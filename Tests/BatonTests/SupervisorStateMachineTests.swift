@@ -346,6 +346,43 @@ import Testing
         #expect(machine.serving?.workers[1]?.state == .ready)
     }
 
+    @Test func aStalledWorkerLeavesTheRotationIsEvacuatedKilledThenRestarted() {
+        var configuration = Self.configuration(workers: 3)
+        configuration.workers.stallTimeout = .seconds(2)
+        var machine = SupervisorStateMachine()
+        _ = machine.handle(.start(configuration))
+        for slot in 0..<3 { _ = machine.handle(.workerReady(g(1, slot))) }
+        let stalled = machine.handle(.workerStalled(g(1, 1)))
+        let steer = stalled.firstIndex(of: .steer(generation: 1, slots: [0, 2]))
+        let evacuate = stalled.firstIndex(of: .evacuate(generation: 1, slot: 1))
+        let kill = stalled.firstIndex(of: .signal(g(1, 1), 9))
+        #expect(steer != nil && evacuate != nil && kill != nil)
+        if let steer, let evacuate, let kill {
+            #expect(steer < evacuate && evacuate < kill, "out of rotation, then its queue moves, then it dies")
+        }
+        #expect(stalled.contains(.announce(.workerStalled(g(1, 1), after: .seconds(2)))))
+        #expect(machine.handle(.workerStalled(g(1, 1))).isEmpty, "a worker already killed is not handled twice")
+        let exited = machine.handle(.workerExited(g(1, 1), .signaled(9)))
+        #expect(!exited.contains { if case .steer = $0 { true } else { false } }, "already out of rotation")
+        #expect(exited.timers == [.restart(generation: 1, slot: 1)])
+        #expect(machine.handle(.timerFired(.restart(generation: 1, slot: 1))).spawned == [g(1, 1, 1)])
+        #expect(machine.handle(.workerReady(g(1, 1, 1))).contains(.steer(generation: 1, slots: [0, 1, 2])))
+    }
+
+    @Test func aStallIsIgnoredWithoutATimeoutOrOutsideTheServingGeneration() {
+        var machine = Self.serving()
+        #expect(machine.handle(.workerStalled(g(1, 0))).isEmpty, "no stall_timeout: nothing happens")
+        var configuration = Self.configuration(workers: 1)
+        configuration.workers.stallTimeout = .seconds(1)
+        var single = SupervisorStateMachine()
+        _ = single.handle(.start(configuration))
+        _ = single.handle(.workerReady(g(1, 0)))
+        let stalled = single.handle(.workerStalled(g(1, 0)))
+        #expect(!stalled.contains { if case .steer = $0 { true } else { false } }, "the rotation is never emptied")
+        #expect(!stalled.contains(.evacuate(generation: 1, slot: 0)), "nowhere to move its queue to")
+        #expect(stalled.signals == [Signal(g(1, 0), 9)], "the only worker is still replaced")
+    }
+
     @Test func slotThatServedLongEnoughForgetsItsCrashes() {
         var machine = Self.serving()
         _ = machine.handle(.workerExited(g(1, 0), .exited(1)))

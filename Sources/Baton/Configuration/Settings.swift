@@ -93,6 +93,11 @@ public enum Settings {
         commandLine: .option("drain-grace"), default: .value(.seconds(5)),
         help: "How long a replaced generation, out of rotation, may take to accept what its sockets hold before it gets the drain signal anyway")
 
+    public static let stallTimeout = Setting<WorkerConfiguration, Duration>(
+        "stall_timeout", \.stallTimeout, .duration(in: .milliseconds(100)...),
+        commandLine: .option("stall-timeout"), default: .described("off"),
+        help: "A serving worker whose steered sockets hold connections and that accepts none for this long leaves the rotation, what it holds moves to the other slots, and it is killed and restarted. Off unless set")
+
     static let restartDelay = Setting<WorkerConfiguration, Duration>(
         "restart_delay", \.restartDelay, .duration(in: .zero...),
         default: .value(.milliseconds(500)),
@@ -126,7 +131,7 @@ public enum Settings {
                                      problem: SettingProblem { "only used with \($0.assignment(socketProtocol, SocketProtocol.preload.rawValue))" }))
 
     static let workers: [any AnySetting<WorkerConfiguration>] = [
-        command, workerCount, directory, environment, readiness, readyTimeout, drainTimeout, drainGrace, restartDelay,
+        command, workerCount, directory, environment, readiness, readyTimeout, drainTimeout, drainGrace, stallTimeout, restartDelay,
         restartDelayMax, drainSignal, output, socketProtocol, preloadLibrary,
     ]
 }

@@ -14,6 +14,9 @@ public struct WorkerConfiguration: Sendable, Equatable, Codable {
     /// How long a generation out of rotation may take to accept what its sockets hold
     /// before it gets the drain signal anyway.
     public var drainGrace: Duration = Settings.drainGrace.defaultValue
+    /// With steering: how long a serving worker may leave connections in its sockets
+    /// without accepting any before it is taken out of rotation and replaced; nil: never.
+    public var stallTimeout: Duration?
     /// First delay before restarting a crashed worker; doubles on each crash in a row.
     public var restartDelay: Duration = Settings.restartDelay.defaultValue
     public var restartDelayMax: Duration = Settings.restartDelayMax.defaultValue
@@ -46,6 +49,7 @@ extension WorkerConfiguration {
         try read(.drainSignal, \.drainSignal)
         try read(.drainTimeout, \.drainTimeout)
         try read(.drainGrace, \.drainGrace)
+        stallTimeout = try container.decodeIfPresent(Duration.self, forKey: .stallTimeout)
         try read(.restartDelay, \.restartDelay)
         try read(.restartDelayMax, \.restartDelayMax)
         try read(.output, \.output)

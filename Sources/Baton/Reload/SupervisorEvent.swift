@@ -69,6 +69,9 @@ public enum SupervisorEvent: Sendable, Equatable {
     case workerStatus(WorkerID, String)
     case workerStopping(WorkerID)
     case workerExited(WorkerID, WorkerExit)
+    /// A serving worker's sockets held connections and it accepted none for its
+    /// generation's stall timeout.
+    case workerStalled(WorkerID)
     case timerFired(SupervisorTimer)
     /// The sockets of a generation out of rotation hold no connection any more.
     case queuesEmpty(generation: Int)

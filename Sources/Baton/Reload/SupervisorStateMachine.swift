@@ -15,6 +15,8 @@
 ///   stopped and the old one keeps serving (rollback);
 /// - at most two generations are alive; reloads asked for meanwhile wait and collapse
 ///   into one;
+/// - with a stall timeout, a serving worker that leaves connections in its sockets and
+///   accepts none for that long is taken out of rotation and replaced;
 /// - a crashed worker of the serving generation is restarted in its slot after a delay
 ///   that doubles with each crash in a row, and never affects the other slots;
 /// - a stop drains every worker and exits once all are gone; a second stop kills them.
@@ -100,6 +102,8 @@ public struct SupervisorStateMachine: Sendable {
             updateWorker(id) { $0.status = status }
         case .workerStopping(let id):
             updateWorker(id) { $0.announcedStopping = true }
+        case .workerStalled(let id):
+            workerStalled(id, into: &actions)
         case .workerExited(let id, let exit):
             workerExited(id, exit, into: &actions)
         case .timerFired(let timer):
@@ -244,6 +248,22 @@ public struct SupervisorStateMachine: Sendable {
         }
         removeFinishedGenerations(into: &actions)
         startPendingReload(into: &actions)
+    }
+
+    /// A stalled worker of the serving generation leaves the rotation (unless it is the
+    /// last ready one: the rotation is never emptied), what its sockets hold moves to the
+    /// slots in rotation, and it is killed; its exit restarts the slot as a crash does.
+    private mutating func workerStalled(_ id: WorkerID, into actions: inout [SupervisorAction]) {
+        guard let index = generationIndex(id), generations[index].role == .serving,
+              let worker = generations[index].workers[id.slot], worker.id == id, worker.state == .ready,
+              let timeout = generations[index].configuration.workers.stallTimeout else { return }
+        generations[index].workers[id.slot]?.state = .killed
+        actions.append(.cancelTimer(.healthy(id)))
+        if steer(index, into: &actions) {
+            actions.append(.evacuate(generation: id.generation, slot: id.slot))
+        }
+        actions.append(.announce(.workerStalled(id, after: timeout)))
+        actions.append(.signal(id, SIGKILL_))
     }
 
     private func restartDelay(after crashes: Int, _ workers: WorkerConfiguration) -> Duration {

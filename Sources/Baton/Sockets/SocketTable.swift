@@ -267,6 +267,19 @@ final class SocketTable {
         }
     }
 
+    /// For each steered TCP listener of `configuration`: how many connections the
+    /// steering program has given the slot's own socket in generation `generation`, and
+    /// how many wait in its accept queue.
+    func acceptCounts(generation: Int, slot: Int, configuration: Configuration) -> [(listener: String, steered: UInt64, queued: UInt32)] {
+        configuration.listeners.compactMap { listener in
+            guard isSteered(listener), listener.address.isStream,
+                  let fd = descriptors[Key(listener, slot: slot, generation: generation)],
+                  let steered = steering[listener.address]?.selections(of: fd),
+                  let queue = ListenerSocket.acceptQueue(fd) else { return nil }
+            return (listener.name, steered, queue.depth)
+        }
+    }
+
     /// Whether generation `generation` has sockets of its own.
     func hasOwnSockets(generation: Int) -> Bool {
         descriptors.keys.contains { $0.generation == generation }
@@ -282,7 +295,10 @@ final class SocketTable {
                 sockets: keys.map { key in
                     var socket = StatusReport.SocketStatus(slot: key.slot)
                     socket.generation = key.generation
-                    if isSteered(listener) { socket.inRotation = inRotation.contains(key) }
+                    if isSteered(listener), let fd = descriptors[key] {
+                        socket.inRotation = inRotation.contains(key)
+                        socket.steered = steering[listener.address]?.selections(of: fd)
+                    }
                     if case .tcp = key.address, let fd = descriptors[key], let queue = ListenerSocket.acceptQueue(fd) {
                         socket.queued = queue.depth
                         socket.backlog = queue.capacity

@@ -23,6 +23,10 @@ final class SteeringGroup {
     private var steering: baton_steering
     /// Slots that an index below `count` may name: those of the rotation in effect.
     private var inRotation = Set<UInt32>()
+    /// The slot each socket (by cookie) was placed in: where to look for its counter
+    /// without reading every slot. The kernel empties a slot when its socket closes, so
+    /// an entry is checked against the slot before it is believed.
+    private var placed: [UInt64: UInt32] = [:]
 
     /// Creates the program and its maps. Fails without `CAP_BPF` (`bpf`, `EPERM`), and
     /// on kernels older than 5.14 (which do not know the select-or-migrate attach type).
@@ -85,6 +89,7 @@ final class SteeringGroup {
         for fd in sockets {
             let cookie = try Self.cookie(of: fd)
             if let slot = occupants.firstIndex(of: cookie) {
+                placed[cookie] = UInt32(slot)
                 slots.append(UInt32(slot))
                 continue
             }
@@ -103,6 +108,7 @@ final class SteeringGroup {
                 throw SystemError("bpf", errno: error, subject: "\(subject): placing fd \(fd) (a listening or bound SO_REUSEPORT socket, in no other steering group)")
             }
             occupants[slot] = cookie
+            placed[cookie] = UInt32(slot)
             slots.append(UInt32(slot))
         }
         for (index, slot) in slots.enumerated() {
@@ -123,9 +129,14 @@ final class SteeringGroup {
     /// How many connections (or datagrams) the program has given `fd` since it last took
     /// a slot; nil when it holds none.
     func selections(of fd: Int32) -> UInt64? {
-        guard let cookie = try? Self.cookie(of: fd), let slot = occupants().firstIndex(of: cookie) else { return nil }
+        guard let cookie = try? Self.cookie(of: fd), let slot = placed[cookie] else { return nil }
+        var occupant: UInt64 = 0
+        guard baton_steering_occupant(&steering, slot, &occupant) == 0, occupant == cookie else {
+            placed[cookie] = nil
+            return nil
+        }
         var selections: UInt64 = 0
-        guard baton_steering_read_counter(&steering, UInt32(slot), &selections) == 0 else { return nil }
+        guard baton_steering_read_counter(&steering, slot, &selections) == 0 else { return nil }
         return selections
     }
 

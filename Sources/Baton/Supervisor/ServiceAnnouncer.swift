@@ -38,6 +38,9 @@ struct ServiceAnnouncer {
                 logger.warning("worker \(worker) \(exit)")
             }
             systemd.send("STATUS=\(statusLine())")
+        case .workerStalled(let worker, let timeout):
+            logger.warning("worker \(worker) accepted no connection for \(DurationFormat.string(timeout)) while its sockets held some: out of rotation, what it holds goes to the other slots, and it is killed")
+            systemd.send("STATUS=\(statusLine())")
         case .generationGone(let generation):
             logger.info("generation \(generation) has exited")
             systemd.send("STATUS=\(statusLine())")

@@ -27,6 +27,8 @@ public final class Supervisor: @unchecked Sendable {
         case probe(WorkerID)
         /// Time to look whether a leaving generation's sockets are empty.
         case queues(generation: Int)
+        /// `stall_timeout`: time to look whether a serving worker accepts.
+        case stalls
     }
 
     /// What the main thread does next: exit with a code, or execute the new binary.
@@ -47,6 +49,7 @@ public final class Supervisor: @unchecked Sendable {
     private var reloads = ReloadLedger<ControlResponder>()
     private var timers = TimerSchedule<TimerKey>()
     private var leaving = EmptyQueueWatch()
+    private var stalls = StallWatch()
     /// Made once nothing can fail before the loop runs.
     private var finished: EventLoopPromise<Outcome>?
 
@@ -181,6 +184,8 @@ public final class Supervisor: @unchecked Sendable {
                 runProbe(for: worker)
             case .queues(let generation):
                 lookAtQueues(of: generation)
+            case .stalls:
+                lookForStalls()
             }
         case .control(let request, let responder):
             control(request, responder)
@@ -246,6 +251,7 @@ public final class Supervisor: @unchecked Sendable {
                 perform(action)
             }
         }
+        watchForStalls()
     }
 
     private func perform(_ action: SupervisorAction) {
@@ -320,6 +326,39 @@ public final class Supervisor: @unchecked Sendable {
         } else {
             startTimer(.queues(generation: generation), after: EmptyQueueWatch.interval)
         }
+    }
+
+    /// Looks for stalls while the serving generation has a stall timeout, else never.
+    private func watchForStalls() {
+        guard let timeout = machine.serving?.configuration.workers.stallTimeout else {
+            cancelTimer(.stalls)
+            stalls = StallWatch()
+            return
+        }
+        if !timers.isRunning(.stalls) {
+            startTimer(.stalls, after: StallWatch.interval(for: timeout))
+        }
+    }
+
+    /// Feeds ``SupervisorEvent/workerStalled(_:)`` for each ready serving worker whose
+    /// steered sockets have held connections without it accepting one for the timeout.
+    private func lookForStalls() {
+        guard let serving = machine.serving, let timeout = serving.configuration.workers.stallTimeout else { return }
+        let now = Clock.monotonic()
+        var stalled: [WorkerID] = []
+        for worker in serving.workers.values.sorted(by: { $0.id < $1.id }) where worker.state == .ready {
+            let counts = sockets.acceptCounts(generation: serving.number, slot: worker.id.slot, configuration: serving.configuration)
+            for count in counts where stalls.look(at: .init(worker: worker.id, listener: count.listener), steered: count.steered,
+                                                  queued: count.queued, now: now, timeout: timeout) {
+                stalled.append(worker.id)
+                break
+            }
+        }
+        stalls.keep(only: Set(serving.workers.values.map(\.id)))
+        for worker in stalled {
+            feed(.workerStalled(worker))
+        }
+        watchForStalls()
     }
 
     // MARK: - Workers

@@ -18,6 +18,10 @@ struct TimerSchedule<Key: Hashable & Sendable> {
         timers[key] = (token, scheduled)
     }
 
+    func isRunning(_ key: Key) -> Bool {
+        timers[key] != nil
+    }
+
     mutating func cancel(_ key: Key) {
         timers.removeValue(forKey: key)?.scheduled.cancel()
     }

@@ -14,7 +14,7 @@ public enum StatusFormatter {
     }
 
     /// The status as `batonctl status` prints it: a header, a row per worker and per
-    /// restarting slot, a row per listener, the last five reloads.
+    /// restarting slot, a row per listening socket, the last five reloads.
     public static func table(_ status: StatusReport) -> String {
         var text = "baton \(status.pid): \(status.phase); configuration: \(status.configuration)\n"
         text += "command: \(status.command.joined(separator: " "))\n"
@@ -40,15 +40,19 @@ public enum StatusFormatter {
         }
         text += "\n" + columns(rows)
         if !status.listeners.isEmpty {
-            var listenerRows = [["LISTENER", "ADDRESS", "REUSEPORT", "SOCKETS", "QUEUED"]]
+            var socketRows = [["LISTENER", "ADDRESS", "REUSEPORT", "SLOT", "GEN", "ROTATION", "QUEUED", "STEERED"]]
             for listener in status.listeners {
-                let queued = listener.sockets.compactMap { socket in
-                    socket.queued.map { "\($0)/\(socket.backlog ?? 0)" }
+                for socket in listener.sockets {
+                    socketRows.append([
+                        listener.name, listener.address, listener.reusePort.rawValue,
+                        socket.slot.map { "\($0)" } ?? "all", socket.generation.map { "\($0)" } ?? "-",
+                        socket.inRotation.map { $0 ? "in" : "out" } ?? "-",
+                        socket.queued.map { "\($0)/\(socket.backlog ?? 0)" } ?? "-",
+                        socket.steered.map { "\($0)" } ?? "-",
+                    ])
                 }
-                listenerRows.append([listener.name, listener.address, listener.reusePort.rawValue,
-                                     "\(listener.sockets.count)", queued.isEmpty ? "-" : queued.joined(separator: " ")])
             }
-            text += "\n" + columns(listenerRows)
+            text += "\n" + columns(socketRows)
         }
         if !status.reloads.isEmpty {
             text += "\nrecent reloads:\n"

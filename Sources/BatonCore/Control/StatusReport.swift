@@ -134,13 +134,18 @@ public struct StatusReport: Codable, Sendable, Equatable {
         /// Connections waiting in the accept queue, and the queue's limit (TCP only).
         public var queued: UInt32?
         public var backlog: UInt32?
+        /// For a steered listener: how many new connections (datagrams, for UDP) the
+        /// steering program has given the socket, migrated ones included.
+        public var steered: UInt64?
 
-        public init(slot: Int?, generation: Int? = nil, inRotation: Bool? = nil, queued: UInt32? = nil, backlog: UInt32? = nil) {
+        public init(slot: Int?, generation: Int? = nil, inRotation: Bool? = nil, queued: UInt32? = nil, backlog: UInt32? = nil,
+                    steered: UInt64? = nil) {
             self.slot = slot
             self.generation = generation
             self.inRotation = inRotation
             self.queued = queued
             self.backlog = backlog
+            self.steered = steered
         }
     }
 
