@@ -103,6 +103,52 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    /// `stall_timeout`: a worker stopped with SIGSTOP under load leaves the rotation and
+    /// its slot, what its socket queued moves to the other slots, and a new worker takes
+    /// the slot; woken up, the stopped worker answers what it held and drains.
+    @Test func aStoppedWorkerIsTakenOutOfRotationAndReplaced() throws {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        try scratch.write("baton.toml", configuration(port: port, workers: 4,
+                                                      extra: "stall_timeout = \"500ms\"\nrestart_delay = \"100ms\""))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        try baton.waitUntilServing()
+        try requireSteering(baton)
+        var settings = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        settings.clients = 16
+        // The requests the stopped worker holds wait for it to be woken up, however
+        // long the test takes on a busy machine: a failure here is a reset or a refusal.
+        settings.requestTimeout = .seconds(300)
+        let load = LoadGenerator(settings)
+        load.start()
+        let before = try baton.waitForStatus("every socket given connections") { status in
+            status.listeners.first?.sockets.allSatisfy { ($0.steered ?? 0) > 0 } == true
+        }
+        let victim = try #require(before.generations[0].workers.first { $0.slot == 1 }?.pid)
+        kill(victim, SIGSTOP)
+        let replaced = try baton.waitForStatus("slot 1 replaced while its stopped worker drains") { status in
+            let workers = status.generations.first?.workers ?? []
+            return workers.contains { $0.slot == 1 && $0.pid != victim && $0.state == .ready }
+                && workers.contains { $0.pid == victim && $0.state == .draining }
+        }
+        #expect(baton.log.contains("accepted no connection for 500ms"), "\(baton.log)")
+        #expect(replaced.listeners.first?.sockets.allSatisfy { $0.inRotation == true } == true,
+                "the slot's socket is back in rotation under its new worker: \(replaced.listeners)")
+        kill(victim, SIGCONT)
+        _ = try baton.waitForStatus("the stopped worker drained") { status in
+            status.generations.allSatisfy { $0.workers.allSatisfy { $0.pid != victim } }
+        }
+        let after = try baton.waitForStatus("more answers after the stall") { status in
+            (status.listeners.first?.sockets.reduce(0) { $0 + ($1.steered ?? 0) } ?? 0)
+                > (replaced.listeners.first?.sockets.reduce(0) { $0 + ($1.steered ?? 0) } ?? 0) + 100
+        }
+        let report = load.stop()
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(after.generations.count == 1 && after.generations[0].workers.count == 4)
+        print("a worker stopped under load: replaced, \(report.succeeded) answered, \(report.totalFailures) failed")
+        #expect(baton.stop() == 0)
+    }
+
     /// A server whose shutdown drops what it accepted and has not answered: the old
     /// generation gets its drain signal only once its sockets are empty.
     @Test func aRudeServerLosesNothingAcrossReloads() throws {

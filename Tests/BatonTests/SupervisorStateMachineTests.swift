@@ -346,41 +346,63 @@ import Testing
         #expect(machine.serving?.workers[1]?.state == .ready)
     }
 
-    @Test func aStalledWorkerLeavesTheRotationIsEvacuatedKilledThenRestarted() {
-        var configuration = Self.configuration(workers: 3)
+    static func servingWithStallTimeout(workers: Int) -> SupervisorStateMachine {
+        var configuration = Self.configuration(workers: workers)
         configuration.workers.stallTimeout = .seconds(2)
         var machine = SupervisorStateMachine()
         _ = machine.handle(.start(configuration))
-        for slot in 0..<3 { _ = machine.handle(.workerReady(g(1, slot))) }
+        for slot in 0..<workers { _ = machine.handle(.workerReady(WorkerID(generation: 1, slot: slot))) }
+        return machine
+    }
+
+    @Test func aStalledWorkerLeavesTheRotationDrainsAndItsSlotRestarts() {
+        var machine = Self.servingWithStallTimeout(workers: 3)
         let stalled = machine.handle(.workerStalled(g(1, 1)))
         let steer = stalled.firstIndex(of: .steer(generation: 1, slots: [0, 2]))
         let evacuate = stalled.firstIndex(of: .evacuate(generation: 1, slot: 1))
-        let kill = stalled.firstIndex(of: .signal(g(1, 1), 9))
-        #expect(steer != nil && evacuate != nil && kill != nil)
-        if let steer, let evacuate, let kill {
-            #expect(steer < evacuate && evacuate < kill, "out of rotation, then its queue moves, then it dies")
+        let drain = stalled.firstIndex(of: .signal(g(1, 1), 15))
+        #expect(steer != nil && evacuate != nil && drain != nil)
+        if let steer, let evacuate, let drain {
+            #expect(steer < evacuate && evacuate < drain, "out of rotation, then its queue moves, then it is told to drain")
         }
-        #expect(stalled.contains(.announce(.workerStalled(g(1, 1), after: .seconds(2)))))
-        #expect(machine.handle(.workerStalled(g(1, 1))).isEmpty, "a worker already killed is not handled twice")
-        let exited = machine.handle(.workerExited(g(1, 1), .signaled(9)))
-        #expect(!exited.contains { if case .steer = $0 { true } else { false } }, "already out of rotation")
-        #expect(exited.timers == [.restart(generation: 1, slot: 1)])
+        #expect(stalled.contains(.announce(.workerStalled(g(1, 1), after: .seconds(2), restartAfter: .milliseconds(100)))))
+        #expect(stalled.timers == [.retiredDeadline(g(1, 1)), .restart(generation: 1, slot: 1)])
+        #expect(machine.serving?.retired[g(1, 1)]?.state == .draining)
+        #expect(machine.handle(.workerStalled(g(1, 1))).isEmpty, "a retired worker is not handled twice")
+
         #expect(machine.handle(.timerFired(.restart(generation: 1, slot: 1))).spawned == [g(1, 1, 1)])
         #expect(machine.handle(.workerReady(g(1, 1, 1))).contains(.steer(generation: 1, slots: [0, 1, 2])))
+        let exited = machine.handle(.workerExited(g(1, 1), .exited(0)))
+        #expect(exited.contains(.cancelTimer(.retiredDeadline(g(1, 1)))))
+        #expect(!exited.contains { if case .steer = $0 { true } else { false } }, "its exit does not touch the rotation")
+        #expect(!exited.contains { if case .startTimer(.restart, _) = $0 { true } else { false } }, "nor restart its slot again")
+        #expect(machine.serving?.retired.isEmpty == true)
+        #expect(machine.serving?.workers[1]?.id == g(1, 1, 1))
     }
 
-    @Test func aStallIsIgnoredWithoutATimeoutOrOutsideTheServingGeneration() {
-        var machine = Self.serving()
-        #expect(machine.handle(.workerStalled(g(1, 0))).isEmpty, "no stall_timeout: nothing happens")
-        var configuration = Self.configuration(workers: 1)
-        configuration.workers.stallTimeout = .seconds(1)
-        var single = SupervisorStateMachine()
-        _ = single.handle(.start(configuration))
-        _ = single.handle(.workerReady(g(1, 0)))
-        let stalled = single.handle(.workerStalled(g(1, 0)))
+    @Test func aRetiredWorkerThatNeverWakesIsKilledAtItsDrainTimeout() {
+        var machine = Self.servingWithStallTimeout(workers: 2)
+        _ = machine.handle(.workerStalled(g(1, 0)))
+        #expect(machine.handle(.timerFired(.retiredDeadline(g(1, 0)))).signals == [Signal(g(1, 0), 9)])
+        #expect(machine.handle(.timerFired(.retiredDeadline(g(1, 0)))).isEmpty)
+    }
+
+    @Test func aGenerationWithARetiredWorkerIsGoneOnlyOnceItExits() {
+        var machine = Self.servingWithStallTimeout(workers: 1)
+        let stalled = machine.handle(.workerStalled(g(1, 0)))
         #expect(!stalled.contains { if case .steer = $0 { true } else { false } }, "the rotation is never emptied")
         #expect(!stalled.contains(.evacuate(generation: 1, slot: 0)), "nowhere to move its queue to")
-        #expect(stalled.signals == [Signal(g(1, 0), 9)], "the only worker is still replaced")
+        _ = machine.handle(.stopRequested)
+        #expect(machine.phase == .stopping)
+        let second = machine.handle(.stopRequested)
+        #expect(second.signals == [Signal(g(1, 0), 9)], "a second stop kills the retired worker too")
+        let exited = machine.handle(.workerExited(g(1, 0), .signaled(9)))
+        #expect(exited.contains(.exit(code: 0, reason: nil)))
+    }
+
+    @Test func aStallIsIgnoredWithoutATimeout() {
+        var machine = Self.serving()
+        #expect(machine.handle(.workerStalled(g(1, 0))).isEmpty, "no stall_timeout: nothing happens")
     }
 
     @Test func slotThatServedLongEnoughForgetsItsCrashes() {

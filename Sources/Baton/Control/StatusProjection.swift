@@ -23,7 +23,9 @@ struct StatusProjection {
             let ready = serving.workers.values.filter { $0.state == .ready }.count
             parts.append("generation \(serving.number): \(ready)/\(serving.configuration.workers.count) ready")
         }
-        let draining = machine.generations.filter { $0.role == .leaving || $0.role == .draining }.reduce(0) { $0 + $1.workers.count }
+        let draining = machine.generations.reduce(0) { count, generation in
+            count + generation.retired.count + (generation.role == .leaving || generation.role == .draining ? generation.workers.count : 0)
+        }
         if draining > 0 { parts.append("\(draining) draining") }
         if let last = reloads.last, last.finished != nil {
             parts.append("last reload \(last.result)")
@@ -38,7 +40,7 @@ struct StatusProjection {
         let generations = machine.generations.map { generation in
             StatusReport.GenerationStatus(
                 number: generation.number, role: .init(generation.role),
-                workers: generation.workers.values.sorted { $0.id < $1.id }.map { worker in
+                workers: (Array(generation.workers.values) + generation.retired.values).sorted { $0.id < $1.id }.map { worker in
                     let entry = workers[worker.id]
                     return StatusReport.WorkerStatus(
                         slot: worker.id.slot, restarts: worker.id.start, pid: entry?.pid,

@@ -74,9 +74,9 @@ public enum Announcement: Sendable, Equatable {
     /// The first generation is ready: the service is up.
     case serving(generation: Int)
     case workerExited(WorkerID, WorkerExit, restartAfter: Duration?)
-    /// A serving worker accepted nothing for its stall timeout; it is out of rotation
-    /// and killed, and its exit restarts the slot.
-    case workerStalled(WorkerID, after: Duration)
+    /// A serving worker accepted nothing for its stall timeout: it is out of rotation
+    /// and draining, and its slot restarts after `restartAfter`.
+    case workerStalled(WorkerID, after: Duration, restartAfter: Duration)
     /// A generation has no worker left.
     case generationGone(Int)
     case stopping

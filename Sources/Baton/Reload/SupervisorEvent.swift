@@ -52,6 +52,8 @@ public enum SupervisorTimer: Hashable, Sendable {
     /// A generation out of rotation gets its drain signal then, even if its sockets
     /// still hold connections.
     case drainGrace(generation: Int)
+    /// A retired (stalled) worker still alive then is killed.
+    case retiredDeadline(WorkerID)
 }
 
 /// Everything that can happen to the supervisor.

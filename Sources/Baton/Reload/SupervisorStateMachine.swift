@@ -16,7 +16,8 @@
 /// - at most two generations are alive; reloads asked for meanwhile wait and collapse
 ///   into one;
 /// - with a stall timeout, a serving worker that leaves connections in its sockets and
-///   accepts none for that long is taken out of rotation and replaced;
+///   accepts none for that long is taken out of rotation and its slot, told to drain,
+///   and replaced;
 /// - a crashed worker of the serving generation is restarted in its slot after a delay
 ///   that doubles with each crash in a row, and never affects the other slots;
 /// - a stop drains every worker and exits once all are gone; a second stop kills them.
@@ -212,6 +213,13 @@ public struct SupervisorStateMachine: Sendable {
     }
 
     private mutating func workerExited(_ id: WorkerID, _ exit: WorkerExit, into actions: inout [SupervisorAction]) {
+        if let index = generationIndex(id), generations[index].retired.removeValue(forKey: id) != nil {
+            actions.append(.cancelTimer(.retiredDeadline(id)))
+            actions.append(.announce(.workerExited(id, exit, restartAfter: nil)))
+            removeFinishedGenerations(into: &actions)
+            startPendingReload(into: &actions)
+            return
+        }
         guard let index = generationIndex(id), let worker = generations[index].workers[id.slot], worker.id == id else {
             return
         }
@@ -250,20 +258,32 @@ public struct SupervisorStateMachine: Sendable {
         startPendingReload(into: &actions)
     }
 
-    /// A stalled worker of the serving generation leaves the rotation (unless it is the
-    /// last ready one: the rotation is never emptied), what its sockets hold moves to the
-    /// slots in rotation, and it is killed; its exit restarts the slot as a crash does.
+    /// A stalled worker of the serving generation is retired: it leaves its slot and the
+    /// rotation (unless it is the last ready one: the rotation is never emptied), what its
+    /// sockets hold moves to the slots in rotation, and it gets the drain signal, so that
+    /// it answers what it holds if it wakes up, and is killed at its drain timeout if it
+    /// does not. Its slot restarts as after a crash, with the same growing delay, so a
+    /// slot that stalls again and again cannot pile up retired workers.
     private mutating func workerStalled(_ id: WorkerID, into actions: inout [SupervisorAction]) {
         guard let index = generationIndex(id), generations[index].role == .serving,
-              let worker = generations[index].workers[id.slot], worker.id == id, worker.state == .ready,
+              var worker = generations[index].workers[id.slot], worker.id == id, worker.state == .ready,
               let timeout = generations[index].configuration.workers.stallTimeout else { return }
-        generations[index].workers[id.slot]?.state = .killed
+        let settings = generations[index].configuration.workers
+        worker.state = .draining
+        generations[index].workers[id.slot] = nil
+        generations[index].retired[id] = worker
         actions.append(.cancelTimer(.healthy(id)))
         if steer(index, into: &actions) {
             actions.append(.evacuate(generation: id.generation, slot: id.slot))
         }
-        actions.append(.announce(.workerStalled(id, after: timeout)))
-        actions.append(.signal(id, SIGKILL_))
+        let crashes = (generations[index].crashes[id.slot] ?? 0) + 1
+        generations[index].crashes[id.slot] = crashes
+        generations[index].restarting.insert(id.slot)
+        let delay = restartDelay(after: crashes, settings)
+        actions.append(.announce(.workerStalled(id, after: timeout, restartAfter: delay)))
+        actions.append(.signal(id, settings.drainSignal))
+        actions.append(.startTimer(.retiredDeadline(id), after: settings.drainTimeout))
+        actions.append(.startTimer(.restart(generation: id.generation, slot: id.slot), after: delay))
     }
 
     private func restartDelay(after crashes: Int, _ workers: WorkerConfiguration) -> Duration {
@@ -310,6 +330,10 @@ public struct SupervisorStateMachine: Sendable {
         case .drainDeadline(let number):
             guard let index = generations.firstIndex(where: { $0.number == number }) else { return }
             kill(index, into: &actions)
+        case .retiredDeadline(let id):
+            guard let index = generationIndex(id), generations[index].retired[id]?.state == .draining else { return }
+            generations[index].retired[id]?.state = .killed
+            actions.append(.signal(id, SIGKILL_))
         case .drainGrace(let number):
             guard let index = generations.firstIndex(where: { $0.number == number }),
                   generations[index].role == .leaving else { return }
@@ -384,6 +408,11 @@ public struct SupervisorStateMachine: Sendable {
             generations[index].workers[slot]?.state = .killed
             actions.append(.signal(worker.id, SIGKILL_))
         }
+        for (id, worker) in generations[index].retired.sorted(by: { $0.key < $1.key }) where worker.state != .killed {
+            generations[index].retired[id]?.state = .killed
+            actions.append(.cancelTimer(.retiredDeadline(id)))
+            actions.append(.signal(id, SIGKILL_))
+        }
     }
 
     private mutating func rollBack(_ index: Int, reason: String, into actions: inout [SupervisorAction]) {
@@ -434,7 +463,9 @@ public struct SupervisorStateMachine: Sendable {
 
     /// Forgets draining generations with no worker left; exits when stopping and none is left.
     private mutating func removeFinishedGenerations(into actions: inout [SupervisorAction]) {
-        let finished = generations.filter { [.leaving, .draining, .rollingBack].contains($0.role) && $0.workers.isEmpty }
+        let finished = generations.filter {
+            [.leaving, .draining, .rollingBack].contains($0.role) && $0.workers.isEmpty && $0.retired.isEmpty
+        }
         if !finished.isEmpty {
             generations.removeAll { generation in finished.contains { $0.number == generation.number } }
             for generation in finished {
@@ -504,6 +535,9 @@ extension SupervisorStateMachine {
         public internal(set) var crashes: [Int: Int] = [:]
         /// Slots waiting for their restart delay.
         public internal(set) var restarting: Set<Int> = []
+        /// Stalled workers taken out of their slot, draining until they exit or their
+        /// drain timeout kills them.
+        public internal(set) var retired: [WorkerID: Worker] = [:]
         /// The latest start number of each slot.
         var starts: [Int: Int] = [:]
 

@@ -38,8 +38,8 @@ struct ServiceAnnouncer {
                 logger.warning("worker \(worker) \(exit)")
             }
             systemd.send("STATUS=\(statusLine())")
-        case .workerStalled(let worker, let timeout):
-            logger.warning("worker \(worker) accepted no connection for \(DurationFormat.string(timeout)) while its sockets held some: out of rotation, what it holds goes to the other slots, and it is killed")
+        case .workerStalled(let worker, let timeout, let restartAfter):
+            logger.warning("worker \(worker) accepted no connection for \(DurationFormat.string(timeout)) while its sockets held some: it leaves the rotation and its slot, what it holds goes to the other slots, it is told to drain (and killed at its drain timeout); its slot restarts in \(DurationFormat.string(restartAfter))")
             systemd.send("STATUS=\(statusLine())")
         case .generationGone(let generation):
             logger.info("generation \(generation) has exited")

@@ -47,6 +47,9 @@ enum InPlaceUpgrade {
         if let slot = serving.restarting.min() {
             return "slot \(slot) is restarting; upgrade once every worker is ready"
         }
+        if let stalled = serving.retired.keys.min() {
+            return "stalled worker \(stalled) is draining; upgrade once it has exited"
+        }
         if serving.configuration.workers.output == .prefix {
             return "workers' output goes through Baton (output = \"prefix\"), which cannot be handed over yet"
         }
