@@ -167,7 +167,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonTests",
-            dependencies: ["Baton", "CBatonShim", "CBatonTestSupport"]
+            dependencies: ["Baton", "BatonLoad", "CBatonShim", "CBatonTestSupport"]
         ),
         .testTarget(
             name: "BatonWorkerTests",

@@ -71,7 +71,10 @@ final class DemoServer: @unchecked Sendable {
         try ListeningSocket.makeNonBlocking(listener)
         let server = DemoServer(eventLoop: eventLoop, listener: listener, address: address, identity: identity, options: options)
         server.bootstrap = server.makeBootstrap()
+        let acceptPause = options.acceptPauseMilliseconds
         let acceptor = ConnectionAcceptor(listener: listener, label: "baton-demo.accept") { connection in
+            // On the acceptor's queue: the next accept waits for this.
+            if acceptPause > 0 { usleep(acceptPause * 1000) }
             // Counted before the drain can see it: its handler is added only once NIO has
             // registered the channel, and a drain that ended meanwhile would reset it.
             eventLoop.execute { server.registering += 1 }

@@ -16,10 +16,14 @@ struct Options {
     /// On the drain signal, exit at once, dropping every connection accepted and not
     /// yet answered: the shutdown of several popular servers, for tests and benchmarks.
     var rudeDrain = false
+    /// Wait this long after each accepted connection before accepting the next: a slow
+    /// server whose accept queue fills, for tests.
+    var acceptPauseMilliseconds: UInt32 = 0
 
     static let usage = """
         usage: baton-demo [--listen HOST:PORT [--reuseport]] [--ready-delay-ms N] [--never-ready]
                           [--exit-at-start CODE] [--drain-idle-ms N] [--drain-pause-ms N] [--rude-drain]
+                          [--accept-pause-ms N]
         Serves HTTP/1.1 on the socket Baton passes (LISTEN_FDS), the one Server::Starter
         passes (SERVER_STARTER_PORT), or on --listen.
         GET /           200 with pid, generation and slot
@@ -48,6 +52,7 @@ struct Options {
             case "--drain-idle-ms": options.drainIdleMilliseconds = number(argument)
             case "--drain-pause-ms": options.drainPauseMilliseconds = number(argument)
             case "--rude-drain": options.rudeDrain = true
+            case "--accept-pause-ms": options.acceptPauseMilliseconds = UInt32(clamping: number(argument))
             case "-h", "--help":
                 print(usage)
                 exit(0)

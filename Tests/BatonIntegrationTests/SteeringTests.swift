@@ -149,6 +149,40 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    /// Scaling down and up under load while the workers are slow to accept: the
+    /// replaced generation is told to drain at once (drain_grace 0s) with connections
+    /// still in its sockets, which move to the new generation's sockets when Baton
+    /// closes them instead of being reset.
+    @Test func scalingWhileWorkersAreSlowToAcceptMigratesTheirQueues() throws {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        try scratch.write("baton.toml", configuration(
+            port: port, workers: 4, command: [Products.path("baton-demo"), "--accept-pause-ms", "20"],
+            extra: "drain_grace = \"0s\""))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        try baton.waitUntilServing()
+        try requireSteering(baton)
+        var settings = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        settings.clients = 16
+        // Slow on purpose: a failure is a reset or a refusal, never a slow answer.
+        settings.requestTimeout = .seconds(300)
+        let load = LoadGenerator(settings)
+        load.start()
+        let before = try MigrationCounters.read()
+        var outputs: [(Int32, String)] = []
+        for count in [1, 4, 1, 4] {
+            outputs.append(try run(Products.path("batonctl"), ["scale", "\(count)", "--wait", "-s", baton.controlSocket]))
+            _ = try baton.waitForStatus("one generation left") { $0.generations.count == 1 }
+        }
+        let report = load.stop()
+        let migrations = try MigrationCounters.read().since(before)
+        #expect(outputs.allSatisfy { $0.0 == 0 }, "\(outputs.filter { $0.0 != 0 })")
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(migrations.success > 0, "queued connections must have moved: \(migrations)")
+        print("scale 4→1→4→1→4, slow accepts: \(report.succeeded) answered, \(report.totalFailures) failed, migrated \(migrations.success), migration failures \(migrations.failure)")
+        #expect(baton.stop() == 0)
+    }
+
     /// A server whose shutdown drops what it accepted and has not answered: the old
     /// generation gets its drain signal only once its sockets are empty.
     @Test func aRudeServerLosesNothingAcrossReloads() throws {

@@ -1,3 +1,4 @@
+import BatonLoad
 import CBatonShim
 import CBatonTestSupport
 import Foundation
@@ -263,23 +264,6 @@ enum PrivateNetwork {
                 continuation.resume(with: Result { try body() })
             }.start()
         }
-    }
-}
-
-/// `TCPMigrateReqSuccess` and `TCPMigrateReqFailure` of the calling thread's network namespace.
-enum MigrationCounters {
-    static func read() throws -> (success: Int, failure: Int) {
-        let lines = try FileContents.read("/proc/thread-self/net/netstat").split(separator: "\n")
-        guard let names = lines.first(where: { $0.hasPrefix("TcpExt:") }),
-              let values = lines.last(where: { $0.hasPrefix("TcpExt:") }) else {
-            throw SystemError("read", errno: ENOENT, subject: "TcpExt in /proc/thread-self/net/netstat")
-        }
-        let counters = Dictionary(zip(names.split(separator: " "), values.split(separator: " ").map { Int($0) ?? 0 }),
-                                  uniquingKeysWith: { $1 })
-        guard let success = counters["TCPMigrateReqSuccess"], let failure = counters["TCPMigrateReqFailure"] else {
-            throw SystemError("read", errno: ENOENT, subject: "TCPMigrateReq counters in /proc/thread-self/net/netstat")
-        }
-        return (success, failure)
     }
 }
 

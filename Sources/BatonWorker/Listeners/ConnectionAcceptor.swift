@@ -1,5 +1,6 @@
 import Dispatch
 import Glibc
+import Synchronization
 
 /// Accepts connections on a listening socket and hands each accepted descriptor to a
 /// handler, typically `ClientBootstrap.withConnectedSocket`.
@@ -18,6 +19,9 @@ public final class ConnectionAcceptor: @unchecked Sendable {
     private var stopped = false
     /// Runs once the cancelled source has closed the descriptor.
     private var stopCompletion: (@Sendable () -> Void)?
+    /// Set by `stop` at once, from any thread: a burst of accepts under way ends before
+    /// its next accept instead of emptying the queue first.
+    private let stopRequested = Atomic<Bool>(false)
 
     /// `handler` runs on the acceptor's queue with each accepted descriptor, which is
     /// close-on-exec and now belongs to the handler.
@@ -45,7 +49,7 @@ public final class ConnectionAcceptor: @unchecked Sendable {
 
     /// Accepts what is queued now. Finding the queue empty is normal.
     private func acceptPending() {
-        for _ in 0..<64 {
+        for _ in 0..<64 where !stopRequested.load(ordering: .relaxed) {
             let connection = accept(listener, nil, nil)
             if connection >= 0 {
                 _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
@@ -63,6 +67,7 @@ public final class ConnectionAcceptor: @unchecked Sendable {
     /// reference: an inherited socket and its queue live on in the supervisor and in the
     /// next generation). `completion` runs once it is closed.
     public func stop(completion: @escaping @Sendable () -> Void) {
+        stopRequested.store(true, ordering: .relaxed)
         queue.async { [self] in
             guard !stopped else { return completion() }
             stopped = true
