@@ -383,6 +383,9 @@ static int baton_map_lookup(int map, uint32_t key, void *value) {
 // filled in after the program is written.
 #define STEER_IF_ZERO_PASS(reg) {.code = BPF_JMP | BPF_JEQ | BPF_K, .dst_reg = reg, .imm = 0}
 #define STEER_IF_NONZERO_PASS(reg) {.code = BPF_JMP | BPF_JNE | BPF_K, .dst_reg = reg, .imm = 0}
+// The one jump to the program's very end (`drop`): a 32-bit compare, told apart from
+// the jumps to `pass` when the offsets are filled in.
+#define STEER_IF_CLOSED_DROP(reg) {.code = BPF_JMP32 | BPF_JEQ | BPF_K, .dst_reg = reg, .imm = (int32_t)BATON_STEERING_CLOSED}
 #define STEER_EXIT() {.code = BPF_JMP | BPF_EXIT}
 
 static int baton_steering_load(const baton_steering *steering, char *failure, size_t failure_size, int *fd) {
@@ -399,6 +402,8 @@ static int baton_steering_load(const baton_steering *steering, char *failure, si
         STEER_IF_ZERO_PASS(BPF_REG_0),
         STEER_LOAD32(BPF_REG_7, BPF_REG_0, 0),
         STEER_IF_ZERO_PASS(BPF_REG_7),
+        // The group is closing: drop.
+        STEER_IF_CLOSED_DROP(BPF_REG_7),
 
         // r8 = ctx->hash % count (32-bit), the index in the rotation.
         STEER_LOAD32(BPF_REG_8, BPF_REG_6, offsetof(struct sk_reuseport_md, hash)),
@@ -436,13 +441,20 @@ static int baton_steering_load(const baton_steering *steering, char *failure, si
         // pass: return SK_PASS, with or without a selected socket.
         STEER_MOV64_IMM(BPF_REG_0, SK_PASS),
         STEER_EXIT(),
+
+        // drop: return SK_DROP.
+        STEER_MOV64_IMM(BPF_REG_0, SK_DROP),
+        STEER_EXIT(),
     };
     int count = (int)(sizeof(program) / sizeof(program[0]));
-    int pass = count - 2;
+    int pass = count - 4;
+    int drop = count - 2;
     for (int index = 0; index < pass; index++) {
         uint8_t code = program[index].code;
         if (BPF_CLASS(code) == BPF_JMP && (BPF_OP(code) == BPF_JEQ || BPF_OP(code) == BPF_JNE)) {
             program[index].off = (int16_t)(pass - (index + 1));
+        } else if (BPF_CLASS(code) == BPF_JMP32 && BPF_OP(code) == BPF_JEQ) {
+            program[index].off = (int16_t)(drop - (index + 1));
         }
     }
 

@@ -183,6 +183,60 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    /// A listener removed by a reload under load: from the swap on, its sockets take
+    /// no new connection (a client's SYN waits, then is refused once they close), and
+    /// the replaced generation accepts what they already held, so nothing is reset.
+    @Test func aListenerRemovedUnderLoadResetsNothing() throws {
+        let scratch = ScratchDirectory()
+        let removedPort = freePort()
+        let keptPort = freePort()
+        func listeners(removing: Bool) -> String {
+            (removing ? "" : """
+                [[listener]]
+                name = "http"
+                address = "tcp://127.0.0.1:\(removedPort)"
+
+                """) + """
+                [[listener]]
+                name = "api"
+                address = "tcp://127.0.0.1:\(keptPort)"
+
+                [workers]
+                command = ["\(Products.path("baton-demo"))"]
+                count = 2
+                drain_timeout = "10s"
+                """
+        }
+        // baton-demo serves the listener named http, else the first: port `removedPort`
+        // before the reload, `keptPort` after.
+        try scratch.write("baton.toml", listeners(removing: false))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        try baton.waitUntilServing()
+        try requireSteering(baton)
+        var settings = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: removedPort))
+        settings.clients = 16
+        // A connection waits for its answer however long a busy machine takes: what
+        // fails is reset or refused, never slow.
+        settings.requestTimeout = .seconds(300)
+        let load = LoadGenerator(settings)
+        load.start()
+        _ = try baton.waitForStatus("the removed listener served") { status in
+            status.listeners.first { $0.name == "http" }?.sockets.contains { ($0.steered ?? 0) > 100 } == true
+        }
+        try scratch.write("baton.toml", listeners(removing: true))
+        let reply = try baton.reload()
+        #expect(reply.ok, "\(reply)")
+        let after = try baton.waitForStatus("the replaced generation gone") { $0.generations.count == 1 }
+        let report = load.stop()
+        #expect(report.failures[.reset] == nil, "a connection the removed listener held was reset: \(report.failures) \(report.failureSamples)")
+        #expect(Set(report.failures.keys).isSubset(of: [.refused]), "only connections after the removal may fail: \(report.failures)")
+        #expect(report.succeeded > 100, "the load must actually have run")
+        #expect(after.listeners.map(\.name) == ["api"])
+        #expect(baton.log.contains("was removed: it takes no new connection"), "\(baton.log)")
+        print("listener removed under load: \(report.succeeded) answered, \(report.failures) after the removal")
+        #expect(baton.stop() == 0)
+    }
+
     /// A server whose shutdown drops what it accepted and has not answered: the old
     /// generation gets its drain signal only once its sockets are empty.
     @Test func aRudeServerLosesNothingAcrossReloads() throws {

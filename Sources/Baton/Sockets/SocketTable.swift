@@ -57,6 +57,9 @@ final class SocketTable {
     private var steeringUnavailable: String?
     /// The sockets in each group's rotation.
     private(set) var inRotation = Set<Key>()
+    /// Groups of listeners the serving configuration no longer has: they take no new
+    /// connection until their last socket closes.
+    private var closing = Set<ListenerAddress>()
     /// What systemd passed at start, until the first configuration has adopted it.
     private var inherited: InheritedSockets?
     /// Listeners configured `per-worker` whose socket from systemd every slot must share.
@@ -232,8 +235,22 @@ final class SocketTable {
             do {
                 try group.steer(to: keys.compactMap { descriptors[$0] })
                 inRotation = inRotation.filter { $0.address != listener.address }.union(keys)
+                closing.remove(listener.address)
             } catch {
                 logger.error("listener \(listener.name) \(listener.address): the rotation could not be changed to generation \(generation) slots \(slots): \(error)")
+            }
+        }
+        // A listener this configuration removed: its sockets accept what they hold, and
+        // nothing new, until they close.
+        let served = Set(configuration.listeners.map(\.address))
+        for (address, group) in steering where !served.contains(address) && !closing.contains(address) {
+            do {
+                try group.refuseNewConnections()
+                closing.insert(address)
+                inRotation = inRotation.filter { $0.address != address }
+                logger.info("listener \(address) was removed: it takes no new connection; the replaced generation accepts what its sockets hold, then they close")
+            } catch {
+                logger.error("listener \(address) was removed, but its new connections cannot be refused: \(error); what its sockets hold when they close is reset")
             }
         }
     }
@@ -368,6 +385,10 @@ final class SocketTable {
         guard let fd = descriptors.removeValue(forKey: key) else { return }
         inRotation.remove(key)
         Glibc.close(fd)
+        if !exiting, !descriptors.keys.contains(where: { $0.address == key.address }), let group = steering.removeValue(forKey: key.address) {
+            group.close()
+            closing.remove(key.address)
+        }
         let wasAdopted = adopted.remove(key) != nil
         let siblings = descriptors.filter { $0.key.name == key.name }
         // Never the path of a socket systemd made, nor one the fd store keeps.

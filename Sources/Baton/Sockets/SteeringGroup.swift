@@ -126,6 +126,16 @@ final class SteeringGroup {
         inRotation = Set(slots)
     }
 
+    /// Drops every new connection (or datagram) and every migration from now on, until
+    /// the next ``steer(to:)``: for a listener being removed, whose sockets still accept
+    /// what they queued before they close. A client's dropped SYN is sent again, and
+    /// refused once the sockets are closed.
+    func refuseNewConnections() throws(SystemError) {
+        let error = baton_steering_set_count(&steering, BATON_STEERING_CLOSED)
+        guard error == 0 else { throw SystemError("bpf", errno: error, subject: "reuseport steering: closing the group") }
+        inRotation = []
+    }
+
     /// How many connections (or datagrams) the program has given `fd` since it last took
     /// a slot; nil when it holds none.
     func selections(of fd: Int32) -> UInt64? {

@@ -89,7 +89,9 @@ int baton_epoll_wait(int epoll, int *ready, int capacity);
 /// BPF_SK_REUSEPORT_SELECT_OR_MIGRATE, Linux >= 5.14) and the maps it reads. The program
 /// picks `sockets[rotation[hash % count]]` for every new connection (or datagram) and
 /// for every connection migrating off a closing listener; with `count` 0 it leaves the
-/// choice to the kernel. A socket sits in at most one slot of one socket array (the
+/// choice to the kernel; with `count` BATON_STEERING_CLOSED it drops them all (a listener
+/// being removed: a dropped SYN is sent again by the client, while what the group
+/// already queued is accepted). A socket sits in at most one slot of one socket array (the
 /// kernel refuses a second with EBUSY), hence the rotation's indirection through slots.
 /// Creating it needs CAP_BPF (or CAP_SYS_ADMIN). Docs/steering.md.
 typedef struct {
@@ -128,7 +130,10 @@ int baton_steering_occupant(const baton_steering *steering, uint32_t slot, uint6
 /// Sets rotation entry `index` to `slot`.
 int baton_steering_set_rotation(const baton_steering *steering, uint32_t index, uint32_t slot);
 
-/// Sets how many rotation entries the program picks from.
+/// The `count` that makes the program drop every new connection and migration.
+#define BATON_STEERING_CLOSED UINT32_MAX
+
+/// Sets how many rotation entries the program picks from (or BATON_STEERING_CLOSED).
 int baton_steering_set_count(const baton_steering *steering, uint32_t count);
 
 /// How many connections (or datagrams) the program gave the socket in `slot` since it
