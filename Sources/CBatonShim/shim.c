@@ -65,6 +65,12 @@ static void baton_child(const baton_spawn_request *request, int report_fd) {
     if (request->new_process_group && setpgid(0, 0) != 0) {
         baton_child_fail(report_fd, errno);
     }
+    // Capabilities Baton was given as ambient ones (AmbientCapabilities=CAP_BPF, for its
+    // steering program) are Baton's alone: a worker does not keep them across execve.
+    // EINVAL: a kernel without ambient capabilities, where there is nothing to clear.
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+        baton_child_fail(report_fd, errno);
+    }
     if (request->directory != NULL && chdir(request->directory) != 0) {
         baton_child_fail(report_fd, errno);
     }

@@ -55,8 +55,8 @@ import Testing
 
         // The workers accept on systemd's own socket: the same socket inode as PID 1's.
         let status = try systemd.run(["batonctl", "status", "--json", "-s", "/run/baton-demo/baton.sock"])
-        let report = try JSONDecoder().decode(StatusReport.self, from: Data(status.output.utf8))
-        let worker = try #require(report.generations.first?.workers.first?.pid)
+        let started = try JSONDecoder().decode(StatusReport.self, from: Data(status.output.utf8))
+        let worker = try #require(started.generations.first?.workers.first?.pid)
         let workerSocket = try systemd.run(["readlink", "/proc/\(worker)/fd/3"]).output
         let systemdSockets = try systemd.run(["sh", "-c", "readlink /proc/1/fd/*"]).output
         #expect(workerSocket.hasPrefix("socket:[") && systemdSockets.contains(workerSocket.trimmingCharacters(in: .whitespacesAndNewlines)),
@@ -112,6 +112,14 @@ import Testing
         #expect(try systemd.run(["systemctl", "start", unit]).status == 0)
         let firstPID = try systemd.property("MainPID", of: unit)
         #expect(try systemd.property("NFileDescriptorStore", of: unit) == "4", "one stored socket per worker slot")
+        // AmbientCapabilities=CAP_BPF: Baton steers, and its workers do not get the capability.
+        #expect(!systemd.journal(unit).contains("steering is off"), "\(systemd.journal(unit))")
+        let status = try systemd.run(["batonctl", "status", "--json", "-s", "/run/baton-demo-standalone/baton.sock"])
+        let started = try JSONDecoder().decode(StatusReport.self, from: Data(status.output.utf8))
+        let worker = try #require(started.generations.first?.workers.first?.pid)
+        let capabilities = try systemd.run(["grep", "^Cap", "/proc/\(worker)/status"]).output
+        #expect(capabilities.contains("CapAmb:\t0000000000000000") && capabilities.contains("CapEff:\t0000000000000000"),
+                "a worker keeps no capability of Baton's: \(capabilities)")
         let load = load(systemd, port: 8081)
         load.start()
         var failedRestarts: [String] = []
