@@ -71,6 +71,24 @@ struct BenchReport: Codable {
             figures.append(Figure(name: "supervisor CPU time per reload", value: String(format: "%.2f ms", cpu),
                                   target: "", met: nil))
         }
+        if let healthy = requestsPerSecond(.healthy) {
+            for scenario in [Scenario.deadSlot, .deadSlotUnsteered] {
+                guard let dead = result(scenario), let measured = requestsPerSecond(scenario) else { continue }
+                let steered = scenario == .deadSlot
+                figures.append(Figure(
+                    name: "one slot of \(plan.workers) dead (\(steered ? "steering" : "no steering")): failed requests (timed out), throughput / healthy",
+                    value: String(format: "%d (%d), %.2f (%.0f / %.0f requests/s)", dead.failedRequests, dead.failures[.timedOut] ?? 0,
+                                  measured / healthy, measured, healthy),
+                    target: steered ? "0, >= 0.9" : "", met: steered ? dead.failedRequests == 0 && measured / healthy >= 0.9 : nil))
+            }
+        }
+        for scenario in [Scenario.rude, .rudeUnsteered] {
+            guard let rude = result(scenario) else { continue }
+            let steered = scenario == .rude
+            figures.append(Figure(
+                name: "a server that drops what it accepted when told to drain (\(steered ? "steering" : "no steering")): failed requests over \(rude.reloads) reloads",
+                value: "\(rude.failedRequests)", target: steered ? "0" : "", met: steered ? rude.failedRequests == 0 : nil))
+        }
         if let idle = result(.baton)?.idle {
             figures.append(Figure(
                 name: String(format: "supervisor while idle for %.0f s: CPU time, context switches", idle.seconds),

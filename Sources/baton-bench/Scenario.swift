@@ -33,6 +33,20 @@ enum Scenario: String, CaseIterable, ExpressibleByArgument, Codable {
     /// The same, "reloaded" with `supervisorctl reload`: supervisord restarts itself and
     /// every program.
     case supervisordReload = "supervisord-reload"
+    /// Baton serving with every slot healthy, no reloads: the reference for `dead-slot`.
+    case healthy
+    /// Baton serving with its last slot crash-looping (its worker exits at every start),
+    /// no reloads: new connections are steered to the live slots.
+    case deadSlot = "dead-slot"
+    /// The same without CAP_BPF: steering is off and the kernel's hash spreads new
+    /// connections over every slot's socket, the dead one's included.
+    case deadSlotUnsteered = "dead-slot-unsteered"
+    /// Baton reloading a server that, on its drain signal, exits at once and drops what
+    /// it accepted (`baton-demo --rude-drain`).
+    case rude
+    /// The same without CAP_BPF: generations share their sockets, and the old workers
+    /// accept until their drain signal.
+    case rudeUnsteered = "rude-unsteered"
 
     var summary: String {
         switch self {
@@ -48,10 +62,18 @@ enum Scenario: String, CaseIterable, ExpressibleByArgument, Codable {
         case .supervisordSignal: "Baton under supervisord, reloaded with `supervisorctl signal HUP`"
         case .supervisordRestart: "Baton under supervisord, restarted with `supervisorctl restart`"
         case .supervisordReload: "Baton under supervisord, which restarts itself: `supervisorctl reload`"
+        case .healthy: "Baton serving, every slot healthy, no reloads"
+        case .deadSlot: "Baton serving with its last slot crash-looping, steering on, no reloads"
+        case .deadSlotUnsteered: "the same without CAP_BPF: the kernel's hash includes the dead slot"
+        case .rude: "Baton reloading a server that drops what it accepted when told to drain, steering on"
+        case .rudeUnsteered: "the same without CAP_BPF: generations share their sockets"
         }
     }
 
-    var reloads: Bool { self != .direct }
+    var reloads: Bool { ![.direct, .healthy, .deadSlot, .deadSlotUnsteered].contains(self) }
+
+    /// Scenarios that take CAP_BPF away from Baton with `setpriv`.
+    var unsteered: Bool { self == .deadSlotUnsteered || self == .rudeUnsteered }
 }
 
 /// A server running in one scenario.
@@ -74,21 +96,48 @@ final class BatonServer: ServerUnderTest {
     /// For the control scenario: how long a reload that does nothing lasts.
     private let idleReload: Duration?
 
-    init(products: String, port: Int, workers: Int, scratch: String, idleReload: Duration? = nil) throws {
+    /// The program that takes CAP_BPF away from Baton for the unsteered scenarios.
+    static let setpriv = "/usr/bin/setpriv"
+
+    /// `unsteered`: Baton runs without CAP_BPF (as root, under `setpriv`). `deadSlot`:
+    /// that slot's worker exits at every start once Baton serves. `demoArguments` go to
+    /// every `baton-demo`.
+    init(products: String, port: Int, workers: Int, scratch: String, idleReload: Duration? = nil,
+         unsteered: Bool = false, deadSlot: Int? = nil, demoArguments: [String] = []) throws {
         controlSocket = "\(scratch)/baton.sock"
         logPath = "\(scratch)/baton.log"
         self.idleReload = idleReload
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.executableURL = URL(fileURLWithPath: "\(products)/baton")
-        process.arguments = [
-            "--control", controlSocket, "--listen", "http=tcp://127.0.0.1:\(port)",
-            "--workers", "\(workers)", "--log-level", "warning", "--", "\(products)/baton-demo",
-        ]
+        var command = ["\(products)/baton-demo"] + demoArguments
+        let marker = "\(scratch)/dead-slot"
+        if let deadSlot {
+            let script = "\(scratch)/worker.sh"
+            try """
+                if [ "$BATON_SLOT" = \(deadSlot) ] && [ -e \(marker) ]; then exit 3; fi
+                exec \(command.joined(separator: " "))
+                """.write(toFile: script, atomically: true, encoding: .utf8)
+            command = ["/bin/sh", script]
+        }
+        let baton = [
+            "\(products)/baton", "--control", controlSocket, "--listen", "http=tcp://127.0.0.1:\(port)",
+            "--workers", "\(workers)", "--log-level", "warning", "--",
+        ] + command
+        let launcher = unsteered ? [Self.setpriv, "--bounding-set", "-bpf,-sys_admin", "--inh-caps", "-bpf,-sys_admin", "--"] : []
+        process.executableURL = URL(fileURLWithPath: (launcher + baton)[0])
+        process.arguments = Array((launcher + baton).dropFirst())
         process.standardOutput = log
         process.standardError = log
         try process.run()
         try settle()
+        if let deadSlot {
+            _ = FileManager.default.createFile(atPath: marker, contents: nil)
+            let status = try ControlClient.send(ControlRequest(command: .status), to: controlSocket).status
+            if let pid = status?.generations.first?.workers.first(where: { $0.slot == deadSlot })?.pid {
+                kill(pid, SIGKILL)
+            }
+            try waitForStatus("slot \(deadSlot) crash-looping") { $0.generations.first?.crashLoopingSlots.contains(deadSlot) == true }
+        }
     }
 
     var supervisorPID: Int32? { process.processIdentifier }
@@ -102,18 +151,23 @@ final class BatonServer: ServerUnderTest {
     }
 
     func settle() throws {
+        try waitForStatus("settle") { status in
+            status.phase == .running && status.generations.count == 1
+                && status.generations[0].workers.allSatisfy { $0.state == .ready }
+        }
+    }
+
+    private func waitForStatus(_ what: String, _ condition: (StatusReport) -> Bool) throws {
         for _ in 0..<3000 {
             guard process.isRunning else {
                 throw BenchError("baton exited:\n" + ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""))
             }
-            if let status = try? ControlClient.send(ControlRequest(command: .status), to: controlSocket).status,
-               status.phase == .running, status.generations.count == 1,
-               status.generations[0].workers.allSatisfy({ $0.state == .ready }) {
+            if let status = try? ControlClient.send(ControlRequest(command: .status), to: controlSocket).status, condition(status) {
                 return
             }
             usleep(10_000)
         }
-        throw BenchError("baton did not settle within 30 s; its log: \(logPath)")
+        throw BenchError("baton did not \(what) within 30 s; its log: \(logPath)")
     }
 
     func stop() -> Int32? {

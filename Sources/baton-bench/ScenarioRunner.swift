@@ -35,6 +35,11 @@ struct ScenarioRunner {
             }
             let units = "\(configurations)/../../Units/supervisord-baton.conf"
             return FileManager.default.fileExists(atPath: units) ? nil : "no \(units) (see --configurations)"
+        case .deadSlotUnsteered, .rudeUnsteered:
+            guard getuid() == 0, FileManager.default.isExecutableFile(atPath: BatonServer.setpriv) else {
+                return "needs root and \(BatonServer.setpriv) to take CAP_BPF away from Baton"
+            }
+            return nil
         default: return nil
         }
         guard SelfReloadingServer.installed(kind) != nil else { return "\(kind.executable) is not installed" }
@@ -57,7 +62,13 @@ struct ScenarioRunner {
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let port = try LoadTarget.freeLoopbackPort()
         let server: ServerUnderTest = switch scenario {
-        case .baton: try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch)
+        case .baton, .healthy: try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch)
+        case .deadSlot, .deadSlotUnsteered:
+            try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch,
+                            unsteered: scenario.unsteered, deadSlot: plan.workers - 1)
+        case .rude, .rudeUnsteered:
+            try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch,
+                            unsteered: scenario.unsteered, demoArguments: ["--rude-drain"])
         case .control: try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch, idleReload: controlWindow)
         case .naive: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: false)
         case .naivePaused: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: 10, stopFirst: false)

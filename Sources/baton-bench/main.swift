@@ -11,7 +11,8 @@ struct BenchCommand: ParsableCommand {
         abstract: "Reload baton-demo under HTTP load in several ways, side by side, and report what clients saw.",
         discussion: """
             Scenarios: \(Scenario.allCases.map(\.rawValue).joined(separator: ", ")).
-            Prints a Markdown report; --json and --svg write the figures and a chart. Exits 1 if a request failed under Baton.
+            Prints a Markdown report; --json and --svg write the figures and a chart. Exits 1 if a request failed under Baton \
+            (baton, healthy, dead-slot, rude).
             """)
 
     @Option(parsing: .upToNextOption, help: "Scenarios to run, in order.")
@@ -94,8 +95,10 @@ struct BenchCommand: ParsableCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(report).write(to: URL(fileURLWithPath: json))
         }
-        if let baton = report.result(.baton), baton.failedRequests > 0 || baton.failedReloads > 0 {
-            throw ExitCode(1)
+        for scenario in [Scenario.baton, .healthy, .deadSlot, .rude] {
+            if let result = report.result(scenario), result.failedRequests > 0 || result.failedReloads > 0 {
+                throw ExitCode(1)
+            }
         }
     }
 
