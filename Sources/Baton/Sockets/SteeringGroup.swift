@@ -157,12 +157,20 @@ final class SteeringGroup {
         baton_steering_close(&steering)
     }
 
-    /// The cookie of the socket in each slot, nil for an empty one.
+    /// The cookie of the socket in each slot, nil for an empty one. Only the slots this
+    /// group placed a socket in can be occupied, so only those are read from the kernel
+    /// (a slot empties by itself when its socket closes or stops listening).
     private func occupants() -> [UInt64?] {
-        (0..<UInt32(capacity)).map { slot in
-            var cookie: UInt64 = 0
-            return baton_steering_occupant(&steering, slot, &cookie) == 0 ? cookie : nil
+        var occupants = [UInt64?](repeating: nil, count: capacity)
+        for (cookie, slot) in placed {
+            var occupant: UInt64 = 0
+            if baton_steering_occupant(&steering, slot, &occupant) == 0, occupant == cookie {
+                occupants[Int(slot)] = cookie
+            } else {
+                placed[cookie] = nil
+            }
         }
+        return occupants
     }
 
     private static func cookie(of fd: Int32) throws(SystemError) -> UInt64 {

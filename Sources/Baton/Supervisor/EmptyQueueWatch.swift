@@ -4,9 +4,9 @@
 struct EmptyQueueWatch {
     /// How often a leaving generation's sockets are looked at.
     static let interval: Duration = .milliseconds(10)
-    /// Empty, with the generation's workers waiting, this many looks in a row counts as
-    /// settled: the workers have answered what they accepted last before they get the
-    /// drain signal.
+    /// Empty this many looks in a row, with the generation's workers waiting at the last
+    /// one, counts as settled: the workers have answered what they accepted last before
+    /// they get the drain signal.
     static let settledAfter = 10
 
     private var emptyLooks: [Int: Int] = [:]
@@ -17,6 +17,12 @@ struct EmptyQueueWatch {
 
     func isWatching(_ generation: Int) -> Bool {
         emptyLooks[generation] != nil
+    }
+
+    /// Whether an empty look now would end the watch: the moment to check, once, the
+    /// costlier condition that the workers wait too.
+    func isLastLook(at generation: Int) -> Bool {
+        emptyLooks[generation] == Self.settledAfter - 1
     }
 
     /// Records one look; returns true, ending the watch, once the sockets have settled empty.

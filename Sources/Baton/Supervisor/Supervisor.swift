@@ -318,10 +318,14 @@ public final class Supervisor: @unchecked Sendable {
             leaving.stop(generation)
             return
         }
-        let workersWait = machine.generations.first { $0.number == generation }?.workers.values.allSatisfy { worker in
-            workers.pid(of: worker.id).map(ProcessActivity.isWaiting) ?? true
-        } ?? true
-        if leaving.looked(at: generation, empty: workersWait && sockets.ownSocketsAreEmpty(generation: generation)) {
+        // Every worker thread's state is read from /proc only at what would be the last
+        // look: it costs far more than the sockets' queues.
+        let settled = sockets.ownSocketsAreEmpty(generation: generation)
+            && (!leaving.isLastLook(at: generation)
+                || machine.generations.first { $0.number == generation }?.workers.values.allSatisfy { worker in
+                    workers.pid(of: worker.id).map(ProcessActivity.isWaiting) ?? true
+                } ?? true)
+        if leaving.looked(at: generation, empty: settled) {
             feed(.queuesEmpty(generation: generation))
         } else {
             startTimer(.queues(generation: generation), after: EmptyQueueWatch.interval)
