@@ -438,9 +438,11 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     private func status() -> StatusReport {
-        projection.report(
+        var report = projection.report(
             pid: getpid(), configurationName: source.name,
             listeners: sockets.status(of: machine.generations.last?.configuration.listeners ?? []),
             now: Clock.monotonic(), scaledTo: reloads.scaledTo, upgrades: upgrades, upgradeError: upgradeError)
+        report.droppedOutputBytes = OutputWriter.droppedBytes
+        return report
     }
 }
