@@ -162,6 +162,29 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    /// Out of descriptors altogether (its limit lowered to one more than it has open),
+    /// Baton pauses between failing accepts and closes idle connections to answer, rather
+    /// than retrying accept in a loop.
+    @Test func outOfDescriptorsTheControlServerPausesInsteadOfSpinning() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest(["--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch)
+        try baton.waitUntilServing()
+        let pid = baton.process.processIdentifier
+        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
+        let lowered = try run("/usr/bin/prlimit", ["--pid", "\(pid)", "--nofile=\(open + 1):\(open + 1)"])
+        #expect(lowered.status == 0, "\(lowered.output)")
+        let idle = try (0..<30).map { _ in try Self.connect(to: baton.controlSocket) }
+        defer { idle.forEach { close($0) } }
+        let before = try Self.cpuTicks(of: pid)
+        for _ in 0..<20 {
+            _ = try ControlClient.send(ControlRequest(command: .status), to: baton.controlSocket, timeout: .seconds(60))
+        }
+        let ticks = try Self.cpuTicks(of: pid) - before
+        print("20 status requests beside 30 idle connections with \(open + 1) descriptors (\(open) open): \(ticks) ticks of CPU")
+        #expect(ticks < 200)
+        #expect(baton.stop() == 0)
+    }
+
     /// `socat` and `nc -N` half-close after the request: the answer still comes.
     @Test func aClientThatHalfClosesGetsItsReloadAnswer() throws {
         let scratch = ScratchDirectory()

@@ -8,13 +8,21 @@ import NIOPosix
 /// never reaches the supervisor.
 ///
 /// Whoever connects cannot make Baton block, spin or run out of descriptors: at most
-/// ``maximumConnections`` are open at once (a new one closes the oldest that has not sent
+/// ``maximumConnections`` are open at once, fewer when the descriptor limit is low, so
+/// that workers can still be started (a new one closes the oldest that has not sent
 /// its request, or is refused when every one has), a connection that sends no request
 /// within ``requestTimeout`` is closed, a request longer than ``maximumRequestLength``
 /// gets an error and the connection is closed, and when `accept` fails (out of
 /// descriptors) the server closes an idle connection and tries again only after a pause.
 final class ControlServer: Sendable {
     static let maximumConnections = 16
+    /// The connections open at once: ``maximumConnections``, or a quarter of the
+    /// descriptor limit when that is fewer (at least 2).
+    static var connectionLimit: Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return maximumConnections }
+        return max(2, min(maximumConnections, Int(clamping: limit.rlim_cur / 4)))
+    }
     static let requestTimeout: TimeAmount = .seconds(10)
     static let maximumRequestLength = 64 * 1024
     /// How long the server waits before it accepts again after `accept` failed.
@@ -66,7 +74,7 @@ final class ControlServer: Sendable {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         guard connections.admit(channel) else {
-                            let refusal = ControlReply.failure("too many control connections (\(ControlServer.maximumConnections)) are waiting for an answer; try again later")
+                            let refusal = ControlReply.failure("too many control connections are waiting for an answer; try again later")
                             channel.writeAndFlush(ByteBuffer(string: refusal.encodedLine())).whenComplete { _ in
                                 channel.close(promise: nil)
                             }
@@ -97,6 +105,7 @@ final class ControlServer: Sendable {
 /// request. Touched only on the control server's event loop.
 private final class ControlConnections: @unchecked Sendable {
     private let eventLoop: EventLoop
+    private let limit = ControlServer.connectionLimit
     private var open: [(channel: Channel, idle: Bool)] = []
 
     init(eventLoop: EventLoop) {
@@ -107,7 +116,7 @@ private final class ControlConnections: @unchecked Sendable {
     /// needed; false when every open connection is busy with a request.
     func admit(_ channel: Channel) -> Bool {
         eventLoop.preconditionInEventLoop()
-        if open.count >= ControlServer.maximumConnections {
+        if open.count >= limit {
             guard closeOldestIdle() else { return false }
         }
         open.append((channel, true))
