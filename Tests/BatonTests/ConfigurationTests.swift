@@ -265,6 +265,13 @@ import Testing
         #expect(DurationFormat.string(.seconds(86400)) == "24h")
     }
 
+    @Test func durationsTooLongForNanosecondsSaturateInsteadOfTrapping() {
+        // WATCHDOG_USEC comes from the environment, unchecked by the settings' ranges.
+        #expect(Duration.microseconds(Int64(UInt64.max / 2)).nanoseconds == .max)
+        #expect(Duration.seconds(Int64.max).nanoseconds == .max)
+        #expect(Duration.milliseconds(1500).nanoseconds == 1_500_000_000)
+    }
+
     @Test func commandLineValuesOutOfRangeAreErrors() {
         var oneLine = CommandLineConfiguration()
         oneLine.command = ["x"]
