@@ -113,6 +113,17 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    /// A connection that never sends its request is closed (after 10 s).
+    @Test func aConnectionThatSendsNothingIsClosed() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest(["--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch)
+        try baton.waitUntilServing()
+        let fd = try Self.connect(to: baton.controlSocket)
+        defer { close(fd) }
+        #expect(Self.waitForClosed([fd], atLeast: 1, timeout: 60) == 1)
+        #expect(baton.stop() == 0)
+    }
+
     /// A request line without end: an error reply, the connection closed, memory bounded.
     @Test func anOverlongRequestGetsAnErrorAndMemoryStaysBounded() throws {
         let scratch = ScratchDirectory()
