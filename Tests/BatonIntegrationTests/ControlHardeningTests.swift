@@ -83,13 +83,13 @@ import Testing
             "--output", "prefix", "--ready", "delay:50ms", "--drain-timeout", "5s", "--",
             "/bin/sh", "-c", "yes 0123456789012345678901234567890123456789 | head -c 8000000; exec sleep 1000",
         ], in: scratch, output: unread)
-        let dropped = try baton.waitForStatus("dropped output") { ($0.droppedOutputBytes ?? 0) > 0 }
+        try baton.waitUntilServing()
+        // Starting the new generation's worker is what the old relay blocked.
         let reply = try ControlClient.send(ControlRequest(command: .reload, wait: true), to: baton.controlSocket, timeout: .seconds(60))
         #expect(reply.ok, "\(reply)")
-        let after = try baton.waitUntilServing(generation: 2)
+        try baton.waitUntilServing(generation: 2)
+        let after = try baton.waitForStatus("dropped output") { ($0.droppedOutputBytes ?? 0) > 0 }
         let droppedBytes = try #require(after.droppedOutputBytes)
-        let droppedFirst = try #require(dropped.droppedOutputBytes)
-        #expect(droppedBytes >= droppedFirst)
         #expect(StatusFormatter.table(after).contains("worker output dropped: \(droppedBytes) bytes"))
         let prometheus = try run(Products.path("batonctl"), ["status", "--prometheus", "-s", baton.controlSocket])
         #expect(prometheus.output.contains("baton_dropped_output_bytes "), "\(prometheus.output)")
