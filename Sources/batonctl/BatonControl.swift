@@ -14,11 +14,23 @@ struct ControlOptions: ParsableArguments {
     @Option(name: [.customShort("s"), .customLong("control")], help: "Path of Baton's control socket.")
     var controlSocket: String?
 
+    @Option(help: "How long to wait for each line of Baton's answer, in seconds (default: 30; 900 for reload and scale with --wait; for upgrade, also how long to wait for the new binary to answer).")
+    var timeout: Double?
+
     var path: String { controlSocket ?? ControlSocketPath.default() }
+
+    func validate() throws {
+        if let timeout, !(timeout > 0 && timeout <= 86400) {
+            throw ValidationError("--timeout must be more than 0 and at most 86400 seconds")
+        }
+    }
+
+    /// The `--timeout` given, if any.
+    var duration: Duration? { timeout.map { .milliseconds(Int64($0 * 1000)) } }
 
     func send(_ request: ControlRequest, onReply: (ControlReply) -> Void = { _ in }) throws -> ControlReply {
         do {
-            return try ControlClient.send(request, to: path, onReply: onReply)
+            return try ControlClient.send(request, to: path, timeout: duration, onReply: onReply)
         } catch {
             print("batonctl: \(error)")
             throw ExitCode(2)
@@ -92,9 +104,9 @@ extension BatonControl {
                 again, then exits 0; exits non-zero, with the reason, when the upgrade was refused or failed.
                 """)
         @OptionGroup var options: ControlOptions
-        @Option(help: "How long to wait for the new binary to answer, in seconds.") var timeout: Double = 30
 
         func run() throws {
+            let timeout = options.timeout ?? 30
             let before = try options.send(ControlRequest(command: .status)).status
             let reply = try options.send(ControlRequest(command: .upgrade))
             guard reply.ok else {
@@ -105,7 +117,7 @@ extension BatonControl {
             let wanted = (before?.upgrades ?? 0) + 1
             var waited = 0.0
             while waited < timeout {
-                if let status = try? ControlClient.send(ControlRequest(command: .status), to: options.path).status {
+                if let status = try? ControlClient.send(ControlRequest(command: .status), to: options.path, timeout: options.duration).status {
                     if (status.upgrades ?? 0) >= wanted && status.phase == .running {
                         print("upgraded: baton \(status.pid) serves generation \(status.generations.last?.number ?? 0) with the same workers")
                         return

@@ -66,6 +66,9 @@ enum PrometheusText {
             .set(to: Double(status.pendingReloads))
         registry.makeGauge(name: "baton_upgrades", help: "In-place upgrades of Baton's own binary")
             .set(to: Double(status.upgrades ?? 0))
+        registry.makeGauge(name: "baton_dropped_output_bytes",
+                           help: "Bytes of worker output dropped because Baton's own output was not read fast enough")
+            .set(to: Double(status.droppedOutputBytes ?? 0))
         return registry.emitToString()
     }
 }

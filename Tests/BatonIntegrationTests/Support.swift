@@ -68,17 +68,19 @@ final class BatonUnderTest {
     let logPath: String
 
     /// `arguments` are baton's, without `--control`; `environment` is added to the test's.
-    /// A `launcher` (program and options) runs in front of baton and execs it.
+    /// A `launcher` (program and options) runs in front of baton and execs it. Baton's
+    /// standard output goes to its log unless `output` is given.
     init(_ arguments: [String], in scratch: ScratchDirectory, environment: [String: String] = [:],
-         launcher: [String] = [], executable: String = Products.path("baton")) throws {
-        controlSocket = "\(scratch.path)/baton.sock"
+         launcher: [String] = [], executable: String = Products.path("baton"),
+         controlSocket: String? = nil, output: Pipe? = nil) throws {
+        self.controlSocket = controlSocket ?? "\(scratch.path)/baton.sock"
         logPath = "\(scratch.path)/baton-\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        let command = launcher + [executable, "--control", controlSocket] + arguments
+        let command = launcher + [executable, "--control", self.controlSocket] + arguments
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
-        process.standardOutput = log
+        process.standardOutput = output ?? log
         process.standardError = log
         process.currentDirectoryURL = URL(fileURLWithPath: scratch.path)
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }

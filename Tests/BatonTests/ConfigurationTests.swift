@@ -101,6 +101,21 @@ import Testing
         ("[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:80\"\n[workers]\ncommand = [\"x\", \"--fd={fd:htp}\"]", "baton.toml: workers.command = \"--fd={fd:htp}\": {fd:htp} names no listener; listeners: \"http\""),
         ("[workers]\ncommand = [\"x\"]\ndrain_timeout = \"soon\"", "baton.toml: workers.drain_timeout = \"soon\": expected a duration such as \"30s\", \"500ms\" or \"2m\""),
         ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"TERMINATE\"", "baton.toml: workers.drain_signal = \"TERMINATE\": unknown signal: use a name such as TERM, QUIT or WINCH"),
+        // Out of range: each would have trapped, spun or stalled Baton.
+        ("[workers]\ncommand = [\"x\"]\ndrain_timeout = \"1e300s\"", "baton.toml: workers.drain_timeout = \"1e300s\": out of range: expected a duration from 0s to 24h"),
+        ("[workers]\ncommand = [\"x\"]\ndrain_timeout = \"25h\"", "baton.toml: workers.drain_timeout = \"25h\": out of range: expected a duration from 0s to 24h"),
+        ("[workers]\ncommand = [\"x\"]\nready_timeout = \"1e10s\"", "baton.toml: workers.ready_timeout = \"1e10s\": out of range: expected a duration from 100ms to 24h"),
+        ("[workers]\ncommand = [\"x\"]\nready_timeout = \"0s\"", "baton.toml: workers.ready_timeout = \"0s\": out of range: expected a duration from 100ms to 24h"),
+        ("[workers]\ncommand = [\"x\"]\ndrain_grace = \"2000h\"", "baton.toml: workers.drain_grace = \"2000h\": out of range: expected a duration from 0s to 24h"),
+        ("[workers]\ncommand = [\"x\"]\nrestart_delay = \"0s\"", "baton.toml: workers.restart_delay = \"0s\": out of range: expected a duration from 100ms to 24h"),
+        ("[workers]\ncommand = [\"x\"]\nrestart_delay_max = \"1e12s\"", "baton.toml: workers.restart_delay_max = \"1e12s\": out of range: expected a duration from 100ms to 24h"),
+        ("[workers]\ncommand = [\"x\"]\nreadiness = \"delay:1e12s\"", "baton.toml: workers.readiness = \"delay:1e12s\": expected delay:<duration>, such as delay:2s"),
+        ("[workers]\ncommand = [\"x\"]\nreadiness = \"delay:25h\"", "baton.toml: workers.readiness = \"delay:25h\": out of range: expected delay:<duration> of 24h or less"),
+        ("[workers]\ncommand = [\"x\"]\ncount = 2000", "baton.toml: workers.count = 2000: expected a number of workers from 1 to 1024"),
+        ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"STOP\"", "baton.toml: workers.drain_signal = \"STOP\": this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"),
+        ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"19\"", "baton.toml: workers.drain_signal = \"19\": this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"),
+        ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"SIGCHLD\"", "baton.toml: workers.drain_signal = \"SIGCHLD\": this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"),
+        ("[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:80\"\nbacklog = 0\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].backlog = 0: expected a positive number"),
         ("[workers]\ncommand = [\"x\"]\nreadiness = \"magic\"", "baton.toml: workers.readiness = \"magic\": expected notify, delay:<duration> or exec:<command>"),
         ("[[listener]]\nname = \"http\"\naddress = \"tcp://localhost:80\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].address = \"tcp://localhost:80\": 'localhost' is not an IP address: use an IPv4 literal or [IPv6] in brackets"),
         ("[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:99999\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].address = \"tcp://127.0.0.1:99999\": '99999' is not a port number (0-65535)"),
@@ -230,6 +245,41 @@ import Testing
         #expect(DurationFormat.parse("9000000000s") == .seconds(9_000_000_000))
         #expect(DurationFormat.string(.milliseconds(1500)) == "1500ms")
         #expect(DurationFormat.string(.seconds(30)) == "30s")
+    }
+
+    @Test func durationsOfAllowedLengthsAreAccepted() throws {
+        let configuration = try ConfigurationFile.parse("""
+            [workers]
+            command = ["x"]
+            ready_timeout = "100ms"
+            drain_timeout = "0s"
+            drain_grace = "24h"
+            restart_delay = "100ms"
+            restart_delay_max = "24h"
+            drain_signal = "KILL"
+            readiness = "delay:24h"
+            """, source: "baton.toml", defaultControlSocket: "/run/default.sock")
+        #expect(configuration.workers.readyTimeout == .milliseconds(100))
+        #expect(configuration.workers.restartDelayMax == .seconds(86400))
+        #expect(configuration.workers.drainSignal == SIGKILL)
+        #expect(DurationFormat.string(.seconds(86400)) == "24h")
+    }
+
+    @Test func durationsTooLongForNanosecondsSaturateInsteadOfTrapping() {
+        // WATCHDOG_USEC comes from the environment, unchecked by the settings' ranges.
+        #expect(Duration.microseconds(Int64(UInt64.max / 2)).nanoseconds == .max)
+        #expect(Duration.seconds(Int64.max).nanoseconds == .max)
+        #expect(Duration.milliseconds(1500).nanoseconds == 1_500_000_000)
+    }
+
+    @Test func commandLineValuesOutOfRangeAreErrors() {
+        var oneLine = CommandLineConfiguration()
+        oneLine.command = ["x"]
+        oneLine[Settings.readyTimeout] = "1e10s"
+        #expect(throws: ConfigurationError(source: "command line", key: "--ready-timeout", value: "1e10s",
+                                           problem: "out of range: expected a duration from 100ms to 24h")) {
+            try oneLine.configuration()
+        }
     }
 
     @Test func signals() {

@@ -16,9 +16,19 @@ public enum DurationFormat {
         return nil
     }
 
+    /// Whether `text` writes a duration, however long: `1e300s` does, `soon` does not.
+    static func writesDuration(_ text: String) -> Bool {
+        for suffix in ["ms", "us", "s", "m", "h"] where text.hasSuffix(suffix) {
+            if let number = Double(text.dropLast(suffix.count)), number >= 0 { return true }
+            return false
+        }
+        return false
+    }
+
     /// The shortest exact form, as `parse` reads it back.
     public static func string(_ duration: Duration) -> String {
         let microseconds = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+        if microseconds > 0 && microseconds % 3_600_000_000 == 0 { return "\(microseconds / 3_600_000_000)h" }
         if microseconds % 1_000_000 == 0 { return "\(microseconds / 1_000_000)s" }
         if microseconds % 1000 == 0 { return "\(microseconds / 1000)ms" }
         return "\(microseconds)us"

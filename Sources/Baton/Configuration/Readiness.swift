@@ -26,6 +26,9 @@ extension Readiness {
             guard let duration = DurationFormat.parse(String(text.dropFirst(6))) else {
                 throw FormatError("expected delay:<duration>, such as delay:2s")
             }
+            guard duration <= Settings.longestDuration else {
+                throw FormatError("out of range: expected delay:<duration> of \(DurationFormat.string(Settings.longestDuration)) or less")
+            }
             self = .delay(duration)
         } else if text.hasPrefix("exec:") {
             let command = String(text.dropFirst(5))

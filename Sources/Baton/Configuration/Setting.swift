@@ -69,7 +69,7 @@ public struct Setting<Root, Value: Sendable>: Sendable {
     /// The value `input` gives, checked on its own.
     func value(_ input: SettingInput) throws(SettingProblem) -> Value {
         let value = try format.parse(input)
-        guard format.accepts(value) else { throw format.problem }
+        guard format.accepts(value) else { throw format.outOfRange }
         return value
     }
 }

@@ -9,19 +9,22 @@ struct SettingFormat<Value: Sendable>: Sendable {
     let parse: @Sendable (SettingInput) throws(SettingProblem) -> Value
     /// Whether a value that parses is in the setting's range.
     let accepts: @Sendable (Value) -> Bool
-    /// What is wrong with a value that does not parse or is out of range.
+    /// What is wrong with a value that does not parse.
     let problem: SettingProblem
+    /// What is wrong with a value that parses but is out of range.
+    let outOfRange: SettingProblem
     /// A value as people write it, for the documentation and the help.
     let text: @Sendable (Value) -> String
 
     /// A format read from text, with the default checks of the rest.
     init(_ description: String, written: SettingInput.Kind = .string, problem: SettingProblem,
-         accepts: @escaping @Sendable (Value) -> Bool = { _ in true },
+         accepts: @escaping @Sendable (Value) -> Bool = { _ in true }, outOfRange: SettingProblem? = nil,
          text: @escaping @Sendable (Value) -> String,
          parse: @escaping @Sendable (String) throws(SettingProblem) -> Value?) {
         self.written = written
         self.description = description
         self.problem = problem
+        self.outOfRange = outOfRange ?? problem
         self.accepts = accepts
         self.text = text
         self.parse = { input throws(SettingProblem) in
@@ -38,6 +41,7 @@ struct SettingFormat<Value: Sendable>: Sendable {
         self.written = written
         self.description = description
         self.problem = problem
+        outOfRange = problem
         accepts = { _ in true }
         self.text = text
         parse = read
@@ -76,17 +80,16 @@ extension SettingFormat where Value == [String: String] {
 
 extension SettingFormat where Value == Duration {
     /// `30s`, `500ms`, `2m`, `1.5s`, `1h`, within `range`.
-    static func duration(in range: PartialRangeFrom<Duration>) -> Self {
-        duration(range.contains, "duration, \(DurationFormat.string(range.lowerBound)) or more")
-    }
-
     static func duration(in range: ClosedRange<Duration>) -> Self {
-        duration(range.contains, "duration, \(DurationFormat.string(range.lowerBound)) to \(DurationFormat.string(range.upperBound))")
-    }
-
-    private static func duration(_ accepts: @escaping @Sendable (Duration) -> Bool, _ description: String) -> Self {
+        let bounds = "\(DurationFormat.string(range.lowerBound)) to \(DurationFormat.string(range.upperBound))"
         let problem = SettingProblem { "expected a duration such as \($0.literal("30s")), \($0.literal("500ms")) or \($0.literal("2m"))" }
-        return Self(description, problem: problem, accepts: accepts, text: DurationFormat.string) { DurationFormat.parse($0) }
+        let outOfRange = SettingProblem("out of range: expected a duration from \(bounds)")
+        return Self("duration, \(bounds)", problem: problem, accepts: range.contains, outOfRange: outOfRange,
+                    text: DurationFormat.string) { text throws(SettingProblem) in
+            if let duration = DurationFormat.parse(text) { return duration }
+            if DurationFormat.writesDuration(text) { throw outOfRange }
+            return nil
+        }
     }
 }
 
@@ -100,10 +103,15 @@ extension SettingFormat where Value: FixedWidthInteger {
 }
 
 extension SettingFormat where Value == Int32 {
-    /// A signal by name, with or without `SIG`, or by number.
-    static var signal: Self {
-        Self("signal name or number", problem: SettingProblem("unknown signal: use a name such as TERM, QUIT or WINCH"),
-             text: { String(SignalName.name($0).trimmingPrefix("SIG")) }) { SignalName.parse($0) }
+    /// A signal by name, with or without `SIG`, or by number, that can tell a worker to
+    /// drain: not one that stops, continues or reports a child.
+    static var drainSignal: Self {
+        let refused = SignalName.refusedForDrain.map { String(SignalName.name($0).trimmingPrefix("SIG")) }
+        return Self("signal name or number, except \(refused.joined(separator: ", "))",
+                    problem: SettingProblem("unknown signal: use a name such as TERM, QUIT or WINCH"),
+                    accepts: { !SignalName.refusedForDrain.contains($0) },
+                    outOfRange: SettingProblem("this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"),
+                    text: { String(SignalName.name($0).trimmingPrefix("SIG")) }) { SignalName.parse($0) }
     }
 }
 

@@ -14,6 +14,17 @@ public enum Settings {
 
     static let configuration: [any AnySetting<Configuration>] = [controlSocket]
 
+    // MARK: - Ranges
+
+    /// The longest timeout, delay or grace a configuration may give: a day. Longer ones
+    /// are mistakes, and a bound keeps every sum and doubling of durations far from overflow.
+    public static let longestDuration: Duration = .seconds(24 * 3600)
+    /// The shortest `ready_timeout`: a worker cannot start in less.
+    static let shortestReadyTimeout: Duration = .milliseconds(100)
+    /// The shortest `restart_delay`: a worker that crashes at once is restarted at most
+    /// ten times a second, and less often with each crash in a row.
+    static let shortestRestartDelay: Duration = .milliseconds(100)
+
     // MARK: - [[listener]]
 
     public static let listenerName = Setting<ListenerConfiguration, String>(
@@ -79,39 +90,39 @@ public enum Settings {
         help: "How Baton learns that a worker serves: notify, delay:DURATION or exec:COMMAND")
 
     public static let readyTimeout = Setting<WorkerConfiguration, Duration>(
-        "ready_timeout", \.readyTimeout, .duration(in: .zero...),
+        "ready_timeout", \.readyTimeout, .duration(in: shortestReadyTimeout...longestDuration),
         commandLine: .option("ready-timeout"), default: .value(.seconds(60)),
         help: "How long a worker may take to become ready")
 
     public static let drainTimeout = Setting<WorkerConfiguration, Duration>(
-        "drain_timeout", \.drainTimeout, .duration(in: .zero...),
+        "drain_timeout", \.drainTimeout, .duration(in: .zero...longestDuration),
         commandLine: .option("drain-timeout"), default: .value(.seconds(30)),
         help: "How long a draining worker may take before it is killed")
 
     public static let drainGrace = Setting<WorkerConfiguration, Duration>(
-        "drain_grace", \.drainGrace, .duration(in: .zero...),
+        "drain_grace", \.drainGrace, .duration(in: .zero...longestDuration),
         commandLine: .option("drain-grace"), default: .value(.seconds(5)),
         help: "How long a replaced generation, out of rotation, may take to accept what its sockets hold before it gets the drain signal anyway")
 
     public static let stallTimeout = Setting<WorkerConfiguration, Duration>(
-        "stall_timeout", \.stallTimeout, .duration(in: .milliseconds(100)...),
+        "stall_timeout", \.stallTimeout, .duration(in: .milliseconds(100)...longestDuration),
         commandLine: .option("stall-timeout"), default: .described("off"),
-        help: "A serving worker whose steered sockets hold connections and that accepts none for this long leaves the rotation, what it holds moves to the other slots, and it is killed and restarted. Off unless set")
+        help: "A serving worker whose steered sockets hold connections and that accepts none for this long leaves its slot and the rotation, what it holds moves to the other slots, it is told to drain, and its slot restarts. Off unless set")
 
     static let restartDelay = Setting<WorkerConfiguration, Duration>(
-        "restart_delay", \.restartDelay, .duration(in: .zero...),
+        "restart_delay", \.restartDelay, .duration(in: shortestRestartDelay...longestDuration),
         default: .value(.milliseconds(500)),
         help: "The delay before the first restart of a crashed worker; it doubles on each crash in a row")
 
     static let restartDelayMax = Setting<WorkerConfiguration, Duration>(
-        "restart_delay_max", \.restartDelayMax, .duration(in: .zero...),
+        "restart_delay_max", \.restartDelayMax, .duration(in: shortestRestartDelay...longestDuration),
         default: .value(.seconds(30)),
         help: "The longest delay before a restart")
 
     public static let drainSignal = Setting<WorkerConfiguration, Int32>(
-        "drain_signal", \.drainSignal, .signal,
+        "drain_signal", \.drainSignal, .drainSignal,
         commandLine: .option("drain-signal"), default: .value(SIGTERM),
-        help: "Signal that tells a worker to drain")
+        help: "Signal that tells a worker to drain; KILL drains by killing at once")
 
     public static let output = Setting<WorkerConfiguration, OutputMode>(
         "output", \.output, .choice { "expected \($0.literal("inherit")) or \($0.literal("prefix"))" },

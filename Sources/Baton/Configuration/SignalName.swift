@@ -6,8 +6,15 @@ public enum SignalName {
 
     private static let names: [(String, Int32)] = [
         ("HUP", SIGHUP), ("INT", SIGINT), ("QUIT", SIGQUIT), ("KILL", SIGKILL), ("USR1", SIGUSR1),
-        ("USR2", SIGUSR2), ("TERM", SIGTERM), ("CONT", SIGCONT), ("STOP", SIGSTOP), ("WINCH", SIGWINCH),
+        ("USR2", SIGUSR2), ("PIPE", SIGPIPE), ("ALRM", SIGALRM), ("TERM", SIGTERM), ("CHLD", SIGCHLD),
+        ("CONT", SIGCONT), ("STOP", SIGSTOP), ("TSTP", SIGTSTP), ("TTIN", SIGTTIN), ("TTOU", SIGTTOU),
+        ("URG", SIGURG), ("WINCH", SIGWINCH),
     ]
+
+    /// Signals that cannot tell a worker to drain: job control, which stops or continues
+    /// it (a stopped worker would sit out the whole drain timeout), and the one that
+    /// reports a child's exit. `KILL` is allowed: it drains by killing at once.
+    public static let refusedForDrain: [Int32] = [SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU]
 
     public static func parse(_ text: String) -> Int32? {
         if let number = Int32(text), number > 0, number < 65 { return number }

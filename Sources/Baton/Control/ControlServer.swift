@@ -6,26 +6,83 @@ import NIOPosix
 /// Listens on the control socket (mode 0600) and hands every well-formed request to
 /// the supervisor. A malformed or unknown request is answered here with an error and
 /// never reaches the supervisor.
+///
+/// Whoever connects cannot make Baton block, spin or run out of descriptors: at most
+/// ``maximumConnections`` are open at once, fewer when the descriptor limit is low, so
+/// that workers can still be started (a new one closes the oldest that has not sent
+/// its request, or is refused when every one has), a connection that sends no request
+/// within ``requestTimeout`` is closed, a request longer than ``maximumRequestLength``
+/// gets an error and the connection is closed, and when `accept` fails (out of
+/// descriptors) the server closes an idle connection and tries again only after a pause.
 final class ControlServer: Sendable {
+    static let maximumConnections = 16
+    /// The connections open at once: ``maximumConnections``, or a quarter of the
+    /// descriptor limit when that is fewer (at least 2).
+    static var connectionLimit: Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return maximumConnections }
+        return max(2, min(maximumConnections, Int(clamping: limit.rlim_cur / 4)))
+    }
+    static let requestTimeout: TimeAmount = .seconds(10)
+    static let maximumRequestLength = 64 * 1024
+    /// How long the server waits before it accepts again after `accept` failed.
+    static let acceptPause: TimeAmount = .milliseconds(100)
+
     private let channel: Channel
     let path: String
 
     /// Binds the socket; call it from a thread other than `eventLoop`'s.
+    ///
+    /// Only a stale socket (one nobody listens on) is replaced; any other file at `path`
+    /// is an error naming it.
     init(path: String, eventLoop: EventLoop, submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void) throws {
-        if UnixAddress.isListening(path) {
-            throw SystemError("bind", errno: EADDRINUSE,
-                              subject: "control socket \(path) (another Baton is running there)")
+        let longest = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+        guard path.utf8.count <= longest else {
+            throw SystemError("bind", errno: ENAMETOOLONG,
+                              subject: "control socket \(path) (\(path.utf8.count) bytes; a unix socket path has at most \(longest))")
         }
-        unlink(path)
+        var existing = stat()
+        if lstat(path, &existing) == 0 {
+            guard existing.st_mode & S_IFMT == S_IFSOCK else {
+                throw SystemError("bind", errno: EEXIST,
+                                  subject: "control socket \(path) (a file that is not a socket is there; Baton replaces only a stale socket)")
+            }
+            if UnixAddress.isListening(path) {
+                throw SystemError("bind", errno: EADDRINUSE,
+                                  subject: "control socket \(path) (another Baton is running there)")
+            }
+            unlink(path)
+        }
+        let connections = ControlConnections(eventLoop: eventLoop)
         let previousMask = umask(0o177)
         defer { umask(previousMask) }
         do {
             channel = try ServerBootstrap(group: eventLoop)
                 .serverChannelOption(.backlog, value: 64)
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        // Without it, a failing accept (EMFILE) is retried at once, forever.
+                        let backoff = AcceptBackoffHandler(shouldForwardIOErrorCaught: false) { _ in
+                            connections.closeOldestIdle()
+                            return ControlServer.acceptPause
+                        }
+                        try channel.pipeline.syncOperations.addHandler(backoff)
+                    }
+                }
+                // A client that half-closes after its request (socat, nc -N) still gets the answer.
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(ControlConnectionHandler(submit: submit))
+                        guard connections.admit(channel) else {
+                            let refusal = ControlReply.failure("too many control connections are waiting for an answer; try again later")
+                            channel.writeAndFlush(ByteBuffer(string: refusal.encodedLine())).whenComplete { _ in
+                                channel.close(promise: nil)
+                            }
+                            return
+                        }
+                        let decoder = ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: ControlServer.maximumRequestLength)
+                        try channel.pipeline.syncOperations.addHandler(decoder)
+                        try channel.pipeline.syncOperations.addHandler(ControlConnectionHandler(connections: connections, submit: submit))
                     }
                 }
                 .bind(unixDomainSocketPath: path)
@@ -41,6 +98,51 @@ final class ControlServer: Sendable {
     func close() {
         try? channel.close().wait()
         unlink(path)
+    }
+}
+
+/// The open control connections, oldest first, and which of them still wait for their
+/// request. Touched only on the control server's event loop.
+private final class ControlConnections: @unchecked Sendable {
+    private let eventLoop: EventLoop
+    private let limit = ControlServer.connectionLimit
+    private var open: [(channel: Channel, idle: Bool)] = []
+
+    init(eventLoop: EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    /// Takes `channel` in, making room by closing the oldest idle connection when
+    /// needed; false when every open connection is busy with a request.
+    func admit(_ channel: Channel) -> Bool {
+        eventLoop.preconditionInEventLoop()
+        if open.count >= limit {
+            guard closeOldestIdle() else { return false }
+        }
+        open.append((channel, true))
+        channel.closeFuture.whenComplete { [self] _ in
+            open.removeAll { $0.channel === channel }
+        }
+        channel.eventLoop.scheduleTask(in: ControlServer.requestTimeout) { [self] in
+            if open.contains(where: { $0.channel === channel && $0.idle }) { channel.close(promise: nil) }
+        }
+        return true
+    }
+
+    /// `channel` sent its request: it is no longer idle.
+    func busy(_ channel: Channel) {
+        eventLoop.preconditionInEventLoop()
+        if let index = open.firstIndex(where: { $0.channel === channel }) { open[index].idle = false }
+    }
+
+    /// Closes the oldest connection that has sent no request; false when there is none.
+    @discardableResult
+    func closeOldestIdle() -> Bool {
+        eventLoop.preconditionInEventLoop()
+        guard let index = open.firstIndex(where: \.idle) else { return false }
+        let channel = open.remove(at: index).channel
+        channel.close(promise: nil)
+        return true
     }
 }
 
@@ -65,10 +167,12 @@ public struct ControlResponder: Sendable {
 private final class ControlConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
+    private let connections: ControlConnections
     private let submit: @Sendable (ControlRequest, ControlResponder) -> Void
     private var answered = false
 
-    init(submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void) {
+    init(connections: ControlConnections, submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void) {
+        self.connections = connections
         self.submit = submit
     }
 
@@ -76,6 +180,7 @@ private final class ControlConnectionHandler: ChannelInboundHandler {
         // One request per connection; anything after it is ignored.
         guard !answered else { return }
         answered = true
+        connections.busy(context.channel)
         let responder = ControlResponder(channel: context.channel)
         switch ControlRequest.decode(String(buffer: unwrapInboundIn(data))) {
         case .success(let request):
@@ -85,7 +190,28 @@ private final class ControlConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The client closed its side: without a request there is nothing to answer.
+        if event as? ChannelEvent == .inputClosed, !answered {
+            context.close(promise: nil)
+        }
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        context.close(promise: nil)
+        guard !answered else {
+            context.close(promise: nil)
+            return
+        }
+        answered = true
+        connections.busy(context.channel)
+        let problem = switch error {
+        case is ByteToMessageDecoderError.PayloadTooLargeError:
+            "the request is longer than \(ControlServer.maximumRequestLength) bytes: send one line such as {\"command\":\"status\"}"
+        case is NIOExtrasErrors.LeftOverBytesError:
+            "the request does not end with a newline"
+        default:
+            "the connection failed: \(error)"
+        }
+        ControlResponder(channel: context.channel).send(.failure(problem))
     }
 }

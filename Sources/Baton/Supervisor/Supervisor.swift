@@ -50,6 +50,8 @@ public final class Supervisor: @unchecked Sendable {
     private var timers = TimerSchedule<TimerKey>()
     private var leaving = EmptyQueueWatch()
     private var stalls = StallWatch()
+    /// Where the control server listens: a reload cannot move it.
+    private var controlSocket = ""
     /// Made once nothing can fail before the loop runs.
     private var finished: EventLoopPromise<Outcome>?
 
@@ -103,6 +105,7 @@ public final class Supervisor: @unchecked Sendable {
             post(.control(request, responder))
         }
         defer { control.close() }
+        try eventLoop.submit { [self] in controlSocket = control.path }.wait()
         if baton_become_subreaper() != 0 {
             logger.debug("could not become a child subreaper; orphans of workers go to init")
         }
@@ -259,6 +262,10 @@ public final class Supervisor: @unchecked Sendable {
         case .loadConfiguration:
             do {
                 var configuration = try source.load()
+                guard configuration.controlSocket == controlSocket else {
+                    throw ConfigurationError(source: source.name, key: "control_socket", value: configuration.controlSocket.quoted,
+                                             problem: "the control socket cannot move at a reload; it stays at \(controlSocket.quoted) until Baton restarts")
+                }
                 if let scaledTo = reloads.scaledTo { configuration.workers.count = scaledTo }
                 feed(.configurationLoaded(try sockets.prepare(configuration)))
             } catch {
@@ -474,9 +481,11 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     private func status() -> StatusReport {
-        projection.report(
+        var report = projection.report(
             pid: getpid(), configurationName: source.name,
             listeners: sockets.status(of: machine.generations.last?.configuration.listeners ?? []),
             now: Clock.monotonic(), scaledTo: reloads.scaledTo, upgrades: upgrades, upgradeError: upgradeError)
+        report.droppedOutputBytes = OutputWriter.droppedBytes
+        return report
     }
 }

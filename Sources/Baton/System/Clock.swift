@@ -20,8 +20,12 @@ enum Clock {
 }
 
 extension Duration {
-    /// The whole duration in nanoseconds, as NIO's `TimeAmount` takes it.
+    /// The whole duration in nanoseconds, as NIO's `TimeAmount` takes it; one too long
+    /// for an `Int64` (about 292 years) saturates rather than trapping.
     var nanoseconds: Int64 {
-        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
+        let (seconds, overflow) = components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        guard !overflow else { return components.seconds < 0 ? .min : .max }
+        let (total, overflowAgain) = seconds.addingReportingOverflow(components.attoseconds / 1_000_000_000)
+        return overflowAgain ? .max : total
     }
 }

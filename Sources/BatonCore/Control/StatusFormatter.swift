@@ -24,6 +24,9 @@ public enum StatusFormatter {
         if status.pendingReloads > 0 {
             text += "reloads waiting: \(status.pendingReloads)\n"
         }
+        if let dropped = status.droppedOutputBytes, dropped > 0 {
+            text += "worker output dropped: \(dropped) bytes (Baton's own output was not read fast enough)\n"
+        }
         var rows = [["GEN", "ROLE", "SLOT", "PID", "STATE", "RESTARTS", "UPTIME", "STATUS"]]
         for generation in status.generations {
             for worker in generation.workers {

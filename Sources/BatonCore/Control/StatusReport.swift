@@ -17,6 +17,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// last attempt failed, if it did.
     public var upgrades: Int?
     public var upgradeError: String?
+    /// Bytes of worker output (`output = "prefix"`) dropped because Baton's own output
+    /// was not read fast enough; nil from a Baton that does not count them.
+    public var droppedOutputBytes: Int?
 
     public init(pid: Int32, phase: Phase, configuration: String, command: [String],
                 generations: [GenerationStatus], listeners: [ListenerStatus], reloads: [ReloadRecord],
