@@ -57,9 +57,30 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Directory holding the haproxy.cfg and nginx.conf templates.")
     var configurations = "Docs/bench"
 
+    @Option(help: "Instead of the scenarios: this many reloads back to back under light load, sampling Baton's descriptors, threads, RSS and zombies.")
+    var soak: Int?
+
+    @Option(help: "With --soak: reloads between two samples.")
+    var sampleEvery = 1000
+
     func run() throws {
         let directory = products ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().path
+        if let soak {
+            guard soak > 0, sampleEvery > 0 else { throw ValidationError("--soak and --sample-every must be positive") }
+            let (samples, load) = try Soak(products: directory, workers: workers, reloads: soak, every: sampleEvery).run()
+            let text = Soak.markdown(samples, load: load, workers: workers)
+            print(text)
+            if let markdown { try text.write(toFile: markdown, atomically: true, encoding: .utf8) }
+            // Against the first sample after a warm-up, with a margin for a control
+            // connection still closing when the sample is taken.
+            let grew = samples.count > 2 && (samples[samples.count - 1].descriptors > samples[1].descriptors + 2
+                || samples[samples.count - 1].threads > samples[1].threads + 2)
+            if load.totalFailures > 0 || samples.contains(where: { $0.zombies > 0 || $0.failedReloads > 0 }) || grew {
+                throw ExitCode(1)
+            }
+            return
+        }
         let plan = BenchPlan(workers: workers, duration: duration, reloadIntervalMilliseconds: reloadEvery,
                              mode: mode, clients: clients, rate: rate, idle: idle)
         let runner = ScenarioRunner(plan: plan, products: directory, configurations: configurations)
