@@ -40,8 +40,9 @@ struct Soak {
             if reload % every == 0 || reload == reloads {
                 // Sampled with nothing left to do: the replaced generation has drained.
                 try server.settle()
-                samples.append(try sample(pid, reloads: reload, failed: failed))
-                FileHandle.standardError.write(Data("baton-bench: soak: \(reload) reloads\n".utf8))
+                let sample = try sample(pid, reloads: reload, failed: failed)
+                samples.append(sample)
+                FileHandle.standardError.write(Data("baton-bench: soak: \(reload) reloads: \(sample.descriptors) descriptors, \(sample.threads) threads, RSS \(sample.residentKiB) KiB, \(sample.zombies) zombies, \(failed) failed reloads\n".utf8))
             }
         }
         return (samples, load.stop())
