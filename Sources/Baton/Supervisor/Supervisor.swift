@@ -106,7 +106,9 @@ public final class Supervisor: @unchecked Sendable {
             reloads.scaledTo = handover.scaledTo
             upgrades = handover.upgrades
         } else {
-            configuration = try sockets.prepare(source.load())
+            let loaded = try source.load()
+            try AddressOccupancy.check(loaded)
+            configuration = try sockets.prepare(loaded)
         }
         defer { sockets.closeAll() }
         let notifyDirectory = try handover?.notifyDirectory ?? NotifyDirectory.make()
