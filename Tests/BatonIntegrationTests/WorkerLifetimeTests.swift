@@ -87,6 +87,23 @@ import Testing
         #expect(Self.members(of: second).isEmpty, "nothing of the last group may outlive Baton: \(Self.members(of: second))")
     }
 
+    /// A process of the worker's group that ignores the drain signal outlives the worker
+    /// only until the drain timeout: then it gets SIGKILL, and Baton exits after it.
+    @Test func whatIgnoresTheDrainSignalIsKilledAtTheDrainTimeout() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest([
+            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "delay:100ms", "--drain-timeout", "2s",
+            "--", "/bin/sh", "-c", "(trap '' TERM; exec sleep 1000) & wait",
+        ], in: scratch)
+        defer { baton.stop() }
+        let group = try #require(try baton.waitUntilServing().generations[0].workers[0].pid)
+        defer { kill(-group, SIGKILL) }
+        #expect(Self.waitFor { Self.members(of: group).count == 2 }, "the shell and its sleep")
+        #expect(baton.stop() == 0)
+        #expect(Self.members(of: group).isEmpty, "nothing of the group may outlive Baton: \(Self.members(of: group))")
+        #expect(baton.log.contains("outlived its drain timeout: sending SIGKILL to the group"), "\(baton.log)")
+    }
+
     /// Baton killed with SIGKILL while serving under load: its workers get their drain
     /// signal (they leave their mark) and exit; none is left running.
     @Test func workersDrainWhenBatonIsKilled() throws {

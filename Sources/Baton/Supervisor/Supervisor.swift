@@ -208,6 +208,11 @@ public final class Supervisor: @unchecked Sendable {
                 guard let worker = lingering[group] else { return }
                 logger.warning("processes of worker \(worker)'s group \(group) outlived its drain timeout: sending SIGKILL to the group")
                 Glibc.kill(-group, SIGKILL)
+                // Done with it: a zombie whose parent never reaps it would keep the
+                // group alive, and Baton from exiting.
+                lingering[group] = nil
+                drainedGroups.remove(group)
+                exitIfDone()
             }
         case .control(let request, let responder):
             control(request, responder)
