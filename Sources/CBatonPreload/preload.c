@@ -58,6 +58,16 @@ __attribute__((constructor)) static void baton_preload_start(void) {
     if (text == NULL) {
         return;
     }
+    const char *pid_text = getenv(BATON_PRELOAD_PID_VARIABLE);
+    if (pid_text == NULL || strtol(pid_text, NULL, 10) != (long)getpid()) {
+        // Not the process Baton started (a child of it that inherited the environment,
+        // or an older Baton that did not say): its descriptors and signals are its own.
+        unsetenv(BATON_PRELOAD_COUNT_VARIABLE);
+        unsetenv(BATON_PRELOAD_DRAIN_SIGNAL_VARIABLE);
+        unsetenv(BATON_PRELOAD_DRAIN_GRACE_VARIABLE);
+        unsetenv(BATON_PRELOAD_PID_VARIABLE);
+        return;
+    }
     long count = strtol(text, NULL, 10);
     if (count < 0 || count > BATON_PRELOAD_MAX_SOCKETS) {
         return;
@@ -279,9 +289,11 @@ static int baton_drain_signal;
 static long baton_drain_grace_ms = 500;
 // What the server asked for the drain signal.
 static struct sigaction baton_server_action;
-static int baton_timer_signal;
 static timer_t baton_drain_timer;
 static volatile sig_atomic_t baton_draining;
+// Set once the drain signal went to the server's own disposition, by whichever comes
+// first: the grace timer's thread, or a second drain signal.
+static volatile int baton_handed_back;
 
 static void baton_deliver_to_server(int sig, siginfo_t *info, void *context) {
     struct sigaction action = baton_server_action;
@@ -388,6 +400,11 @@ static void baton_stop_accepting(void) {
 static void baton_drain_handler(int sig, siginfo_t *info, void *context) {
     if (baton_draining) {
         // A second drain signal: no more grace.
+        if (__atomic_exchange_n(&baton_handed_back, 1, __ATOMIC_SEQ_CST) == 0) {
+            struct itimerspec never;
+            memset(&never, 0, sizeof(never));
+            timer_settime(baton_drain_timer, 0, &never, NULL);
+        }
         baton_deliver_to_server(sig, info, context);
         return;
     }
@@ -404,12 +421,16 @@ static void baton_drain_handler(int sig, siginfo_t *info, void *context) {
     errno = saved;
 }
 
-static void baton_grace_over(int sig, siginfo_t *info, void *context) {
-    (void)sig;
-    (void)info;
-    int saved = errno;
-    baton_deliver_to_server(baton_drain_signal, NULL, context);
-    errno = saved;
+// On a thread of the C library's, whatever the server's threads block: the server's
+// own disposition comes back, and the signal goes to the process again, to be handled
+// as the server asked, by a thread that does not block it.
+static void baton_grace_over(union sigval value) {
+    (void)value;
+    if (__atomic_exchange_n(&baton_handed_back, 1, __ATOMIC_SEQ_CST) != 0) {
+        return;
+    }
+    baton_next_sigaction(baton_drain_signal, &baton_server_action, NULL);
+    kill(getpid(), baton_drain_signal);
 }
 
 static void baton_drain_start(void) {
@@ -426,11 +447,10 @@ static void baton_drain_start(void) {
     if (grace_text != NULL) {
         baton_drain_grace_ms = strtol(grace_text, NULL, 10);
     }
-    baton_timer_signal = SIGRTMIN + 7;
     struct sigevent event;
     memset(&event, 0, sizeof(event));
-    event.sigev_notify = SIGEV_SIGNAL;
-    event.sigev_signo = baton_timer_signal;
+    event.sigev_notify = SIGEV_THREAD;
+    event.sigev_notify_function = baton_grace_over;
     if (timer_create(CLOCK_MONOTONIC, &event, &baton_drain_timer) != 0) {
         return;
     }
@@ -438,8 +458,6 @@ static void baton_drain_start(void) {
     memset(&ours, 0, sizeof(ours));
     ours.sa_flags = SA_SIGINFO | SA_RESTART;
     sigemptyset(&ours.sa_mask);
-    ours.sa_sigaction = baton_grace_over;
-    baton_next_sigaction(baton_timer_signal, &ours, NULL);
     baton_next_sigaction(sig, NULL, &baton_server_action);
     ours.sa_sigaction = baton_drain_handler;
     baton_next_sigaction(sig, &ours, NULL);
@@ -452,7 +470,7 @@ int sigaction(int sig, const struct sigaction *action, struct sigaction *old) {
         // Called by another library's constructor before ours ran.
         next = (baton_sigaction_function)baton_preload_next("sigaction");
     }
-    if (baton_drain_signal != 0 && sig == baton_drain_signal) {
+    if (baton_drain_signal != 0 && sig == baton_drain_signal && !__atomic_load_n(&baton_handed_back, __ATOMIC_SEQ_CST)) {
         if (old != NULL) {
             *old = baton_server_action;
         }

@@ -37,7 +37,7 @@ static void baton_child_write_pid(char *entry) {
         digits[count++] = (char)('0' + pid % 10);
         pid /= 10;
     } while (pid > 0);
-    char *cursor = entry + strlen("LISTEN_PID=");
+    char *cursor = strchr(entry, '=') + 1;
     while (count > 0) {
         *cursor++ = digits[--count];
     }
@@ -70,6 +70,15 @@ static void baton_child(const baton_spawn_request *request, int report_fd) {
     // EINVAL: a kernel without ambient capabilities, where there is nothing to clear.
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
         baton_child_fail(report_fd, errno);
+    }
+    if (request->parent_death_signal > 0) {
+        if (prctl(PR_SET_PDEATHSIG, request->parent_death_signal, 0, 0, 0) != 0) {
+            baton_child_fail(report_fd, errno);
+        }
+        // The parent died before the signal was asked for: it will never come.
+        if (getppid() != request->parent_pid) {
+            _exit(127);
+        }
     }
     if (request->directory != NULL && chdir(request->directory) != 0) {
         baton_child_fail(report_fd, errno);
@@ -105,8 +114,8 @@ static void baton_child(const baton_spawn_request *request, int report_fd) {
     if (syscall(SYS_close_range, 3 + request->fd_count, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
         baton_child_fail(report_fd, errno);
     }
-    if (request->listen_pid_index >= 0) {
-        baton_child_write_pid(request->envp[request->listen_pid_index]);
+    if (request->pid_variable_index >= 0) {
+        baton_child_write_pid(request->envp[request->pid_variable_index]);
     }
     execve(request->path, request->argv, request->envp);
     baton_child_fail(report_fd, errno);

@@ -136,13 +136,28 @@ extension BatonControl {
     }
 
     struct Stop: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Drain every worker and stop Baton.")
+        static let configuration = CommandConfiguration(
+            abstract: "Drain every worker and stop Baton.",
+            discussion: "With --wait, returns once Baton has exited, as systemd's ExecStop= needs: what is left of the service after it gets SIGTERM.")
         @OptionGroup var options: ControlOptions
+        @Flag(help: "Wait until Baton has exited.") var wait = false
 
         func run() throws {
+            let pid = wait ? try options.send(ControlRequest(command: .status)).status?.pid : nil
             let reply = try options.send(ControlRequest(command: .stop))
             print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? "stop failed")")
             if !reply.ok { throw ExitCode.failure }
+            guard let pid else { return }
+            while Self.isRunning(pid) {
+                usleep(50_000)
+            }
+            print("baton \(pid) has exited")
+        }
+
+        /// Whether `pid` runs: it exists and is not a zombie waiting for its parent.
+        static func isRunning(_ pid: Int32) -> Bool {
+            guard let stat = try? FileContents.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return false }
+            return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
         }
     }
 }

@@ -309,6 +309,109 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    /// Servers for the preload library's limits. `worker-with-child`: a worker that starts
+    /// a child with its own listening socket on fd 3 and the worker's environment, as a
+    /// server starting a helper does; the child writes down, when SIGTERM reaches its
+    /// handler, what fd 3 is and which of the library's variables it sees.
+    /// `blocks-realtime`: a server that blocks every real-time signal and exits from its
+    /// own SIGTERM handler, leaving a mark.
+    static let preloadLimitsScript = #"""
+        import json, os, signal, socket, sys
+
+        directory = os.environ["DUMP_DIRECTORY"]
+
+        def write(name, record):
+            with open(f"{directory}/{name}.tmp", "w") as file:
+                json.dump(record, file)
+            os.rename(f"{directory}/{name}.tmp", f"{directory}/{name}")
+
+        mode = sys.argv[1]
+        if mode == "worker-with-child":
+            own = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            own.bind(("127.0.0.1", 0))
+            own.listen(5)
+            if os.fork() == 0:
+                os.dup2(own.fileno(), 3)
+                os.execv(sys.executable, [sys.executable, sys.argv[0], "child", str(os.fstat(3).st_ino)])
+            while True:
+                signal.pause()
+        elif mode == "child":
+            def term(number, frame):
+                write("child.json", {
+                    "inode_at_term": os.fstat(3).st_ino, "own_inode": int(sys.argv[2]),
+                    "variables": sorted(key for key in os.environ if key.startswith("BATON_PRELOAD")),
+                })
+                os._exit(0)
+            signal.signal(signal.SIGTERM, term)
+            write("child.pid", {"pid": os.getpid()})
+            while True:
+                signal.pause()
+        elif mode == "blocks-realtime":
+            signal.pthread_sigmask(signal.SIG_BLOCK, [number for number in range(34, 65)])
+            def term(number, frame):
+                write(f"{os.getpid()}.drained", {"signal": number})
+                os._exit(0)
+            signal.signal(signal.SIGTERM, term)
+            while True:
+                signal.pause()
+        """#
+
+    struct PreloadChild: Decodable {
+        var inode_at_term: Int
+        var own_inode: Int
+        var variables: [String]
+    }
+
+    func startPreloadLimits(_ service: Service, _ mode: String, _ options: [String] = []) throws -> BatonUnderTest {
+        try service.scratch.write("limits.py", Self.preloadLimitsScript)
+        return try BatonUnderTest(
+            service.listenOptions + ["--protocol", "preload", "--ready", "delay:100ms"] + options
+                + ["--", "/usr/bin/python3", "\(service.scratch.path)/limits.py", mode],
+            in: service.scratch, environment: ["DUMP_DIRECTORY": service.dumps])
+    }
+
+    /// Waits (bounded) for a JSON file the script writes.
+    func waitForFile<T: Decodable>(_ path: String, as type: T.Type, baton: BatonUnderTest) throws -> T {
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let data = FileManager.default.contents(atPath: path) {
+                return try JSONDecoder().decode(T.self, from: data)
+            }
+            usleep(20_000)
+        }
+        throw TestFailure("\(path) was never written:\n\(baton.log)")
+    }
+
+    /// The library acts in the process Baton started alone: a child of the server that
+    /// inherits its environment and has a socket of its own at fd 3 keeps that socket
+    /// and gets its SIGTERM as it asked, and the library's variables go no further.
+    @Test func preloadLeavesTheServersChildrenAlone() throws {
+        let service = try Service()
+        let baton = try startPreloadLimits(service, "worker-with-child")
+        defer { baton.stop() }
+        try baton.waitUntilServing()
+        struct Pid: Decodable { var pid: Int32 }
+        let child = try waitForFile("\(service.dumps)/child.pid", as: Pid.self, baton: baton).pid
+        defer { kill(child, SIGKILL) }
+        kill(child, SIGTERM)
+        let seen = try waitForFile("\(service.dumps)/child.json", as: PreloadChild.self, baton: baton)
+        #expect(seen.inode_at_term == seen.own_inode, "the child's own socket at fd 3 must not be replaced")
+        #expect(seen.variables.isEmpty, "the library's variables must not reach the child's environment")
+    }
+
+    /// A server that blocks the real-time signals still drains through its own handler
+    /// after the grace: the grace timer does not depend on the server's signal mask.
+    @Test func preloadDrainsAServerThatBlocksRealtimeSignals() throws {
+        let service = try Service()
+        let baton = try startPreloadLimits(service, "blocks-realtime", ["--drain-timeout", "20s"])
+        defer { baton.stop() }
+        let pid = try #require(try baton.waitUntilServing().generations[0].workers[0].pid)
+        #expect(baton.stop(timeout: 60) == 0)
+        #expect(FileManager.default.fileExists(atPath: "\(service.dumps)/\(pid).drained"),
+                "the server's own SIGTERM handler must run after the grace:\n\(baton.log)")
+        #expect(!baton.log.contains("SIGKILL"), "the server must not need killing:\n\(baton.log)")
+    }
+
     @Test func missingPreloadLibraryFailsTheWorkerNamingIt() throws {
         let service = try Service()
         let baton = try service.start(["--protocol", "preload", "--preload-library", "/nonexistent/libbaton-preload.so"])

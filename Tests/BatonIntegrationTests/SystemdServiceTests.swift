@@ -168,6 +168,40 @@ import Testing
         #expect(try systemd.property("ActiveState", of: "baton-demo.service") == "inactive")
     }
 
+    /// Baton killed with SIGKILL: a request in a worker's hands is still answered (the
+    /// workers get their drain signal as their parent dies, and the unit lets them finish
+    /// before systemd restarts the service), and the service comes back.
+    @Test func aRequestInFlightSurvivesBatonBeingKilled() throws {
+        let scratch = ScratchDirectory()
+        guard let systemd = try systemd(["baton-demo.socket", "baton-demo.service"], in: scratch) else { return }
+        #expect(try systemd.run(["systemctl", "start", "baton-demo.socket", "baton-demo.service"]).status == 0)
+        let killed = try systemd.property("MainPID", of: "baton-demo.service")
+        let slow = Mutex<(status: Int32, output: String)?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            slow.withLock { $0 = try? curl(systemd, "/sleep?ms=3000") }
+            done.signal()
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !(try systemd.run(["ss", "-Htn", "state", "established", "( sport = :8080 )"]).output.contains("127.0.0.1")) {
+            usleep(20_000)
+        }
+        #expect(try systemd.run(["kill", "-KILL", killed]).status == 0)
+        done.wait()
+        let response = slow.withLock { $0 }
+        #expect(response?.output.hasPrefix("HTTP/1.1 200") == true,
+                "the request in flight must complete: \(String(describing: response))\n\(systemd.journal("baton-demo.service"))")
+        var restarted = ""
+        for _ in 0..<300 {
+            restarted = try systemd.property("MainPID", of: "baton-demo.service")
+            let state = try systemd.property("ActiveState", of: "baton-demo.service")
+            if restarted != killed && restarted != "0" && state == "active" { break }
+            usleep(100_000)
+        }
+        #expect(restarted != killed && restarted != "0", "systemd must restart the service")
+        #expect(try curl(systemd).output.hasPrefix("HTTP/1.1 200"))
+    }
+
     @Test func templateRunsTheServiceOfItsConfigurationFile() throws {
         let scratch = ScratchDirectory()
         let configuration = serviceConfiguration(port: 8082, command: ["/usr/local/bin/baton-demo"], workers: 2)

@@ -36,7 +36,7 @@ import Testing
             #expect(environment.contains("LISTEN_FDNAMES=http:admin"))
             #expect(environment.contains("BATON_GENERATION=1"))
             #expect(environment.contains("BATON_SLOT=\(worker.slot)"))
-            #expect(environment.contains { $0.hasPrefix("NOTIFY_SOCKET=@baton/") })
+            #expect(environment.contains { $0.hasPrefix("NOTIFY_SOCKET=/") && $0.contains("/baton-notify.") })
 
             let procStatus = proc(pid, "status")
             #expect(procStatus.contains("SigBlk:\t0000000000000000"), "empty signal mask")

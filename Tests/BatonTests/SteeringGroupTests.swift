@@ -122,9 +122,13 @@ struct SteeringGroupTests {
             case .shutdown:
                 guard shutdown(leaving, Int32(SHUT_RD)) == 0 else { throw SystemError.last("shutdown") }
             }
-            let after = try MigrationCounters.read()
-            let accepted = Loopback.accept(queued, from: staying)
+            // Steered, all of them are coming: wait for them as long as a busy machine needs.
+            let accepted = Loopback.accept(queued, from: staying, rounds: steered ? 60 : 3)
             defer { accepted.forEach { _ = close($0) } }
+            // Read once the connections were accepted: a process forked meanwhile by
+            // another test holds a copy of `leaving` until its exec, and the socket
+            // closes, and its queue migrates, only when that copy goes.
+            let after = try MigrationCounters.read()
             let answered = Loopback.exchange(clients: clients, accepted: accepted)
             return Retired(queuedBefore: queuedBefore, success: after.success - before.success,
                            failure: after.failure - before.failure, accepted: accepted.count, answered: answered)
@@ -379,10 +383,11 @@ enum Loopback {
         throw SystemError("accept", errno: ETIMEDOUT, subject: "\(taken) of \(count) arrived")
     }
 
-    /// Accepts up to `count` connections queued in `fd` (waiting briefly for stragglers).
-    static func accept(_ count: Int, from fd: Int32) -> [Int32] {
+    /// Accepts up to `count` connections queued in `fd`, waiting up to `rounds` half
+    /// seconds for stragglers.
+    static func accept(_ count: Int, from fd: Int32, rounds: Int = 3) -> [Int32] {
         var accepted: [Int32] = []
-        try? collect(count, from: [fd], rounds: 3) { _, fd in
+        try? collect(count, from: [fd], rounds: rounds) { _, fd in
             let connection = Glibc.accept(fd, nil, nil)
             guard connection >= 0 else { return false }
             accepted.append(connection)

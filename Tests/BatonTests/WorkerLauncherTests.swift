@@ -22,7 +22,8 @@ import Testing
         let request = launcher.request(for: WorkerID(generation: 3, slot: 1), configuration(),
                                        sockets: [("http", 17), ("admin", 18)], notifyAddress: "@baton/1/g3/s1")
         #expect(request.sockets == [17, 18])
-        #expect(request.setListenPID)
+        #expect(request.processIDVariable == "LISTEN_PID")
+        #expect(request.parentDeathSignal == 15, "a worker drains when Baton dies")
         #expect(request.command == ["./server", "--fd", "4"])
         #expect(request.directory == "/srv")
         #expect(request.environment["LISTEN_FDS"] == "2")
@@ -40,7 +41,7 @@ import Testing
                                        sockets: [("http", 5)], notifyAddress: "@n", preloadLibrary: "/opt/libbaton-preload.so")
         #expect(request.environment["LD_PRELOAD"] == "/opt/libbaton-preload.so /lib/other.so")
         #expect(request.environment["BATON_PRELOAD_FD_COUNT"] == "1")
-        #expect(!request.setListenPID)
+        #expect(request.processIDVariable == "BATON_PRELOAD_PID", "the library acts in the worker alone")
     }
 
     @Test func aProbeIsToldWhichWorkerItChecksAndRunsThroughTheShell() {

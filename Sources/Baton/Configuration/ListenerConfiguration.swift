@@ -7,6 +7,8 @@ public struct ListenerConfiguration: Sendable, Equatable, Codable {
     public var backlog: Int32?
     /// File mode of a unix socket's path.
     public var socketMode: UInt32?
+    /// What to do at start when another process serves the address; nil refuses.
+    public var addressInUse: AddressInUse?
 
     public init(name: String, address: ListenerAddress, reusePort: ReusePortMode? = nil,
                 backlog: Int32? = nil, socketMode: UInt32? = nil) {

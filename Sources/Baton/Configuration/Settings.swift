@@ -57,7 +57,12 @@ public enum Settings {
         requires: SettingRequirement(holds: { if case .unix = $0.address { true } else { false } },
                                      problem: SettingProblem("only unix sockets have a file mode")))
 
-    static let listener: [any AnySetting<ListenerConfiguration>] = [listenerName, listenerAddress, reusePort, backlog, socketMode]
+    static let addressInUse = Setting<ListenerConfiguration, AddressInUse>(
+        "address_in_use", \.addressInUse, .choice { "expected \($0.literal("refuse")) or \($0.literal("share"))" },
+        default: .described("`refuse`"),
+        help: "When another process already serves the address at start: `refuse` to start, naming the address and its pids, or `share` it (SO_REUSEPORT), both answering; tcp and udp only")
+
+    static let listener: [any AnySetting<ListenerConfiguration>] = [listenerName, listenerAddress, reusePort, backlog, socketMode, addressInUse]
 
     // MARK: - [workers]
 

@@ -2,14 +2,16 @@ import Glibc
 
 /// Whether a process belongs to a worker's process tree, from `/proc`.
 enum ProcessAncestry {
-    /// True for the worker itself, a member of its process group, or a descendant. A
-    /// sender that has already exited cannot be checked and is believed: only the
-    /// worker's tree was given the socket's address.
-    static func belongs(_ pid: pid_t, to worker: pid_t) -> Bool {
+    /// True for the worker itself, a member of its process group, or a live descendant.
+    /// A sender that has already exited cannot be checked, and is believed only when
+    /// `trustingExited`: when the socket is one no other user can reach. A pid of 0
+    /// (no credentials) belongs to no one.
+    static func belongs(_ pid: pid_t, to worker: pid_t, trustingExited: Bool) -> Bool {
+        guard pid > 0 else { return false }
         var current = pid
         for _ in 0..<32 {
             if current == worker { return true }
-            guard let (parent, group) = parentAndGroup(current) else { return current == pid }
+            guard let (parent, group) = parentAndGroup(current) else { return current == pid && trustingExited }
             if group == worker { return true }
             guard parent > 1 else { return false }
             current = parent

@@ -8,9 +8,14 @@ enum ProcessSpawner {
         var command: [String]
         var environment: [String: String]
         var directory: String?
-        /// Placed at fd 3, 4, …; with the systemd protocol, `LISTEN_PID` is filled in by the child.
+        /// Placed at fd 3, 4, ….
         var sockets: [Int32] = []
-        var setListenPID = false
+        /// A variable the child fills in with its own pid (`LISTEN_PID`, `BATON_PRELOAD_PID`).
+        var processIDVariable: String?
+        /// The signal the child gets when the thread that started it exits (0: none).
+        /// Only the main thread lives as long as Baton, across an upgrade in place too,
+        /// so only processes it starts should ask for one (``MainThread``).
+        var parentDeathSignal: Int32 = 0
         var stdout: Int32 = -1
         var stderr: Int32 = -1
     }
@@ -24,11 +29,11 @@ enum ProcessSpawner {
         }
 
         var environment = request.environment
-        let listenPIDSlot = WorkerContract.Systemd.processID + "=" + String(repeating: " ", count: 24)
         environment[WorkerContract.Systemd.processID] = nil
+        environment[WorkerContract.Preload.processID] = nil
         var entries = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        if request.setListenPID {
-            entries.append(listenPIDSlot)
+        if let variable = request.processIDVariable {
+            entries.append(variable + "=" + String(repeating: " ", count: 24))
         }
         let argv = CStringArray(request.command)
         let envp = CStringArray(entries)
@@ -43,10 +48,11 @@ enum ProcessSpawner {
                 withOptionalCString(request.directory) { directory in
                     var spawn = baton_spawn_request(
                         path: cPath, argv: argv.pointer, envp: envp.pointer,
-                        listen_pid_index: request.setListenPID ? Int32(entries.count - 1) : -1,
+                        pid_variable_index: request.processIDVariable != nil ? Int32(entries.count - 1) : -1,
                         fds: fds.baseAddress, fd_count: Int32(fds.count),
                         stdout_fd: request.stdout, stderr_fd: request.stderr,
-                        directory: directory, new_process_group: 1)
+                        directory: directory, new_process_group: 1,
+                        parent_death_signal: request.parentDeathSignal, parent_pid: getpid())
                     return baton_spawn(&spawn, &pid)
                 }
             }
@@ -74,6 +80,7 @@ enum ProcessSpawner {
                     WorkerContract.Einhorn.childIndex, WorkerContract.Einhorn.commandSocketPath,
                     WorkerContract.Einhorn.commandSocketDescriptor, WorkerContract.ServerStarter.port,
                     WorkerContract.ServerStarter.generation, WorkerContract.Preload.descriptorCount,
+                    WorkerContract.Preload.processID, WorkerContract.Preload.drainSignal,
                     UpgradeHandover.variable] {
             result[key] = nil
         }

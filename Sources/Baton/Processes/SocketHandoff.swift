@@ -5,8 +5,9 @@
 struct SocketHandoff: Equatable {
     var environment: [String: String] = [:]
     var command: [String]
-    /// Whether the spawner fills in `LISTEN_PID` with the worker's own pid.
-    var setsListenPID = false
+    /// The variable the spawner fills in with the worker's own pid: `LISTEN_PID`, or
+    /// `BATON_PRELOAD_PID` for the preload library.
+    var processIDVariable: String?
 
     /// - Parameters:
     ///   - listeners: the slot's listeners in fd order.
@@ -30,7 +31,7 @@ struct SocketHandoff: Equatable {
             guard !listeners.isEmpty else { break }
             environment[WorkerContract.Systemd.descriptorCount] = "\(listeners.count)"
             environment[WorkerContract.Systemd.descriptorNames] = listeners.map(\.name).joined(separator: ":")
-            setsListenPID = true
+            processIDVariable = WorkerContract.Systemd.processID
         case .einhorn:
             // einhorn's workers check EINHORN_MASTER_PID against their parent's pid
             // before they trust the descriptors; Baton is that parent.
@@ -50,6 +51,7 @@ struct SocketHandoff: Equatable {
                 .filter { !$0.isEmpty }.joined(separator: " ")
             environment[WorkerContract.Preload.descriptorCount] = "\(listeners.count)"
             environment[WorkerContract.Preload.drainSignal] = "\(drainSignal)"
+            processIDVariable = WorkerContract.Preload.processID
         case .none:
             break
         }

@@ -36,7 +36,8 @@ struct WorkerLauncher {
         environment[WorkerContract.slot] = "\(worker.slot)"
         return ProcessSpawner.Request(
             command: handoff.command, environment: environment, directory: settings.directory,
-            sockets: sockets.map(\.fd), setListenPID: handoff.setsListenPID)
+            sockets: sockets.map(\.fd), processIDVariable: handoff.processIDVariable,
+            parentDeathSignal: settings.drainSignal)
     }
 
     /// Starts `worker` and returns its pid. Throws, having started nothing, when the

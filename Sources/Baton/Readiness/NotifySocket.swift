@@ -4,13 +4,19 @@ import Glibc
 /// The datagram socket one worker finds in `NOTIFY_SOCKET` and speaks the sd_notify
 /// protocol on (`READY=1`, `STATUS=…`, `STOPPING=1`).
 ///
-/// Each worker gets a socket of its own, so a message is attributed to its worker even
-/// when its sender is a short-lived child that is gone by the time it is read (as
-/// `systemd-notify --ready` in a shell wrapper is). The sender's credentials are
-/// checked as well: a live sender outside the worker's process tree is ignored.
+/// Each worker gets a socket of its own, in Baton's private ``NotifyDirectory``, so a
+/// message is attributed to its worker even when its sender is a short-lived child
+/// that is gone by the time it is read (as `systemd-notify --ready` in a shell wrapper
+/// is): no other user can reach the socket. The sender's credentials are checked as
+/// well (``ProcessAncestry``): a live sender outside the worker's process tree, or a
+/// datagram without credentials, is dropped.
 final class NotifySocket {
-    /// The `NOTIFY_SOCKET` value: an abstract address, so nothing is left on disk.
+    /// The `NOTIFY_SOCKET` value: a path in the private directory, or (for workers
+    /// adopted from a Baton older than the directory) an abstract address.
     let address: String
+    /// Whether only Baton's user can reach the socket, so that a sender that has
+    /// already exited can be believed.
+    let isPrivate: Bool
     private let fd: Int32
 
     /// Starts delivering each message with its sender's pid.
@@ -18,6 +24,11 @@ final class NotifySocket {
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .last("socket", subject: "notify socket \(address)") }
         var unixAddress = try UnixAddress(address, subject: "notify socket")
+        isPrivate = !address.hasPrefix("@")
+        if isPrivate {
+            // Left by the Baton this process was before an upgrade in place.
+            unlink(address)
+        }
         guard unixAddress.withSockaddr({ bind(fd, $0, $1) }) == 0 else {
             let error = SystemError.last("bind", subject: "notify socket \(address)")
             Glibc.close(fd)
@@ -49,5 +60,6 @@ final class NotifySocket {
 
     func close() {
         DescriptorWatcher.shared.close(fd)
+        if isPrivate { unlink(address) }
     }
 }

@@ -29,6 +29,8 @@ public final class Supervisor: @unchecked Sendable {
         case queues(generation: Int)
         /// `stall_timeout`: time to look whether a serving worker accepts.
         case stalls
+        /// A worker that exited left processes in its group: time to kill them.
+        case lingering(group: pid_t)
     }
 
     /// What the main thread does next: exit with a code, or execute the new binary.
@@ -62,6 +64,17 @@ public final class Supervisor: @unchecked Sendable {
     private var upgradeError: String?
     /// What the parent passed and every upgrade keeps.
     private var descriptorsFromParent: [Int32] = []
+    /// Where workers are forked, so that their parent-death signal outlives upgrades.
+    private let mainThread = MainThread()
+    /// Process groups of exited workers that still have members, each killed at the end
+    /// of its worker's drain timeout; Baton exits only once they are empty.
+    private var lingering: [pid_t: WorkerID] = [:]
+    /// Groups that have had the drain signal already.
+    private var drainedGroups: Set<pid_t> = []
+    /// The exit code, once Baton is done but for lingering groups.
+    private var pendingExit: Int32?
+    /// Where the workers' notify sockets are.
+    private var notifyDirectory: NotifyDirectory?
 
     private init(source: ConfigurationSource, logger: Logger, eventLoop: EventLoop) {
         self.source = source
@@ -98,9 +111,14 @@ public final class Supervisor: @unchecked Sendable {
             reloads.scaledTo = handover.scaledTo
             upgrades = handover.upgrades
         } else {
-            configuration = try sockets.prepare(source.load())
+            let loaded = try source.load()
+            try AddressOccupancy.check(loaded)
+            configuration = try sockets.prepare(loaded)
         }
         defer { sockets.closeAll() }
+        let notifyDirectory = try handover?.notifyDirectory ?? NotifyDirectory.make()
+        self.notifyDirectory = notifyDirectory
+        defer { notifyDirectory.remove() }
         let control = try ControlServer(path: configuration.controlSocket, eventLoop: eventLoop) { [self] request, responder in
             post(.control(request, responder))
         }
@@ -129,20 +147,21 @@ public final class Supervisor: @unchecked Sendable {
         }
         // After the workers are known: a child that exited meanwhile is reaped as theirs.
         SignalWatcher.start { [self] in post(.delivery($0)) }
+        defer { mainThread.close() }
         while true {
-            switch try finished.futureResult.wait() {
+            switch try mainThread.serve(until: finished.futureResult) {
             case .exit(let code):
-                try eventLoop.submit { [self] in timers.cancelAll() }.wait()
+                try mainThread.serve(until: eventLoop.submit { [self] in timers.cancelAll() })
                 return code
             case .upgrade(let handover):
                 let error = InPlaceUpgrade.execute(executable, handover)
-                finished = try eventLoop.submit { [self] in
+                finished = try mainThread.serve(until: eventLoop.submit { [self] in
                     upgradeError = "\(error)"
                     logger.error("upgrade failed, this Baton carries on: \(error)")
                     let next = eventLoop.makePromise(of: Outcome.self)
                     self.finished = next
                     return next
-                }.wait()
+                })
             }
         }
     }
@@ -170,9 +189,13 @@ public final class Supervisor: @unchecked Sendable {
         case .delivery(.childExited(let pid, let status)):
             childExited(pid, status: status)
         case .notification(let worker, let sender, let text):
-            guard let pid = workers.pid(of: worker) else { return }
-            guard ProcessAncestry.belongs(sender, to: pid) else {
-                logger.warning("notification for worker \(worker) from pid \(sender), outside its process tree, ignored")
+            guard let entry = workers[worker] else { return }
+            guard sender > 0 else {
+                logger.warning("notification for worker \(worker) without its sender's credentials, dropped")
+                return
+            }
+            guard ProcessAncestry.belongs(sender, to: entry.pid, trustingExited: entry.notifySocket?.isPrivate ?? false) else {
+                logger.warning("notification for worker \(worker) from pid \(sender), not the worker or a live descendant of it, dropped")
                 return
             }
             NotifyMessage(text).events(for: worker).forEach(feed)
@@ -189,6 +212,15 @@ public final class Supervisor: @unchecked Sendable {
                 lookAtQueues(of: generation)
             case .stalls:
                 lookForStalls()
+            case .lingering(let group):
+                guard let worker = lingering[group] else { return }
+                logger.warning("processes of worker \(worker)'s group \(group) outlived its drain timeout: sending SIGKILL to the group")
+                Glibc.kill(-group, SIGKILL)
+                // Done with it: a zombie whose parent never reaps it would keep the
+                // group alive, and Baton from exiting.
+                lingering[group] = nil
+                drainedGroups.remove(group)
+                exitIfDone()
             }
         case .control(let request, let responder):
             control(request, responder)
@@ -222,6 +254,7 @@ public final class Supervisor: @unchecked Sendable {
         switch workers.reaped(pid) {
         case .worker(let worker, let entry):
             entry.notifySocket?.close()
+            lingerIfNeeded(group: pid, of: worker)
             cancelTimer(.readinessDelay(worker))
             cancelTimer(.probe(worker))
             feed(.workerExited(worker, status < 0 ? .signaled(-status) : .exited(status)))
@@ -234,6 +267,12 @@ public final class Supervisor: @unchecked Sendable {
             }
         case .unknown:
             logger.debug("reaped pid \(pid) (an orphan), status \(status)")
+            for group in lingering.keys where Glibc.kill(-group, 0) != 0 {
+                lingering[group] = nil
+                drainedGroups.remove(group)
+                cancelTimer(.lingering(group: group))
+            }
+            exitIfDone()
         }
     }
 
@@ -275,12 +314,8 @@ public final class Supervisor: @unchecked Sendable {
             spawn(worker, configuration)
         case .signal(let worker, let signal):
             guard let pid = workers.pid(of: worker) else { return }
-            logger.info("sending \(SignalName.name(signal)) to worker \(worker) (pid \(pid))")
-            if signal == SIGKILL {
-                // The whole process group, so that nothing the worker started survives it.
-                Glibc.kill(-pid, SIGKILL)
-            }
-            Glibc.kill(pid, signal)
+            logger.info("sending \(SignalName.name(signal)) to worker \(worker)'s process group (pid \(pid))")
+            signalGroup(of: pid, signal)
         case .startTimer(let timer, let delay):
             startTimer(.machine(timer), after: delay)
         case .cancelTimer(let timer):
@@ -310,8 +345,45 @@ public final class Supervisor: @unchecked Sendable {
             } else {
                 logger.info("every worker has exited; exiting")
             }
-            finished?.succeed(.exit(code))
+            pendingExit = code
+            exitIfDone()
         }
+    }
+
+    /// The worker's process group (the worker leads it), so that a wrapper that does not
+    /// `exec` passes the signal on to its server; the worker alone when it left its group.
+    private func signalGroup(of pid: pid_t, _ signal: Int32) {
+        if getpgid(pid) != pid || Glibc.kill(-pid, signal) != 0 {
+            Glibc.kill(pid, signal)
+        }
+        if signal != SIGKILL { drainedGroups.insert(pid) }
+    }
+
+    /// After a worker exited: what is left of its process group drains too, and gets
+    /// SIGKILL at the end of the drain timeout.
+    private func lingerIfNeeded(group: pid_t, of worker: WorkerID) {
+        guard Glibc.kill(-group, 0) == 0 else {
+            drainedGroups.remove(group)
+            return
+        }
+        let settings = configuration(of: worker.generation)?.workers ?? WorkerConfiguration(command: [])
+        if !drainedGroups.contains(group) {
+            Glibc.kill(-group, settings.drainSignal)
+        }
+        logger.info("worker \(worker) exited, other processes of its group \(group) drain (at most \(DurationFormat.string(settings.drainTimeout)))")
+        lingering[group] = worker
+        startTimer(.lingering(group: group), after: settings.drainTimeout)
+    }
+
+    /// Exits once the machine is done and no worker's group lingers.
+    private func exitIfDone() {
+        guard let code = pendingExit else { return }
+        guard lingering.isEmpty else {
+            logger.info("waiting for the processes of \(lingering.count) exited worker(s)' groups")
+            return
+        }
+        pendingExit = nil
+        finished?.succeed(.exit(code))
     }
 
     private func configuration(of generation: Int) -> Configuration? {
@@ -385,7 +457,9 @@ public final class Supervisor: @unchecked Sendable {
         }
         do {
             let sockets = try sockets.sockets(for: configuration, slot: worker.slot, generation: worker.generation)
-            pid = try launcher.launch(worker, configuration, sockets: sockets, notifyAddress: notifySocket.address)
+            pid = try mainThread.perform { [launcher] in
+                try launcher.launch(worker, configuration, sockets: sockets, notifyAddress: notifySocket.address)
+            }
         } catch {
             notifySocket.close()
             feed(.workerExited(worker, .failedToStart("\(error)")))
@@ -403,10 +477,12 @@ public final class Supervisor: @unchecked Sendable {
         }
     }
 
-    /// The worker's own `NOTIFY_SOCKET`, at an address made of Baton's pid and the
-    /// worker, so that it is the same again after an upgrade in place.
-    private func notifySocket(for worker: WorkerID) throws(SystemError) -> NotifySocket {
-        try NotifySocket(address: "@baton/\(getpid())/\(worker)") { [self] sender, text in
+    /// The worker's own `NOTIFY_SOCKET`, named after the worker in the private
+    /// directory, so that it is the same again after an upgrade in place. A worker
+    /// adopted from a Baton that had no directory keeps its abstract address.
+    private func notifySocket(for worker: WorkerID, abstract: Bool = false) throws(SystemError) -> NotifySocket {
+        let address = abstract || notifyDirectory == nil ? "@baton/\(getpid())/\(worker)" : notifyDirectory!.address(of: worker)
+        return try NotifySocket(address: address) { [self] sender, text in
             post(.notification(worker, sender: sender, text))
         }
     }
@@ -439,7 +515,7 @@ public final class Supervisor: @unchecked Sendable {
         upgradeError = nil
         let handover = UpgradeHandover(
             serving, workers: workers, sockets: sockets.handOver(), descriptorsFromParent: descriptorsFromParent,
-            scaledTo: reloads.scaledTo, upgrades: upgrades + 1)
+            scaledTo: reloads.scaledTo, upgrades: upgrades + 1, notifyDirectory: notifyDirectory)
         logger.notice("upgrading in place: executing \(executable)")
         responder.send(ControlReply(ok: true, final: true, message: "upgrading: baton \(getpid()) executes \(executable)")) { [self] in
             finished?.succeed(.upgrade(handover))
@@ -450,7 +526,8 @@ public final class Supervisor: @unchecked Sendable {
     private func resume(_ handover: UpgradeHandover) {
         for (id, pid) in handover.workerIDs {
             // The same address as before execve: the pid did not change.
-            workers.add(id, .init(pid: pid, started: Clock.monotonic(), notifySocket: try? notifySocket(for: id)))
+            let socket = try? notifySocket(for: id, abstract: handover.notifyDirectory == nil)
+            workers.add(id, .init(pid: pid, started: Clock.monotonic(), notifySocket: socket))
         }
         feed(.resume(handover.configuration, generation: handover.generation, workers: handover.workerIDs.map(\.id)))
     }

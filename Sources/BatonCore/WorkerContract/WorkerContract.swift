@@ -64,5 +64,8 @@ public enum WorkerContract {
         public static let descriptorCount = "BATON_PRELOAD_FD_COUNT"
         /// `BATON_PRELOAD_DRAIN_SIGNAL`: the signal the library holds back for its grace.
         public static let drainSignal = "BATON_PRELOAD_DRAIN_SIGNAL"
+        /// `BATON_PRELOAD_PID`: the one process the library acts in, as `LISTEN_PID`
+        /// names the one process `LISTEN_FDS` is for. Filled in by the spawner.
+        public static let processID = "BATON_PRELOAD_PID"
     }
 }

@@ -21,6 +21,19 @@
 //   handler only BATON_PRELOAD_DRAIN_GRACE_MS later (default 500): what it accepted
 //   is answered meanwhile, and new connections go to the next generation.
 //
+// The library acts only in the process Baton started: Baton sets BATON_PRELOAD_PID to
+// that process's pid, as it sets LISTEN_PID for the systemd protocol, and the library
+// checks it. An exec in place (`exec server` in a shell wrapper, /usr/bin/env) keeps
+// the pid and so the library's help; a child of the server that inherits the
+// environment does not match, finds its own fd 3 untouched and its signals delivered
+// as it asked, and removes the library's variables from its environment so that they
+// go no further.
+//
+// The grace timer runs on a thread of the C library's (a SIGEV_THREAD timer), so a
+// server that blocks signals, real-time ones included, still gets its drain signal
+// after the grace: the library hands the signal back to the server's own disposition
+// and sends it to the process again.
+//
 // Only dynamically linked programs load it; a static binary (most Go programs) does not.
 #pragma once
 
@@ -28,3 +41,4 @@
 #define BATON_PRELOAD_FIRST_DESCRIPTOR 3
 #define BATON_PRELOAD_DRAIN_SIGNAL_VARIABLE "BATON_PRELOAD_DRAIN_SIGNAL"
 #define BATON_PRELOAD_DRAIN_GRACE_VARIABLE "BATON_PRELOAD_DRAIN_GRACE_MS"
+#define BATON_PRELOAD_PID_VARIABLE "BATON_PRELOAD_PID"

@@ -16,9 +16,9 @@ typedef struct {
     /// NULL-terminated argument and environment vectors.
     char *const *argv;
     char *const *envp;
-    /// Index in envp of a writable "LISTEN_PID=" entry with at least 24 spare bytes,
-    /// completed with the child's own pid; -1 when there is none.
-    int listen_pid_index;
+    /// Index in envp of a writable "NAME=" entry (LISTEN_PID, BATON_PRELOAD_PID) with at
+    /// least 24 spare bytes, completed with the child's own pid; -1 when there is none.
+    int pid_variable_index;
     /// Descriptors placed at 3, 4, ... in this order.
     const int *fds;
     int fd_count;
@@ -29,6 +29,11 @@ typedef struct {
     const char *directory;
     /// Whether the child leads a new process group.
     int new_process_group;
+    /// The signal the child gets when the thread that forked it exits
+    /// (PR_SET_PDEATHSIG), or 0. The child exits at once when its parent, `parent_pid`,
+    /// is already gone.
+    int parent_death_signal;
+    pid_t parent_pid;
 } baton_spawn_request;
 
 /// Forks and executes a worker. Returns 0 and the pid, or the errno of the failing

@@ -1,0 +1,43 @@
+import Glibc
+
+/// The private directory that holds the workers' notify sockets: made by `mkdtemp`
+/// (mode 0700, owned by Baton's user) under `$RUNTIME_DIRECTORY`, `$TMPDIR` or `/tmp`,
+/// with an unpredictable name. Another user can neither bind a worker's address first
+/// nor send to it, as they could to an abstract address, which any process in the
+/// network namespace may bind or reach and `/proc/net/unix` lists.
+struct NotifyDirectory: Codable, Equatable {
+    let path: String
+
+    /// Makes a new directory.
+    static func make() throws(SystemError) -> NotifyDirectory {
+        func variable(_ name: String) -> String? {
+            guard let value = getenv(name) else { return nil }
+            return String(cString: value)
+        }
+        // systemd's RuntimeDirectory= may name several, separated by colons.
+        let runtime = variable("RUNTIME_DIRECTORY")?.split(separator: ":").first.map(String.init)
+        let candidates: [String] = [runtime, variable("TMPDIR"), "/tmp"].compactMap { $0 }
+        let base = candidates.first { !$0.isEmpty && access($0, W_OK | X_OK) == 0 } ?? "/tmp"
+        var template = Array("\(base)/baton-notify.XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        guard made != nil else { throw .last("mkdtemp", subject: "notify socket directory in \(base)") }
+        return NotifyDirectory(path: String(cString: template))
+    }
+
+    /// The `NOTIFY_SOCKET` of `worker`.
+    func address(of worker: WorkerID) -> String {
+        "\(path)/\("\(worker)".split(separator: "/").joined(separator: "."))"
+    }
+
+    /// Removes the directory and what is left in it (sockets of workers still running
+    /// when Baton exits).
+    func remove() {
+        guard let directory = opendir(path) else { return }
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { unlink("\(path)/\(name)") }
+        }
+        closedir(directory)
+        rmdir(path)
+    }
+}
