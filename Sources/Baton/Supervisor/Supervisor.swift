@@ -57,6 +57,8 @@ public final class Supervisor: @unchecked Sendable {
     private var upgradeError: String?
     /// What the parent passed and every upgrade keeps.
     private var descriptorsFromParent: [Int32] = []
+    /// `/metrics`, at the serving configuration's address.
+    private var metrics: MetricsEndpoint?
 
     private init(source: ConfigurationSource, logger: Logger, eventLoop: EventLoop) {
         self.source = source
@@ -100,6 +102,10 @@ public final class Supervisor: @unchecked Sendable {
             post(.control(request, responder))
         }
         defer { control.close() }
+        let metrics = MetricsEndpoint(eventLoop: eventLoop, logger: logger) { [self] in PrometheusText.render(status()) }
+        try metrics.start(configuration.metrics)
+        self.metrics = metrics
+        defer { metrics.close() }
         if baton_become_subreaper() != 0 {
             logger.debug("could not become a child subreaper; orphans of workers go to init")
         }
@@ -166,7 +172,8 @@ public final class Supervisor: @unchecked Sendable {
         case .notification(let worker, let sender, let text):
             guard let pid = workers.pid(of: worker) else { return }
             guard ProcessAncestry.belongs(sender, to: pid) else {
-                logger.warning("notification for worker \(worker) from pid \(sender), outside its process tree, ignored")
+                logger.warning("notification for worker \(worker) from pid \(sender), outside its process tree, ignored",
+                               metadata: LogMetadata.worker(worker, pid: pid))
                 return
             }
             NotifyMessage(text).events(for: worker).forEach(feed)
@@ -216,6 +223,8 @@ public final class Supervisor: @unchecked Sendable {
             entry.notifySocket?.close()
             cancelTimer(.readinessDelay(worker))
             cancelTimer(.probe(worker))
+            reaped = (worker, entry.pid)
+            defer { reaped = nil }
             feed(.workerExited(worker, status < 0 ? .signaled(-status) : .exited(status)))
         case .probe(let worker):
             guard workers[worker] != nil else { return }
@@ -234,6 +243,8 @@ public final class Supervisor: @unchecked Sendable {
     /// Events that actions produce wait here until every action of the event before
     /// them has been performed, so that effects happen in the order they were decided.
     private var queuedEvents: [SupervisorEvent] = []
+    /// The worker whose exit is being fed, for the pid on the line that announces it.
+    private var reaped: (worker: WorkerID, pid: pid_t)?
     private var feeding = false
 
     private func feed(_ event: SupervisorEvent) {
@@ -242,7 +253,12 @@ public final class Supervisor: @unchecked Sendable {
         feeding = true
         defer { feeding = false }
         while !queuedEvents.isEmpty {
-            for action in machine.handle(queuedEvents.removeFirst()) {
+            let actions = machine.handle(queuedEvents.removeFirst())
+            switch machine.phase {
+            case .loadingConfiguration(let ids), .reloading(let ids): LogMetadata.setReloadUnderWay(ids.first)
+            default: LogMetadata.setReloadUnderWay(nil)
+            }
+            for action in actions {
                 perform(action)
             }
         }
@@ -262,7 +278,7 @@ public final class Supervisor: @unchecked Sendable {
             spawn(worker, configuration)
         case .signal(let worker, let signal):
             guard let pid = workers.pid(of: worker) else { return }
-            logger.info("sending \(SignalName.name(signal)) to worker \(worker) (pid \(pid))")
+            logger.info("sending \(SignalName.name(signal)) to worker \(worker) (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
             if signal == SIGKILL {
                 // The whole process group, so that nothing the worker started survives it.
                 Glibc.kill(-pid, SIGKILL)
@@ -273,9 +289,14 @@ public final class Supervisor: @unchecked Sendable {
         case .cancelTimer(let timer):
             cancelTimer(.machine(timer))
         case .reportReload(let ids, let progress):
+            if case .tookOver(let generation, _) = progress, let configuration = configuration(of: generation) {
+                metrics?.apply(configuration.metrics)
+            }
             report(progress, to: ids)
         case .announce(let announcement):
-            announcer.announce(announcement, statusLine: projection.line)
+            var pid: pid_t?
+            if case .workerExited(let worker, _, _) = announcement, let reaped, reaped.worker == worker { pid = reaped.pid }
+            announcer.announce(announcement, pid: pid, statusLine: projection.line)
         case .retainSockets(let generations):
             sockets.retain(for: generations)
         case .steer(let generation, let slots):
@@ -342,7 +363,7 @@ public final class Supervisor: @unchecked Sendable {
             return
         }
         workers.add(worker, .init(pid: pid, started: Clock.monotonic(), notifySocket: notifySocket))
-        logger.info("started worker \(worker) (pid \(pid))")
+        logger.info("started worker \(worker) (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
         switch configuration.workers.readiness {
         case .notify:
             break
@@ -371,7 +392,7 @@ public final class Supervisor: @unchecked Sendable {
         do {
             workers.addProbe(try ProcessSpawner.spawn(request), for: worker)
         } catch {
-            logger.warning("readiness probe for worker \(worker) could not start: \(error)")
+            logger.warning("readiness probe for worker \(worker) could not start: \(error)", metadata: LogMetadata.worker(worker, pid: pid))
             startTimer(.probe(worker), after: ReadinessProbe.retryAfterSpawnFailure)
         }
     }
@@ -420,7 +441,7 @@ public final class Supervisor: @unchecked Sendable {
     private func report(_ progress: ReloadProgress, to ids: [ReloadRequestID]) {
         guard !ids.isEmpty else { return }
         let replies = reloads.record(progress, for: ids, at: Clock.wallTime())
-        announcer.reload(progress, statusLine: projection.line)
+        announcer.reload(progress, id: ids[0], statusLine: projection.line)
         for (responder, reply) in replies {
             responder.send(reply)
         }
@@ -434,6 +455,7 @@ public final class Supervisor: @unchecked Sendable {
         projection.report(
             pid: getpid(), configurationName: source.name,
             listeners: sockets.status(of: machine.generations.last?.configuration.listeners ?? []),
-            now: Clock.monotonic(), scaledTo: reloads.scaledTo, upgrades: upgrades, upgradeError: upgradeError)
+            now: Clock.monotonic(), scaledTo: reloads.scaledTo, upgrades: upgrades, upgradeError: upgradeError,
+            reloadStatistics: reloads.statistics)
     }
 }

@@ -17,10 +17,13 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// last attempt failed, if it did.
     public var upgrades: Int?
     public var upgradeError: String?
+    /// Every reload finished since Baton started; nil from a Baton that did not count them.
+    public var reloadStatistics: ReloadStatistics?
 
     public init(pid: Int32, phase: Phase, configuration: String, command: [String],
                 generations: [GenerationStatus], listeners: [ListenerStatus], reloads: [ReloadRecord],
-                pendingReloads: Int, scaledTo: Int? = nil, upgrades: Int? = nil, upgradeError: String? = nil) {
+                pendingReloads: Int, scaledTo: Int? = nil, upgrades: Int? = nil, upgradeError: String? = nil,
+                reloadStatistics: ReloadStatistics? = nil) {
         self.pid = pid
         self.phase = phase
         self.configuration = configuration
@@ -32,6 +35,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         self.scaledTo = scaledTo
         self.upgrades = upgrades
         self.upgradeError = upgradeError
+        self.reloadStatistics = reloadStatistics
     }
 
     /// What Baton as a whole is doing.
