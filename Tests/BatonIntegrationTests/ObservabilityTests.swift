@@ -132,6 +132,31 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    /// `batonctl upgrade` keeps the endpoint and its counters: the new binary binds the
+    /// same address and carries on counting.
+    @Test func theEndpointAndItsCountersSurviveAnUpgrade() throws {
+        try Self.requireParser()
+        let scratch = ScratchDirectory()
+        let metricsPort = freePort()
+        let baton = try BatonUnderTest([
+            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--metrics", "tcp://127.0.0.1:\(metricsPort)",
+            "--", Products.path("baton-demo"),
+        ], in: scratch)
+        try baton.waitUntilServing()
+        #expect(try baton.reload().ok)
+        _ = try baton.waitForStatus("generation 2 alone") { $0.generations.map(\.number) == [2] && $0.phase == .running }
+        let upgrade = try run(Products.path("batonctl"), ["upgrade", "-s", baton.controlSocket])
+        #expect(upgrade.status == 0, "\(upgrade.output)")
+        _ = try baton.waitForStatus("the upgrade done") { $0.upgrades == 1 }
+        #expect(try baton.reload().ok)
+        let url = "http://127.0.0.1:\(metricsPort)/metrics"
+        let samples = try Self.samples(Self.scrape(url, into: "\(scratch.path)/after-upgrade.txt"))
+        #expect(samples["baton_upgrades"] == 1)
+        #expect(samples[#"baton_reloads_total{result="took-over"}"#] == 2, "one reload before the upgrade, one after")
+        #expect(samples["baton_reload_duration_seconds_count"] == 2)
+        #expect(baton.stop() == 0)
+    }
+
     /// `--log-format json`: every line Baton writes is one JSON object; a worker's lines
     /// carry its generation, slot and pid, and a reload's lines its id. The workers'
     /// output, prefixed, stays as they wrote it.

@@ -10,8 +10,9 @@ struct ReloadLedger<Asker> {
     var scaledTo: Int?
     /// Most recent last.
     var history: [StatusReport.ReloadRecord] { entries.map(\.record) }
-    /// Every reload finished so far, for the reload counters and duration histogram.
-    private(set) var statistics = StatusReport.ReloadStatistics()
+    /// Every reload finished so far, for the reload counters and duration histogram
+    /// (kept across `batonctl upgrade`).
+    var statistics = StatusReport.ReloadStatistics()
 
     private var entries: [(firstID: ReloadRequestID, record: StatusReport.ReloadRecord)] = []
     private var askers: [ReloadRequestID: (asker: Asker, wait: Bool)] = [:]

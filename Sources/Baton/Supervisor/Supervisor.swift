@@ -94,6 +94,7 @@ public final class Supervisor: @unchecked Sendable {
             configuration = handover.configuration
             reloads.scaledTo = handover.scaledTo
             upgrades = handover.upgrades
+            reloads.statistics = handover.reloadStatistics ?? reloads.statistics
         } else {
             configuration = try sockets.prepare(source.load())
         }
@@ -410,7 +411,7 @@ public final class Supervisor: @unchecked Sendable {
         upgradeError = nil
         let handover = UpgradeHandover(
             serving, workers: workers, sockets: sockets.handOver(), descriptorsFromParent: descriptorsFromParent,
-            scaledTo: reloads.scaledTo, upgrades: upgrades + 1)
+            scaledTo: reloads.scaledTo, upgrades: upgrades + 1, reloadStatistics: reloads.statistics)
         logger.notice("upgrading in place: executing \(executable)")
         responder.send(ControlReply(ok: true, final: true, message: "upgrading: baton \(getpid()) executes \(executable)")) { [self] in
             finished?.succeed(.upgrade(handover))

@@ -37,13 +37,17 @@ struct UpgradeHandover: Codable {
     var scaledTo: Int?
     /// In-place upgrades so far, this one included.
     var upgrades: Int
+    /// The reload counters, so that /metrics' counters do not start again; nil from an
+    /// older Baton.
+    var reloadStatistics: StatusReport.ReloadStatistics?
 
     static let variable = "BATON_UPGRADE_HANDOVER"
 
     /// What Baton hands over of the generation `serving`, whose workers' pids are in `workers`.
     init(_ serving: SupervisorStateMachine.Generation, workers: WorkerTable,
          sockets: (sockets: [Socket], sharedInstead: [ListenerAddress]),
-         descriptorsFromParent: [Int32], scaledTo: Int?, upgrades: Int) {
+         descriptorsFromParent: [Int32], scaledTo: Int?, upgrades: Int,
+         reloadStatistics: StatusReport.ReloadStatistics? = nil) {
         configuration = serving.configuration
         generation = serving.number
         self.workers = serving.workers.values.sorted { $0.id < $1.id }.compactMap { worker in
@@ -54,6 +58,7 @@ struct UpgradeHandover: Codable {
         self.descriptorsFromParent = descriptorsFromParent
         self.scaledTo = scaledTo
         self.upgrades = upgrades
+        self.reloadStatistics = reloadStatistics
     }
 
     /// The handed-over workers as the new Baton names them.
