@@ -3,7 +3,7 @@ import Logging
 
 /// How Baton writes its log lines on standard error (`--log-format`).
 public enum LogFormat: String, CaseIterable, Sendable {
-    /// `2026-12-01T12:00:00.123Z info baton: slot=0 generation=2 pid=4711 started worker g2/s0 (pid 4711)`
+    /// `2026-12-01T12:00:00.123Z info baton: generation=2 slot=0 pid=4711 started worker g2/s0 (pid 4711)`
     case text
     /// One JSON object a line: `time`, `level`, `label`, `message`, then the metadata
     /// (`generation`, `slot`, `pid` on a worker's lines, `reload` on a reload's).

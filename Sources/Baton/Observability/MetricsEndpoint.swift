@@ -90,11 +90,6 @@ final class MetricsEndpoint: @unchecked Sendable {
         }.wait()
     }
 
-    /// The port the endpoint listens on, as bound (for `tcp://…:0`).
-    var port: Int? {
-        try? eventLoop.submit { [self] in server?.localAddress?.port }.wait()
-    }
-
     private func bind(_ address: ListenerAddress) -> EventLoopFuture<Channel> {
         guard case .tcp(let host, let port) = address else {
             return eventLoop.makeFailedFuture(SystemError("bind", errno: EAFNOSUPPORT, subject: "metrics endpoint \(address) (tcp only)"))
