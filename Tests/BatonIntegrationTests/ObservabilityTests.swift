@@ -132,6 +132,45 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    /// Connections past the limit are closed as soon as they are accepted, so that idle
+    /// ones cannot pile up; once they go, scrapes are answered again.
+    @Test func connectionsPastTheLimitAreClosed() throws {
+        let scratch = ScratchDirectory()
+        let metricsPort = freePort()
+        let baton = try BatonUnderTest([
+            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--metrics", "tcp://127.0.0.1:\(metricsPort)",
+            "--", Products.path("baton-demo"),
+        ], in: scratch)
+        try baton.waitUntilServing()
+        let url = "http://127.0.0.1:\(metricsPort)/metrics"
+        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "200")
+
+        // Sixteen idle connections, accepted in the order they were made.
+        var idle: [Int32] = []
+        defer { idle.forEach { _ = close($0) } }
+        for _ in 1...16 {
+            idle.append(try Self.connect(port: metricsPort))
+        }
+        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "000", "the seventeenth is closed unanswered")
+        idle.forEach { _ = close($0) }
+        idle = []
+        let answered = try Self.waitFor("scrapes answered again") {
+            (try? Self.curl(["-o", "/dev/null", "-w", "%{http_code}", url])) == "200"
+        }
+        #expect(answered)
+        #expect(baton.stop() == 0)
+    }
+
+    /// `--metrics` is the one-line form's; with `--config` Baton refuses it rather than
+    /// ignore it.
+    @Test func metricsOptionWithAConfigurationFileIsRefused() throws {
+        let scratch = ScratchDirectory()
+        try scratch.write("baton.toml", serviceConfiguration(port: freePort(), command: ["true"], workers: 1))
+        let result = try run(Products.path("baton"), ["--config", "\(scratch.path)/baton.toml", "--metrics", "tcp://127.0.0.1:9102"])
+        #expect(result.status != 0)
+        #expect(result.output.contains("--metrics is for the one-line form"), "\(result.output)")
+    }
+
     /// `batonctl upgrade` keeps the endpoint and its counters: the new binary binds the
     /// same address and carries on counting.
     @Test func theEndpointAndItsCountersSurviveAnUpgrade() throws {
@@ -255,6 +294,21 @@ import Testing
             usleep(20_000)
         }
         return false
+    }
+
+    /// A TCP connection to 127.0.0.1:`port`.
+    static func connect(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
+                                  sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard fd >= 0, connected == 0 else {
+            close(fd)
+            throw TestFailure("connect to port \(port): errno \(errno)")
+        }
+        return fd
     }
 
     static func peakResidentKilobytes(of pid: Int32) -> Int? {
