@@ -104,7 +104,12 @@ public final class Supervisor: @unchecked Sendable {
         }
         defer { control.close() }
         let metrics = MetricsEndpoint(eventLoop: eventLoop, logger: logger) { [self] in PrometheusText.render(status()) }
-        try metrics.start(configuration.metrics)
+        do {
+            try metrics.start(configuration.metrics)
+        } catch where handover != nil {
+            // The workers serve on: an upgrade does not fail for want of its metrics port.
+            logger.error("metrics endpoint not started after the upgrade: \(error)")
+        }
         self.metrics = metrics
         defer { metrics.close() }
         if baton_become_subreaper() != 0 {
