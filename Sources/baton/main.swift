@@ -63,8 +63,14 @@ struct BatonCommand: ParsableCommand {
     @Option(name: .customLong(Settings.controlSocket.option), help: ArgumentHelp(Settings.controlSocket.optionHelp))
     var controlSocket: String?
 
+    @Option(name: .customLong(Settings.metrics.option), help: ArgumentHelp(Settings.metrics.optionHelp))
+    var metrics: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: Logger.Level = .info
+
+    @Option(help: "Log format: text, or json (one object a line, for log shippers).")
+    var logFormat: LogFormat = .text
 
     @Argument(parsing: .postTerminator, help: "The worker command, after --.")
     var command: [String] = []
@@ -73,18 +79,19 @@ struct BatonCommand: ParsableCommand {
         if config != nil && !(command.isEmpty && listen.isEmpty) {
             throw ValidationError("give either --config or a command with --listen options, not both")
         }
+        if config != nil && metrics != nil {
+            throw ValidationError("--metrics is for the one-line form; with --config, set metrics = \"tcp://HOST:PORT\" in the file")
+        }
         if config == nil && command.isEmpty {
             throw ValidationError("give a worker command after --, or --config FILE")
         }
     }
 
     func supervise() throws {
-        let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let (level, format) = (logLevel, logFormat)
+        LoggingSystem.bootstrap({ label, provider in
+            LogLineHandler(label: label, level: level, format: format, metadataProvider: provider)
+        }, metadataProvider: LogMetadata.provider)
         let source: ConfigurationSource
         if let config {
             source = .file(path: config, defaultControlSocket: controlSocket ?? ControlSocketPath.default())
@@ -111,8 +118,10 @@ struct BatonCommand: ParsableCommand {
         oneLine[Settings.socketProtocol] = socketProtocol
         oneLine[Settings.preloadLibrary] = preloadLibrary
         oneLine[Settings.controlSocket] = controlSocket
+        oneLine[Settings.metrics] = metrics
         return oneLine
     }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension LogFormat: ExpressibleByArgument {}

@@ -217,11 +217,13 @@ import Testing
         let result = try run(Products.path("batonctl"), ["status", "--prometheus", "-s", baton.controlSocket])
         #expect(result.status == 0)
         for line in [
-            #"baton_phase{phase="running"} 1.0"#,
-            #"baton_generation{generation="2",role="serving"} 1.0"#,
-            #"baton_workers{generation="2",state="ready"} 2.0"#,
-            #"baton_recent_reloads{result="took-over"} 1.0"#,
-            #"baton_accept_queue_limit{listener="http",slot="1"}"#,
+            #"baton_phase{phase="running"} 1"#,
+            #"baton_generation{generation="2",role="serving"} 1"#,
+            #"baton_workers{generation="2",state="ready"} 2"#,
+            #"baton_recent_reloads{result="took-over"} 1"#,
+            #"baton_reloads_total{result="took-over"} 1"#,
+            "baton_reload_duration_seconds_count 1",
+            #"baton_accept_queue_limit{listener="http",slot="1",generation="#,
             "# TYPE baton_workers gauge",
         ] {
             #expect(result.output.contains(line), "missing \(line) in:\n\(result.output)")

@@ -124,6 +124,9 @@ import Testing
         ("[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:80\"\n[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:81\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener.name = \"a\": two listeners have this name"),
         ("[listener]\nname = \"a\"", "baton.toml: listener: use [[listener]] tables"),
         ("control_socket = \"/x\"", "baton.toml: workers: a [workers] table is required"),
+        ("metrics = \"unix:///run/m.sock\"\n[workers]\ncommand = [\"x\"]", "baton.toml: metrics = \"unix:///run/m.sock\": expected \"tcp://HOST:PORT\", such as \"tcp://127.0.0.1:9102\""),
+        ("metrics = \"tcp://localhost:9102\"\n[workers]\ncommand = [\"x\"]", "baton.toml: metrics = \"tcp://localhost:9102\": 'localhost' is not an IP address: use an IPv4 literal or [IPv6] in brackets"),
+        ("metrics = \"tcp://127.0.0.1:80\"\n[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:80\"\n[workers]\ncommand = [\"x\"]", "baton.toml: metrics = \"tcp://127.0.0.1:80\": a listener has this address"),
     ])
     func badValuesAreNamedWithTheirKeyAndFile(text: String, message: String) {
         #expect(throws: ConfigurationError.self) { try parse(text) }
@@ -349,6 +352,8 @@ import Testing
     @Test func everyOptionReadsLikeItsKey() throws {
         // The command line and the file read an option's value with the same parser.
         let file = try ConfigurationFile.parse("""
+            metrics = "tcp://[::1]:9102"
+
             [workers]
             command = "./server"
             count = 3
@@ -375,11 +380,12 @@ import Testing
         oneLine[Settings.socketProtocol] = "preload"
         oneLine[Settings.preloadLibrary] = "/x.so"
         oneLine[Settings.controlSocket] = "/run/b.sock"
+        oneLine[Settings.metrics] = "tcp://[::1]:9102"
         // Every option of the table is above.
         let options = (Settings.configuration.map(\.commandLine) + Settings.workers.map(\.commandLine)).filter {
             if case .option = $0 { true } else { false }
         }
-        #expect(options.count == 11)
+        #expect(options.count == 12)
         #expect(try oneLine.configuration() == file)
     }
 }

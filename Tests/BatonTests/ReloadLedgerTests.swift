@@ -76,4 +76,33 @@ import Testing
         #expect(ledger.history.map(\.result) == [.running])
         #expect(ledger.history[0].finished == nil)
     }
+
+    /// The counters behind /metrics: every finished reload, by outcome, with its duration.
+    @Test func statisticsCountEveryFinishedReloadAndItsDuration() {
+        var ledger = Ledger()
+        for (index, outcome) in [ReloadProgress.tookOver(generation: 2, replaced: 1), .rolledBack(generation: 3, reason: "x"),
+                                 .failed("bad file"), .tookOver(generation: 4, replaced: 2)].enumerated() {
+            let id = ledger.request(from: nil)
+            let start = Double(100 * index)
+            _ = ledger.record(.loadingConfiguration, for: [id], at: start)
+            _ = ledger.record(.starting(generation: 9, workers: 1), for: [id], at: start + 0.1)
+            _ = ledger.record(outcome, for: [id], at: start + [0.2, 3, 0.01, 400][index])
+        }
+        let statistics = ledger.statistics
+        #expect((statistics.tookOver, statistics.rolledBack, statistics.failed) == (2, 1, 1))
+        #expect(statistics.durations.count == 4)
+        #expect(statistics.durations.counts[0] == 1, "0.01s: the first bucket")
+        #expect(statistics.durations.counts[2] == 1, "0.2s: at most 0.25s")
+        #expect(statistics.durations.counts[6] == 1, "3s: at most 5s")
+        #expect(statistics.durations.counts.last == 1, "400s: above every bound")
+        #expect(abs(statistics.durations.sum - 403.21) < 1e-6)
+    }
+
+    @Test func aReloadRefusedBeforeItStartedIsNotCounted() {
+        var ledger = Ledger()
+        let id = ledger.request(from: nil)
+        _ = ledger.record(.failed("Baton is stopping"), for: [id], at: 5)
+        #expect(ledger.statistics.durations.count == 0)
+        #expect(ledger.statistics.failed == 0)
+    }
 }

@@ -8,11 +8,15 @@ public struct Configuration: Sendable, Equatable, Codable {
     public var workers: WorkerConfiguration
     /// Path of the control socket `batonctl` talks to.
     public var controlSocket: String
+    /// Where Baton serves `/metrics`; nil for nowhere.
+    public var metrics: ListenerAddress?
 
-    public init(listeners: [ListenerConfiguration], workers: WorkerConfiguration, controlSocket: String) {
+    public init(listeners: [ListenerConfiguration], workers: WorkerConfiguration, controlSocket: String,
+                metrics: ListenerAddress? = nil) {
         self.listeners = listeners
         self.workers = workers
         self.controlSocket = controlSocket
+        self.metrics = metrics
     }
 
     /// Checks what single values cannot: the whole must make sense.
@@ -28,6 +32,10 @@ public struct Configuration: Sendable, Equatable, Codable {
                 throw ConfigurationError(source: source, key: "listener.address", value: "\(listener.address)".quoted,
                                          problem: "two listeners have this address")
             }
+        }
+        if let metrics, addresses.contains(metrics) {
+            throw ConfigurationError(source: source, key: "metrics", value: "\(metrics)".quoted,
+                                     problem: "a listener has this address")
         }
         if workers.command.isEmpty {
             throw ConfigurationError(source: source, key: "workers.command", value: "[]",

@@ -145,6 +145,21 @@ extension SettingFormat where Value == ListenerAddress {
     }
 }
 
+extension SettingFormat where Value == ListenerAddress {
+    /// A TCP address for an HTTP endpoint.
+    static var tcpAddress: Self {
+        let problem = SettingProblem { "expected \($0.literal("tcp://HOST:PORT")), such as \($0.literal("tcp://127.0.0.1:9102"))" }
+        return Self("`tcp://HOST:PORT` or `tcp://[IPv6]:PORT`", problem: problem,
+                    accepts: { if case .tcp = $0 { true } else { false } }, text: \.description) { text throws(SettingProblem) in
+            do throws(FormatError) {
+                return try ListenerAddress(parsing: text)
+            } catch {
+                throw SettingProblem(error.description)
+            }
+        }
+    }
+}
+
 extension SettingFormat {
     /// Values read by `initializer`, whose error says what is wrong.
     private static func parsing(_ description: String,

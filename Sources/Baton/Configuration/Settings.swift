@@ -12,7 +12,12 @@ public enum Settings {
         commandLine: .option("control"), default: .described("see Docs/control-protocol.md"),
         help: "Path of the control socket")
 
-    static let configuration: [any AnySetting<Configuration>] = [controlSocket]
+    public static let metrics = Setting<Configuration, ListenerAddress>(
+        "metrics", \.metrics, .tcpAddress,
+        commandLine: .option("metrics"), default: .described("off"),
+        help: "Where Baton serves its own metrics, GET /metrics in Prometheus' text format (Docs/metrics.md); a reload that changes it moves the endpoint once the new generation takes over")
+
+    static let configuration: [any AnySetting<Configuration>] = [controlSocket, metrics]
 
     // MARK: - Ranges
 

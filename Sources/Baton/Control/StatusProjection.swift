@@ -36,7 +36,8 @@ struct StatusProjection {
     /// The status report, with `now` on the monotonic clock for uptimes and the
     /// listeners' sockets as the socket table reports them.
     func report(pid: Int32, configurationName: String, listeners: [StatusReport.ListenerStatus], now: Double,
-                scaledTo: Int?, upgrades: Int, upgradeError: String?) -> StatusReport {
+                scaledTo: Int?, upgrades: Int, upgradeError: String?,
+                reloadStatistics: StatusReport.ReloadStatistics? = nil) -> StatusReport {
         let generations = machine.generations.map { generation in
             StatusReport.GenerationStatus(
                 number: generation.number, role: .init(generation.role),
@@ -55,6 +56,6 @@ struct StatusProjection {
             pid: pid, phase: phase, configuration: configurationName,
             command: configuration?.workers.command ?? [], generations: generations, listeners: listeners,
             reloads: reloads, pendingReloads: machine.pendingReloads.count,
-            scaledTo: scaledTo, upgrades: upgrades, upgradeError: upgradeError)
+            scaledTo: scaledTo, upgrades: upgrades, upgradeError: upgradeError, reloadStatistics: reloadStatistics)
     }
 }

@@ -65,7 +65,7 @@ struct WorkerLauncher {
                 writeEnds.append(stderr)
                 (request.stdout, request.stderr) = (stdout, stderr)
             } catch {
-                logger.warning("worker \(worker) output is not prefixed: \(error)")
+                logger.warning("worker \(worker) output is not prefixed: \(error)", metadata: LogMetadata.worker(worker))
             }
         }
         return try ProcessSpawner.spawn(request)

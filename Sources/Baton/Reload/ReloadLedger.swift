@@ -10,6 +10,9 @@ struct ReloadLedger<Asker> {
     var scaledTo: Int?
     /// Most recent last.
     var history: [StatusReport.ReloadRecord] { entries.map(\.record) }
+    /// Every reload finished so far, for the reload counters and duration histogram
+    /// (kept across `batonctl upgrade`).
+    var statistics = StatusReport.ReloadStatistics()
 
     private var entries: [(firstID: ReloadRequestID, record: StatusReport.ReloadRecord)] = []
     private var askers: [ReloadRequestID: (asker: Asker, wait: Bool)] = [:]
@@ -47,6 +50,8 @@ struct ReloadLedger<Asker> {
             default:
                 entries[index].record.result = .failed
             }
+            let record = entries[index].record
+            statistics.record(record.result, seconds: time - record.started)
         }
         var replies: [(Asker, ControlReply)] = []
         for id in ids {

@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 
 /// What operators and systemd hear of the service: log lines and `sd_notify` fields
@@ -6,19 +7,21 @@ struct ServiceAnnouncer {
     let logger: Logger
     let systemd: SystemdNotifier
 
-    /// `statusLine` is the `STATUS=` line after the progress was recorded.
-    func reload(_ progress: ReloadProgress, statusLine: @autoclosure () -> String) {
+    /// `statusLine` is the `STATUS=` line after the progress was recorded; `id` is the
+    /// reload's, for the log line.
+    func reload(_ progress: ReloadProgress, id: ReloadRequestID, statusLine: @autoclosure () -> String) {
+        let metadata = LogMetadata.reload(id: id)
         switch progress {
         case .queued:
             break
         case .loadingConfiguration:
-            logger.info("reload: \(progress)")
+            logger.info("reload: \(progress)", metadata: metadata)
             systemd.reloading("reloading")
         default:
             if progress.isFinal && !progress.succeeded {
-                logger.error("reload: \(progress)")
+                logger.error("reload: \(progress)", metadata: metadata)
             } else {
-                logger.info("reload: \(progress)")
+                logger.info("reload: \(progress)", metadata: metadata)
             }
         }
         if progress.isFinal {
@@ -26,16 +29,18 @@ struct ServiceAnnouncer {
         }
     }
 
-    func announce(_ announcement: Announcement, statusLine: @autoclosure () -> String) {
+    /// `pid` is that of the worker an announcement is about, if known.
+    func announce(_ announcement: Announcement, pid: pid_t?, statusLine: @autoclosure () -> String) {
         switch announcement {
         case .serving(let generation):
             logger.info("generation \(generation) serves")
             systemd.send("READY=1\nSTATUS=\(statusLine())")
         case .workerExited(let worker, let exit, let restartAfter):
+            let metadata = LogMetadata.worker(worker, pid: pid)
             if let restartAfter {
-                logger.warning("worker \(worker) \(exit); restarting in \(DurationFormat.string(restartAfter))")
+                logger.warning("worker \(worker) \(exit); restarting in \(DurationFormat.string(restartAfter))", metadata: metadata)
             } else {
-                logger.warning("worker \(worker) \(exit)")
+                logger.warning("worker \(worker) \(exit)", metadata: metadata)
             }
             systemd.send("STATUS=\(statusLine())")
         case .workerStalled(let worker, let timeout, let restartAfter):

@@ -75,6 +75,8 @@ public final class Supervisor: @unchecked Sendable {
     private var pendingExit: Int32?
     /// Where the workers' notify sockets are.
     private var notifyDirectory: NotifyDirectory?
+    /// `/metrics`, at the serving configuration's address.
+    private var metrics: MetricsEndpoint?
 
     private init(source: ConfigurationSource, logger: Logger, eventLoop: EventLoop) {
         self.source = source
@@ -110,6 +112,7 @@ public final class Supervisor: @unchecked Sendable {
             configuration = handover.configuration
             reloads.scaledTo = handover.scaledTo
             upgrades = handover.upgrades
+            reloads.statistics = handover.reloadStatistics ?? reloads.statistics
         } else {
             let loaded = try source.load()
             try AddressOccupancy.check(loaded)
@@ -124,6 +127,15 @@ public final class Supervisor: @unchecked Sendable {
         }
         defer { control.close() }
         try eventLoop.submit { [self] in controlSocket = control.path }.wait()
+        let metrics = MetricsEndpoint(eventLoop: eventLoop, logger: logger) { [self] in PrometheusText.render(status()) }
+        do {
+            try metrics.start(configuration.metrics)
+        } catch where handover != nil {
+            // The workers serve on: an upgrade does not fail for want of its metrics port.
+            logger.error("metrics endpoint not started after the upgrade: \(error)")
+        }
+        self.metrics = metrics
+        defer { metrics.close() }
         if baton_become_subreaper() != 0 {
             logger.debug("could not become a child subreaper; orphans of workers go to init")
         }
@@ -195,7 +207,8 @@ public final class Supervisor: @unchecked Sendable {
                 return
             }
             guard ProcessAncestry.belongs(sender, to: entry.pid, trustingExited: entry.notifySocket?.isPrivate ?? false) else {
-                logger.warning("notification for worker \(worker) from pid \(sender), not the worker or a live descendant of it, dropped")
+                logger.warning("notification for worker \(worker) from pid \(sender), not the worker or a live descendant of it, dropped",
+                               metadata: LogMetadata.worker(worker, pid: entry.pid))
                 return
             }
             NotifyMessage(text).events(for: worker).forEach(feed)
@@ -257,6 +270,8 @@ public final class Supervisor: @unchecked Sendable {
             lingerIfNeeded(group: pid, of: worker)
             cancelTimer(.readinessDelay(worker))
             cancelTimer(.probe(worker))
+            reaped = (worker, entry.pid)
+            defer { reaped = nil }
             feed(.workerExited(worker, status < 0 ? .signaled(-status) : .exited(status)))
         case .probe(let worker):
             guard workers[worker] != nil else { return }
@@ -281,6 +296,8 @@ public final class Supervisor: @unchecked Sendable {
     /// Events that actions produce wait here until every action of the event before
     /// them has been performed, so that effects happen in the order they were decided.
     private var queuedEvents: [SupervisorEvent] = []
+    /// The worker whose exit is being fed, for the pid on the line that announces it.
+    private var reaped: (worker: WorkerID, pid: pid_t)?
     private var feeding = false
 
     private func feed(_ event: SupervisorEvent) {
@@ -289,7 +306,12 @@ public final class Supervisor: @unchecked Sendable {
         feeding = true
         defer { feeding = false }
         while !queuedEvents.isEmpty {
-            for action in machine.handle(queuedEvents.removeFirst()) {
+            let actions = machine.handle(queuedEvents.removeFirst())
+            switch machine.phase {
+            case .loadingConfiguration(let ids), .reloading(let ids): LogMetadata.setReloadUnderWay(ids.first)
+            default: LogMetadata.setReloadUnderWay(nil)
+            }
+            for action in actions {
                 perform(action)
             }
         }
@@ -314,16 +336,21 @@ public final class Supervisor: @unchecked Sendable {
             spawn(worker, configuration)
         case .signal(let worker, let signal):
             guard let pid = workers.pid(of: worker) else { return }
-            logger.info("sending \(SignalName.name(signal)) to worker \(worker)'s process group (pid \(pid))")
+            logger.info("sending \(SignalName.name(signal)) to worker \(worker)'s process group (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
             signalGroup(of: pid, signal)
         case .startTimer(let timer, let delay):
             startTimer(.machine(timer), after: delay)
         case .cancelTimer(let timer):
             cancelTimer(.machine(timer))
         case .reportReload(let ids, let progress):
+            if case .tookOver(let generation, _) = progress, let configuration = configuration(of: generation) {
+                metrics?.apply(configuration.metrics)
+            }
             report(progress, to: ids)
         case .announce(let announcement):
-            announcer.announce(announcement, statusLine: projection.line)
+            var pid: pid_t?
+            if case .workerExited(let worker, _, _) = announcement, let reaped, reaped.worker == worker { pid = reaped.pid }
+            announcer.announce(announcement, pid: pid, statusLine: projection.line)
         case .retainSockets(let generations):
             sockets.retain(for: generations)
         case .steer(let generation, let slots):
@@ -466,7 +493,7 @@ public final class Supervisor: @unchecked Sendable {
             return
         }
         workers.add(worker, .init(pid: pid, started: Clock.monotonic(), notifySocket: notifySocket))
-        logger.info("started worker \(worker) (pid \(pid))")
+        logger.info("started worker \(worker) (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
         switch configuration.workers.readiness {
         case .notify:
             break
@@ -497,7 +524,7 @@ public final class Supervisor: @unchecked Sendable {
         do {
             workers.addProbe(try ProcessSpawner.spawn(request), for: worker)
         } catch {
-            logger.warning("readiness probe for worker \(worker) could not start: \(error)")
+            logger.warning("readiness probe for worker \(worker) could not start: \(error)", metadata: LogMetadata.worker(worker, pid: pid))
             startTimer(.probe(worker), after: ReadinessProbe.retryAfterSpawnFailure)
         }
     }
@@ -515,7 +542,8 @@ public final class Supervisor: @unchecked Sendable {
         upgradeError = nil
         let handover = UpgradeHandover(
             serving, workers: workers, sockets: sockets.handOver(), descriptorsFromParent: descriptorsFromParent,
-            scaledTo: reloads.scaledTo, upgrades: upgrades + 1, notifyDirectory: notifyDirectory)
+            scaledTo: reloads.scaledTo, upgrades: upgrades + 1, notifyDirectory: notifyDirectory,
+            reloadStatistics: reloads.statistics)
         logger.notice("upgrading in place: executing \(executable)")
         responder.send(ControlReply(ok: true, final: true, message: "upgrading: baton \(getpid()) executes \(executable)")) { [self] in
             finished?.succeed(.upgrade(handover))
@@ -547,7 +575,7 @@ public final class Supervisor: @unchecked Sendable {
     private func report(_ progress: ReloadProgress, to ids: [ReloadRequestID]) {
         guard !ids.isEmpty else { return }
         let replies = reloads.record(progress, for: ids, at: Clock.wallTime())
-        announcer.reload(progress, statusLine: projection.line)
+        announcer.reload(progress, id: ids[0], statusLine: projection.line)
         for (responder, reply) in replies {
             responder.send(reply)
         }
@@ -561,7 +589,8 @@ public final class Supervisor: @unchecked Sendable {
         var report = projection.report(
             pid: getpid(), configurationName: source.name,
             listeners: sockets.status(of: machine.generations.last?.configuration.listeners ?? []),
-            now: Clock.monotonic(), scaledTo: reloads.scaledTo, upgrades: upgrades, upgradeError: upgradeError)
+            now: Clock.monotonic(), scaledTo: reloads.scaledTo, upgrades: upgrades, upgradeError: upgradeError,
+            reloadStatistics: reloads.statistics)
         report.droppedOutputBytes = OutputWriter.droppedBytes
         return report
     }

@@ -39,13 +39,17 @@ struct UpgradeHandover: Codable {
     var upgrades: Int
     /// Where the workers' notify sockets are; nil from a Baton that used abstract ones.
     var notifyDirectory: NotifyDirectory?
+    /// The reload counters, so that /metrics' counters do not start again; nil from an
+    /// older Baton.
+    var reloadStatistics: StatusReport.ReloadStatistics?
 
     static let variable = "BATON_UPGRADE_HANDOVER"
 
     /// What Baton hands over of the generation `serving`, whose workers' pids are in `workers`.
     init(_ serving: SupervisorStateMachine.Generation, workers: WorkerTable,
          sockets: (sockets: [Socket], sharedInstead: [ListenerAddress]),
-         descriptorsFromParent: [Int32], scaledTo: Int?, upgrades: Int, notifyDirectory: NotifyDirectory?) {
+         descriptorsFromParent: [Int32], scaledTo: Int?, upgrades: Int, notifyDirectory: NotifyDirectory?,
+         reloadStatistics: StatusReport.ReloadStatistics? = nil) {
         configuration = serving.configuration
         generation = serving.number
         self.workers = serving.workers.values.sorted { $0.id < $1.id }.compactMap { worker in
@@ -57,6 +61,7 @@ struct UpgradeHandover: Codable {
         self.scaledTo = scaledTo
         self.upgrades = upgrades
         self.notifyDirectory = notifyDirectory
+        self.reloadStatistics = reloadStatistics
     }
 
     /// The handed-over workers as the new Baton names them.

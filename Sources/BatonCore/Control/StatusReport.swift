@@ -20,10 +20,13 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// Bytes of worker output (`output = "prefix"`) dropped because Baton's own output
     /// was not read fast enough; nil from a Baton that does not count them.
     public var droppedOutputBytes: Int?
+    /// Every reload finished since Baton started; nil from a Baton that did not count them.
+    public var reloadStatistics: ReloadStatistics?
 
     public init(pid: Int32, phase: Phase, configuration: String, command: [String],
                 generations: [GenerationStatus], listeners: [ListenerStatus], reloads: [ReloadRecord],
-                pendingReloads: Int, scaledTo: Int? = nil, upgrades: Int? = nil, upgradeError: String? = nil) {
+                pendingReloads: Int, scaledTo: Int? = nil, upgrades: Int? = nil, upgradeError: String? = nil,
+                reloadStatistics: ReloadStatistics? = nil) {
         self.pid = pid
         self.phase = phase
         self.configuration = configuration
@@ -35,6 +38,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         self.scaledTo = scaledTo
         self.upgrades = upgrades
         self.upgradeError = upgradeError
+        self.reloadStatistics = reloadStatistics
     }
 
     /// What Baton as a whole is doing.
