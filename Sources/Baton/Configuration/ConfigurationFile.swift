@@ -16,6 +16,10 @@ public enum ConfigurationFile {
     }
 
     public static func parse(_ text: String, source: String, defaultControlSocket: String) throws(ConfigurationError) -> Configuration {
+        if let (line, column) = nonASCIITableName(in: text) {
+            throw ConfigurationError(source: "\(source):\(line):\(column)",
+                                     problem: "a table name starts with a character a bare key cannot have: quote the name")
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
@@ -59,6 +63,31 @@ public enum ConfigurationFile {
         try configuration.validate(source: source)
         return configuration
     }
+}
+
+/// Where a table header's name starts with a non-ASCII character (`[é]`), outside
+/// multi-line strings: TOMLKit's parser (toml++) stops the process on a failed assertion
+/// there rather than reporting an error, which on a reload would take down a serving
+/// Baton (found by the fuzz target; Docs/security.md, Fuzzing).
+func nonASCIITableName(in text: String) -> (line: Int, column: Int)? {
+    var openDelimiter: String?
+    for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        if openDelimiter == nil {
+            let header = line.drop { $0 == " " || $0 == "\t" }
+            if header.first == "[" {
+                let name = header.dropFirst().drop { $0 == "[" || $0 == " " || $0 == "\t" }
+                if let first = name.unicodeScalars.first, !first.isASCII {
+                    return (index + 1, line.distance(from: line.startIndex, to: name.startIndex) + 1)
+                }
+            }
+        }
+        for delimiter in ["\"\"\"", "\'\'\'"] where openDelimiter == nil || openDelimiter == delimiter {
+            if line.ranges(of: delimiter).count % 2 == 1 {
+                openDelimiter = openDelimiter == nil ? delimiter : nil
+            }
+        }
+    }
+    return nil
 }
 
 /// Reads the settings of one TOML table, with errors that name the key and file.
