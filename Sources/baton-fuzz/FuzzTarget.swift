@@ -58,7 +58,8 @@ let selectedTarget: FuzzTarget = {
     let name = getenv("BATON_FUZZ_TARGET").map { String(cString: $0) } ?? ""
     guard let target = FuzzTarget(rawValue: name) else {
         let known = FuzzTarget.allCases.map(\.rawValue).joined(separator: ", ")
-        fputs("baton-fuzz: set BATON_FUZZ_TARGET to one of: \(known)\n", stderr)
+        let message = "baton-fuzz: set BATON_FUZZ_TARGET to one of: \(known)\n"
+        _ = message.withCString { write(2, $0, strlen($0)) }
         exit(2)
     }
     return target
@@ -68,6 +69,23 @@ let selectedTarget: FuzzTarget = {
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     selectedTarget.run(UnsafeRawBufferPointer(start: data, count: size))
     return 0
+}
+
+/// libFuzzer's driver, which its own `main` calls.
+@_silgen_name("LLVMFuzzerRunDriver")
+func runFuzzerDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ test: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+
+/// The executable's entry point: SwiftPM links an executable target's `main` to
+/// `<target>_main`, which libFuzzer's `main` is not, so this one starts libFuzzer.
+@_cdecl("baton_fuzz_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var argc = argc
+    var argv = argv
+    return runFuzzerDriver(&argc, &argv) { data, size in fuzzOneInput(data, size) }
 }
 #else
 import Foundation
