@@ -18,7 +18,7 @@ public enum ConfigurationFile {
     public static func parse(_ text: String, source: String, defaultControlSocket: String) throws(ConfigurationError) -> Configuration {
         if let (line, column) = nonASCIITableName(in: text) {
             throw ConfigurationError(source: "\(source):\(line):\(column)",
-                                     problem: "a table name starts with a character a bare key cannot have: quote the name")
+                                     problem: "a table name starts with a character a bare key cannot have (only letters, digits, - and _): quote the name")
         }
         let root: TOMLTable
         do {
@@ -65,7 +65,8 @@ public enum ConfigurationFile {
     }
 }
 
-/// Where a table header's name starts with a non-ASCII character (`[é]`), outside
+/// Where a table header's name starts with a character no name starts with (`[é]`,
+/// `[;x]`: neither a bare key's letter, digit, `-` or `_` nor a quote), outside
 /// multi-line strings: TOMLKit's parser (toml++) stops the process on a failed assertion
 /// there rather than reporting an error, which on a reload would take down a serving
 /// Baton (found by the fuzz target; Docs/security.md, Fuzzing).
@@ -76,7 +77,8 @@ func nonASCIITableName(in text: String) -> (line: Int, column: Int)? {
             let header = line.drop { $0 == " " || $0 == "\t" }
             if header.first == "[" {
                 let name = header.dropFirst().drop { $0 == "[" || $0 == " " || $0 == "\t" }
-                if let first = name.unicodeScalars.first, !first.isASCII {
+                if let first = name.unicodeScalars.first,
+                   !(first.properties.isASCIIHexDigit || ("a"..."z").contains(first) || ("A"..."Z").contains(first) || "_-\"'".unicodeScalars.contains(first)) {
                     return (index + 1, line.distance(from: line.startIndex, to: name.startIndex) + 1)
                 }
             }
