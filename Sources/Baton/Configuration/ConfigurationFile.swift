@@ -77,8 +77,11 @@ func nonASCIITableName(in text: String) -> (line: Int, column: Int)? {
             let header = line.drop { $0 == " " || $0 == "\t" }
             if header.first == "[" {
                 let name = header.dropFirst().drop { $0 == "[" || $0 == " " || $0 == "\t" }
-                if let first = name.unicodeScalars.first,
-                   !(first.properties.isASCIIHexDigit || ("a"..."z").contains(first) || ("A"..."Z").contains(first) || "_-\"'".unicodeScalars.contains(first)) {
+                guard let first = name.unicodeScalars.first, first != "\r" else {
+                    // The name on a later line: toml++ fails the same assertion.
+                    return (index + 1, line.distance(from: line.startIndex, to: name.startIndex) + 1)
+                }
+                if !(first.properties.isASCIIHexDigit || ("a"..."z").contains(first) || ("A"..."Z").contains(first) || "_-\"'".unicodeScalars.contains(first)) {
                     return (index + 1, line.distance(from: line.startIndex, to: name.startIndex) + 1)
                 }
             }
