@@ -76,7 +76,8 @@ func nonASCIITableName(in text: String) -> (line: Int, column: Int)? {
         if openDelimiter == nil {
             let header = line.drop { $0 == " " || $0 == "\t" }
             if header.first == "[" {
-                let name = header.dropFirst().drop { $0 == "[" || $0 == " " || $0 == "\t" }
+                let opened = header.dropFirst()
+                let name = (opened.first == "[" ? opened.dropFirst() : opened).drop { $0 == " " || $0 == "\t" }
                 guard let first = name.unicodeScalars.first, first != "\r" else {
                     // The name on a later line: toml++ fails the same assertion.
                     return (index + 1, line.distance(from: line.startIndex, to: name.startIndex) + 1)
