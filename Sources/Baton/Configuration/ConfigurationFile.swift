@@ -74,16 +74,16 @@ func nonASCIITableName(in text: String) -> (line: Int, column: Int)? {
     var openDelimiter: String?
     for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
         if openDelimiter == nil {
-            let header = line.drop { $0 == " " || $0 == "\t" }
+            let header = line.unicodeScalars.drop { $0 == " " || $0 == "\t" }
             if header.first == "[" {
                 let opened = header.dropFirst()
                 let name = (opened.first == "[" ? opened.dropFirst() : opened).drop { $0 == " " || $0 == "\t" }
-                guard let first = name.unicodeScalars.first, first != "\r" else {
+                guard let first = name.first, first != "\r" else {
                     // The name on a later line: toml++ fails the same assertion.
-                    return (index + 1, line.distance(from: line.startIndex, to: name.startIndex) + 1)
+                    return (index + 1, line.unicodeScalars.distance(from: line.unicodeScalars.startIndex, to: name.startIndex) + 1)
                 }
                 if !(first.properties.isASCIIHexDigit || ("a"..."z").contains(first) || ("A"..."Z").contains(first) || "_-\"'".unicodeScalars.contains(first)) {
-                    return (index + 1, line.distance(from: line.startIndex, to: name.startIndex) + 1)
+                    return (index + 1, line.unicodeScalars.distance(from: line.unicodeScalars.startIndex, to: name.startIndex) + 1)
                 }
             }
         }
