@@ -161,6 +161,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // libFuzzer targets for the parsers of outside input (Docs/security.md, "Fuzzing"). Built
+        // with -sanitize=fuzzer -DFUZZING by Tests/Fuzz/run; built plainly it replays files.
+        .executableTarget(
+            name: "baton-fuzz",
+            dependencies: ["Baton", "BatonCore", "BatonWorker"]
+        ),
         .testTarget(
             name: "BatonCoreTests",
             dependencies: ["BatonCore"]

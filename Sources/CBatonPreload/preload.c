@@ -1,4 +1,5 @@
 #include "CBatonPreload.h"
+#include "address_match.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -17,16 +18,6 @@
 #include <unistd.h>
 
 #define BATON_PRELOAD_MAX_SOCKETS 256
-
-typedef struct {
-    int fd;
-    dev_t device;
-    ino_t inode;
-    int family;
-    int type;
-    struct sockaddr_storage address;
-    socklen_t length;
-} baton_preload_socket;
 
 static baton_preload_socket baton_preload_sockets[BATON_PRELOAD_MAX_SOCKETS];
 static int baton_preload_socket_count;
@@ -115,62 +106,6 @@ static baton_preload_socket *baton_preload_inherited(int fd) {
 static int baton_preload_still_open(const baton_preload_socket *entry) {
     struct stat status;
     return fstat(entry->fd, &status) == 0 && status.st_dev == entry->device && status.st_ino == entry->inode;
-}
-
-// 1 when `wanted` names `entry`'s address exactly, 2 when it is the wildcard address
-// of the same family and port, 0 otherwise.
-static int baton_preload_match(const baton_preload_socket *entry, const struct sockaddr *wanted, socklen_t length) {
-    if (entry->family != wanted->sa_family) {
-        return 0;
-    }
-    switch (wanted->sa_family) {
-    case AF_INET: {
-        if (length < sizeof(struct sockaddr_in)) {
-            return 0;
-        }
-        const struct sockaddr_in *asked = (const struct sockaddr_in *)wanted;
-        const struct sockaddr_in *held = (const struct sockaddr_in *)&entry->address;
-        if (asked->sin_port == 0 || asked->sin_port != held->sin_port) {
-            return 0;
-        }
-        if (asked->sin_addr.s_addr == held->sin_addr.s_addr) {
-            return 1;
-        }
-        return asked->sin_addr.s_addr == htonl(INADDR_ANY) ? 2 : 0;
-    }
-    case AF_INET6: {
-        if (length < sizeof(struct sockaddr_in6)) {
-            return 0;
-        }
-        const struct sockaddr_in6 *asked = (const struct sockaddr_in6 *)wanted;
-        const struct sockaddr_in6 *held = (const struct sockaddr_in6 *)&entry->address;
-        if (asked->sin6_port == 0 || asked->sin6_port != held->sin6_port) {
-            return 0;
-        }
-        if (memcmp(&asked->sin6_addr, &held->sin6_addr, sizeof(struct in6_addr)) == 0) {
-            return 1;
-        }
-        return memcmp(&asked->sin6_addr, &in6addr_any, sizeof(struct in6_addr)) == 0 ? 2 : 0;
-    }
-    case AF_UNIX: {
-        size_t offset = offsetof(struct sockaddr_un, sun_path);
-        if (length <= offset || entry->length <= offset) {
-            return 0;
-        }
-        const char *asked = ((const struct sockaddr_un *)wanted)->sun_path;
-        const char *held = ((const struct sockaddr_un *)&entry->address)->sun_path;
-        size_t asked_length = length - offset;
-        size_t held_length = entry->length - offset;
-        if (asked[0] != '\0') {
-            // A path: compare as strings, whatever padding the lengths include.
-            asked_length = strnlen(asked, asked_length);
-            held_length = strnlen(held, held_length);
-        }
-        return asked_length == held_length && memcmp(asked, held, asked_length) == 0 ? 1 : 0;
-    }
-    default:
-        return 0;
-    }
 }
 
 int bind(int fd, const struct sockaddr *address, socklen_t length) {

@@ -41,10 +41,24 @@ import Testing
             server.listen(5)
             other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             other.bind(("127.0.0.1", 0))
+            # A bind() whose address is too short to hold its family, its one byte at the
+            # end of a page before an unreadable one: the library must hand it to the C
+            # library (EINVAL) without reading past it.
+            import ctypes, mmap
+            libc = ctypes.CDLL(None, use_errno=True)
+            pages = mmap.mmap(-1, 2 * mmap.PAGESIZE)
+            page_end = ctypes.addressof(ctypes.c_char.from_buffer(pages)) + mmap.PAGESIZE
+            libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            libc.mprotect(page_end, mmap.PAGESIZE, 0)
+            libc.bind.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint]
+            short = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            short_bind_errno = 0 if libc.bind(short.fileno(), page_end - 1, 1) == 0 else ctypes.get_errno()
+            short.close()
             preload = {
                 "fd": server.fileno(), "inode": os.fstat(server.fileno()).st_ino,
                 "address": list(server.getsockname()), "other_port": other.getsockname()[1],
                 "inherited_cloexec": bool(os.get_inheritable(3)) is False,
+                "short_bind_errno": short_bind_errno,
             }
             server.shutdown(socket.SHUT_RDWR)
             server.close()
@@ -91,6 +105,7 @@ import Testing
             var address: [Port]
             var other_port: Int
             var inherited_cloexec: Bool
+            var short_bind_errno: Int
         }
 
         enum Port: Decodable, Equatable {
@@ -301,6 +316,8 @@ import Testing
         #expect(preload.address == [.text("127.0.0.1"), .number(service.ports.tcp)])
         #expect(preload.other_port != service.ports.tcp && preload.other_port != 0, "a bind to another address is untouched")
         #expect(preload.inherited_cloexec, "the original descriptor is kept from programs the server runs")
+        #expect(preload.short_bind_errno == Int(EINVAL),
+                "a bind() with an address too short for its family reaches the C library, unread (the fuzz target's find)")
         service.expectSockets(dump, at: ["3", "4", "5", "6"])
 
         // The server shut down and closed its socket; Baton's still listens.

@@ -146,6 +146,21 @@ import Testing
         }
     }
 
+    /// TOMLKit's parser aborts the process on such a header (the fuzz target's find).
+    @Test func tableNameStartingWithNonASCIIIsAnErrorNotAnAbort() {
+        for (text, at) in [("[é]\n", "baton.toml:1:2"), ("[workers]\ncommand = [\"x\"]\n  [[ é.x]]\n", "baton.toml:3:6"), ("[[;istener]]\n", "baton.toml:1:3"), ("[\nworkers]\n", "baton.toml:1:2"), ("[[[listener]]\n", "baton.toml:1:3"), ("[\u{670}]\n", "baton.toml:1:2")] {
+            do {
+                _ = try parse(text)
+                Issue.record("\(text) was accepted")
+            } catch {
+                #expect(error.description.hasPrefix(at), "\(error)")
+                #expect(error.description.contains("quote the name"), "\(error)")
+            }
+        }
+        // Inside a multi-line string such a line is text.
+        #expect((try? parse("[workers]\ncommand = [\"\"\"\n[é]\"\"\"]\n"))?.workers.command == ["[é]"])
+    }
+
     @Test func missingFileIsAClearError() {
         do {
             _ = try ConfigurationFile.load(path: "/nonexistent/baton.toml", defaultControlSocket: "/x")

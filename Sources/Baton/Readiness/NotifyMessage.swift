@@ -1,10 +1,10 @@
-/// One sd_notify message, as far as Baton cares.
-struct NotifyMessage: Equatable {
-    var ready = false
-    var stopping = false
-    var status: String?
+/// One sd_notify message, as far as Baton cares. (`package`: the fuzz target reads it.)
+package struct NotifyMessage: Equatable {
+    package var ready = false
+    package var stopping = false
+    package var status: String?
 
-    init(_ text: String) {
+    package init(_ text: String) {
         for line in text.split(separator: "\n") {
             if line == "READY=1" {
                 ready = true
@@ -20,7 +20,7 @@ struct NotifyMessage: Equatable {
 extension NotifyMessage {
     /// What the message tells the state machine about `worker`, in the order a worker
     /// that sends several fields at once means them.
-    func events(for worker: WorkerID) -> [SupervisorEvent] {
+    package func events(for worker: WorkerID) -> [SupervisorEvent] {
         var events: [SupervisorEvent] = []
         if let status { events.append(.workerStatus(worker, status)) }
         if ready { events.append(.workerReady(worker)) }
