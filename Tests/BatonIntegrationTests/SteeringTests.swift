@@ -24,9 +24,13 @@ import Testing
         """
     }
 
-    func load(_ port: Int, clients: Int = 16) -> LoadGenerator {
+    /// Load with `clients` clients. `patient`: a request waits for its answer however
+    /// long a busy machine (or a stopped or slow worker) takes, so that a failure is a
+    /// reset or a refusal, never a slow answer.
+    func load(_ port: Int, clients: Int = 16, patient: Bool = false) -> LoadGenerator {
         var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
         configuration.clients = clients
+        if patient { configuration.requestTimeout = .seconds(300) }
         let load = LoadGenerator(configuration)
         load.start()
         return load
@@ -114,13 +118,8 @@ import Testing
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
         try baton.waitUntilServing()
         try requireSteering(baton)
-        var settings = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
-        settings.clients = 16
-        // The requests the stopped worker holds wait for it to be woken up, however
-        // long the test takes on a busy machine: a failure here is a reset or a refusal.
-        settings.requestTimeout = .seconds(300)
-        let load = LoadGenerator(settings)
-        load.start()
+        // The requests the stopped worker holds wait for it to be woken up.
+        let load = load(port, patient: true)
         let before = try baton.waitForStatus("every socket given connections") { status in
             status.listeners.first?.sockets.allSatisfy { ($0.steered ?? 0) > 0 } == true
         }
@@ -162,12 +161,7 @@ import Testing
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
         try baton.waitUntilServing()
         try requireSteering(baton)
-        var settings = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
-        settings.clients = 16
-        // Slow on purpose: a failure is a reset or a refusal, never a slow answer.
-        settings.requestTimeout = .seconds(300)
-        let load = LoadGenerator(settings)
-        load.start()
+        let load = load(port, patient: true)
         let before = try MigrationCounters.read()
         var outputs: [(Int32, String)] = []
         for count in [1, 4, 1, 4] {
@@ -213,13 +207,7 @@ import Testing
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
         try baton.waitUntilServing()
         try requireSteering(baton)
-        var settings = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: removedPort))
-        settings.clients = 16
-        // A connection waits for its answer however long a busy machine takes: what
-        // fails is reset or refused, never slow.
-        settings.requestTimeout = .seconds(300)
-        let load = LoadGenerator(settings)
-        load.start()
+        let load = load(removedPort, patient: true)
         _ = try baton.waitForStatus("the removed listener served") { status in
             status.listeners.first { $0.name == "http" }?.sockets.contains { ($0.steered ?? 0) > 100 } == true
         }
