@@ -50,6 +50,14 @@ import Testing
             #expect(after.generations[0].workers.map(\.pid) == before.generations[0].workers.map(\.pid), "\(line)")
             #expect(after.generations[0].workers.allSatisfy { $0.state == .ready }, "\(line)")
         }
+        // A file on which the TOML parser (toml++) fails an assertion: refused, naming the
+        // line; the serving Baton is not the process that aborts.
+        try scratch.write("baton.toml", Self.configuration + "\n[é]\n")
+        let aborting = try ControlClient.send(ControlRequest(command: .reload, wait: true), to: baton.controlSocket,
+                                              timeout: .seconds(60))
+        #expect(!aborting.ok)
+        #expect(aborting.error?.contains("baton.toml:6: not valid TOML: the TOML parser (toml++) stopped with SIGABRT") == true, "\(aborting)")
+        #expect(try baton.status().generations.map(\.number) == [1])
         // The control socket cannot move at a reload: refused, saying where it stays.
         try scratch.write("baton.toml", "control_socket = \"\(scratch.path)/elsewhere.sock\"\n" + Self.configuration)
         let moved = try ControlClient.send(ControlRequest(command: .reload, wait: true), to: baton.controlSocket, timeout: .seconds(60))

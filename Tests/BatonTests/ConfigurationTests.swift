@@ -146,15 +146,20 @@ import Testing
         }
     }
 
-    /// TOMLKit's parser aborts the process on such a header (the fuzz target's find).
-    @Test func tableNameStartingWithNonASCIIIsAnErrorNotAnAbort() {
-        for (text, at) in [("[é]\n", "baton.toml:1:2"), ("[workers]\ncommand = [\"x\"]\n  [[ é.x]]\n", "baton.toml:3:6"), ("[[;istener]]\n", "baton.toml:1:3"), ("[\nworkers]\n", "baton.toml:1:2"), ("[[[listener]]\n", "baton.toml:1:3"), ("[\u{670}]\n", "baton.toml:1:2")] {
+    /// toml++ stops the process on a failed assertion for each of these (the fuzz target's
+    /// finds); the file is read first in a forked copy, so each is an error naming the line
+    /// and this test process lives on.
+    @Test func inputThatAbortsTheTOMLParserIsAnErrorNotAnAbort() {
+        let aborting = [
+            ("[é]\n", 1), ("[workers]\ncommand = [\"x\"]\n  [[ é.x]]\n", 3), ("[[;istener]]\n", 1),
+            ("[\nworkers]\n", 1), ("[[[listener]]\n", 1), ("[\u{670}]\n", 1),
+        ]
+        for (text, line) in aborting {
             do {
                 _ = try parse(text)
                 Issue.record("\(text) was accepted")
             } catch {
-                #expect(error.description.hasPrefix(at), "\(error)")
-                #expect(error.description.contains("quote the name"), "\(error)")
+                #expect(error.description.hasPrefix("baton.toml:\(line): not valid TOML: the TOML parser (toml++) stopped with SIGABRT"), "\(error)")
             }
         }
         // Inside a multi-line string such a line is text.

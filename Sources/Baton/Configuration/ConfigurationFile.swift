@@ -16,10 +16,7 @@ public enum ConfigurationFile {
     }
 
     public static func parse(_ text: String, source: String, defaultControlSocket: String) throws(ConfigurationError) -> Configuration {
-        if let (line, column) = nonASCIITableName(in: text) {
-            throw ConfigurationError(source: "\(source):\(line):\(column)",
-                                     problem: "a table name starts with a character a bare key cannot have (only letters, digits, - and _): quote the name")
-        }
+        try TOMLTrial.check(text, source: source)
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
@@ -63,37 +60,6 @@ public enum ConfigurationFile {
         try configuration.validate(source: source)
         return configuration
     }
-}
-
-/// Where a table header's name starts with a character no name starts with (`[é]`,
-/// `[;x]`: neither a bare key's letter, digit, `-` or `_` nor a quote), outside
-/// multi-line strings: TOMLKit's parser (toml++) stops the process on a failed assertion
-/// there rather than reporting an error, which on a reload would take down a serving
-/// Baton (found by the fuzz target; Docs/security.md, Fuzzing).
-func nonASCIITableName(in text: String) -> (line: Int, column: Int)? {
-    var openDelimiter: String?
-    for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-        if openDelimiter == nil {
-            let header = line.unicodeScalars.drop { $0 == " " || $0 == "\t" }
-            if header.first == "[" {
-                let opened = header.dropFirst()
-                let name = (opened.first == "[" ? opened.dropFirst() : opened).drop { $0 == " " || $0 == "\t" }
-                guard let first = name.first, first != "\r" else {
-                    // The name on a later line: toml++ fails the same assertion.
-                    return (index + 1, line.unicodeScalars.distance(from: line.unicodeScalars.startIndex, to: name.startIndex) + 1)
-                }
-                if !(first.properties.isASCIIHexDigit || ("a"..."z").contains(first) || ("A"..."Z").contains(first) || "_-\"'".unicodeScalars.contains(first)) {
-                    return (index + 1, line.unicodeScalars.distance(from: line.unicodeScalars.startIndex, to: name.startIndex) + 1)
-                }
-            }
-        }
-        for delimiter in ["\"\"\"", "\'\'\'"] where openDelimiter == nil || openDelimiter == delimiter {
-            if line.ranges(of: delimiter).count % 2 == 1 {
-                openDelimiter = openDelimiter == nil ? delimiter : nil
-            }
-        }
-    }
-    return nil
 }
 
 /// Reads the settings of one TOML table, with errors that name the key and file.

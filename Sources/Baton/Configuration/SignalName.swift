@@ -8,7 +8,8 @@ public enum SignalName {
         ("HUP", SIGHUP), ("INT", SIGINT), ("QUIT", SIGQUIT), ("KILL", SIGKILL), ("USR1", SIGUSR1),
         ("USR2", SIGUSR2), ("PIPE", SIGPIPE), ("ALRM", SIGALRM), ("TERM", SIGTERM), ("CHLD", SIGCHLD),
         ("CONT", SIGCONT), ("STOP", SIGSTOP), ("TSTP", SIGTSTP), ("TTIN", SIGTTIN), ("TTOU", SIGTTOU),
-        ("URG", SIGURG), ("WINCH", SIGWINCH),
+        ("URG", SIGURG), ("WINCH", SIGWINCH), ("ABRT", SIGABRT), ("SEGV", SIGSEGV), ("BUS", SIGBUS),
+        ("ILL", SIGILL), ("FPE", SIGFPE), ("TRAP", SIGTRAP), ("SYS", SIGSYS),
     ]
 
     /// Signals that cannot tell a worker to drain: job control, which stops or continues

@@ -156,3 +156,17 @@ int baton_socket_cookie(int fd, uint64_t *cookie);
 /// NOTIFY_SOCKET), with `fd` attached (SCM_RIGHTS) unless it is -1, without ever
 /// waiting: EAGAIN when the receiver's queue is full.
 int baton_notify(const char *path, const char *message, int fd);
+
+/// How a trial ended (`baton_trial`): the function returned, the trial ran out of time
+/// and was killed, or it ended without saying how (killed by SIGKILL, say).
+#define BATON_TRIAL_RETURNED 0
+#define BATON_TRIAL_TIMED_OUT (-1)
+#define BATON_TRIAL_VANISHED (-2)
+
+/// Calls `function(argument)` in a forked copy of this process that does nothing else
+/// and exits, so that code which may abort (a parser's failed assertion) cannot take the
+/// caller down. `outcome` is BATON_TRIAL_RETURNED, BATON_TRIAL_TIMED_OUT (killed after
+/// `timeout_ms`), BATON_TRIAL_VANISHED, or the number of the fatal signal that ended it,
+/// which the copy reports itself (so a reaper's `waitpid(-1)` taking it first loses
+/// nothing).
+int baton_trial(void (*function)(const void *argument), const void *argument, int timeout_ms, int *outcome);
