@@ -86,7 +86,11 @@ let package = Package(
             dependencies: [
                 "Baton",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            // Relative relocations packed (DT_RELR, glibc 2.36+): the dynamic loader reads
+            // a few KB at start instead of 2 MB of RELA entries that then stay in Baton's
+            // resident memory (Docs/metrics.md, "Memory").
+            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"])]
         ),
         .executableTarget(
             name: "batonctl",

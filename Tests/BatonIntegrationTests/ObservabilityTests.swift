@@ -241,6 +241,14 @@ import Testing
         // Lines logged during the reload by other parts of Baton carry the same id.
         let secondGeneration = started.filter { $0["generation"] as? Int == 2 }
         #expect(secondGeneration.allSatisfy { $0["reload"] as? Int == ids.first }, "\(secondGeneration)")
+        // So do the old generation's drain lines after the outcome, up to its end; the
+        // stop's lines for generation 2 belong to no reload.
+        let drained = objects.filter { $0["generation"] as? Int == 1 && $0["message"] as? String != nil }
+            .filter { !(($0["message"] as? String)?.hasPrefix("started worker") ?? true) }
+        #expect(drained.contains { ($0["message"] as? String) == "generation 1 has exited" }, "\(drained)")
+        #expect(!drained.isEmpty && drained.allSatisfy { $0["reload"] as? Int == ids.first }, "\(drained)")
+        let stopped = objects.filter { ($0["message"] as? String)?.hasPrefix("sending SIGTERM to worker g2/") == true }
+        #expect(!stopped.isEmpty && stopped.allSatisfy { $0["reload"] == nil }, "\(stopped)")
     }
 
     // MARK: - Helpers

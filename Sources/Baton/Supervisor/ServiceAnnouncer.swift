@@ -11,6 +11,7 @@ struct ServiceAnnouncer {
     /// reload's, for the log line.
     func reload(_ progress: ReloadProgress, id: ReloadRequestID, statusLine: @autoclosure () -> String) {
         let metadata = LogMetadata.reload(id: id)
+        if progress.isFinal { LogMetadata.reloadEnded(id, progress) }
         switch progress {
         case .queued:
             break
@@ -44,10 +45,12 @@ struct ServiceAnnouncer {
             }
             systemd.send("STATUS=\(statusLine())")
         case .workerStalled(let worker, let timeout, let restartAfter):
-            logger.warning("worker \(worker) accepted no connection for \(DurationFormat.string(timeout)) while its sockets held some: it leaves the rotation and its slot, what it holds goes to the other slots, it is told to drain (and killed at its drain timeout); its slot restarts in \(DurationFormat.string(restartAfter))")
+            logger.warning("worker \(worker) accepted no connection for \(DurationFormat.string(timeout)) while its sockets held some: it leaves the rotation and its slot, what it holds goes to the other slots, it is told to drain (and killed at its drain timeout); its slot restarts in \(DurationFormat.string(restartAfter))",
+                           metadata: LogMetadata.worker(worker, pid: pid))
             systemd.send("STATUS=\(statusLine())")
         case .generationGone(let generation):
-            logger.info("generation \(generation) has exited")
+            logger.info("generation \(generation) has exited", metadata: LogMetadata.generation(generation))
+            LogMetadata.generationGone(generation)
             systemd.send("STATUS=\(statusLine())")
         case .stopping:
             logger.info("stopping: draining every worker")
