@@ -79,8 +79,11 @@ struct BatonCommand: ParsableCommand {
         if config != nil && !(command.isEmpty && listen.isEmpty) {
             throw ValidationError("give either --config or a command with --listen options, not both")
         }
-        if config != nil && metrics != nil {
-            throw ValidationError("--metrics is for the one-line form; with --config, set metrics = \"tcp://HOST:PORT\" in the file")
+        // Only --control has a meaning beside a file (where the file sets none); every
+        // other one-line option would be silently overridden by the file.
+        let ignored = oneLine.givenOptions.filter { $0 != "--\(Settings.controlSocket.option)" }
+        if config != nil && !ignored.isEmpty {
+            throw ValidationError("\(ignored.joined(separator: ", ")) \(ignored.count == 1 ? "is" : "are") for the one-line form; with --config, set \(ignored.count == 1 ? "it" : "them") in the file (such as metrics = \"tcp://HOST:PORT\", or count = 4 in [workers]; Docs/configuration.md)")
         }
         if config == nil && command.isEmpty {
             throw ValidationError("give a worker command after --, or --config FILE")

@@ -169,6 +169,10 @@ import Testing
         let result = try run(Products.path("baton"), ["--config", "\(scratch.path)/baton.toml", "--metrics", "tcp://127.0.0.1:9102"])
         #expect(result.status != 0)
         #expect(result.output.contains("--metrics is for the one-line form"), "\(result.output)")
+        // So is every other one-line option: named, not silently overridden by the file.
+        let two = try run(Products.path("baton"), ["--config", "\(scratch.path)/baton.toml", "--workers", "4", "--drain-timeout", "1s"])
+        #expect(two.status != 0)
+        #expect(two.output.contains("--drain-timeout, --workers are for the one-line form; with --config, set them in the file"), "\(two.output)")
     }
 
     /// `batonctl upgrade` keeps the endpoint and its counters: the new binary binds the

@@ -16,6 +16,11 @@ public struct CommandLineConfiguration: Sendable {
         set { options[setting.option] = newValue }
     }
 
+    /// The options given, as written on the command line (`--workers`), sorted.
+    public var givenOptions: [String] {
+        options.keys.sorted().map { "--\($0)" }
+    }
+
     public func configuration() throws(ConfigurationError) -> Configuration {
         var listeners: [ListenerConfiguration] = []
         for text in listen {
