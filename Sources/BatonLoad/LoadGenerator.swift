@@ -52,6 +52,12 @@ public final class LoadGenerator: Sendable {
         events.withLock { $0.append(.init(name: name, at: offset.seconds)) }
     }
 
+    /// How many requests were answered so far: cheap, unlike ``snapshot``, for waiting on
+    /// the load's progress.
+    public var answered: Int {
+        clients.reduce(0) { total, client in total + client.state.withLock { $0.samples.count } }
+    }
+
     /// The counts so far.
     public var snapshot: LoadReport {
         let origin = started.withLock { $0 } ?? .now

@@ -168,10 +168,11 @@ import Testing
         #expect(try systemd.property("ActiveState", of: "baton-demo.service") == "inactive")
     }
 
-    /// Baton killed with SIGKILL: a request in a worker's hands is still answered (the
-    /// workers get their drain signal as their parent dies, and the unit lets them finish
-    /// before systemd restarts the service), and the service comes back.
-    @Test func aRequestInFlightSurvivesBatonBeingKilled() throws {
+    /// Baton killed with SIGKILL under load: no request fails, and one in a worker's
+    /// hands is still answered (the workers get their drain signal as their parent dies,
+    /// the unit lets them finish before systemd restarts the service, and new
+    /// connections wait in the socket unit's queue meanwhile); the service comes back.
+    @Test func killingBatonUnderLoadFailsNoRequest() throws {
         let scratch = ScratchDirectory()
         guard let systemd = try systemd(["baton-demo.socket", "baton-demo.service"], in: scratch) else { return }
         #expect(try systemd.run(["systemctl", "start", "baton-demo.socket", "baton-demo.service"]).status == 0)
@@ -179,13 +180,17 @@ import Testing
         let slow = Mutex<(status: Int32, output: String)?>(nil)
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
-            slow.withLock { $0 = try? curl(systemd, "/sleep?ms=3000") }
+            slow.withLock { $0 = try? curl(systemd, "/sleep?ms=10000") }
             done.signal()
         }
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline, !(try systemd.run(["ss", "-Htn", "state", "established", "( sport = :8080 )"]).output.contains("127.0.0.1")) {
             usleep(20_000)
         }
+        // The slow request is in a worker's hands; now the load, and the kill once it runs.
+        let load = load(systemd, port: 8080)
+        load.start()
+        while Date() < deadline, load.answered < 20 { usleep(20_000) }
         #expect(try systemd.run(["kill", "-KILL", killed]).status == 0)
         done.wait()
         let response = slow.withLock { $0 }
@@ -199,6 +204,12 @@ import Testing
             usleep(100_000)
         }
         #expect(restarted != killed && restarted != "0", "systemd must restart the service")
+        // The load goes on until the new Baton's workers have answered some of it.
+        let answeredBefore = load.answered
+        let answeredDeadline = Date().addingTimeInterval(30)
+        while Date() < answeredDeadline, load.answered < answeredBefore + 50 { usleep(20_000) }
+        let report = load.stop()
+        expectNoFailures(report, systemd.journal("baton-demo.service"), what: "SIGKILL of Baton")
         #expect(try curl(systemd).output.hasPrefix("HTTP/1.1 200"))
     }
 

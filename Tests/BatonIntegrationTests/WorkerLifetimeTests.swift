@@ -122,7 +122,7 @@ import Testing
         configuration.maximumDuration = .seconds(60)
         let load = LoadGenerator(configuration)
         load.start()
-        #expect(Self.waitFor { load.snapshot.succeeded > 20 }, "the load must be served before Baton dies")
+        #expect(Self.waitFor { load.answered > 20 }, "the load must be served before Baton dies")
 
         kill(baton.process.processIdentifier, SIGKILL)
         _ = baton.waitForExit()
