@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -23,8 +25,9 @@
 // --- spawning -------------------------------------------------------------------
 
 // Only async-signal-safe calls from here until execve.
-static void baton_child_fail(int report_fd, int error) {
-    ssize_t ignored = write(report_fd, &error, sizeof(error));
+static void baton_child_fail(int report_fd, int step, int error) {
+    int report[2] = {error, step};
+    ssize_t ignored = write(report_fd, report, sizeof(report));
     (void)ignored;
     _exit(127);
 }
@@ -63,31 +66,22 @@ static void baton_child(const baton_spawn_request *request, int report_fd) {
     sigprocmask(SIG_SETMASK, &empty, NULL);
 
     if (request->new_process_group && setpgid(0, 0) != 0) {
-        baton_child_fail(report_fd, errno);
+        baton_child_fail(report_fd, BATON_SPAWN_SETUP, errno);
     }
     // Capabilities Baton was given as ambient ones (AmbientCapabilities=CAP_BPF, for its
     // steering program) are Baton's alone: a worker does not keep them across execve.
     // EINVAL: a kernel without ambient capabilities, where there is nothing to clear.
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
-        baton_child_fail(report_fd, errno);
-    }
-    if (request->parent_death_signal > 0) {
-        if (prctl(PR_SET_PDEATHSIG, request->parent_death_signal, 0, 0, 0) != 0) {
-            baton_child_fail(report_fd, errno);
-        }
-        // The parent died before the signal was asked for: it will never come.
-        if (getppid() != request->parent_pid) {
-            _exit(127);
-        }
+        baton_child_fail(report_fd, BATON_SPAWN_SETUP, errno);
     }
     if (request->directory != NULL && chdir(request->directory) != 0) {
-        baton_child_fail(report_fd, errno);
+        baton_child_fail(report_fd, BATON_SPAWN_CHDIR, errno);
     }
     if (request->stdout_fd >= 0 && dup2(request->stdout_fd, STDOUT_FILENO) < 0) {
-        baton_child_fail(report_fd, errno);
+        baton_child_fail(report_fd, BATON_SPAWN_DESCRIPTORS, errno);
     }
     if (request->stderr_fd >= 0 && dup2(request->stderr_fd, STDERR_FILENO) < 0) {
-        baton_child_fail(report_fd, errno);
+        baton_child_fail(report_fd, BATON_SPAWN_DESCRIPTORS, errno);
     }
 
     // Move every source above the target range first, so that placing one never
@@ -100,28 +94,66 @@ static void baton_child(const baton_spawn_request *request, int report_fd) {
     for (int index = 0; index < request->fd_count; index++) {
         moved[index] = fcntl(request->fds[index], F_DUPFD_CLOEXEC, first_free);
         if (moved[index] < 0) {
-            baton_child_fail(report_fd, errno);
+            baton_child_fail(report_fd, BATON_SPAWN_DESCRIPTORS, errno);
         }
     }
     for (int index = 0; index < request->fd_count; index++) {
         // dup2 clears FD_CLOEXEC on the target.
         if (dup2(moved[index], 3 + index) < 0) {
-            baton_child_fail(report_fd, errno);
+            baton_child_fail(report_fd, BATON_SPAWN_DESCRIPTORS, errno);
         }
     }
     // Everything else of the supervisor's closes at execve; the report pipe too,
     // which is how the parent learns that execve succeeded.
     if (syscall(SYS_close_range, 3 + request->fd_count, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
-        baton_child_fail(report_fd, errno);
+        baton_child_fail(report_fd, BATON_SPAWN_DESCRIPTORS, errno);
+    }
+
+    // Limits first: raising a hard limit needs the privilege the next steps give up.
+    for (int index = 0; index < request->limit_count; index++) {
+        struct rlimit limit = {.rlim_cur = request->limit_values[index], .rlim_max = request->limit_values[index]};
+        if (setrlimit(request->limit_resources[index], &limit) != 0) {
+            baton_child_fail(report_fd, BATON_SPAWN_SETRLIMIT, errno);
+        }
+    }
+    // The raw system calls: they change this thread's credentials only, which is the
+    // whole process in the child, with none of glibc's signalling of other threads.
+    if (request->change_credentials) {
+        if (syscall(SYS_setgroups, (size_t)request->group_count, request->groups) != 0) {
+            baton_child_fail(report_fd, BATON_SPAWN_SETGROUPS, errno);
+        }
+        if (syscall(SYS_setresgid, request->gid, request->gid, request->gid) != 0) {
+            baton_child_fail(report_fd, BATON_SPAWN_SETGID, errno);
+        }
+        if (syscall(SYS_setresuid, request->uid, request->uid, request->uid) != 0) {
+            baton_child_fail(report_fd, BATON_SPAWN_SETUID, errno);
+        }
+    }
+    // After the credentials: a change of them clears the parent-death signal.
+    if (request->parent_death_signal > 0) {
+        if (prctl(PR_SET_PDEATHSIG, request->parent_death_signal, 0, 0, 0) != 0) {
+            baton_child_fail(report_fd, BATON_SPAWN_SETUP, errno);
+        }
+        // The parent died before the signal was asked for: it will never come.
+        if (getppid() != request->parent_pid) {
+            _exit(127);
+        }
+    }
+    if (request->umask >= 0) {
+        umask((mode_t)request->umask);
+    }
+    if (request->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        baton_child_fail(report_fd, BATON_SPAWN_NO_NEW_PRIVILEGES, errno);
     }
     if (request->pid_variable_index >= 0) {
         baton_child_write_pid(request->envp[request->pid_variable_index]);
     }
     execve(request->path, request->argv, request->envp);
-    baton_child_fail(report_fd, errno);
+    baton_child_fail(report_fd, BATON_SPAWN_EXECVE, errno);
 }
 
-int baton_spawn(const baton_spawn_request *request, pid_t *pid) {
+int baton_spawn(const baton_spawn_request *request, pid_t *pid, int *failed_step) {
+    *failed_step = BATON_SPAWN_FORK;
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
         return errno;
@@ -138,16 +170,17 @@ int baton_spawn(const baton_spawn_request *request, pid_t *pid) {
         baton_child(request, report[1]);
     }
     close(report[1]);
-    int child_error = 0;
+    int child_report[2] = {0, 0};
     ssize_t count;
     do {
-        count = read(report[0], &child_error, sizeof(child_error));
+        count = read(report[0], child_report, sizeof(child_report));
     } while (count < 0 && errno == EINTR);
     close(report[0]);
     *pid = child;
-    if (count == (ssize_t)sizeof(child_error)) {
+    if (count == (ssize_t)sizeof(child_report)) {
         // The child exits 127 and is reaped by the normal reaping path.
-        return child_error;
+        *failed_step = child_report[1];
+        return child_report[0];
     }
     return 0;
 }

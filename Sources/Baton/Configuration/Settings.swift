@@ -151,8 +151,33 @@ public enum Settings {
         requires: SettingRequirement(holds: { $0.socketProtocol == .preload },
                                      problem: SettingProblem { "only used with \($0.assignment(socketProtocol, SocketProtocol.preload.rawValue))" }))
 
+    public static let user = Setting<WorkerConfiguration, WorkerUser>(
+        "user", \.user, .user,
+        commandLine: .option("user"), default: .described("Baton's own"),
+        help: "The user workers run as, with that user's groups and HOME, USER and LOGNAME; any user other than Baton's own needs Baton to run as root (or with CAP_SETUID and CAP_SETGID)")
+
+    public static let group = Setting<WorkerConfiguration, WorkerGroup>(
+        "group", \.group, .group,
+        commandLine: .option("group"), default: .described("the user's primary group"),
+        help: "The group workers run as, instead of their user's primary group")
+
+    static let noNewPrivileges = Setting<WorkerConfiguration, Bool>(
+        "no_new_privileges", \.noNewPrivileges, .boolean,
+        default: .value(false),
+        help: "Workers and what they run can never gain privileges (PR_SET_NO_NEW_PRIVS: set-user-ID programs and file capabilities give nothing)")
+
+    static let umask = Setting<WorkerConfiguration, UInt32>(
+        "umask", \.umask, .fileMode,
+        default: .described("Baton's"),
+        help: "The workers' umask, such as `0027`")
+
+    static let limits = Setting<WorkerConfiguration, [ResourceLimit: UInt64]>(
+        "limits", \.limits, .limits,
+        default: .value([:]),
+        help: "Resource limits of each worker (setrlimit, soft and hard), such as { nofile = 65536, core = 0 }; raising one above Baton's own needs root")
+
     static let workers: [any AnySetting<WorkerConfiguration>] = [
         command, workerCount, directory, environment, readiness, readyTimeout, drainTimeout, drainGrace, stallTimeout, restartDelay,
-        restartDelayMax, drainSignal, output, socketProtocol, preloadLibrary,
+        restartDelayMax, drainSignal, output, socketProtocol, preloadLibrary, user, group, noNewPrivileges, umask, limits,
     ]
 }

@@ -1,0 +1,213 @@
+import BatonCore
+import BatonLoad
+import Foundation
+import Testing
+
+/// Workers as another user (Docs/security.md, Privileges): real users and groups made
+/// for the test with useradd and groupadd (CI runs as root), removed when it ends.
+@Suite(.serialized, .enabled(if: geteuid() == 0, "making users and running workers as another user needs root (CI runs as root)"))
+struct PrivilegeTests {
+    /// What `/proc/PID/status` says of a process: `Uid`, `Gid`, `Groups`, `NoNewPrivs`, `Umask`, ….
+    static func processStatus(_ pid: Int32) throws -> [String: String] {
+        let text = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            fields[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return fields
+    }
+
+    /// A process's environment.
+    static func environment(_ pid: Int32) throws -> [String: String] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))
+        var result: [String: String] = [:]
+        for entry in data.split(separator: 0) {
+            let text = String(decoding: entry, as: UTF8.self)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+        }
+        return result
+    }
+
+    static func workerPIDs(_ status: StatusReport) -> [Int32] {
+        status.generations.flatMap(\.workers).compactMap(\.pid)
+    }
+
+    /// `[[listener]]` http on 127.0.0.1:`port` and `[workers]` running baton-demo with `extra` lines.
+    static func configuration(port: Int, workers: Int = 2, _ extra: String) -> String {
+        serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: workers) + "\n" + extra + "\n"
+    }
+
+    @Test func workersRunAsTheConfiguredUserWithItsGroupsLimitsAndEnvironment() throws {
+        let group = try SystemGroup()
+        let user = try SystemUser(primaryGroup: "nogroup", supplementary: [group.name])
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        try scratch.write("baton.toml", Self.configuration(port: port, """
+            user = "\(user.name)"
+            no_new_privileges = true
+            umask = "0027"
+            limits = { nofile = 4096, core = 0 }
+            """))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        defer { baton.stop() }
+        // Serving means each worker reached its notify socket as that user.
+        let status = try baton.waitUntilServing()
+        let pids = Self.workerPIDs(status)
+        #expect(pids.count == 2)
+        for pid in pids {
+            let fields = try Self.processStatus(pid)
+            let uid = user.uid, nogroup = try SystemGroup.id(of: "nogroup")
+            #expect(fields["Uid"] == "\(uid)\t\(uid)\t\(uid)\t\(uid)", "\(fields)")
+            #expect(fields["Gid"] == "\(nogroup)\t\(nogroup)\t\(nogroup)\t\(nogroup)", "\(fields)")
+            #expect(Set(fields["Groups"]?.split(separator: " ").compactMap { UInt32($0) } ?? []) == [nogroup, group.gid], "\(fields)")
+            #expect(fields["NoNewPrivs"] == "1")
+            #expect(fields["Umask"] == "0027")
+            #expect(fields["CapEff"] == "0000000000000000", "no capability of root's survives: \(fields)")
+            let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
+            #expect(limits.contains(/Max open files\s+4096\s+4096/), "\(limits)")
+            #expect(limits.contains(/Max core file size\s+0\s+0/), "\(limits)")
+            let environment = try Self.environment(pid)
+            #expect(environment["USER"] == user.name)
+            #expect(environment["LOGNAME"] == user.name)
+            #expect(environment["HOME"] == user.home)
+        }
+        print("workers \(pids) run as \(user.name) (uid \(user.uid)), groups nogroup and \(group.name) (gid \(group.gid))")
+        #expect(AddressInUseTests.answers(port: port))
+        #expect(baton.stop() == 0)
+    }
+
+    @Test func aWorkerAsNobodyServesAPrivilegedPortLosingNothingAcrossReloads() throws {
+        let scratch = ScratchDirectory()
+        let port = try Self.freePrivilegedPort()
+        try scratch.write("baton.toml", Self.configuration(port: port, workers: 2, "user = \"nobody\"\ngroup = \"nogroup\""))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        defer { baton.stop() }
+        let first = try baton.waitUntilServing()
+        for pid in Self.workerPIDs(first) {
+            #expect(try Self.processStatus(pid)["Uid"]?.hasPrefix("65534\t") == true)
+        }
+        var load = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        load.clients = 16
+        let generator = LoadGenerator(load)
+        generator.start()
+        let reloads = 10
+        let replies = try (1...reloads).map { _ in try baton.reload() }
+        let report = generator.stop()
+        #expect(replies.allSatisfy { $0.ok }, "\(replies.filter { !$0.ok })")
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.succeeded > reloads, "the load must actually have run")
+        let last = try baton.waitUntilServing(generation: reloads + 1)
+        for pid in Self.workerPIDs(last) {
+            #expect(try Self.processStatus(pid)["Uid"]?.hasPrefix("65534\t") == true)
+        }
+        print("port \(port), workers as nobody: \(report.succeeded) requests, \(report.totalFailures) failed over \(reloads) reloads")
+        #expect(baton.stop() == 0)
+    }
+
+    @Test func aReloadNamingAUserThatDoesNotExistRollsBackWithTheReason() throws {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        try scratch.write("baton.toml", Self.configuration(port: port, "user = \"nobody\""))
+        let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
+        defer { baton.stop() }
+        let before = try baton.waitUntilServing()
+        try scratch.write("baton.toml", Self.configuration(port: port, "user = \"baton-no-such-user\""))
+        let reply = try ControlClient.send(ControlRequest(command: .reload, wait: true), to: baton.controlSocket, timeout: .seconds(60))
+        #expect(!reply.ok)
+        #expect(reply.error?.contains("\(scratch.path)/baton.toml: workers.user = \"baton-no-such-user\": no such user") == true, "\(reply)")
+        let after = try baton.status()
+        #expect(after.generations.map(\.number) == [1])
+        #expect(Self.workerPIDs(after) == Self.workerPIDs(before))
+        #expect(after.generations[0].workers.allSatisfy { $0.state == .ready })
+        // A limit the kernel refuses (above fs.nr_open) fails the new workers' start in
+        // the child, and the reload rolls back saying which call failed.
+        try scratch.write("baton.toml", Self.configuration(port: port, "user = \"nobody\"\nlimits = { nofile = 4294967295 }"))
+        let refused = try ControlClient.send(ControlRequest(command: .reload, wait: true), to: baton.controlSocket, timeout: .seconds(60))
+        #expect(!refused.ok)
+        #expect(refused.error?.contains("setrlimit(nofile=4294967295) failed: Operation not permitted") == true, "\(refused)")
+        #expect(Self.workerPIDs(try baton.status()) == Self.workerPIDs(before))
+        print("rolled back: \(reply.error ?? ""); \(refused.error ?? "")")
+        #expect(baton.stop() == 0)
+    }
+
+    /// A Baton without the privilege is told so when it reads the configuration, and
+    /// starts nothing.
+    @Test func aBatonThatIsNotRootCannotRunWorkersAsAnotherUser() throws {
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest(
+            ["--listen", "http=tcp://127.0.0.1:\(freePort())", "--user", "root", "--", "/bin/sleep", "1000"], in: scratch,
+            launcher: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"],
+            controlSocket: "/tmp/baton-privilege-\(UUID().uuidString.prefix(8)).sock")
+        #expect(baton.waitForExit() != 0)
+        #expect(baton.log.contains("command line: --user = root: Baton runs as uid 65534 without CAP_SETUID and CAP_SETGID"), "\(baton.log)")
+    }
+
+    /// A port below 1024 that nothing on 127.0.0.1 listens on now.
+    static func freePrivilegedPort() throws -> Int {
+        for port in (800..<1000).shuffled() {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound == 0 { return port }
+        }
+        throw TestFailure("no free port from 800 to 999")
+    }
+}
+
+/// A group made for one test with groupadd, deleted when the test ends.
+final class SystemGroup {
+    let name = "baton-g-" + UUID().uuidString.prefix(8).lowercased()
+    let gid: UInt32
+
+    init() throws {
+        let made = try run("/usr/sbin/groupadd", [name])
+        guard made.status == 0 else { throw TestFailure("groupadd \(name): \(made.output)") }
+        gid = try Self.id(of: name)
+    }
+
+    static func id(of group: String) throws -> UInt32 {
+        let entry = try run("/usr/bin/getent", ["group", group])
+        guard entry.status == 0, let gid = UInt32(entry.output.split(separator: ":")[2]) else {
+            throw TestFailure("getent group \(group): \(entry.output)")
+        }
+        return gid
+    }
+
+    deinit {
+        _ = try? run("/usr/sbin/groupdel", [name])
+    }
+}
+
+/// A user made for one test with useradd (no home directory made, no login), deleted
+/// when the test ends.
+final class SystemUser {
+    let name = "baton-u-" + UUID().uuidString.prefix(8).lowercased()
+    let uid: UInt32
+    var home: String { "/nonexistent/\(name)" }
+
+    init(primaryGroup: String, supplementary: [String] = []) throws {
+        var arguments = ["--no-create-home", "--home-dir", "/nonexistent/\(name)", "--shell", "/usr/sbin/nologin",
+                         "--gid", primaryGroup]
+        if !supplementary.isEmpty { arguments += ["--groups", supplementary.joined(separator: ",")] }
+        let made = try run("/usr/sbin/useradd", arguments + [name])
+        guard made.status == 0 else { throw TestFailure("useradd \(name): \(made.output)") }
+        let entry = try run("/usr/bin/getent", ["passwd", name])
+        guard entry.status == 0, let uid = UInt32(entry.output.split(separator: ":")[2]) else {
+            throw TestFailure("getent passwd \(name): \(entry.output)")
+        }
+        self.uid = uid
+    }
+
+    deinit {
+        _ = try? run("/usr/sbin/userdel", [name])
+    }
+}
