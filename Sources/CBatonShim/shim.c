@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -294,6 +295,39 @@ int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
     *uid = credentials.uid;
     *gid = credentials.gid;
     return 0;
+}
+
+int baton_set_group_acl(const char *path, const gid_t *groups, int group_count, int owner_group) {
+    // The xattr form of an access ACL (linux/posix_acl_xattr.h): a version, then entries
+    // sorted by tag and, within a tag, by id.
+    enum { tag_user_obj = 0x01, tag_group_obj = 0x04, tag_group = 0x08, tag_mask = 0x10, tag_other = 0x20 };
+    struct entry { uint16_t tag; uint16_t permissions; uint32_t id; };
+    if (group_count < 0 || group_count > 16) return EINVAL;
+    struct { uint32_t version; struct entry entries[20]; } acl;
+    memset(&acl, 0, sizeof(acl));
+    acl.version = 2;
+    const uint32_t none = 0xFFFFFFFFu;
+    const uint16_t read_write = 6;
+    int count = 0;
+    acl.entries[count++] = (struct entry){tag_user_obj, read_write, none};
+    acl.entries[count++] = (struct entry){tag_group_obj, owner_group ? read_write : 0, none};
+    gid_t sorted[16];
+    memcpy(sorted, groups, sizeof(gid_t) * (size_t)group_count);
+    for (int i = 1; i < group_count; i++) {
+        for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+            gid_t swap = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = swap;
+        }
+    }
+    for (int index = 0; index < group_count; index++) {
+        if (index > 0 && sorted[index] == sorted[index - 1]) continue;
+        acl.entries[count++] = (struct entry){tag_group, read_write, sorted[index]};
+    }
+    acl.entries[count++] = (struct entry){tag_mask, read_write, none};
+    acl.entries[count++] = (struct entry){tag_other, 0, none};
+    size_t size = sizeof(uint32_t) + sizeof(struct entry) * (size_t)count;
+    return setxattr(path, "system.posix_acl_access", &acl, size, 0) == 0 ? 0 : errno;
 }
 
 // --- sockets --------------------------------------------------------------------

@@ -41,8 +41,8 @@ struct PrivilegeTests {
     }
 
     @Test func workersRunAsTheConfiguredUserWithItsGroupsLimitsAndEnvironment() throws {
-        let group = try SystemGroup()
-        let user = try SystemUser(primaryGroup: "nogroup", supplementary: [group.name])
+        let group = try TestGroup()
+        let user = try TestUser(primaryGroup: "nogroup", supplementary: [group.name])
         let scratch = ScratchDirectory()
         let port = freePort()
         try scratch.write("baton.toml", Self.configuration(port: port, """
@@ -59,7 +59,7 @@ struct PrivilegeTests {
         #expect(pids.count == 2)
         for pid in pids {
             let fields = try Self.processStatus(pid)
-            let uid = user.uid, nogroup = try SystemGroup.id(of: "nogroup")
+            let uid = user.uid, nogroup = try TestGroup.id(of: "nogroup")
             #expect(fields["Uid"] == "\(uid)\t\(uid)\t\(uid)\t\(uid)", "\(fields)")
             #expect(fields["Gid"] == "\(nogroup)\t\(nogroup)\t\(nogroup)\t\(nogroup)", "\(fields)")
             #expect(Set(fields["Groups"]?.split(separator: " ").compactMap { UInt32($0) } ?? []) == [nogroup, group.gid], "\(fields)")
@@ -145,6 +145,87 @@ struct PrivilegeTests {
         #expect(baton.log.contains("command line: --user = root: Baton runs as uid 65534 without CAP_SETUID and CAP_SETGID"), "\(baton.log)")
     }
 
+    /// `batonctl ARGUMENTS -s SOCKET` run as `user` (runuser); its exit status and output.
+    static func batonctl(as user: String, _ arguments: [String], socket: String) throws -> (status: Int32, output: String) {
+        try run("/usr/sbin/runuser", ["-u", user, "--", Products.path("batonctl")] + arguments + ["-s", socket])
+    }
+
+    /// control_group members reload, control_readonly_group members see the status and
+    /// are refused the rest by name, anyone else cannot connect and is told why.
+    @Test func theControlSocketLetsEachGroupDoWhatItMay() throws {
+        let deploy = try TestGroup(), monitoring = try TestGroup()
+        let deployer = try TestUser(primaryGroup: "nogroup", supplementary: [deploy.name])
+        let monitor = try TestUser(primaryGroup: monitoring.name)
+        let outsider = try TestUser(primaryGroup: "nogroup")
+        let scratch = ScratchDirectory()
+        let socket = "\(scratch.path)/control.sock"
+        try scratch.write("baton.toml", """
+            control_socket = "\(socket)"
+            control_group = "\(deploy.name)"
+            control_readonly_group = "\(monitoring.name)"
+
+            """ + Self.configuration(port: freePort(), workers: 1, "user = \"nobody\""))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch, controlSocket: socket)
+        defer { baton.stop() }
+        try baton.waitUntilServing()
+        var info = stat()
+        #expect(stat(socket, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o660 && info.st_gid == deploy.gid, "mode \(String(info.st_mode & 0o777, radix: 8)), gid \(info.st_gid)")
+
+        let deployed = try Self.batonctl(as: deployer.name, ["reload", "--wait"], socket: socket)
+        #expect(deployed.status == 0, "\(deployed.output)")
+        try baton.waitUntilServing(generation: 2)
+        let stopByDeployer = try Self.batonctl(as: deployer.name, ["stop"], socket: socket)
+        #expect(stopByDeployer.status != 0)
+        #expect(stopByDeployer.output.contains("refused: uid \(deployer.uid) "), "\(stopByDeployer.output)")
+        #expect(stopByDeployer.output.contains("may not run stop"), "\(stopByDeployer.output)")
+
+        let watched = try Self.batonctl(as: monitor.name, ["status"], socket: socket)
+        #expect(watched.status == 0, "\(watched.output)")
+        let reloadByMonitor = try Self.batonctl(as: monitor.name, ["reload", "--wait"], socket: socket)
+        #expect(reloadByMonitor.status != 0)
+        #expect(reloadByMonitor.output.contains("refused: uid \(monitor.uid) "), "\(reloadByMonitor.output)")
+        #expect(reloadByMonitor.output.contains("may not run reload"), "\(reloadByMonitor.output)")
+
+        let outside = try Self.batonctl(as: outsider.name, ["status"], socket: socket)
+        #expect(outside.status != 0)
+        #expect(outside.output.contains("permission denied: the socket is owned by root, group \(deploy.name), mode 0660"), "\(outside.output)")
+
+        // Refusals change nothing, and are logged.
+        let status = try baton.status()
+        #expect(status.generations.map(\.number) == [2])
+        #expect(status.phase == .running)
+        #expect(baton.log.contains("control request refused: uid \(monitor.uid)"), "\(baton.log)")
+        // Who may use the socket does not change at a reload: refused, saying so.
+        try scratch.write("baton.toml", """
+            control_socket = "\(socket)"
+            control_group = "\(deploy.name)"
+
+            """ + Self.configuration(port: freePort(), workers: 1, "user = \"nobody\""))
+        let regrouped = try baton.reload()
+        #expect(!regrouped.ok)
+        #expect(regrouped.error?.contains("control_group: who may use the control socket (control_group, control_readonly_group) cannot change at a reload") == true,
+                "\(regrouped)")
+        print("deployer reloaded; stop refused: \(stopByDeployer.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        print("monitor: status ok; \(reloadByMonitor.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        print("outsider: \(outside.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        #expect(baton.stop() == 0)
+    }
+
+    /// Without control groups the socket is its owner's alone, and batonctl says whom to ask.
+    @Test func anotherUserIsToldWhyTheControlSocketRefusesThem() throws {
+        let outsider = try TestUser(primaryGroup: "nogroup")
+        let scratch = ScratchDirectory()
+        let baton = try BatonUnderTest(["--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch)
+        defer { baton.stop() }
+        try baton.waitUntilServing()
+        let refused = try Self.batonctl(as: outsider.name, ["status"], socket: baton.controlSocket)
+        #expect(refused.status != 0)
+        #expect(refused.output.contains("permission denied: the socket is owned by root, group root, mode 0600, and uid \(outsider.uid) (\(outsider.name)) may not connect; only root may use it; ask for Baton's control_group"),
+                "\(refused.output)")
+        #expect(baton.stop() == 0)
+    }
+
     /// A port below 1024 that nothing on 127.0.0.1 listens on now.
     static func freePrivilegedPort() throws -> Int {
         for port in (800..<1000).shuffled() {
@@ -164,7 +245,7 @@ struct PrivilegeTests {
 }
 
 /// A group made for one test with groupadd, deleted when the test ends.
-final class SystemGroup {
+final class TestGroup {
     let name = "baton-g-" + UUID().uuidString.prefix(8).lowercased()
     let gid: UInt32
 
@@ -189,7 +270,7 @@ final class SystemGroup {
 
 /// A user made for one test with useradd (no home directory made, no login), deleted
 /// when the test ends.
-final class SystemUser {
+final class TestUser {
     let name = "baton-u-" + UUID().uuidString.prefix(8).lowercased()
     let uid: UInt32
     var home: String { "/nonexistent/\(name)" }

@@ -193,7 +193,7 @@ import Testing
         #expect(workers.user?.name == "nobody")
         #expect(workers.user?.uid == 65534)
         #expect(workers.user?.home == "/nonexistent")
-        #expect(workers.group == WorkerGroup(name: "root", gid: 0))
+        #expect(workers.group == SystemGroup(name: "root", gid: 0))
         #expect(workers.noNewPrivileges)
         #expect(workers.umask == 0o027)
         #expect(workers.limits == [.nofile: 4096, .core: 0, .stack: ResourceLimit.unlimited])

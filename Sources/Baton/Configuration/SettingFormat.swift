@@ -195,13 +195,26 @@ extension SettingFormat where Value == WorkerUser {
     }
 }
 
-extension SettingFormat where Value == WorkerGroup {
+extension SettingFormat where Value == SystemGroup {
     /// A group name (or gid) from the group database, that this Baton may run workers as.
     static var group: Self {
         let problem = SettingProblem("no such group (looked up with getgrnam): create the group, or name an existing one")
         return Self("group name or gid", problem: problem, text: \.name) { text throws(SettingProblem) in
-            guard let group = WorkerGroup.lookUp(text) else { return nil }
+            guard let group = SystemGroup.lookUp(text) else { return nil }
             if let refusal = CredentialPrivilege.problem(uid: nil, gid: group.gid) { throw SettingProblem(refusal) }
+            return group
+        }
+    }
+}
+
+extension SettingFormat where Value == SystemGroup {
+    /// A group whose members may use the control socket: any but root's, whose gid 0
+    /// cannot be told apart from no group in the peer's list (SO_PEERGROUPS).
+    static var controlGroup: Self {
+        let problem = SettingProblem("no such group (looked up with getgrnam): create the group, or name an existing one")
+        return Self("group name or gid", problem: problem, text: \.name) { text throws(SettingProblem) in
+            guard let group = SystemGroup.lookUp(text) else { return nil }
+            guard group.gid != 0 else { throw SettingProblem("root's group cannot be a control group: name a group of its own, such as \"deploy\"") }
             return group
         }
     }

@@ -28,7 +28,7 @@ public struct WorkerConfiguration: Sendable, Equatable, Codable {
     public var preloadLibrary: String?
     /// The user and group workers run as; nil: Baton's.
     public var user: WorkerUser?
-    public var group: WorkerGroup?
+    public var group: SystemGroup?
     public var noNewPrivileges: Bool = Settings.noNewPrivileges.defaultValue
     /// The workers' umask; nil: Baton's.
     public var umask: UInt32?
@@ -63,7 +63,7 @@ extension WorkerConfiguration {
         try read(.socketProtocol, \.socketProtocol)
         preloadLibrary = try container.decodeIfPresent(String.self, forKey: .preloadLibrary)
         user = try container.decodeIfPresent(WorkerUser.self, forKey: .user)
-        group = try container.decodeIfPresent(WorkerGroup.self, forKey: .group)
+        group = try container.decodeIfPresent(SystemGroup.self, forKey: .group)
         try read(.noNewPrivileges, \.noNewPrivileges)
         umask = try container.decodeIfPresent(UInt32.self, forKey: .umask)
         try read(.limits, \.limits)

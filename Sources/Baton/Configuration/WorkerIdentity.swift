@@ -46,15 +46,17 @@ public struct WorkerUser: Sendable, Equatable, Codable, CustomStringConvertible 
     }
 }
 
-/// The group workers run as (`group`, `--group`) instead of their user's primary group.
-public struct WorkerGroup: Sendable, Equatable, Codable, CustomStringConvertible {
+/// A group from the group database: the one workers run as (`group`, `--group`) instead
+/// of their user's primary group, or one whose members may use the control socket
+/// (`control_group`, `control_readonly_group`).
+public struct SystemGroup: Sendable, Equatable, Codable, CustomStringConvertible {
     public var name: String
     public var gid: gid_t
 
     public var description: String { name }
 
     /// The group named `name`, or with that number; nil when there is none.
-    static func lookUp(_ name: String) -> WorkerGroup? {
+    static func lookUp(_ name: String) -> SystemGroup? {
         var entry = group()
         var buffer = [CChar](repeating: 0, count: 65536)
         var found: UnsafeMutablePointer<group>?
@@ -63,7 +65,7 @@ public struct WorkerGroup: Sendable, Equatable, Codable, CustomStringConvertible
                 return nil
             }
         }
-        return WorkerGroup(name: String(cString: entry.gr_name), gid: entry.gr_gid)
+        return SystemGroup(name: String(cString: entry.gr_name), gid: entry.gr_gid)
     }
 }
 

@@ -122,7 +122,8 @@ public final class Supervisor: @unchecked Sendable {
         let notifyDirectory = try handover?.notifyDirectory ?? NotifyDirectory.make()
         self.notifyDirectory = notifyDirectory
         defer { notifyDirectory.remove() }
-        let control = try ControlServer(path: configuration.controlSocket, eventLoop: eventLoop) { [self] request, responder in
+        let control = try ControlServer(path: configuration.controlSocket, eventLoop: eventLoop, access: ControlAccess(configuration),
+                                        logger: logger) { [self] request, responder in
             post(.control(request, responder))
         }
         defer { control.close() }
@@ -326,6 +327,10 @@ public final class Supervisor: @unchecked Sendable {
                 guard configuration.controlSocket == controlSocket else {
                     throw ConfigurationError(source: source.name, key: "control_socket", value: configuration.controlSocket.quoted,
                                              problem: "the control socket cannot move at a reload; it stays at \(controlSocket.quoted) until Baton restarts")
+                }
+                if let serving = machine.serving?.configuration, ControlAccess(configuration) != ControlAccess(serving) {
+                    throw ConfigurationError(source: source.name, key: "control_group",
+                                             problem: "who may use the control socket (control_group, control_readonly_group) cannot change at a reload; restart Baton to change it")
                 }
                 if let scaledTo = reloads.scaledTo { configuration.workers.count = scaledTo }
                 feed(.configurationLoaded(try sockets.prepare(configuration)))

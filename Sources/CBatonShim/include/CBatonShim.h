@@ -90,6 +90,11 @@ int baton_receive_with_credentials(int fd, char *buffer, size_t capacity, size_t
 /// The pid, uid and gid of the peer of a connected unix socket (SO_PEERCRED).
 int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
+/// Gives the file at `path` an access ACL (system.posix_acl_access) that lets its owner
+/// and the groups `groups` read and write, its owning group too when `owner_group` is
+/// nonzero, and nobody else. EOPNOTSUPP on a file system without POSIX ACLs.
+int baton_set_group_acl(const char *path, const gid_t *groups, int group_count, int owner_group);
+
 /// The current and maximum accept-queue length of a listening TCP socket.
 int baton_accept_queue(int fd, uint32_t *depth, uint32_t *capacity);
 
