@@ -133,6 +133,28 @@ struct PrivilegeTests {
         #expect(baton.stop() == 0)
     }
 
+    /// Root kept to the units' capability bounding set (Docs/systemd.md) runs workers as
+    /// nobody, steers, and reloads: none of it needs CAP_DAC_OVERRIDE or CAP_FOWNER.
+    @Test func rootWithOnlyTheUnitsCapabilitiesRunsWorkersAsNobody() throws {
+        let scratch = ScratchDirectory()
+        let port = try Self.freePrivilegedPort()
+        try scratch.write("baton.toml", Self.configuration(port: port, workers: 2, "user = \"nobody\"\ngroup = \"nogroup\""))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch, launcher: [
+            "/usr/bin/setpriv", "--bounding-set=-all,+chown,+kill,+setuid,+setgid,+net_bind_service,+bpf", "--inh-caps=-all",
+        ])
+        defer { baton.stop() }
+        try baton.waitUntilServing()
+        #expect(try Self.processStatus(baton.process.processIdentifier)["CapEff"] == "00000080000004e1")
+        #expect(try baton.reload().ok)
+        let status = try baton.waitUntilServing(generation: 2)
+        for pid in Self.workerPIDs(status) {
+            #expect(try Self.processStatus(pid)["Uid"]?.hasPrefix("65534\t") == true)
+        }
+        #expect(AddressInUseTests.answers(port: port))
+        #expect(!baton.log.contains("steering is off"), "\(baton.log)")
+        #expect(baton.stop() == 0)
+    }
+
     /// A Baton without the privilege is told so when it reads the configuration, and
     /// starts nothing.
     @Test func aBatonThatIsNotRootCannotRunWorkersAsAnotherUser() throws {
@@ -143,6 +165,12 @@ struct PrivilegeTests {
             controlSocket: "/tmp/baton-privilege-\(UUID().uuidString.prefix(8)).sock")
         #expect(baton.waitForExit() != 0)
         #expect(baton.log.contains("command line: --user = root: Baton runs as uid 65534 without CAP_SETUID and CAP_SETGID"), "\(baton.log)")
+        // Root whose bounding set lacks them is no better off, and is told so too.
+        let bounded = try BatonUnderTest(
+            ["--listen", "http=tcp://127.0.0.1:\(freePort())", "--user", "nobody", "--", "/bin/sleep", "1000"], in: scratch,
+            launcher: ["/usr/bin/setpriv", "--bounding-set=-setuid,-setgid", "--inh-caps=-setuid,-setgid"])
+        #expect(bounded.waitForExit() != 0)
+        #expect(bounded.log.contains("command line: --user = nobody: Baton runs as uid 0 without CAP_SETUID and CAP_SETGID"), "\(bounded.log)")
     }
 
     /// `batonctl ARGUMENTS -s SOCKET` run as `user` (runuser); its exit status and output.

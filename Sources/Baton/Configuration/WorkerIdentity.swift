@@ -72,13 +72,13 @@ public struct SystemGroup: Sendable, Equatable, Codable, CustomStringConvertible
 /// What Baton may do about its workers' credentials.
 enum CredentialPrivilege {
     /// Whether this process can set another uid and gid and the supplementary groups:
-    /// it runs as root, or has CAP_SETUID and CAP_SETGID in its effective set.
+    /// it has CAP_SETUID and CAP_SETGID in its effective set (root has them unless a
+    /// bounding set took them away).
     static var canChangeCredentials: Bool {
-        if geteuid() == 0 { return true }
         guard let status = try? FileContents.read("/proc/self/status"),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
               let mask = UInt64(line.dropFirst("CapEff:".count).trimmingPrefix { $0 == " " || $0 == "\t" }, radix: 16)
-        else { return false }
+        else { return geteuid() == 0 }
         let setgid: UInt64 = 1 << 6, setuid: UInt64 = 1 << 7
         return mask & (setgid | setuid) == (setgid | setuid)
     }
@@ -88,7 +88,7 @@ enum CredentialPrivilege {
     static func problem(uid: uid_t?, gid: gid_t?) -> String? {
         let other = (uid.map { $0 != geteuid() } ?? false) || (gid.map { $0 != getegid() } ?? false)
         guard other, !canChangeCredentials else { return nil }
-        return "Baton runs as uid \(geteuid()) without CAP_SETUID and CAP_SETGID, and only root (or a Baton with those capabilities) can run workers as another user or group: start Baton as root, or leave the setting out"
+        return "Baton runs as uid \(geteuid()) without CAP_SETUID and CAP_SETGID, and only root (or a Baton with those capabilities) can run workers as another user or group: start Baton as root (with both in its capability bounding set), or leave the setting out"
     }
 }
 

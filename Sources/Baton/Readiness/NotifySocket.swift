@@ -39,10 +39,13 @@ final class NotifySocket {
             throw error
         }
         if inDirectory, let owner, owner.uid != geteuid() {
-            guard chown(address, owner.uid, owner.gid) == 0, chmod(address, 0o600) == 0 else {
-                let error = SystemError.last("chown", subject: "notify socket \(address) for uid \(owner.uid)")
-                Glibc.close(fd)
-                throw error
+            // The mode first: once the file is the worker's, changing it would need CAP_FOWNER.
+            for (call, result) in [("chmod", { chmod(address, 0o600) }), ("chown", { chown(address, owner.uid, owner.gid) })] {
+                guard result() == 0 else {
+                    let error = SystemError.last(call, subject: "notify socket \(address) for uid \(owner.uid)")
+                    Glibc.close(fd)
+                    throw error
+                }
             }
             isPrivate = false
         } else {
