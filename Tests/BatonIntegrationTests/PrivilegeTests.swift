@@ -155,6 +155,30 @@ struct PrivilegeTests {
         #expect(baton.stop() == 0)
     }
 
+    /// The notify sockets Baton binds again after `batonctl upgrade` are the workers' again.
+    @Test func anUpgradeInPlaceHandsTheWorkersTheirNotifySocketsAgain() throws {
+        let scratch = ScratchDirectory()
+        try scratch.write("baton.toml", Self.configuration(port: freePort(), workers: 2, "user = \"nobody\""))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        defer { baton.stop() }
+        let before = try baton.waitUntilServing()
+        let upgrade = try ControlClient.send(ControlRequest(command: .upgrade), to: baton.controlSocket)
+        #expect(upgrade.ok, "\(upgrade)")
+        let after = try baton.waitForStatus("the upgrade") { $0.upgrades == 1 }
+        #expect(Self.workerPIDs(after) == Self.workerPIDs(before))
+        for pid in Self.workerPIDs(after) {
+            let path = try #require(try Self.environment(pid)["NOTIFY_SOCKET"])
+            var info = stat()
+            #expect(stat(path, &info) == 0 && info.st_uid == 65534 && info.st_mode & 0o777 == 0o600,
+                    "\(path): uid \(info.st_uid), mode \(String(info.st_mode & 0o777, radix: 8))")
+            var directory = stat()
+            #expect(stat((path as NSString).deletingLastPathComponent, &directory) == 0 && directory.st_mode & 0o777 == 0o711)
+        }
+        #expect(try baton.reload().ok)
+        try baton.waitUntilServing(generation: 2)
+        #expect(baton.stop() == 0)
+    }
+
     /// A Baton without the privilege is told so when it reads the configuration, and
     /// starts nothing.
     @Test func aBatonThatIsNotRootCannotRunWorkersAsAnotherUser() throws {
