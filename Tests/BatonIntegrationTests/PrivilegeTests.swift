@@ -296,13 +296,25 @@ struct PrivilegeTests {
     }
 }
 
+/// Runs useradd, groupadd, userdel or groupdel, again while another one holds the user
+/// database's lock (exit status 10, as when another test run makes its users at the same
+/// time), a bounded number of times.
+func runLockingUserDatabase(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    var result = try run(executable, arguments)
+    for _ in 0..<100 where result.status == 10 {
+        usleep(100_000)
+        result = try run(executable, arguments)
+    }
+    return result
+}
+
 /// A group made for one test with groupadd, deleted when the test ends.
 final class TestGroup {
     let name = "baton-g-" + UUID().uuidString.prefix(8).lowercased()
     let gid: UInt32
 
     init() throws {
-        let made = try run("/usr/sbin/groupadd", [name])
+        let made = try runLockingUserDatabase("/usr/sbin/groupadd", [name])
         guard made.status == 0 else { throw TestFailure("groupadd \(name): \(made.output)") }
         gid = try Self.id(of: name)
     }
@@ -316,7 +328,7 @@ final class TestGroup {
     }
 
     deinit {
-        _ = try? run("/usr/sbin/groupdel", [name])
+        _ = try? runLockingUserDatabase("/usr/sbin/groupdel", [name])
     }
 }
 
@@ -331,7 +343,7 @@ final class TestUser {
         var arguments = ["--no-create-home", "--home-dir", "/nonexistent/\(name)", "--shell", "/usr/sbin/nologin",
                          "--gid", primaryGroup]
         if !supplementary.isEmpty { arguments += ["--groups", supplementary.joined(separator: ",")] }
-        let made = try run("/usr/sbin/useradd", arguments + [name])
+        let made = try runLockingUserDatabase("/usr/sbin/useradd", arguments + [name])
         guard made.status == 0 else { throw TestFailure("useradd \(name): \(made.output)") }
         let entry = try run("/usr/bin/getent", ["passwd", name])
         guard entry.status == 0, let uid = UInt32(entry.output.split(separator: ":")[2]) else {
@@ -341,6 +353,6 @@ final class TestUser {
     }
 
     deinit {
-        _ = try? run("/usr/sbin/userdel", [name])
+        _ = try? runLockingUserDatabase("/usr/sbin/userdel", [name])
     }
 }
