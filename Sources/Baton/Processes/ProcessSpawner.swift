@@ -242,4 +242,3 @@ private struct CStringArray {
         pointer.deallocate()
     }
 }
-
