@@ -75,9 +75,6 @@ static void baton_child(const baton_spawn_request *request, int report_fd) {
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
         baton_child_fail(report_fd, BATON_SPAWN_SETUP, errno);
     }
-    if (request->directory != NULL && chdir(request->directory) != 0) {
-        baton_child_fail(report_fd, BATON_SPAWN_CHDIR, errno);
-    }
     if (request->stdout_fd >= 0 && dup2(request->stdout_fd, STDOUT_FILENO) < 0) {
         baton_child_fail(report_fd, BATON_SPAWN_DESCRIPTORS, errno);
     }
@@ -139,6 +136,10 @@ static void baton_child(const baton_spawn_request *request, int report_fd) {
         if (getppid() != request->parent_pid) {
             _exit(127);
         }
+    }
+    // As the worker's user: a directory only it may enter is fine, one it may not is not.
+    if (request->directory != NULL && chdir(request->directory) != 0) {
+        baton_child_fail(report_fd, BATON_SPAWN_CHDIR, errno);
     }
     if (request->umask >= 0) {
         umask((mode_t)request->umask);

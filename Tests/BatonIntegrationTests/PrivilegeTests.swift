@@ -134,11 +134,18 @@ struct PrivilegeTests {
     }
 
     /// Root kept to the units' capability bounding set (Docs/systemd.md) runs workers as
-    /// nobody, steers, and reloads: none of it needs CAP_DAC_OVERRIDE or CAP_FOWNER.
+    /// nobody, in a directory only nobody may enter, steers, and reloads: none of it needs
+    /// CAP_DAC_OVERRIDE or CAP_FOWNER.
     @Test func rootWithOnlyTheUnitsCapabilitiesRunsWorkersAsNobody() throws {
         let scratch = ScratchDirectory()
         let port = try Self.freePrivilegedPort()
-        try scratch.write("baton.toml", Self.configuration(port: port, workers: 2, "user = \"nobody\"\ngroup = \"nogroup\""))
+        let home = "\(scratch.path)/home"
+        #expect(mkdir(home, 0o700) == 0 && chown(home, 65534, 65534) == 0)
+        try scratch.write("baton.toml", Self.configuration(port: port, workers: 2, """
+            user = "nobody"
+            group = "nogroup"
+            directory = "\(home)"
+            """))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch, launcher: [
             "/usr/bin/setpriv", "--bounding-set=-all,+chown,+kill,+setuid,+setgid,+net_bind_service,+bpf", "--inh-caps=-all",
         ])
@@ -149,6 +156,7 @@ struct PrivilegeTests {
         let status = try baton.waitUntilServing(generation: 2)
         for pid in Self.workerPIDs(status) {
             #expect(try Self.processStatus(pid)["Uid"]?.hasPrefix("65534\t") == true)
+            #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")) == home)
         }
         #expect(AddressInUseTests.answers(port: port))
         #expect(!baton.log.contains("steering is off"), "\(baton.log)")

@@ -34,7 +34,8 @@ typedef struct {
     /// is already gone.
     int parent_death_signal;
     pid_t parent_pid;
-    /// Whether the child takes the credentials below before execve: supplementary
+    /// Whether the child takes the credentials below before execve (and before it
+    /// changes to `directory`, which it enters as that user): supplementary
     /// groups (setgroups), then gid, then uid (setresgid, setresuid). Resolved by the
     /// parent: the child reads no user database.
     int change_credentials;
