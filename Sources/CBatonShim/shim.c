@@ -13,10 +13,13 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,8 +27,9 @@
 // --- spawning -------------------------------------------------------------------
 
 // Only async-signal-safe calls from here until execve.
-static void baton_child_fail(int report_fd, int error) {
-    ssize_t ignored = write(report_fd, &error, sizeof(error));
+static void baton_child_fail(int report_fd, int step, int error) {
+    int report[2] = {error, step};
+    ssize_t ignored = write(report_fd, report, sizeof(report));
     (void)ignored;
     _exit(127);
 }
@@ -64,31 +68,19 @@ static void baton_child(const baton_spawn_request *request, int report_fd) {
     sigprocmask(SIG_SETMASK, &empty, NULL);
 
     if (request->new_process_group && setpgid(0, 0) != 0) {
-        baton_child_fail(report_fd, errno);
+        baton_child_fail(report_fd, BATON_SPAWN_SETUP, errno);
     }
     // Capabilities Baton was given as ambient ones (AmbientCapabilities=CAP_BPF, for its
     // steering program) are Baton's alone: a worker does not keep them across execve.
     // EINVAL: a kernel without ambient capabilities, where there is nothing to clear.
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
-        baton_child_fail(report_fd, errno);
-    }
-    if (request->parent_death_signal > 0) {
-        if (prctl(PR_SET_PDEATHSIG, request->parent_death_signal, 0, 0, 0) != 0) {
-            baton_child_fail(report_fd, errno);
-        }
-        // The parent died before the signal was asked for: it will never come.
-        if (getppid() != request->parent_pid) {
-            _exit(127);
-        }
-    }
-    if (request->directory != NULL && chdir(request->directory) != 0) {
-        baton_child_fail(report_fd, errno);
+        baton_child_fail(report_fd, BATON_SPAWN_SETUP, errno);
     }
     if (request->stdout_fd >= 0 && dup2(request->stdout_fd, STDOUT_FILENO) < 0) {
-        baton_child_fail(report_fd, errno);
+        baton_child_fail(report_fd, BATON_SPAWN_DESCRIPTORS, errno);
     }
     if (request->stderr_fd >= 0 && dup2(request->stderr_fd, STDERR_FILENO) < 0) {
-        baton_child_fail(report_fd, errno);
+        baton_child_fail(report_fd, BATON_SPAWN_DESCRIPTORS, errno);
     }
 
     // Move every source above the target range first, so that placing one never
@@ -101,28 +93,70 @@ static void baton_child(const baton_spawn_request *request, int report_fd) {
     for (int index = 0; index < request->fd_count; index++) {
         moved[index] = fcntl(request->fds[index], F_DUPFD_CLOEXEC, first_free);
         if (moved[index] < 0) {
-            baton_child_fail(report_fd, errno);
+            baton_child_fail(report_fd, BATON_SPAWN_DESCRIPTORS, errno);
         }
     }
     for (int index = 0; index < request->fd_count; index++) {
         // dup2 clears FD_CLOEXEC on the target.
         if (dup2(moved[index], 3 + index) < 0) {
-            baton_child_fail(report_fd, errno);
+            baton_child_fail(report_fd, BATON_SPAWN_DESCRIPTORS, errno);
         }
     }
     // Everything else of the supervisor's closes at execve; the report pipe too,
     // which is how the parent learns that execve succeeded.
     if (syscall(SYS_close_range, 3 + request->fd_count, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
-        baton_child_fail(report_fd, errno);
+        baton_child_fail(report_fd, BATON_SPAWN_DESCRIPTORS, errno);
+    }
+
+    // Limits first: raising a hard limit needs the privilege the next steps give up.
+    for (int index = 0; index < request->limit_count; index++) {
+        struct rlimit limit = {.rlim_cur = request->limit_values[index], .rlim_max = request->limit_values[index]};
+        if (setrlimit(request->limit_resources[index], &limit) != 0) {
+            baton_child_fail(report_fd, BATON_SPAWN_SETRLIMIT, errno);
+        }
+    }
+    // The raw system calls: they change this thread's credentials only, which is the
+    // whole process in the child, with none of glibc's signalling of other threads.
+    if (request->change_credentials) {
+        if (syscall(SYS_setgroups, (size_t)request->group_count, request->groups) != 0) {
+            baton_child_fail(report_fd, BATON_SPAWN_SETGROUPS, errno);
+        }
+        if (syscall(SYS_setresgid, request->gid, request->gid, request->gid) != 0) {
+            baton_child_fail(report_fd, BATON_SPAWN_SETGID, errno);
+        }
+        if (syscall(SYS_setresuid, request->uid, request->uid, request->uid) != 0) {
+            baton_child_fail(report_fd, BATON_SPAWN_SETUID, errno);
+        }
+    }
+    // After the credentials: a change of them clears the parent-death signal.
+    if (request->parent_death_signal > 0) {
+        if (prctl(PR_SET_PDEATHSIG, request->parent_death_signal, 0, 0, 0) != 0) {
+            baton_child_fail(report_fd, BATON_SPAWN_SETUP, errno);
+        }
+        // The parent died before the signal was asked for: it will never come.
+        if (getppid() != request->parent_pid) {
+            _exit(127);
+        }
+    }
+    // As the worker's user: a directory only it may enter is fine, one it may not is not.
+    if (request->directory != NULL && chdir(request->directory) != 0) {
+        baton_child_fail(report_fd, BATON_SPAWN_CHDIR, errno);
+    }
+    if (request->umask >= 0) {
+        umask((mode_t)request->umask);
+    }
+    if (request->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        baton_child_fail(report_fd, BATON_SPAWN_NO_NEW_PRIVILEGES, errno);
     }
     if (request->pid_variable_index >= 0) {
         baton_child_write_pid(request->envp[request->pid_variable_index]);
     }
     execve(request->path, request->argv, request->envp);
-    baton_child_fail(report_fd, errno);
+    baton_child_fail(report_fd, BATON_SPAWN_EXECVE, errno);
 }
 
-int baton_spawn(const baton_spawn_request *request, pid_t *pid) {
+int baton_spawn(const baton_spawn_request *request, pid_t *pid, int *failed_step) {
+    *failed_step = BATON_SPAWN_FORK;
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
         return errno;
@@ -139,16 +173,17 @@ int baton_spawn(const baton_spawn_request *request, pid_t *pid) {
         baton_child(request, report[1]);
     }
     close(report[1]);
-    int child_error = 0;
+    int child_report[2] = {0, 0};
     ssize_t count;
     do {
-        count = read(report[0], &child_error, sizeof(child_error));
+        count = read(report[0], child_report, sizeof(child_report));
     } while (count < 0 && errno == EINTR);
     close(report[0]);
     *pid = child;
-    if (count == (ssize_t)sizeof(child_error)) {
+    if (count == (ssize_t)sizeof(child_report)) {
         // The child exits 127 and is reaped by the normal reaping path.
-        return child_error;
+        *failed_step = child_report[1];
+        return child_report[0];
     }
     return 0;
 }
@@ -262,6 +297,39 @@ int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
     *uid = credentials.uid;
     *gid = credentials.gid;
     return 0;
+}
+
+int baton_set_group_acl(const char *path, const gid_t *groups, int group_count, int owner_group) {
+    // The xattr form of an access ACL (linux/posix_acl_xattr.h): a version, then entries
+    // sorted by tag and, within a tag, by id.
+    enum { tag_user_obj = 0x01, tag_group_obj = 0x04, tag_group = 0x08, tag_mask = 0x10, tag_other = 0x20 };
+    struct entry { uint16_t tag; uint16_t permissions; uint32_t id; };
+    if (group_count < 0 || group_count > 16) return EINVAL;
+    struct { uint32_t version; struct entry entries[20]; } acl;
+    memset(&acl, 0, sizeof(acl));
+    acl.version = 2;
+    const uint32_t none = 0xFFFFFFFFu;
+    const uint16_t read_write = 6;
+    int count = 0;
+    acl.entries[count++] = (struct entry){tag_user_obj, read_write, none};
+    acl.entries[count++] = (struct entry){tag_group_obj, owner_group ? read_write : 0, none};
+    gid_t sorted[16];
+    memcpy(sorted, groups, sizeof(gid_t) * (size_t)group_count);
+    for (int i = 1; i < group_count; i++) {
+        for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+            gid_t swap = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = swap;
+        }
+    }
+    for (int index = 0; index < group_count; index++) {
+        if (index > 0 && sorted[index] == sorted[index - 1]) continue;
+        acl.entries[count++] = (struct entry){tag_group, read_write, sorted[index]};
+    }
+    acl.entries[count++] = (struct entry){tag_mask, read_write, none};
+    acl.entries[count++] = (struct entry){tag_other, 0, none};
+    size_t size = sizeof(uint32_t) + sizeof(struct entry) * (size_t)count;
+    return setxattr(path, "system.posix_acl_access", &acl, size, 0) == 0 ? 0 : errno;
 }
 
 // --- sockets --------------------------------------------------------------------

@@ -60,6 +60,12 @@ struct BatonCommand: ParsableCommand {
     @Option(name: .customLong(Settings.preloadLibrary.option), help: ArgumentHelp(Settings.preloadLibrary.optionHelp))
     var preloadLibrary: String?
 
+    @Option(name: .customLong(Settings.user.option), help: ArgumentHelp(Settings.user.optionHelp))
+    var user: String?
+
+    @Option(name: .customLong(Settings.group.option), help: ArgumentHelp(Settings.group.optionHelp))
+    var group: String?
+
     @Option(name: .customLong(Settings.controlSocket.option), help: ArgumentHelp(Settings.controlSocket.optionHelp))
     var controlSocket: String?
 
@@ -120,6 +126,8 @@ struct BatonCommand: ParsableCommand {
         oneLine[Settings.output] = output
         oneLine[Settings.socketProtocol] = socketProtocol
         oneLine[Settings.preloadLibrary] = preloadLibrary
+        oneLine[Settings.user] = user
+        oneLine[Settings.group] = group
         oneLine[Settings.controlSocket] = controlSocket
         oneLine[Settings.metrics] = metrics
         return oneLine

@@ -9,6 +9,9 @@ import Testing
 /// `systemctl restart` under load with the fd store, and `systemctl stop` draining.
 @Suite(.serialized) struct SystemdServiceTests {
     static let reloads = 20
+    /// The demo units' CapabilityBoundingSet= as /proc shows it: CAP_CHOWN (0), CAP_KILL (5),
+    /// CAP_SETGID (6), CAP_SETUID (7), CAP_NET_BIND_SERVICE (10) and CAP_BPF (39).
+    static let batonCapabilities = "00000080000004e1"
 
     /// Skips (saying why) where systemd cannot run as PID 1 of a namespace.
     func systemd(_ units: [String], files: [String: String] = [:], in scratch: ScratchDirectory) throws -> SystemdUnderTest? {
@@ -112,7 +115,7 @@ import Testing
         #expect(try systemd.run(["systemctl", "start", unit]).status == 0)
         let firstPID = try systemd.property("MainPID", of: unit)
         #expect(try systemd.property("NFileDescriptorStore", of: unit) == "4", "one stored socket per worker slot")
-        // AmbientCapabilities=CAP_BPF: Baton steers, and its workers do not get the capability.
+        // CapabilityBoundingSet= keeps CAP_BPF: Baton steers; its workers run as nobody, with no capability.
         #expect(!systemd.journal(unit).contains("steering is off"), "\(systemd.journal(unit))")
         let status = try systemd.run(["batonctl", "status", "--json", "-s", "/run/baton-demo-standalone/baton.sock"])
         let started = try JSONDecoder().decode(StatusReport.self, from: Data(status.output.utf8))
@@ -120,6 +123,12 @@ import Testing
         let capabilities = try systemd.run(["grep", "^Cap", "/proc/\(worker)/status"]).output
         #expect(capabilities.contains("CapAmb:\t0000000000000000") && capabilities.contains("CapEff:\t0000000000000000"),
                 "a worker keeps no capability of Baton's: \(capabilities)")
+        let credentials = try systemd.run(["grep", "-E", "^(Uid|Gid)", "/proc/\(worker)/status"]).output
+        #expect(credentials.contains("Uid:\t65534\t65534\t65534\t65534") && credentials.contains("Gid:\t65534\t65534\t65534\t65534"),
+                "the unit runs its workers as nobody: \(credentials)")
+        let baton = try systemd.run(["grep", "-E", "^(Uid|CapBnd)", "/proc/\(firstPID)/status"]).output
+        #expect(baton.contains("Uid:\t0\t0\t0\t0") && baton.contains("CapBnd:\t\(Self.batonCapabilities)"),
+                "Baton keeps only the capabilities its unit names: \(baton)")
         let load = load(systemd, port: 8081)
         load.start()
         var failedRestarts: [String] = []

@@ -95,7 +95,15 @@ import Testing
     @Test(arguments: [
         ("[workers]\ncommand = [\"x\"]\ncount = \"four\"", "baton.toml: workers.count = \"four\": expected an integer"),
         ("[workers]\ncommand = [\"x\"]\ncount = 0", "baton.toml: workers.count = 0: expected a number of workers from 1 to 1024"),
-        ("[workers]\ncommand = [\"x\"]\ncuont = 2", "baton.toml: workers.cuont: unknown key; known keys here: command, count, directory, drain_grace, drain_signal, drain_timeout, environment, output, preload_library, protocol, readiness, ready_timeout, restart_delay, restart_delay_max, stall_timeout"),
+        ("[workers]\ncommand = [\"x\"]\ncuont = 2", "baton.toml: workers.cuont: unknown key; known keys here: command, count, directory, drain_grace, drain_signal, drain_timeout, environment, group, limits, no_new_privileges, output, preload_library, protocol, readiness, ready_timeout, restart_delay, restart_delay_max, stall_timeout, umask, user"),
+        // Workers' credentials: names are looked up when the file is read.
+        ("[workers]\ncommand = [\"x\"]\nuser = \"baton-no-such-user\"", "baton.toml: workers.user = \"baton-no-such-user\": no such user (looked up with getpwnam): create the user, or name an existing one"),
+        ("[workers]\ncommand = [\"x\"]\ngroup = \"baton-no-such-group\"", "baton.toml: workers.group = \"baton-no-such-group\": no such group (looked up with getgrnam): create the group, or name an existing one"),
+        ("[workers]\ncommand = [\"x\"]\nlimits = { nofiles = 10 }", "baton.toml: workers.limits = { nofiles = 10 }: unknown limit \"nofiles\"; known limits: as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack"),
+        ("[workers]\ncommand = [\"x\"]\nlimits = { nofile = -1 }", "baton.toml: workers.limits = { nofile = -1 }: nofile = -1: expected a number of 0 or more, or \"infinity\""),
+        ("[workers]\ncommand = [\"x\"]\nlimits = { nofile = 1.5 }", "baton.toml: workers.limits.nofile: expected an integer"),
+        ("[workers]\ncommand = [\"x\"]\nno_new_privileges = \"yes\"", "baton.toml: workers.no_new_privileges = \"yes\": expected true or false"),
+        ("[workers]\ncommand = [\"x\"]\numask = \"0999\"", "baton.toml: workers.umask = \"0999\": expected an octal file mode such as \"0660\""),
         ("[workers]\ncommand = [\"x\"]\nprotocol = \"inetd\"", "baton.toml: workers.protocol = \"inetd\": unknown protocol: expected one of systemd, einhorn, server-starter, preload, none"),
         ("[workers]\ncommand = [\"x\"]\npreload_library = \"/x.so\"", "baton.toml: workers.preload_library = \"/x.so\": only used with protocol = \"preload\""),
         ("[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:80\"\n[workers]\ncommand = [\"x\", \"--fd={fd:htp}\"]", "baton.toml: workers.command = \"--fd={fd:htp}\": {fd:htp} names no listener; listeners: \"http\""),
@@ -173,6 +181,30 @@ import Testing
         } catch {
             #expect(error.description == "/nonexistent/baton.toml: cannot read the file: /nonexistent/baton.toml: open: No such file or directory")
         }
+    }
+
+    /// Run as root (as CI is), the names resolve to the entries' numbers and groups.
+    @Test(.enabled(if: geteuid() == 0, "running workers as nobody needs root"))
+    func workerCredentialsAndLimitsAreRead() throws {
+        let configuration = try parse("""
+            [workers]
+            command = ["x"]
+            user = "nobody"
+            group = "0"
+            no_new_privileges = true
+            umask = "0027"
+            limits = { nofile = 4096, core = 0, stack = "infinity" }
+            """)
+        let workers = configuration.workers
+        #expect(workers.user?.name == "nobody")
+        #expect(workers.user?.uid == 65534)
+        #expect(workers.user?.home == "/nonexistent")
+        #expect(workers.group == SystemGroup(name: "root", gid: 0))
+        #expect(workers.noNewPrivileges)
+        #expect(workers.umask == 0o027)
+        #expect(workers.limits == [.nofile: 4096, .core: 0, .stack: ResourceLimit.unlimited])
+        // The user's own primary group gives way to the group given.
+        #expect(workers.credentials == ProcessSpawner.Credentials(uid: 65534, gid: 0, groups: [0]))
     }
 }
 
@@ -369,6 +401,10 @@ import Testing
         #expect(documented, "Docs/configuration.md should hold this table:\n\(Self.documentation)")
     }
 
+    /// The names of this process's user and group, which any Baton may run workers as.
+    static let ownUser = String(cString: getpwuid(geteuid())!.pointee.pw_name)
+    static let ownGroup = String(cString: getgrgid(getegid())!.pointee.gr_name)
+
     @Test func everyOptionReadsLikeItsKey() throws {
         // The command line and the file read an option's value with the same parser.
         let file = try ConfigurationFile.parse("""
@@ -386,6 +422,8 @@ import Testing
             output = "prefix"
             protocol = "preload"
             preload_library = "/x.so"
+            user = "\(Self.ownUser)"
+            group = "\(Self.ownGroup)"
             """, source: "baton.toml", defaultControlSocket: "/run/b.sock")
         var oneLine = CommandLineConfiguration()
         oneLine.command = ["./server"]
@@ -399,13 +437,15 @@ import Testing
         oneLine[Settings.output] = "prefix"
         oneLine[Settings.socketProtocol] = "preload"
         oneLine[Settings.preloadLibrary] = "/x.so"
+        oneLine[Settings.user] = Self.ownUser
+        oneLine[Settings.group] = Self.ownGroup
         oneLine[Settings.controlSocket] = "/run/b.sock"
         oneLine[Settings.metrics] = "tcp://[::1]:9102"
         // Every option of the table is above.
         let options = (Settings.configuration.map(\.commandLine) + Settings.workers.map(\.commandLine)).filter {
             if case .option = $0 { true } else { false }
         }
-        #expect(options.count == 12)
+        #expect(options.count == 14)
         #expect(try oneLine.configuration() == file)
     }
 }

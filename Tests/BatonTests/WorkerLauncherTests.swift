@@ -36,6 +36,27 @@ import Testing
         #expect(request.stdout == -1 && request.stderr == -1, "output is inherited unless prefixed")
     }
 
+    /// The user's HOME, USER and LOGNAME, unless the configuration sets them; the rest
+    /// of the privilege settings go to the spawning child as they are.
+    @Test func aWorkerAsAnotherUserGetsItsIdentityAndLimits() {
+        var configuration = configuration()
+        configuration.workers.user = WorkerUser(name: "app", uid: 1234, gid: 1234, home: "/srv/app", groups: [1234, 27])
+        configuration.workers.environment["LOGNAME"] = "batch"
+        configuration.workers.noNewPrivileges = true
+        configuration.workers.umask = 0o027
+        configuration.workers.limits = [.nofile: 65536, .core: 0]
+        let request = launcher.request(for: WorkerID(generation: 1, slot: 0), configuration, sockets: [], notifyAddress: "@n")
+        #expect(request.environment["HOME"] == "/srv/app")
+        #expect(request.environment["USER"] == "app")
+        #expect(request.environment["LOGNAME"] == "batch", "the configuration's environment wins")
+        #expect(request.noNewPrivileges && request.umask == 0o027 && request.limits == [.nofile: 65536, .core: 0])
+        if CredentialPrivilege.canChangeCredentials {
+            #expect(request.credentials == ProcessSpawner.Credentials(uid: 1234, gid: 1234, groups: [1234, 27]))
+        } else {
+            #expect(request.credentials == nil, "without the privilege the child changes nothing (the reader refuses another user)")
+        }
+    }
+
     @Test func thePreloadProtocolPutsTheLibraryBeforeTheInheritedOne() {
         let request = launcher.request(for: WorkerID(generation: 1, slot: 0), configuration(.preload),
                                        sockets: [("http", 5)], notifyAddress: "@n", preloadLibrary: "/opt/libbaton-preload.so")

@@ -10,6 +10,10 @@ public struct Configuration: Sendable, Equatable, Codable {
     public var controlSocket: String
     /// Where Baton serves `/metrics`; nil for nowhere.
     public var metrics: ListenerAddress?
+    /// Whose members may reload, scale and see the status through the control socket.
+    public var controlGroup: SystemGroup?
+    /// Whose members may see the status through the control socket.
+    public var controlReadOnlyGroup: SystemGroup?
 
     public init(listeners: [ListenerConfiguration], workers: WorkerConfiguration, controlSocket: String,
                 metrics: ListenerAddress? = nil) {

@@ -115,6 +115,24 @@ private struct TableReader {
         case .integer:
             guard let integer = value.int else { throw error(key, value: value.debugDescription, problem: "expected an integer") }
             return (.text("\(integer)"), "\(integer)")
+        case .boolean:
+            guard let boolean = value.bool else { throw error(key, value: value.debugDescription, problem: "expected true or false") }
+            return (.text(boolean ? "true" : "false"), boolean ? "true" : "false")
+        case .integerTable:
+            guard let table = value.table else {
+                throw error(key, problem: "expected a table, such as { nofile = 65536, core = 0 }")
+            }
+            var strings: [String: String] = [:]
+            for name in table.keys {
+                if let integer = table[name]?.int {
+                    strings[name] = "\(integer)"
+                } else if let string = table[name]?.string {
+                    strings[name] = string
+                } else {
+                    throw error("\(key).\(name)", problem: "expected an integer")
+                }
+            }
+            return (.table(strings), value.debugDescription)
         case .strings:
             if let string = value.string {
                 return (.strings([string]), string.quoted)

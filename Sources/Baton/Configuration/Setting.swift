@@ -165,7 +165,9 @@ enum SettingInput {
 
     /// What the file writes for a setting.
     enum Kind: Sendable {
-        case string, integer, strings, table
+        case string, integer, boolean, strings, table
+        /// A table whose values are integers or strings, all read as text.
+        case integerTable
     }
 }
 

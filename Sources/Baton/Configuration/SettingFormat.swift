@@ -182,3 +182,75 @@ extension SettingFormat where Value == String {
              accepts: ListenerName.isValid, text: { $0 }) { $0 }
     }
 }
+
+extension SettingFormat where Value == WorkerUser {
+    /// A user name (or uid) from the user database, that this Baton may run workers as.
+    static var user: Self {
+        let problem = SettingProblem("no such user (looked up with getpwnam): create the user, or name an existing one")
+        return Self("user name or uid", problem: problem, text: \.name) { text throws(SettingProblem) in
+            guard let user = WorkerUser.lookUp(text) else { return nil }
+            if let refusal = CredentialPrivilege.problem(uid: user.uid, gid: user.gid) { throw SettingProblem(refusal) }
+            return user
+        }
+    }
+}
+
+extension SettingFormat where Value == SystemGroup {
+    /// A group name (or gid) from the group database, that this Baton may run workers as.
+    static var group: Self {
+        let problem = SettingProblem("no such group (looked up with getgrnam): create the group, or name an existing one")
+        return Self("group name or gid", problem: problem, text: \.name) { text throws(SettingProblem) in
+            guard let group = SystemGroup.lookUp(text) else { return nil }
+            if let refusal = CredentialPrivilege.problem(uid: nil, gid: group.gid) { throw SettingProblem(refusal) }
+            return group
+        }
+    }
+}
+
+extension SettingFormat where Value == SystemGroup {
+    /// A group whose members may use the control socket: any but root's, whose gid 0
+    /// cannot be told apart from no group in the peer's list (SO_PEERGROUPS).
+    static var controlGroup: Self {
+        let problem = SettingProblem("no such group (looked up with getgrnam): create the group, or name an existing one")
+        return Self("group name or gid", problem: problem, text: \.name) { text throws(SettingProblem) in
+            guard let group = SystemGroup.lookUp(text) else { return nil }
+            guard group.gid != 0 else { throw SettingProblem("root's group cannot be a control group: name a group of its own, such as \"deploy\"") }
+            return group
+        }
+    }
+}
+
+extension SettingFormat where Value == Bool {
+    /// `true` or `false`.
+    static var boolean: Self {
+        Self("`true` or `false`", written: .boolean, problem: SettingProblem("expected true or false"),
+             text: { $0 ? "true" : "false" }) { ["true": true, "false": false][$0] }
+    }
+}
+
+extension SettingFormat where Value == [ResourceLimit: UInt64] {
+    /// Resource limits by name, each a number or `"infinity"`.
+    static var limits: Self {
+        let names = ResourceLimit.allCases.map(\.rawValue).joined(separator: ", ")
+        return Self("table of limits: \(names); each a number or `\"infinity\"`", written: .integerTable,
+                    problem: SettingProblem("expected a table of limits, such as { nofile = 65536, core = 0 }"),
+                    text: { limits in
+                        limits.isEmpty ? "{}" : "{ " + limits.sorted { $0.key.rawValue < $1.key.rawValue }
+                            .map { "\($0.key.rawValue) = \($0.value == ResourceLimit.unlimited ? "\"infinity\"" : "\($0.value)")" }
+                            .joined(separator: ", ") + " }"
+                    }) { input throws(SettingProblem) in
+            guard case .table(let table) = input else { preconditionFailure("limits are read from a table") }
+            var limits: [ResourceLimit: UInt64] = [:]
+            for (name, text) in table.sorted(by: { $0.key < $1.key }) {
+                guard let limit = ResourceLimit(rawValue: name) else {
+                    throw SettingProblem("unknown limit \(name.quoted); known limits: \(names)")
+                }
+                guard let value = text == "infinity" || text == "unlimited" ? ResourceLimit.unlimited : UInt64(text) else {
+                    throw SettingProblem("\(name) = \(text): expected a number of 0 or more, or \"infinity\"")
+                }
+                limits[limit] = value
+            }
+            return limits
+        }
+    }
+}

@@ -17,7 +17,17 @@ public enum Settings {
         commandLine: .option("metrics"), default: .described("off"),
         help: "Where Baton serves its own metrics, GET /metrics in Prometheus' text format (Docs/metrics.md); a reload that changes it moves the endpoint once the new generation takes over")
 
-    static let configuration: [any AnySetting<Configuration>] = [controlSocket, metrics]
+    static let controlGroup = Setting<Configuration, SystemGroup>(
+        "control_group", \.controlGroup, .controlGroup,
+        default: .described("none: only root and Baton's user"),
+        help: "Members of this group may reload, scale and see the status through the control socket, which becomes mode 0660 with this group")
+
+    static let controlReadOnlyGroup = Setting<Configuration, SystemGroup>(
+        "control_readonly_group", \.controlReadOnlyGroup, .controlGroup,
+        default: .described("none"),
+        help: "Members of this group may see the status through the control socket, which an ACL entry opens to them (the file system must support POSIX ACLs)")
+
+    static let configuration: [any AnySetting<Configuration>] = [controlSocket, metrics, controlGroup, controlReadOnlyGroup]
 
     // MARK: - Ranges
 
@@ -151,8 +161,33 @@ public enum Settings {
         requires: SettingRequirement(holds: { $0.socketProtocol == .preload },
                                      problem: SettingProblem { "only used with \($0.assignment(socketProtocol, SocketProtocol.preload.rawValue))" }))
 
+    public static let user = Setting<WorkerConfiguration, WorkerUser>(
+        "user", \.user, .user,
+        commandLine: .option("user"), default: .described("Baton's own"),
+        help: "The user workers run as, with that user's groups and HOME, USER and LOGNAME; any user other than Baton's own needs Baton to run as root (or with CAP_SETUID and CAP_SETGID)")
+
+    public static let group = Setting<WorkerConfiguration, SystemGroup>(
+        "group", \.group, .group,
+        commandLine: .option("group"), default: .described("the user's primary group"),
+        help: "The group workers run as, instead of their user's primary group")
+
+    static let noNewPrivileges = Setting<WorkerConfiguration, Bool>(
+        "no_new_privileges", \.noNewPrivileges, .boolean,
+        default: .value(false),
+        help: "Workers and what they run can never gain privileges (PR_SET_NO_NEW_PRIVS: set-user-ID programs and file capabilities give nothing)")
+
+    static let umask = Setting<WorkerConfiguration, UInt32>(
+        "umask", \.umask, .fileMode,
+        default: .described("Baton's"),
+        help: "The workers' umask, such as `0027`")
+
+    static let limits = Setting<WorkerConfiguration, [ResourceLimit: UInt64]>(
+        "limits", \.limits, .limits,
+        default: .value([:]),
+        help: "Resource limits of each worker (setrlimit, soft and hard), such as { nofile = 65536, core = 0 }; raising one above Baton's own needs root")
+
     static let workers: [any AnySetting<WorkerConfiguration>] = [
         command, workerCount, directory, environment, readiness, readyTimeout, drainTimeout, drainGrace, stallTimeout, restartDelay,
-        restartDelayMax, drainSignal, output, socketProtocol, preloadLibrary,
+        restartDelayMax, drainSignal, output, socketProtocol, preloadLibrary, user, group, noNewPrivileges, umask, limits,
     ]
 }

@@ -26,6 +26,13 @@ public struct WorkerConfiguration: Sendable, Equatable, Codable {
     /// With `.preload`: the library to preload; nil takes `libbaton-preload.so` beside
     /// the `baton` executable.
     public var preloadLibrary: String?
+    /// The user and group workers run as; nil: Baton's.
+    public var user: WorkerUser?
+    public var group: SystemGroup?
+    public var noNewPrivileges: Bool = Settings.noNewPrivileges.defaultValue
+    /// The workers' umask; nil: Baton's.
+    public var umask: UInt32?
+    public var limits: [ResourceLimit: UInt64] = Settings.limits.defaultValue
 
     public init(command: [String]) {
         self.command = command
@@ -55,5 +62,10 @@ extension WorkerConfiguration {
         try read(.output, \.output)
         try read(.socketProtocol, \.socketProtocol)
         preloadLibrary = try container.decodeIfPresent(String.self, forKey: .preloadLibrary)
+        user = try container.decodeIfPresent(WorkerUser.self, forKey: .user)
+        group = try container.decodeIfPresent(SystemGroup.self, forKey: .group)
+        try read(.noNewPrivileges, \.noNewPrivileges)
+        umask = try container.decodeIfPresent(UInt32.self, forKey: .umask)
+        try read(.limits, \.limits)
     }
 }

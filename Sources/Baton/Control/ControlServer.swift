@@ -1,10 +1,12 @@
 import Glibc
+import Logging
 import NIOCore
 import NIOExtras
 import NIOPosix
 
-/// Listens on the control socket (mode 0600) and hands every well-formed request to
-/// the supervisor. A malformed or unknown request is answered here with an error and
+/// Listens on the control socket (mode 0600, or as ``ControlAccess`` opens it to groups)
+/// and hands every well-formed request its peer may make to the supervisor. A malformed
+/// or unknown request, or one its peer may not make, is answered here with an error and
 /// never reaches the supervisor.
 ///
 /// Whoever connects cannot make Baton block, spin or run out of descriptors: at most
@@ -35,7 +37,8 @@ final class ControlServer: Sendable {
     ///
     /// Only a stale socket (one nobody listens on) is replaced; any other file at `path`
     /// is an error naming it.
-    init(path: String, eventLoop: EventLoop, submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void) throws {
+    init(path: String, eventLoop: EventLoop, access: ControlAccess = ControlAccess(), logger: Logger,
+         submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void) throws {
         let longest = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
         guard path.utf8.count <= longest else {
             throw SystemError("bind", errno: ENAMETOOLONG,
@@ -72,7 +75,7 @@ final class ControlServer: Sendable {
                 // A client that half-closes after its request (socat, nc -N) still gets the answer.
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    ControlServer.peer(of: channel).flatMapThrowing { peer in
                         guard connections.admit(channel) else {
                             let refusal = ControlReply.failure("too many control connections are waiting for an answer; try again later")
                             channel.writeAndFlush(ByteBuffer(string: refusal.encodedLine())).whenComplete { _ in
@@ -82,7 +85,8 @@ final class ControlServer: Sendable {
                         }
                         let decoder = ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: ControlServer.maximumRequestLength)
                         try channel.pipeline.syncOperations.addHandler(decoder)
-                        try channel.pipeline.syncOperations.addHandler(ControlConnectionHandler(connections: connections, submit: submit))
+                        try channel.pipeline.syncOperations.addHandler(
+                            ControlConnectionHandler(connections: connections, peer: peer, access: access, logger: logger, submit: submit))
                     }
                 }
                 .bind(unixDomainSocketPath: path)
@@ -90,8 +94,34 @@ final class ControlServer: Sendable {
         } catch {
             throw SystemError("bind", errno: (error as? IOError)?.errnoCode ?? EIO, subject: "control socket \(path)")
         }
-        chmod(path, 0o600)
         self.path = path
+        do {
+            try access.apply(to: path)
+        } catch {
+            close()
+            throw error
+        }
+        if let unreachable = access.unreachableDirectory(of: path) {
+            logger.warning("\(unreachable)")
+        }
+    }
+
+    /// The peer's credentials and groups, as the kernel recorded them at connect; nil
+    /// when they cannot be read, which leaves the peer only what anyone may do: nothing.
+    private static func peer(of channel: Channel) -> EventLoopFuture<ControlAccess.Peer?> {
+        guard let provider = channel as? SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(nil) }
+        let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        return credentials.flatMap { credentials in
+            let groups: EventLoopFuture<PeerGroups> = provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERGROUPS))
+            return groups.map { groups in
+                ControlAccess.Peer(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid, groups: groups.list)
+            }.recover { _ in
+                // More groups than the buffer holds: judged by its primary group alone.
+                ControlAccess.Peer(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid, groups: [])
+            }
+        }.map(Optional.some).recover { _ in nil }
     }
 
     /// Closes the socket and removes its file; call it from a thread other than the event loop's.
@@ -164,15 +194,39 @@ public struct ControlResponder: Sendable {
     }
 }
 
+/// `struct ucred`, as SO_PEERCRED fills it in.
+private struct PeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}
+
+/// A buffer SO_PEERGROUPS fills with the peer's supplementary groups, in ascending order;
+/// what it leaves is zero, so gid 0 is not read from it (a control group is never gid 0).
+private struct PeerGroups: Sendable {
+    var storage: InlineArray<256, UInt32> = .init(repeating: 0)
+
+    var list: [gid_t] {
+        storage.indices.map { storage[$0] }.filter { $0 != 0 }
+    }
+}
+
 private final class ControlConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let connections: ControlConnections
+    private let peer: ControlAccess.Peer?
+    private let access: ControlAccess
+    private let logger: Logger
     private let submit: @Sendable (ControlRequest, ControlResponder) -> Void
     private var answered = false
 
-    init(connections: ControlConnections, submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void) {
+    init(connections: ControlConnections, peer: ControlAccess.Peer?, access: ControlAccess, logger: Logger,
+         submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void) {
         self.connections = connections
+        self.peer = peer
+        self.access = access
+        self.logger = logger
         self.submit = submit
     }
 
@@ -184,6 +238,15 @@ private final class ControlConnectionHandler: ChannelInboundHandler {
         let responder = ControlResponder(channel: context.channel)
         switch ControlRequest.decode(String(buffer: unwrapInboundIn(data))) {
         case .success(let request):
+            guard let peer else {
+                responder.send(.failure("refused: the peer's credentials (SO_PEERCRED) cannot be read; nothing changed"))
+                return
+            }
+            if let refusal = access.refusal(of: request.command, by: peer) {
+                logger.warning("control request refused: \(refusal)")
+                responder.send(.failure("refused: \(refusal)"))
+                return
+            }
             submit(request, responder)
         case .failure(let error):
             responder.send(.failure(error.description))

@@ -18,6 +18,20 @@ enum ProcessSpawner {
         var parentDeathSignal: Int32 = 0
         var stdout: Int32 = -1
         var stderr: Int32 = -1
+        /// The user, group and supplementary groups the child takes; nil keeps Baton's.
+        var credentials: Credentials?
+        var noNewPrivileges = false
+        /// The child's umask; nil keeps Baton's.
+        var umask: UInt32?
+        /// Set as soft and hard limit before the credentials change.
+        var limits: [ResourceLimit: UInt64] = [:]
+    }
+
+    /// Who a child runs as, resolved before the fork.
+    struct Credentials: Equatable {
+        var uid: uid_t
+        var gid: gid_t
+        var groups: [gid_t]
     }
 
     /// The pid of the started process. The process may still exit at once; that
@@ -42,23 +56,41 @@ enum ProcessSpawner {
             envp.free()
         }
 
+        let limits = request.limits.sorted { $0.key.rawValue < $1.key.rawValue }
+        let limitResources = limits.map(\.key.resource)
+        let limitValues = limits.map(\.value)
+        let groups = request.credentials?.groups ?? []
         var pid: pid_t = 0
+        var step: Int32 = 0
         let error: Int32 = path.withCString { cPath in
             request.sockets.withUnsafeBufferPointer { fds in
-                withOptionalCString(request.directory) { directory in
-                    var spawn = baton_spawn_request(
-                        path: cPath, argv: argv.pointer, envp: envp.pointer,
-                        pid_variable_index: request.processIDVariable != nil ? Int32(entries.count - 1) : -1,
-                        fds: fds.baseAddress, fd_count: Int32(fds.count),
-                        stdout_fd: request.stdout, stderr_fd: request.stderr,
-                        directory: directory, new_process_group: 1,
-                        parent_death_signal: request.parentDeathSignal, parent_pid: getpid())
-                    return baton_spawn(&spawn, &pid)
+                groups.withUnsafeBufferPointer { groups in
+                    limitResources.withUnsafeBufferPointer { resources in
+                        limitValues.withUnsafeBufferPointer { values in
+                            withOptionalCString(request.directory) { directory in
+                                var spawn = baton_spawn_request(
+                                    path: cPath, argv: argv.pointer, envp: envp.pointer,
+                                    pid_variable_index: request.processIDVariable != nil ? Int32(entries.count - 1) : -1,
+                                    fds: fds.baseAddress, fd_count: Int32(fds.count),
+                                    stdout_fd: request.stdout, stderr_fd: request.stderr,
+                                    directory: directory, new_process_group: 1,
+                                    parent_death_signal: request.parentDeathSignal, parent_pid: getpid(),
+                                    change_credentials: request.credentials != nil ? 1 : 0,
+                                    uid: request.credentials?.uid ?? 0, gid: request.credentials?.gid ?? 0,
+                                    groups: groups.baseAddress, group_count: Int32(groups.count),
+                                    no_new_privileges: request.noNewPrivileges ? 1 : 0,
+                                    umask: request.umask.map { Int32($0) } ?? -1,
+                                    limit_resources: resources.baseAddress, limit_values: values.baseAddress,
+                                    limit_count: Int32(resources.count))
+                                return baton_spawn(&spawn, &pid, &step)
+                            }
+                        }
+                    }
                 }
             }
         }
         guard error == 0 else {
-            throw .failed(program: program, errno: error)
+            throw .failed(program: program, step: stepName(step, request), errno: error)
         }
         return pid
     }
@@ -142,6 +174,24 @@ enum ProcessSpawner {
         return nil
     }
 
+    /// The step of starting a process that failed, as an error names it.
+    private static func stepName(_ step: Int32, _ request: ProcessSpawner.Request) -> String {
+        let credentials = request.credentials
+        return switch baton_spawn_step(rawValue: UInt32(step)) {
+        case BATON_SPAWN_FORK: "fork"
+        case BATON_SPAWN_CHDIR: "chdir(\(request.directory ?? ""))"
+        case BATON_SPAWN_DESCRIPTORS: "placing descriptors (dup2)"
+        case BATON_SPAWN_SETRLIMIT:
+            "setrlimit(\(request.limits.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: ", ")))"
+        case BATON_SPAWN_SETGROUPS: "setgroups(\(credentials?.groups.map(String.init).joined(separator: ",") ?? ""))"
+        case BATON_SPAWN_SETGID: "setgid(\(credentials?.gid ?? 0))"
+        case BATON_SPAWN_SETUID: "setuid(\(credentials?.uid ?? 0))"
+        case BATON_SPAWN_NO_NEW_PRIVILEGES: "prctl(PR_SET_NO_NEW_PRIVS)"
+        case BATON_SPAWN_EXECVE: "execve"
+        default: "preparing the process"
+        }
+    }
+
     private static func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
         guard let string else { return body(nil) }
         return string.withCString(body)
@@ -152,9 +202,9 @@ enum ProcessSpawner {
 enum SpawnError: Error, CustomStringConvertible {
     /// The program has no slash and is not in `PATH` (or the command is empty).
     case commandNotFound(program: String)
-    /// `fork`, or in the child `chdir`, `dup2` or `execve`, failed with `errno`; the
-    /// shim reports the errno, not the step.
-    case failed(program: String, errno: Int32)
+    /// `fork`, or a step in the child (`chdir`, `dup2`, `setuid`, `execve`, …), failed
+    /// with `errno`.
+    case failed(program: String, step: String, errno: Int32)
     /// `protocol = "preload"`, and the library cannot be read.
     case preloadLibraryUnreadable(path: String, errno: Int32)
 
@@ -164,7 +214,9 @@ enum SpawnError: Error, CustomStringConvertible {
             "the preload library \(path) cannot be read (\(String(cString: strerror(errno)))); set preload_library (--preload-library)"
         case .commandNotFound(let program) where program.isEmpty: "no command"
         case .commandNotFound(let program): "\(program): command not found"
-        case .failed(let program, let errno): "\(program): \(String(cString: strerror(errno)))"
+        case .failed(let program, let step, let errno) where step == "execve":
+            "\(program): \(String(cString: strerror(errno)))"
+        case .failed(let program, let step, let errno): "\(program): \(step) failed: \(String(cString: strerror(errno)))"
         }
     }
 }

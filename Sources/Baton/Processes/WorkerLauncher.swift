@@ -24,7 +24,13 @@ struct WorkerLauncher {
     func request(for worker: WorkerID, _ configuration: Configuration, sockets: [(name: String, fd: Int32)],
                  notifyAddress: String, preloadLibrary: String = "") -> ProcessSpawner.Request {
         let settings = configuration.workers
-        var environment = environment.merging(settings.environment) { $1 }
+        var environment = environment
+        if let user = settings.user {
+            environment["HOME"] = user.home
+            environment["USER"] = user.name
+            environment["LOGNAME"] = user.name
+        }
+        environment.merge(settings.environment) { $1 }
         let listeners = sockets.compactMap { socket in configuration.listeners.first { $0.name == socket.name } }
         let handoff = SocketHandoff(
             settings.socketProtocol, command: settings.command, listeners: listeners,
@@ -37,7 +43,8 @@ struct WorkerLauncher {
         return ProcessSpawner.Request(
             command: handoff.command, environment: environment, directory: settings.directory,
             sockets: sockets.map(\.fd), processIDVariable: handoff.processIDVariable,
-            parentDeathSignal: settings.drainSignal)
+            parentDeathSignal: settings.drainSignal, credentials: settings.credentials,
+            noNewPrivileges: settings.noNewPrivileges, umask: settings.umask, limits: settings.limits)
     }
 
     /// Starts `worker` and returns its pid. Throws, having started nothing, when the

@@ -24,6 +24,13 @@ struct NotifyDirectory: Codable, Equatable {
         return NotifyDirectory(path: String(cString: template))
     }
 
+    /// Lets other users through the directory (mode 0711), still without listing or
+    /// adding to it, so that a worker running as another user reaches its own socket,
+    /// which it owns alone.
+    func allowTraversal() throws(SystemError) {
+        guard chmod(path, 0o711) == 0 else { throw .last("chmod", subject: "notify socket directory \(path)") }
+    }
+
     /// The `NOTIFY_SOCKET` of `worker`.
     func address(of worker: WorkerID) -> String {
         "\(path)/\("\(worker)".split(separator: "/").joined(separator: "."))"

@@ -19,13 +19,17 @@ final class NotifySocket {
     let isPrivate: Bool
     private let fd: Int32
 
-    /// Starts delivering each message with its sender's pid.
-    init(address: String, deliver: @escaping @Sendable (pid_t, String) -> Void) throws(SystemError) {
+    /// Starts delivering each message with its sender's pid. A worker that runs as
+    /// another user, `owner`, gets the socket file (mode 0600) so that it can send;
+    /// then a sender that has exited is no longer believed, since any process of that
+    /// user can reach the socket too.
+    init(address: String, owner: (uid: uid_t, gid: gid_t)? = nil,
+         deliver: @escaping @Sendable (pid_t, String) -> Void) throws(SystemError) {
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .last("socket", subject: "notify socket \(address)") }
         var unixAddress = try UnixAddress(address, subject: "notify socket")
-        isPrivate = !address.hasPrefix("@")
-        if isPrivate {
+        let inDirectory = !address.hasPrefix("@")
+        if inDirectory {
             // Left by the Baton this process was before an upgrade in place.
             unlink(address)
         }
@@ -33,6 +37,19 @@ final class NotifySocket {
             let error = SystemError.last("bind", subject: "notify socket \(address)")
             Glibc.close(fd)
             throw error
+        }
+        if inDirectory, let owner, owner.uid != geteuid() {
+            // The mode first: once the file is the worker's, changing it would need CAP_FOWNER.
+            for (call, result) in [("chmod", { chmod(address, 0o600) }), ("chown", { chown(address, owner.uid, owner.gid) })] {
+                guard result() == 0 else {
+                    let error = SystemError.last(call, subject: "notify socket \(address) for uid \(owner.uid)")
+                    Glibc.close(fd)
+                    throw error
+                }
+            }
+            isPrivate = false
+        } else {
+            isPrivate = inDirectory
         }
         let error = baton_enable_credentials(fd)
         guard error == 0 else {
@@ -60,6 +77,6 @@ final class NotifySocket {
 
     func close() {
         DescriptorWatcher.shared.close(fd)
-        if isPrivate { unlink(address) }
+        if !address.hasPrefix("@") { unlink(address) }
     }
 }

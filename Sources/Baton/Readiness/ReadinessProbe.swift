@@ -20,6 +20,7 @@ enum ReadinessProbe {
         environment[WorkerContract.slot] = "\(worker.slot)"
         return ProcessSpawner.Request(
             command: ["/bin/sh", "-c", command], environment: environment,
-            directory: settings.directory, stdout: output, stderr: output)
+            directory: settings.directory, stdout: output, stderr: output,
+            credentials: settings.credentials, noNewPrivileges: settings.noNewPrivileges)
     }
 }

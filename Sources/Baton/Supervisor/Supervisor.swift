@@ -122,7 +122,8 @@ public final class Supervisor: @unchecked Sendable {
         let notifyDirectory = try handover?.notifyDirectory ?? NotifyDirectory.make()
         self.notifyDirectory = notifyDirectory
         defer { notifyDirectory.remove() }
-        let control = try ControlServer(path: configuration.controlSocket, eventLoop: eventLoop) { [self] request, responder in
+        let control = try ControlServer(path: configuration.controlSocket, eventLoop: eventLoop, access: ControlAccess(configuration),
+                                        logger: logger) { [self] request, responder in
             post(.control(request, responder))
         }
         defer { control.close() }
@@ -327,6 +328,10 @@ public final class Supervisor: @unchecked Sendable {
                     throw ConfigurationError(source: source.name, key: "control_socket", value: configuration.controlSocket.quoted,
                                              problem: "the control socket cannot move at a reload; it stays at \(controlSocket.quoted) until Baton restarts")
                 }
+                if let serving = machine.serving?.configuration, ControlAccess(configuration) != ControlAccess(serving) {
+                    throw ConfigurationError(source: source.name, key: "control_group",
+                                             problem: "who may use the control socket (control_group, control_readonly_group) cannot change at a reload; restart Baton to change it")
+                }
                 if let scaledTo = reloads.scaledTo { configuration.workers.count = scaledTo }
                 feed(.configurationLoaded(try sockets.prepare(configuration)))
             } catch {
@@ -477,7 +482,7 @@ public final class Supervisor: @unchecked Sendable {
         let notifySocket: NotifySocket
         let pid: pid_t
         do {
-            notifySocket = try self.notifySocket(for: worker)
+            notifySocket = try self.notifySocket(for: worker, configuration)
         } catch {
             feed(.workerExited(worker, .failedToStart("\(error)")))
             return
@@ -507,9 +512,14 @@ public final class Supervisor: @unchecked Sendable {
     /// The worker's own `NOTIFY_SOCKET`, named after the worker in the private
     /// directory, so that it is the same again after an upgrade in place. A worker
     /// adopted from a Baton that had no directory keeps its abstract address.
-    private func notifySocket(for worker: WorkerID, abstract: Bool = false) throws(SystemError) -> NotifySocket {
+    /// A worker that runs as another user owns its socket, and can pass through the directory.
+    private func notifySocket(for worker: WorkerID, _ configuration: Configuration, abstract: Bool = false) throws(SystemError) -> NotifySocket {
         let address = abstract || notifyDirectory == nil ? "@baton/\(getpid())/\(worker)" : notifyDirectory!.address(of: worker)
-        return try NotifySocket(address: address) { [self] sender, text in
+        let owner = configuration.workers.credentials.map { (uid: $0.uid, gid: $0.gid) }
+        if let owner, owner.uid != geteuid() {
+            try notifyDirectory?.allowTraversal()
+        }
+        return try NotifySocket(address: address, owner: owner) { [self] sender, text in
             post(.notification(worker, sender: sender, text))
         }
     }
@@ -554,7 +564,7 @@ public final class Supervisor: @unchecked Sendable {
     private func resume(_ handover: UpgradeHandover) {
         for (id, pid) in handover.workerIDs {
             // The same address as before execve: the pid did not change.
-            let socket = try? notifySocket(for: id, abstract: handover.notifyDirectory == nil)
+            let socket = try? notifySocket(for: id, handover.configuration, abstract: handover.notifyDirectory == nil)
             workers.add(id, .init(pid: pid, started: Clock.monotonic(), notifySocket: socket))
         }
         feed(.resume(handover.configuration, generation: handover.generation, workers: handover.workerIDs.map(\.id)))

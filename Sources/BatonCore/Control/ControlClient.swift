@@ -9,6 +9,40 @@ public enum ControlClient {
         request.wait == true ? .seconds(900) : .seconds(30)
     }
 
+    /// Why connecting to the socket at `path` was not permitted, and whom to ask.
+    static func permissionDenied(_ path: String) -> String {
+        var info = stat()
+        let me = "uid \(geteuid())\(userName(geteuid()).map { " (\($0))" } ?? "")"
+        guard stat(path, &info) == 0 else {
+            let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+            return "permission denied: \(me) cannot reach the socket through its directory \(directory.isEmpty ? "/" : directory); ask the administrator for access to that directory"
+        }
+        let owner = userName(info.st_uid) ?? "uid \(info.st_uid)"
+        let group = groupName(info.st_gid) ?? "gid \(info.st_gid)"
+        let mode = "0" + String(info.st_mode & 0o777, radix: 8)
+        let whom = info.st_uid == 0 ? "root" : "\(owner) or root"
+        let advice = info.st_mode & 0o060 == 0o060
+            ? "ask to be added to group \(group) (Baton's control_group) or to a group the socket's ACL admits (getfacl \(path); Baton's control_readonly_group, for status only), or run batonctl as \(whom)"
+            : "only \(whom == "root" ? "root" : "\(owner) and root") may use it; ask for Baton's control_group (reload, scale, status) or control_readonly_group (status) to include you, or run batonctl as \(whom)"
+        return "permission denied: the socket is owned by \(owner), group \(group), mode \(mode), and \(me) may not connect; \(advice)"
+    }
+
+    private static func userName(_ uid: uid_t) -> String? {
+        var entry = passwd()
+        var buffer = [CChar](repeating: 0, count: 16384)
+        var found: UnsafeMutablePointer<passwd>?
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &found) == 0, found != nil else { return nil }
+        return String(cString: entry.pw_name)
+    }
+
+    private static func groupName(_ gid: gid_t) -> String? {
+        var entry = group()
+        var buffer = [CChar](repeating: 0, count: 65536)
+        var found: UnsafeMutablePointer<group>?
+        guard getgrgid_r(gid, &entry, &buffer, buffer.count, &found) == 0, found != nil else { return nil }
+        return String(cString: entry.gr_name)
+    }
+
     /// Calls `onReply` for every reply until the final one, which it returns.
     ///
     /// - Parameter timeout: how long to wait to connect, to send, and for each line of
@@ -41,6 +75,7 @@ public enum ControlClient {
         guard address.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
             let failure = SystemError.last("connect")
             if failure.errno == EAGAIN { throw stalled }
+            if failure.errno == EACCES { throw ControlClientError(path: path, reason: permissionDenied(path)) }
             let nobody = failure.errno == ENOENT || failure.errno == ECONNREFUSED
             throw ControlClientError(path: path, reason: nobody ? "no Baton is running there (\(failure))" : "\(failure)")
         }

@@ -34,11 +34,44 @@ typedef struct {
     /// is already gone.
     int parent_death_signal;
     pid_t parent_pid;
+    /// Whether the child takes the credentials below before execve (and before it
+    /// changes to `directory`, which it enters as that user): supplementary
+    /// groups (setgroups), then gid, then uid (setresgid, setresuid). Resolved by the
+    /// parent: the child reads no user database.
+    int change_credentials;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int group_count;
+    /// PR_SET_NO_NEW_PRIVS before execve.
+    int no_new_privileges;
+    /// The child's umask, or -1 to keep the parent's.
+    int umask;
+    /// Resource limits set (soft and hard) before the credentials change, so that a
+    /// hard limit above Baton's can still be raised by a privileged Baton.
+    const int *limit_resources;
+    const uint64_t *limit_values;
+    int limit_count;
 } baton_spawn_request;
 
+/// The step of the child that failed, as `baton_spawn` reports it.
+typedef enum {
+    BATON_SPAWN_FORK = 0,
+    BATON_SPAWN_SETUP,
+    BATON_SPAWN_CHDIR,
+    BATON_SPAWN_DESCRIPTORS,
+    BATON_SPAWN_SETRLIMIT,
+    BATON_SPAWN_SETGROUPS,
+    BATON_SPAWN_SETGID,
+    BATON_SPAWN_SETUID,
+    BATON_SPAWN_NO_NEW_PRIVILEGES,
+    BATON_SPAWN_EXECVE,
+} baton_spawn_step;
+
 /// Forks and executes a worker. Returns 0 and the pid, or the errno of the failing
-/// step (fork, or the child's chdir/dup2/execve, reported back through a pipe).
-int baton_spawn(const baton_spawn_request *request, pid_t *pid);
+/// step (fork, or a step of the child, reported back through a pipe) and that step
+/// in `*failed_step`.
+int baton_spawn(const baton_spawn_request *request, pid_t *pid, int *failed_step);
 
 /// Blocks `signals` in the calling thread (threads created afterwards inherit the mask)
 /// and returns a signalfd that reads them.
@@ -57,6 +90,11 @@ int baton_receive_with_credentials(int fd, char *buffer, size_t capacity, size_t
 
 /// The pid, uid and gid of the peer of a connected unix socket (SO_PEERCRED).
 int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// Gives the file at `path` an access ACL (system.posix_acl_access) that lets its owner
+/// and the groups `groups` read and write, its owning group too when `owner_group` is
+/// nonzero, and nobody else. EOPNOTSUPP on a file system without POSIX ACLs.
+int baton_set_group_acl(const char *path, const gid_t *groups, int group_count, int owner_group);
 
 /// The current and maximum accept-queue length of a listening TCP socket.
 int baton_accept_queue(int fd, uint32_t *depth, uint32_t *capacity);
