@@ -62,14 +62,16 @@ final class SystemdUnderTest: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         unshare.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        unshare.arguments = ["--fork", "--pid", "--mount", "--net", "--uts", "--mount-proc", "--propagation", "private",
+        // Its own IPC namespace too: two namespaces booting at once must not share System V
+        // shared memory (a host's PostgreSQL, started by both, failed in the second).
+        unshare.arguments = ["--fork", "--pid", "--mount", "--net", "--uts", "--ipc", "--mount-proc", "--propagation", "private",
                              "/bin/bash", "\(scratch.path)/systemd.sh"]
         unshare.standardOutput = output
         unshare.standardError = output
         try unshare.run()
 
         let unsharePID = unshare.processIdentifier
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(90)
         var found: pid_t?
         while found == nil && Date() < deadline && unshare.isRunning {
             let children = (try? String(contentsOfFile: "/proc/\(unsharePID)/task/\(unsharePID)/children", encoding: .utf8)) ?? ""
@@ -84,7 +86,8 @@ final class SystemdUnderTest: @unchecked Sendable {
         // "running" or "degraded" alike.
         var state = ""
         while Date() < deadline && unshare.isRunning {
-            state = try run(["systemctl", "is-system-running", "--wait"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+            // Bounded: a start job that never ends would otherwise hold the test forever.
+            state = try run(["timeout", "30", "systemctl", "is-system-running", "--wait"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
             if ["running", "degraded"].contains(state) { return }
             usleep(50_000)
         }
@@ -95,7 +98,7 @@ final class SystemdUnderTest: @unchecked Sendable {
     /// Runs a command inside the namespaces; returns its exit status and output.
     @discardableResult
     func run(_ command: [String]) throws -> (status: Int32, output: String) {
-        try BatonIntegrationTests.run("/usr/bin/nsenter", ["-t", "\(pid)", "-m", "-p", "-n", "-u", "--"] + command)
+        try BatonIntegrationTests.run("/usr/bin/nsenter", ["-t", "\(pid)", "-m", "-p", "-n", "-u", "-i", "--"] + command)
     }
 
     /// `systemctl show -p NAME --value UNIT`.
