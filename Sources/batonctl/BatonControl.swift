@@ -76,9 +76,22 @@ extension BatonControl {
             discussion: "With --wait, prints progress and exits 0 only if the new generation took over.")
         @OptionGroup var options: ControlOptions
         @Flag(help: "Wait until the reload is over.") var wait = false
+        @Option(help: "For this reload only: all-at-once, or rolling (a batch of slots at a time, Docs/rollouts.md), instead of the configured strategy.")
+        var strategy: String?
+        @Option(help: "For this reload only: with the rolling strategy, how many slots are replaced at a time (implies --strategy rolling).")
+        var batch: Int?
+
+        func validate() throws {
+            if let strategy, !["all-at-once", "rolling"].contains(strategy) {
+                throw ValidationError("--strategy must be all-at-once or rolling, not \"\(strategy)\"")
+            }
+            if let batch, !(1...1024).contains(batch) {
+                throw ValidationError("--batch must be a number of slots from 1 to 1024")
+            }
+        }
 
         func run() throws {
-            try Self.send(ControlRequest(command: .reload, wait: wait), options)
+            try Self.send(ControlRequest(command: .reload, wait: wait, strategy: strategy, batch: batch), options)
         }
 
         /// Sends a request that reloads, printing progress as it comes.

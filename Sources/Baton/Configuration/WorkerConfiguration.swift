@@ -26,6 +26,10 @@ public struct WorkerConfiguration: Sendable, Equatable, Codable {
     /// With `.preload`: the library to preload; nil takes `libbaton-preload.so` beside
     /// the `baton` executable.
     public var preloadLibrary: String?
+    /// How a reload replaces the workers.
+    public var strategy: ReloadStrategy = Settings.strategy.defaultValue
+    /// With the rolling strategy: how many slots are replaced at a time.
+    public var batch: Int = Settings.batch.defaultValue
 
     public init(command: [String]) {
         self.command = command
@@ -55,5 +59,7 @@ extension WorkerConfiguration {
         try read(.output, \.output)
         try read(.socketProtocol, \.socketProtocol)
         preloadLibrary = try container.decodeIfPresent(String.self, forKey: .preloadLibrary)
+        try read(.strategy, \.strategy)
+        try read(.batch, \.batch)
     }
 }

@@ -54,6 +54,9 @@ public enum SupervisorTimer: Hashable, Sendable {
     case drainGrace(generation: Int)
     /// A retired (stalled) worker still alive then is killed.
     case retiredDeadline(WorkerID)
+    /// A worker whose slot a rolling reload handed to another generation gets its drain
+    /// signal then, even if its slot's sockets still hold connections.
+    case departureGrace(WorkerID)
 }
 
 /// Everything that can happen to the supervisor.
@@ -77,6 +80,9 @@ public enum SupervisorEvent: Sendable, Equatable {
     case timerFired(SupervisorTimer)
     /// The sockets of a generation out of rotation hold no connection any more.
     case queuesEmpty(generation: Int)
+    /// The sockets of the slot whose worker a rolling reload took out of rotation hold
+    /// no connection any more, and the worker waits for more.
+    case slotQueuesEmpty(WorkerID)
     /// `SIGTERM`, `SIGINT` or `batonctl stop`; the second one kills.
     case stopRequested
 }

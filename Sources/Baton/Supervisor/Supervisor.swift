@@ -27,6 +27,8 @@ public final class Supervisor: @unchecked Sendable {
         case probe(WorkerID)
         /// Time to look whether a leaving generation's sockets are empty.
         case queues(generation: Int)
+        /// Time to look whether the slot of a worker a rolling reload replaced is empty.
+        case slotQueues(WorkerID)
         /// `stall_timeout`: time to look whether a serving worker accepts.
         case stalls
         /// A worker that exited left processes in its group: time to kill them.
@@ -50,7 +52,10 @@ public final class Supervisor: @unchecked Sendable {
     private var workers = WorkerTable()
     private var reloads = ReloadLedger<ControlResponder>()
     private var timers = TimerSchedule<TimerKey>()
-    private var leaving = EmptyQueueWatch()
+    private var leaving = EmptyQueueWatch<Int>()
+    private var departing = EmptyQueueWatch<WorkerID>()
+    /// The strategy `batonctl reload --strategy` asked for, for the next configuration loaded.
+    private var strategyForNextReload: (strategy: ReloadStrategy, batch: Int?)?
     private var stalls = StallWatch()
     /// Where the control server listens: a reload cannot move it.
     private var controlSocket = ""
@@ -223,6 +228,8 @@ public final class Supervisor: @unchecked Sendable {
                 runProbe(for: worker)
             case .queues(let generation):
                 lookAtQueues(of: generation)
+            case .slotQueues(let worker):
+                lookAtSlotQueues(of: worker)
             case .stalls:
                 lookForStalls()
             case .lingering(let group):
@@ -245,6 +252,18 @@ public final class Supervisor: @unchecked Sendable {
         case .status:
             responder.send(ControlReply(ok: true, final: true, status: status()))
         case .reload:
+            if request.strategy != nil || request.batch != nil {
+                guard let strategy = ReloadStrategy(rawValue: request.strategy ?? ReloadStrategy.rolling.rawValue) else {
+                    let given = request.strategy.map { "\"\($0)\"" } ?? ""
+                    responder.send(.failure("reload: unknown strategy \(given); expected \"all-at-once\" or \"rolling\"; nothing changed"))
+                    return
+                }
+                if let batch = request.batch, !Settings.batch.accepts(batch) {
+                    responder.send(.failure("reload: expected a batch of 1 to \(Settings.slots.upperBound) slots, got \(batch); nothing changed"))
+                    return
+                }
+                strategyForNextReload = (strategy, request.batch)
+            }
             feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false)))
         case .scale:
             guard let count = request.workers, Settings.workerCount.accepts(count) else {
@@ -328,6 +347,11 @@ public final class Supervisor: @unchecked Sendable {
                                              problem: "the control socket cannot move at a reload; it stays at \(controlSocket.quoted) until Baton restarts")
                 }
                 if let scaledTo = reloads.scaledTo { configuration.workers.count = scaledTo }
+                if let asked = strategyForNextReload {
+                    configuration.workers.strategy = asked.strategy
+                    if let batch = asked.batch { configuration.workers.batch = batch }
+                    strategyForNextReload = nil
+                }
                 feed(.configurationLoaded(try sockets.prepare(configuration)))
             } catch {
                 feed(.configurationRejected("\(error)"))
@@ -356,6 +380,16 @@ public final class Supervisor: @unchecked Sendable {
         case .steer(let generation, let slots):
             guard let configuration = configuration(of: generation) else { return }
             sockets.steer(generation: generation, slots: slots, configuration: configuration)
+        case .steerAcross(let rotation):
+            guard let newest = rotation.keys.max(), let configuration = configuration(of: newest) else { return }
+            sockets.steer(rotation, configuration: configuration)
+        case .awaitEmptySlot(let worker):
+            guard sockets.hasOwnSockets(generation: worker.generation) else {
+                feed(.slotQueuesEmpty(worker))
+                return
+            }
+            departing.start(worker)
+            startTimer(.slotQueues(worker), after: EmptyQueueWatch<WorkerID>.interval)
         case .evacuate(let generation, let slot):
             guard let configuration = configuration(of: generation) else { return }
             sockets.evacuate(generation: generation, slot: slot, configuration: configuration)
@@ -365,7 +399,7 @@ public final class Supervisor: @unchecked Sendable {
                 return
             }
             leaving.start(generation)
-            startTimer(.queues(generation: generation), after: EmptyQueueWatch.interval)
+            startTimer(.queues(generation: generation), after: EmptyQueueWatch<Int>.interval)
         case .exit(let code, let reason):
             if let reason {
                 logger.error("exiting: \(reason)")
@@ -434,7 +468,23 @@ public final class Supervisor: @unchecked Sendable {
         if leaving.looked(at: generation, empty: settled) {
             feed(.queuesEmpty(generation: generation))
         } else {
-            startTimer(.queues(generation: generation), after: EmptyQueueWatch.interval)
+            startTimer(.queues(generation: generation), after: EmptyQueueWatch<Int>.interval)
+        }
+    }
+
+    /// Feeds ``SupervisorEvent/slotQueuesEmpty(_:)`` once the sockets of the slot a
+    /// rolling reload took from `worker` have settled empty and it waits; looks again meanwhile.
+    private func lookAtSlotQueues(of worker: WorkerID) {
+        guard machine.generations.first(where: { $0.number == worker.generation })?.retired[worker]?.state == .ready else {
+            departing.stop(worker)
+            return
+        }
+        let settled = sockets.ownSocketsAreEmpty(generation: worker.generation, slot: worker.slot)
+            && (!departing.isLastLook(at: worker) || (workers.pid(of: worker).map(ProcessActivity.isWaiting) ?? true))
+        if departing.looked(at: worker, empty: settled) {
+            feed(.slotQueuesEmpty(worker))
+        } else {
+            startTimer(.slotQueues(worker), after: EmptyQueueWatch<WorkerID>.interval)
         }
     }
 

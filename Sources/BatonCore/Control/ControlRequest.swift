@@ -19,11 +19,18 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var wait: Bool?
     /// For `scale`: the number of worker slots from now on.
     public var workers: Int?
+    /// For `reload`: `all-at-once` or `rolling`, for this reload only, instead of the
+    /// configuration's `strategy`.
+    public var strategy: String?
+    /// For `reload`: with the rolling strategy, how many slots at a time, for this reload only.
+    public var batch: Int?
 
-    public init(command: Command, wait: Bool? = nil, workers: Int? = nil) {
+    public init(command: Command, wait: Bool? = nil, workers: Int? = nil, strategy: String? = nil, batch: Int? = nil) {
         self.command = command
         self.wait = wait
         self.workers = workers
+        self.strategy = strategy
+        self.batch = batch
     }
 
     /// Decodes one request line, with an error a person can act on.
