@@ -1,6 +1,7 @@
 import Testing
 
 @testable import Baton
+import BatonCore
 
 /// Rolling reloads in the state machine: batches, the N + K bound, rolling back, and the
 /// nasty orders, driven by event sequences.
@@ -244,6 +245,25 @@ import Testing
         _ = machine.handle(.workerReady(g(1, 0, 1)))
         _ = machine.handle(.slotQueuesEmpty(g(2, 0)))
         #expect(machine.handle(.workerExited(g(2, 0), .exited(0))).contains(.loadConfiguration))
+    }
+
+    @Test func statusShowsTheRolloutForwardAndBack() {
+        var (machine, _) = Self.rollingOut(workers: 3, batch: 1)
+        replace(0, in: &machine)
+        func rollout() -> StatusReport.RolloutStatus? {
+            StatusProjection(machine: machine, workers: WorkerTable(), reloads: [])
+                .report(pid: 1, configurationName: "baton.toml", listeners: [], now: 0, scaledTo: nil, upgrades: 0, upgradeError: nil)
+                .rollout
+        }
+        #expect(rollout() == .init(from: 1, to: 2, batch: 1, replacedSlots: [0], batchSlots: [1]))
+        _ = machine.handle(.workerExited(g(2, 1), .exited(2)))
+        let back = rollout()
+        #expect(back?.rollingBack == "slot 1: worker g2/s1 exited with status 2 before it was ready")
+        #expect(back?.batchSlots == [0])
+        var report = StatusProjection(machine: machine, workers: WorkerTable(), reloads: [])
+            .report(pid: 1, configurationName: "baton.toml", listeners: [], now: 0, scaledTo: nil, upgrades: 0, upgradeError: nil)
+        report.rollout = back
+        #expect(StatusFormatter.table(report).contains("rolling back: generation 2 failed (slot 1: worker g2/s1 exited with status 2 before it was ready); slots still to give back to generation 1: 0; starting again: 0"))
     }
 
     @Test func aRollingReloadThatChangesTheWorkerCountGoesAllAtOnce() {

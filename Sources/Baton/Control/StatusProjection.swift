@@ -52,10 +52,15 @@ struct StatusProjection {
                 crashLoopingSlots: (0..<generation.configuration.workers.count).filter { generation.isCrashLooping(slot: $0) })
         }
         let configuration = machine.generations.last?.configuration
-        return StatusReport(
+        var report = StatusReport(
             pid: pid, phase: phase, configuration: configurationName,
             command: configuration?.workers.command ?? [], generations: generations, listeners: listeners,
             reloads: reloads, pendingReloads: machine.pendingReloads.count,
             scaledTo: scaledTo, upgrades: upgrades, upgradeError: upgradeError, reloadStatistics: reloadStatistics)
+        report.rollout = machine.rollout.map {
+            StatusReport.RolloutStatus(from: $0.from, to: $0.to, batch: $0.batch, replacedSlots: $0.replaced,
+                                       batchSlots: $0.batchSlots, rollingBack: $0.failure)
+        }
+        return report
     }
 }

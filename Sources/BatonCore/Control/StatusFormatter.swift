@@ -21,6 +21,14 @@ public enum StatusFormatter {
         if let scaledTo = status.scaledTo {
             text += "scaled to \(scaledTo) worker(s) by batonctl scale\n"
         }
+        if let rollout = status.rollout {
+            let slots = { (slots: [Int]) in slots.isEmpty ? "none" : slots.map(String.init).joined(separator: ", ") }
+            if let reason = rollout.rollingBack {
+                text += "rolling back: generation \(rollout.to) failed (\(reason)); slots still to give back to generation \(rollout.from): \(slots(rollout.replacedSlots)); starting again: \(slots(rollout.batchSlots))\n"
+            } else {
+                text += "rolling: generation \(rollout.to) replaces generation \(rollout.from), \(rollout.batch) slot(s) at a time; replaced: \(slots(rollout.replacedSlots)); starting: \(slots(rollout.batchSlots))\n"
+            }
+        }
         if status.pendingReloads > 0 {
             text += "reloads waiting: \(status.pendingReloads)\n"
         }

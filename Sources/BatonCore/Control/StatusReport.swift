@@ -22,6 +22,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var droppedOutputBytes: Int?
     /// Every reload finished since Baton started; nil from a Baton that did not count them.
     public var reloadStatistics: ReloadStatistics?
+    /// The rolling reload under way (forward, or back after a failed batch); nil when none is.
+    public var rollout: RolloutStatus?
 
     public init(pid: Int32, phase: Phase, configuration: String, command: [String],
                 generations: [GenerationStatus], listeners: [ListenerStatus], reloads: [ReloadRecord],
@@ -183,6 +185,30 @@ public struct StatusReport: Codable, Sendable, Equatable {
             self.result = result
             self.message = message
             self.generation = generation
+        }
+    }
+}
+
+extension StatusReport {
+    /// A rolling reload: generation `to` takes generation `from`'s slots, `batch` at a time.
+    public struct RolloutStatus: Codable, Sendable, Equatable {
+        public var from: Int
+        public var to: Int
+        public var batch: Int
+        /// Slots whose socket in rotation is generation `to`'s, in the order they were replaced.
+        public var replacedSlots: [Int]
+        /// The slots of the batch under way, whose workers are starting.
+        public var batchSlots: [Int]
+        /// Why the rollout goes back, once a batch failed: the replaced slots return to `from`.
+        public var rollingBack: String?
+
+        public init(from: Int, to: Int, batch: Int, replacedSlots: [Int], batchSlots: [Int], rollingBack: String? = nil) {
+            self.from = from
+            self.to = to
+            self.batch = batch
+            self.replacedSlots = replacedSlots
+            self.batchSlots = batchSlots
+            self.rollingBack = rollingBack
         }
     }
 }
