@@ -120,4 +120,88 @@ import Testing
         #expect(peak <= Self.workers + 1, "at most count + batch workers alive, saw \(peak)")
         #expect(baton.stop() == 0)
     }
+
+    func batonctl(_ arguments: [String], _ baton: BatonUnderTest) throws -> (status: Int32, output: String) {
+        try run(Products.path("batonctl"), arguments + ["-s", baton.controlSocket])
+    }
+
+    func waitForCanary(of generation: Int, _ baton: BatonUnderTest) throws -> StatusReport {
+        try baton.waitForStatus(timeout: 60, "the canary of generation \(generation) serving") { status in
+            status.rollout?.to == generation && !(status.rollout?.canary?.slots.isEmpty ?? true)
+        }
+    }
+
+    func waitForAlone(_ generation: Int, _ baton: BatonUnderTest) throws -> StatusReport {
+        try baton.waitForStatus(timeout: 60, "generation \(generation) alone") { status in
+            status.generations.map(\.number) == [generation] && status.rollout == nil
+                && status.generations[0].workers.count == Self.workers && status.generations[0].workers.allSatisfy { $0.state == .ready }
+        }
+    }
+
+    /// A canary of 1 worker of 4 at 10% gets between 5% and 15% of 20,000 requests; it is
+    /// promoted; a second canary is rolled back and its worker is gone; nothing fails.
+    @Test func aCanaryTakesItsShareIsPromotedAndAnotherIsRolledBack() throws {
+        let scratch = ScratchDirectory()
+        let (baton, port) = try startDemo(in: scratch)
+        let load = load(on: port, .newConnection)
+        let started = try batonctl(["reload", "--canary", "1", "--weight", "10%"], baton)
+        #expect(started.status == 0, "\(started.output)")
+        let holding = try waitForCanary(of: 2, baton)
+        #expect(holding.rollout?.canary?.weight == 10)
+        #expect(try batonctl(["reload"], baton).output.contains("a canary of generation 2 holds"))
+        let before = load.snapshot
+        var during = before
+        let deadline = Date().addingTimeInterval(300)
+        while during.succeeded - before.succeeded < 20_000 && Date() < deadline {
+            usleep(100_000)
+            during = load.snapshot
+        }
+        let total = during.succeeded - before.succeeded
+        let canary = during.answersByGeneration["2", default: 0] - before.answersByGeneration["2", default: 0]
+        let share = Double(canary) / Double(max(total, 1))
+        print("canary at 10%: \(canary) of \(total) requests (\(share * 100)%)")
+        #expect(total >= 20_000)
+        #expect(share >= 0.05 && share <= 0.15, "the canary answered \(canary) of \(total)")
+        let promoted = try batonctl(["promote"], baton)
+        #expect(promoted.status == 0, "\(promoted.output)")
+        try waitForAlone(2, baton)
+        _ = try batonctl(["reload", "--canary", "1"], baton)
+        let second = try waitForCanary(of: 3, baton)
+        let canaryPid = try #require(second.generations.first { $0.number == 3 }?.workers.first?.pid)
+        let rolledBack = try batonctl(["rollback"], baton)
+        #expect(rolledBack.status == 0, "\(rolledBack.output)")
+        let after = try waitForAlone(2, baton)
+        let report = load.stop()
+        #expect(kill(canaryPid, 0) != 0, "the rolled back canary's worker is gone")
+        #expect(after.reloads.last?.result == .rolledBack)
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(baton.stop() == 0)
+    }
+
+    /// The canary's worker exits during the hold: Baton rolls back at once, `reload
+    /// --wait` fails naming why, and nothing fails.
+    @Test func aCanaryWorkerThatExitsRollsBackAtOnce() throws {
+        let scratch = ScratchDirectory()
+        let (baton, port) = try startDemo(in: scratch)
+        let load = load(on: port, .newConnection)
+        let reload = Process()
+        let output = Pipe()
+        reload.executableURL = URL(fileURLWithPath: Products.path("batonctl"))
+        reload.arguments = ["reload", "--canary", "1", "--hold", "10m", "--promote-after", "--wait", "-s", baton.controlSocket]
+        reload.standardOutput = output
+        try reload.run()
+        let holding = try waitForCanary(of: 2, baton)
+        let canaryPid = try #require(holding.generations.first { $0.number == 2 }?.workers.first?.pid)
+        #expect((holding.rollout?.canary?.holdLeft ?? 0) > 0)
+        kill(canaryPid, SIGTERM)
+        let status = waitForExit(reload, timeout: 60)
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        try waitForAlone(1, baton)
+        let report = load.stop()
+        print("canary exited: \(report.succeeded) requests, \(report.totalFailures) failed; reload said:\n\(text)")
+        #expect(status == 1)
+        #expect(text.contains("rolled back: generation 2 failed (slot 0: worker g2/s0 exited with status 0 while the canary held)"))
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(baton.stop() == 0)
+    }
 }

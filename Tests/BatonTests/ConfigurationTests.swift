@@ -326,7 +326,7 @@ import Testing
     @Test(arguments: [
         ("reload", "not a JSON object: send one line such as {\"command\":\"status\"}"),
         (#"{"wait":true}"#, "the request has no \"command\""),
-        (#"{"command":"relaod"}"#, "unknown command \"relaod\"; known commands: status, reload, scale, upgrade, stop"),
+        (#"{"command":"relaod"}"#, "unknown command \"relaod\"; known commands: status, reload, scale, upgrade, stop, promote, rollback"),
     ])
     func badRequestsGetAnErrorNamingTheProblem(line: String, error: String) {
         #expect(ControlRequest.decode(line) == .failure(ControlProtocolError(error)))

@@ -17,6 +17,29 @@ public struct Rollout: Sendable, Equatable {
     public internal(set) var batchSlots: [Int] = []
     /// Why the rollout goes back; nil while it goes forward.
     public internal(set) var failure: String?
+    /// The canary that holds (or starts), until it is promoted or rolled back.
+    public internal(set) var canary: Canary?
+    /// The canary's slots, once its workers are ready: their sockets of `to` take a share
+    /// of new connections beside every socket of `from`.
+    public internal(set) var canarySlots: [Int] = []
+
+    /// How many rotation entries each old and each canary socket gets, so that the canary
+    /// sockets together get `weight` percent of the entries (and of new connections).
+    static func entries(old: Int, canary: Int, weight: Int, capacity: Int = 1024) -> (old: Int, canary: Int) {
+        func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+        var perOld = canary * (100 - weight)
+        var perCanary = old * weight
+        let divisor = gcd(perOld, perCanary)
+        perOld /= divisor
+        perCanary /= divisor
+        let total = old * perOld + canary * perCanary
+        if total > capacity {
+            let scale = Double(capacity) / Double(total)
+            perOld = max(1, Int((Double(perOld) * scale).rounded()))
+            perCanary = max(1, Int((Double(perCanary) * scale).rounded()))
+        }
+        return (perOld, perCanary)
+    }
 
     /// The generation whose socket of `slot` is in rotation (when its worker is ready).
     func owner(of slot: Int) -> Int {

@@ -47,6 +47,12 @@ public enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
     case startingBatch(generation: Int, slots: [Int])
     /// A rolling reload's batch took over its slots; the old workers there drain.
     case replacedSlots(generation: Int, slots: [Int], replaced: Int, of: Int)
+    /// A canary reload: the new generation starts `workers` workers.
+    case startingCanary(generation: Int, workers: Int, weight: Int)
+    /// The canary's workers are ready and take about `weight` percent of new connections.
+    case canaryServing(generation: Int, slots: [Int], weight: Int, hold: Duration?, after: Canary.After?)
+    /// The canary was promoted: the new generation replaces the rest by this strategy.
+    case promoted(generation: Int, strategy: ReloadStrategy)
     /// The rolling strategy cannot replace these workers, for this reason: the reload
     /// goes all at once.
     case allAtOnceInstead(String)
@@ -81,6 +87,13 @@ public enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
             "generation \(generation) starting slot\(slots.count == 1 ? "" : "s") \(Self.list(slots))"
         case .replacedSlots(let generation, let slots, let replaced, let total):
             "generation \(generation) serves slot\(slots.count == 1 ? "" : "s") \(Self.list(slots)) (\(replaced)/\(total)); the old workers there drain"
+        case .startingCanary(let generation, let workers, let weight):
+            "canary: generation \(generation) starts \(workers) worker\(workers == 1 ? "" : "s") for about \(weight)% of new connections"
+        case .canaryServing(let generation, let slots, let weight, let hold, let after):
+            "canary: generation \(generation) (slot\(slots.count == 1 ? "" : "s") \(Self.list(slots))) takes about \(weight)% of new connections; "
+                + (hold.map { "\(after == .promote ? "promoted" : "rolled back") after \(DurationFormat.string($0))" } ?? "until batonctl promote or batonctl rollback")
+        case .promoted(let generation, let strategy):
+            "canary promoted: generation \(generation) replaces the other workers \(strategy == .rolling ? "rolling" : "all at once")"
         case .allAtOnceInstead(let reason): "not rolling (\(reason)): all at once instead"
         case .tookOver(let generation, let replaced):
             "generation \(generation) serves" + (replaced.map { "; generation \($0) drains" } ?? "")

@@ -57,6 +57,8 @@ public enum SupervisorTimer: Hashable, Sendable {
     /// A worker whose slot a rolling reload handed to another generation gets its drain
     /// signal then, even if its slot's sockets still hold connections.
     case departureGrace(WorkerID)
+    /// The canary of generation `generation` has held for its `hold`.
+    case canaryHold(generation: Int)
 }
 
 /// Everything that can happen to the supervisor.
@@ -70,6 +72,12 @@ public enum SupervisorEvent: Sendable, Equatable {
     /// The configuration re-read for a reload is valid and its new sockets are open.
     case configurationLoaded(Configuration)
     case configurationRejected(String)
+    /// As ``configurationLoaded(_:)``, for a reload asked as a canary.
+    case canaryConfigurationLoaded(Configuration, Canary)
+    /// `batonctl promote`: the canary that holds becomes the whole new generation.
+    case promoteRequested
+    /// `batonctl rollback`: the canary that holds drains, the old generation serves alone.
+    case rollbackRequested
     case workerReady(WorkerID)
     case workerStatus(WorkerID, String)
     case workerStopping(WorkerID)

@@ -111,6 +111,25 @@ public struct SupervisorStateMachine: Sendable {
             }
             let number = startGeneration(configuration, into: &actions)
             actions.append(.reportReload(ids, .starting(generation: number, workers: configuration.workers.count)))
+        case .canaryConfigurationLoaded(let configuration, let canary):
+            guard case .loadingConfiguration(let ids) = phase, let serving else {
+                actions.append(.retainSockets(for: socketUsers))
+                break
+            }
+            if let obstacle = Self.canaryObstacle(from: serving.configuration, to: configuration, canary) {
+                phase = .running
+                actions.append(.retainSockets(for: socketUsers))
+                actions.append(.reportReload(ids, .failed("canary refused: \(obstacle); nothing changed")))
+                startPendingReload(into: &actions)
+                break
+            }
+            phase = .reloading(ids)
+            startRollout(configuration, replacing: serving.number, ids: ids, canary: canary, into: &actions)
+        case .promoteRequested:
+            promote(into: &actions)
+        case .rollbackRequested:
+            guard rollout?.canary != nil else { break }
+            rolloutFailed("rolled back by batonctl rollback", into: &actions)
         case .configurationRejected(let reason):
             guard case .loadingConfiguration(let ids) = phase else { break }
             phase = .running
@@ -158,6 +177,10 @@ public struct SupervisorStateMachine: Sendable {
     }
 
     private mutating func reloadRequested(_ id: ReloadRequestID, into actions: inout [SupervisorAction]) {
+        if let rollout, rollout.canary != nil, case .reloading = phase {
+            actions.append(.reportReload([id], .failed("a canary of generation \(rollout.to) holds: promote it (batonctl promote) or roll it back (batonctl rollback) first")))
+            return
+        }
         switch phase {
         case .stopping, .stopped:
             actions.append(.reportReload([id], .failed("Baton is stopping")))
@@ -268,11 +291,13 @@ public struct SupervisorStateMachine: Sendable {
         let generation = generations[index]
         if let rollout, rollout.to == generation.number {
             actions.append(.announce(.workerExited(id, exit, restartAfter: nil)))
-            // A replaced slot's new worker: out of rotation, what its sockets hold moves on.
-            if worker.state == .ready, rollout.replaced.contains(id.slot), steer(index, into: &actions) {
+            // A replaced or canary slot's new worker: out of rotation, what its sockets hold moves on.
+            let inRotation = rollout.replaced.contains(id.slot) || rollout.canarySlots.contains(id.slot)
+            if worker.state == .ready, inRotation, steer(index, into: &actions) {
                 actions.append(.evacuate(generation: generation.number, slot: id.slot))
             }
-            let when = worker.state == .ready && rollout.replaced.contains(id.slot) ? "after it took over" : "before it was ready"
+            let when = rollout.canarySlots.contains(id.slot) ? "while the canary held"
+                : worker.state == .ready && inRotation ? "after it took over" : "before it was ready"
             rolloutFailed("slot \(id.slot): worker \(id) \(exit) \(when)", into: &actions)
             removeFinishedGenerations(into: &actions)
             advanceRollout(into: &actions)
@@ -390,6 +415,16 @@ public struct SupervisorStateMachine: Sendable {
             actions.append(.signal(id, SIGKILL_))
         case .departureGrace(let id):
             drainDeparted(id, into: &actions)
+        case .canaryHold(let number):
+            guard let rollout, rollout.to == number, let canary = rollout.canary, rollout.failure == nil else { return }
+            switch canary.after {
+            case .promote:
+                promote(into: &actions)
+            case .rollback:
+                rolloutFailed("the canary held for \(DurationFormat.string(canary.hold ?? .zero)) and was to be rolled back then", into: &actions)
+            case nil:
+                break
+            }
         case .drainGrace(let number):
             guard let index = generations.firstIndex(where: { $0.number == number }),
                   generations[index].role == .leaving else { return }
@@ -569,22 +604,36 @@ public struct SupervisorStateMachine: Sendable {
         return nil
     }
 
+    /// Why a canary of `canary.workers` workers cannot go from `old` to `new`, if it cannot.
+    static func canaryObstacle(from old: Configuration, to new: Configuration, _ canary: Canary) -> String? {
+        if let obstacle = rollingObstacle(from: old, to: new) { return obstacle }
+        if canary.workers >= new.workers.count {
+            return "a canary of \(canary.workers) worker(s) needs more than \(canary.workers) slots, the service has \(new.workers.count)"
+        }
+        return nil
+    }
+
     private mutating func startRollout(_ configuration: Configuration, replacing from: Int, ids: [ReloadRequestID],
-                                       into actions: inout [SupervisorAction]) {
+                                       canary: Canary? = nil, into actions: inout [SupervisorAction]) {
         let number = nextGeneration
         nextGeneration += 1
         generations.append(Generation(number: number, configuration: configuration))
         let count = configuration.workers.count
         let batch = min(configuration.workers.batch, count)
-        rollout = Rollout(from: from, to: number, batch: batch, slots: count)
-        actions.append(.reportReload(ids, .startingRollout(generation: number, workers: count, batch: batch)))
-        advanceRollout(into: &actions)
+        rollout = Rollout(from: from, to: number, batch: batch, slots: count, canary: canary)
+        if let canary {
+            actions.append(.reportReload(ids, .startingCanary(generation: number, workers: canary.workers, weight: canary.weight)))
+            startBatch(Array(0..<canary.workers), into: &actions)
+        } else {
+            actions.append(.reportReload(ids, .startingRollout(generation: number, workers: count, batch: batch)))
+            advanceRollout(into: &actions)
+        }
     }
 
     /// Ends the rollout once every slot is replaced (or back), else starts the next
     /// batch once no replaced worker is left alive: at most `count + batch` workers.
     private mutating func advanceRollout(into actions: inout [SupervisorAction]) {
-        guard var rollout, rollout.batchSlots.isEmpty,
+        guard let rollout, rollout.batchSlots.isEmpty,
               let from = generations.firstIndex(where: { $0.number == rollout.from }),
               let to = generations.firstIndex(where: { $0.number == rollout.to }) else { return }
         if rollout.failure == nil && rollout.replaced.count == rollout.slots {
@@ -596,10 +645,19 @@ public struct SupervisorStateMachine: Sendable {
             return
         }
         guard generations[from].retired.isEmpty, generations[to].retired.isEmpty else { return }
-        let starting = rollout.failure == nil ? to : from
         let slots = rollout.failure == nil
             ? Array((0..<rollout.slots).filter { !rollout.replaced.contains($0) }.prefix(rollout.batch))
             : Array(rollout.replaced.reversed().prefix(rollout.batch))
+        startBatch(slots, into: &actions)
+        if rollout.failure == nil, case .reloading(let ids) = phase {
+            actions.append(.reportReload(ids, .startingBatch(generation: rollout.to, slots: slots)))
+        }
+    }
+
+    /// Starts the workers of a batch: in `to` going forward, in `from` going back.
+    private mutating func startBatch(_ slots: [Int], into actions: inout [SupervisorAction]) {
+        guard var rollout, let from = generations.firstIndex(where: { $0.number == rollout.from }),
+              let starting = generations.firstIndex(where: { $0.number == rollout.starting }) else { return }
         rollout.batchSlots = slots
         self.rollout = rollout
         let configuration = generations[starting].configuration
@@ -618,9 +676,6 @@ public struct SupervisorStateMachine: Sendable {
             actions.append(.spawn(worker, configuration))
             actions.append(.startTimer(.readyTimeout(worker), after: configuration.workers.readyTimeout))
         }
-        if rollout.failure == nil, case .reloading(let ids) = phase {
-            actions.append(.reportReload(ids, .startingBatch(generation: rollout.to, slots: slots)))
-        }
     }
 
     /// A worker of the batch under way is ready: once all are, the batch takes over its
@@ -632,6 +687,20 @@ public struct SupervisorStateMachine: Sendable {
               rollout.batchSlots.allSatisfy({ generations[starting].workers[$0]?.state == .ready }) else { return }
         let slots = rollout.batchSlots
         rollout.batchSlots = []
+        if let canary = rollout.canary, rollout.failure == nil {
+            // The canary's workers take their share beside every old worker.
+            rollout.canarySlots = slots
+            self.rollout = rollout
+            steer(rollout, into: &actions)
+            if let hold = canary.hold {
+                actions.append(.startTimer(.canaryHold(generation: rollout.to), after: hold))
+            }
+            if case .reloading(let ids) = phase {
+                actions.append(.reportReload(ids, .canaryServing(generation: rollout.to, slots: slots, weight: canary.weight,
+                                                                 hold: canary.hold, after: canary.after)))
+            }
+            return
+        }
         if rollout.failure == nil {
             rollout.replaced += slots
         } else {
@@ -695,6 +764,12 @@ public struct SupervisorStateMachine: Sendable {
         guard var rollout, rollout.failure == nil,
               let to = generations.firstIndex(where: { $0.number == rollout.to }) else { return }
         let settings = generations[to].configuration.workers
+        let canarySlots = rollout.canarySlots
+        if rollout.canary?.hold != nil {
+            actions.append(.cancelTimer(.canaryHold(generation: rollout.to)))
+        }
+        rollout.canary = nil
+        rollout.canarySlots = []
         for slot in rollout.batchSlots {
             guard var worker = generations[to].workers.removeValue(forKey: slot) else { continue }
             if worker.state == .starting {
@@ -710,9 +785,16 @@ public struct SupervisorStateMachine: Sendable {
         rollout.batchSlots = []
         rollout.failure = reason
         self.rollout = rollout
+        if !canarySlots.isEmpty {
+            // The canary leaves the rotation; its workers accept what their sockets hold, then drain.
+            steer(rollout, into: &actions)
+            for slot in canarySlots {
+                depart(to, slot: slot, into: &actions)
+            }
+        }
         if case .reloading(let ids) = phase {
             let back = rollout.replaced.isEmpty ? ""
-                : "; slot\(rollout.replaced.count == 1 ? "" : "s") \(ReloadProgress.list(rollout.replaced)) go back to generation \(rollout.from)"
+                : "; slot\(rollout.replaced.count == 1 ? "" : "s") \(ReloadProgress.list(rollout.replaced)) \(rollout.replaced.count == 1 ? "goes" : "go") back to generation \(rollout.from)"
             actions.append(.reportReload(ids, .rolledBack(generation: rollout.to, reason: reason + back)))
         }
         phase = .running
@@ -748,10 +830,54 @@ public struct SupervisorStateMachine: Sendable {
         startPendingReload(into: &actions)
     }
 
+    /// The canary that holds becomes the whole new generation, by its configuration's
+    /// strategy: rolling, its slots are the first ones replaced; all at once, it leaves
+    /// the rotation and the other slots' workers start, to take over all together.
+    private mutating func promote(into actions: inout [SupervisorAction]) {
+        guard var rollout, let canary = rollout.canary, rollout.failure == nil, !rollout.canarySlots.isEmpty,
+              let from = generations.firstIndex(where: { $0.number == rollout.from }),
+              let to = generations.firstIndex(where: { $0.number == rollout.to }) else { return }
+        if canary.hold != nil {
+            actions.append(.cancelTimer(.canaryHold(generation: rollout.to)))
+        }
+        let slots = rollout.canarySlots
+        rollout.canary = nil
+        rollout.canarySlots = []
+        let configuration = generations[to].configuration
+        if case .reloading(let ids) = phase {
+            actions.append(.reportReload(ids, .promoted(generation: rollout.to, strategy: configuration.workers.strategy)))
+        }
+        guard configuration.workers.strategy == .rolling else {
+            self.rollout = nil
+            steer(from, into: &actions)
+            for slot in 0..<configuration.workers.count where generations[to].workers[slot] == nil {
+                let worker = WorkerID(generation: rollout.to, slot: slot)
+                generations[to].workers[slot] = Worker(id: worker)
+                actions.append(.spawn(worker, configuration))
+                actions.append(.startTimer(.readyTimeout(worker), after: configuration.workers.readyTimeout))
+            }
+            return
+        }
+        rollout.replaced = slots
+        self.rollout = rollout
+        steer(rollout, into: &actions)
+        for slot in slots {
+            depart(from, slot: slot, into: &actions)
+        }
+        if case .reloading(let ids) = phase {
+            actions.append(.reportReload(ids, .replacedSlots(generation: rollout.to, slots: slots,
+                                                             replaced: slots.count, of: rollout.slots)))
+        }
+        advanceRollout(into: &actions)
+    }
+
     /// Points the rotation at each slot's socket of the generation that owns the slot,
     /// where that generation's worker is ready; false, changing nothing, when none is.
     @discardableResult
     private func steer(_ rollout: Rollout, into actions: inout [SupervisorAction]) -> Bool {
+        if let canary = rollout.canary, !rollout.canarySlots.isEmpty {
+            return steer(rollout, canary, into: &actions)
+        }
         var rotation: [Int: [Int]] = [:]
         for slot in 0..<rollout.slots {
             let owner = rollout.owner(of: slot)
@@ -761,6 +887,28 @@ public struct SupervisorStateMachine: Sendable {
         }
         guard !rotation.isEmpty else { return false }
         actions.append(.steerAcross(rotation))
+        return true
+    }
+
+    /// With a canary: every ready old worker's socket, and beside them the ready canary
+    /// workers' sockets with as many entries as gives them `weight` percent of the rotation.
+    private func steer(_ rollout: Rollout, _ canary: Canary, into actions: inout [SupervisorAction]) -> Bool {
+        func ready(_ number: Int, _ slots: some Sequence<Int>) -> [Int] {
+            guard let generation = generations.first(where: { $0.number == number }) else { return [] }
+            return slots.filter { generation.workers[$0]?.state == .ready }
+        }
+        let old = ready(rollout.from, 0..<rollout.slots)
+        let new = ready(rollout.to, rollout.canarySlots)
+        guard !old.isEmpty || !new.isEmpty else { return false }
+        guard !old.isEmpty, !new.isEmpty else {
+            actions.append(.steerAcross(old.isEmpty ? [rollout.to: new] : [rollout.from: old]))
+            return true
+        }
+        let entries = Rollout.entries(old: old.count, canary: new.count, weight: canary.weight)
+        actions.append(.steerAcross([
+            rollout.from: old.flatMap { Array(repeating: $0, count: entries.old) },
+            rollout.to: new.flatMap { Array(repeating: $0, count: entries.canary) },
+        ]))
         return true
     }
 

@@ -56,6 +56,10 @@ public final class Supervisor: @unchecked Sendable {
     private var departing = EmptyQueueWatch<WorkerID>()
     /// The strategy `batonctl reload --strategy` asked for, for the next configuration loaded.
     private var strategyForNextReload: (strategy: ReloadStrategy, batch: Int?)?
+    /// The canary `batonctl reload --canary` asked for, for the next configuration loaded.
+    private var canaryForNextReload: Canary?
+    /// When the canary's hold ends, on the monotonic clock.
+    private var canaryHoldEnds: Double?
     private var stalls = StallWatch()
     /// Where the control server listens: a reload cannot move it.
     private var controlSocket = ""
@@ -264,7 +268,29 @@ public final class Supervisor: @unchecked Sendable {
                 }
                 strategyForNextReload = (strategy, request.batch)
             }
+            if request.canary != nil || request.weight != nil || request.hold != nil || request.after != nil {
+                switch canary(request) {
+                case .success(let canary): canaryForNextReload = canary
+                case .failure(let refusal):
+                    strategyForNextReload = nil
+                    responder.send(.failure("reload: \(refusal.reason); nothing changed"))
+                    return
+                }
+            }
             feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false)))
+        case .promote, .rollback:
+            guard let rollout = machine.rollout, rollout.canary != nil else {
+                responder.send(.failure("\(request.command.rawValue): no canary holds; nothing changed"))
+                return
+            }
+            guard request.command == .rollback || !rollout.canarySlots.isEmpty else {
+                responder.send(.failure("promote: the canary of generation \(rollout.to) is not ready yet; nothing changed"))
+                return
+            }
+            let promoting = request.command == .promote
+            responder.send(ControlReply(ok: true, final: true, message: promoting
+                ? "promoting the canary of generation \(rollout.to)" : "rolling back the canary of generation \(rollout.to)"))
+            feed(promoting ? .promoteRequested : .rollbackRequested)
         case .scale:
             guard let count = request.workers, Settings.workerCount.accepts(count) else {
                 let given = request.workers.map { "\($0)" } ?? "no \"workers\""
@@ -352,7 +378,10 @@ public final class Supervisor: @unchecked Sendable {
                     if let batch = asked.batch { configuration.workers.batch = batch }
                     strategyForNextReload = nil
                 }
-                feed(.configurationLoaded(try sockets.prepare(configuration)))
+                let canary = canaryForNextReload
+                canaryForNextReload = nil
+                let prepared = try sockets.prepare(configuration)
+                feed(canary.map { .canaryConfigurationLoaded(prepared, $0) } ?? .configurationLoaded(prepared))
             } catch {
                 feed(.configurationRejected("\(error)"))
             }
@@ -363,6 +392,7 @@ public final class Supervisor: @unchecked Sendable {
             logger.info("sending \(SignalName.name(signal)) to worker \(worker)'s process group (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
             signalGroup(of: pid, signal)
         case .startTimer(let timer, let delay):
+            if case .canaryHold = timer { canaryHoldEnds = Clock.monotonic() + Double(delay.components.seconds) }
             startTimer(.machine(timer), after: delay)
         case .cancelTimer(let timer):
             cancelTimer(.machine(timer))
@@ -521,6 +551,46 @@ public final class Supervisor: @unchecked Sendable {
         watchForStalls()
     }
 
+    struct CanaryRefusal: Error {
+        var reason: String
+    }
+
+    /// The canary a reload request asks for, checked against the service as it serves now.
+    private func canary(_ request: ControlRequest) -> Result<Canary, CanaryRefusal> {
+        guard let workers = request.canary else {
+            return .failure(.init(reason: "\"weight\", \"hold\" and \"after\" are for a canary: give \"canary\", its number of workers"))
+        }
+        guard machine.phase == .running, machine.generations.count == 1, let serving = machine.serving else {
+            return .failure(.init(reason: "a canary starts only while one generation serves alone; ask again once the reload under way is over"))
+        }
+        let count = serving.configuration.workers.count
+        guard workers >= 1, workers < count else {
+            return .failure(.init(reason: "a canary needs 1 to \(count - 1) workers (the service has \(count) slots), got \(workers)"))
+        }
+        let weight = request.weight ?? Canary.defaultWeight
+        guard Canary.weights.contains(weight) else {
+            return .failure(.init(reason: "a canary's weight is 1 to 99 percent, got \(weight)"))
+        }
+        var hold: Duration?
+        if let text = request.hold {
+            guard let duration = DurationFormat.parse(text), duration > .zero, duration <= Settings.longestDuration else {
+                return .failure(.init(reason: "\"hold\" must be a duration such as \"5m\", more than 0 and at most 24h, got \"\(text)\""))
+            }
+            hold = duration
+        }
+        var after: Canary.After?
+        if let text = request.after {
+            guard let value = Canary.After(rawValue: text) else {
+                return .failure(.init(reason: "\"after\" must be \"promote\" or \"rollback\", got \"\(text)\""))
+            }
+            guard hold != nil else {
+                return .failure(.init(reason: "\"after\" needs a \"hold\": what happens at its end"))
+            }
+            after = value
+        }
+        return .success(Canary(workers: workers, weight: weight, hold: hold, after: after))
+    }
+
     // MARK: - Workers
 
     private func spawn(_ worker: WorkerID, _ configuration: Configuration) {
@@ -640,7 +710,7 @@ public final class Supervisor: @unchecked Sendable {
             pid: getpid(), configurationName: source.name,
             listeners: sockets.status(of: machine.generations.last?.configuration.listeners ?? []),
             now: Clock.monotonic(), scaledTo: reloads.scaledTo, upgrades: upgrades, upgradeError: upgradeError,
-            reloadStatistics: reloads.statistics)
+            reloadStatistics: reloads.statistics, canaryHoldEnds: canaryHoldEnds)
         report.droppedOutputBytes = OutputWriter.droppedBytes
         return report
     }

@@ -201,6 +201,28 @@ extension StatusReport {
         public var batchSlots: [Int]
         /// Why the rollout goes back, once a batch failed: the replaced slots return to `from`.
         public var rollingBack: String?
+        /// The canary that holds or starts, if the reload is one.
+        public var canary: CanaryStatus?
+
+        /// A canary: `workers` workers of generation `to` take about `weight` percent of new connections.
+        public struct CanaryStatus: Codable, Sendable, Equatable {
+            public var workers: Int
+            public var weight: Int
+            /// The canary's slots in rotation; empty while its workers start.
+            public var slots: [Int]
+            /// Seconds left in the hold, once the canary serves; nil without a hold.
+            public var holdLeft: Double?
+            /// `promote` or `rollback` at the end of the hold.
+            public var after: String?
+
+            public init(workers: Int, weight: Int, slots: [Int], holdLeft: Double? = nil, after: String? = nil) {
+                self.workers = workers
+                self.weight = weight
+                self.slots = slots
+                self.holdLeft = holdLeft
+                self.after = after
+            }
+        }
 
         public init(from: Int, to: Int, batch: Int, replacedSlots: [Int], batchSlots: [Int], rollingBack: String? = nil) {
             self.from = from
