@@ -366,6 +366,11 @@ public final class Supervisor: @unchecked Sendable {
     private func perform(_ action: SupervisorAction) {
         switch action {
         case .loadConfiguration:
+            // What this reload was asked for holds for this reload only, loaded or not.
+            let strategy = strategyForNextReload
+            let canary = canaryForNextReload
+            strategyForNextReload = nil
+            canaryForNextReload = nil
             do {
                 var configuration = try source.load()
                 guard configuration.controlSocket == controlSocket else {
@@ -373,13 +378,10 @@ public final class Supervisor: @unchecked Sendable {
                                              problem: "the control socket cannot move at a reload; it stays at \(controlSocket.quoted) until Baton restarts")
                 }
                 if let scaledTo = reloads.scaledTo { configuration.workers.count = scaledTo }
-                if let asked = strategyForNextReload {
-                    configuration.workers.strategy = asked.strategy
-                    if let batch = asked.batch { configuration.workers.batch = batch }
-                    strategyForNextReload = nil
+                if let strategy {
+                    configuration.workers.strategy = strategy.strategy
+                    if let batch = strategy.batch { configuration.workers.batch = batch }
                 }
-                let canary = canaryForNextReload
-                canaryForNextReload = nil
                 let prepared = try sockets.prepare(configuration)
                 feed(canary.map { .canaryConfigurationLoaded(prepared, $0) } ?? .configurationLoaded(prepared))
             } catch {

@@ -224,13 +224,15 @@ extension StatusReport {
             }
         }
 
-        public init(from: Int, to: Int, batch: Int, replacedSlots: [Int], batchSlots: [Int], rollingBack: String? = nil) {
+        public init(from: Int, to: Int, batch: Int, replacedSlots: [Int], batchSlots: [Int], rollingBack: String? = nil,
+                    canary: CanaryStatus? = nil) {
             self.from = from
             self.to = to
             self.batch = batch
             self.replacedSlots = replacedSlots
             self.batchSlots = batchSlots
             self.rollingBack = rollingBack
+            self.canary = canary
         }
     }
 }
