@@ -66,6 +66,12 @@ struct BatonCommand: ParsableCommand {
     @Option(name: .customLong(Settings.group.option), help: ArgumentHelp(Settings.group.optionHelp))
     var group: String?
 
+    @Option(name: .customLong(Settings.strategy.option), help: ArgumentHelp(Settings.strategy.optionHelp))
+    var strategy: String?
+
+    @Option(name: .customLong(Settings.batch.option), help: ArgumentHelp(Settings.batch.optionHelp))
+    var batch: String?
+
     @Option(name: .customLong(Settings.controlSocket.option), help: ArgumentHelp(Settings.controlSocket.optionHelp))
     var controlSocket: String?
 
@@ -128,6 +134,8 @@ struct BatonCommand: ParsableCommand {
         oneLine[Settings.preloadLibrary] = preloadLibrary
         oneLine[Settings.user] = user
         oneLine[Settings.group] = group
+        oneLine[Settings.strategy] = strategy
+        oneLine[Settings.batch] = batch
         oneLine[Settings.controlSocket] = controlSocket
         oneLine[Settings.metrics] = metrics
         return oneLine

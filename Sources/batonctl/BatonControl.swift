@@ -7,7 +7,7 @@ struct BatonControl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "batonctl",
         abstract: "Control a running Baton.",
-        subcommands: [Status.self, Reload.self, Scale.self, Upgrade.self, Stop.self])
+        subcommands: [Status.self, Reload.self, Scale.self, Promote.self, Rollback.self, Upgrade.self, Stop.self])
 }
 
 struct ControlOptions: ParsableArguments {
@@ -76,9 +76,49 @@ extension BatonControl {
             discussion: "With --wait, prints progress and exits 0 only if the new generation took over.")
         @OptionGroup var options: ControlOptions
         @Flag(help: "Wait until the reload is over.") var wait = false
+        @Option(help: "For this reload only: all-at-once, or rolling (a batch of slots at a time, Docs/rollouts.md), instead of the configured strategy.")
+        var strategy: String?
+        @Option(help: "For this reload only: with the rolling strategy, how many slots are replaced at a time (implies --strategy rolling).")
+        var batch: Int?
+        @Option(help: "Start only this many workers of the new generation, as a canary taking a share of new connections beside the old workers, until batonctl promote or batonctl rollback (Docs/rollouts.md).")
+        var canary: Int?
+        @Option(help: "The canary's share of new connections, in percent, 1 to 99 (default: 10).")
+        var weight: String?
+        @Option(help: "How long the canary holds (such as 5m), then --promote-after or --rollback-after.")
+        var hold: String?
+        @Flag(help: "Promote the canary at the end of --hold.") var promoteAfter = false
+        @Flag(help: "Roll the canary back at the end of --hold.") var rollbackAfter = false
+
+        func validate() throws {
+            if let strategy, !["all-at-once", "rolling"].contains(strategy) {
+                throw ValidationError("--strategy must be all-at-once or rolling, not \"\(strategy)\"")
+            }
+            if let batch, !(1...1024).contains(batch) {
+                throw ValidationError("--batch must be a number of slots from 1 to 1024")
+            }
+            if canary == nil && (weight != nil || hold != nil || promoteAfter || rollbackAfter) {
+                throw ValidationError("--weight, --hold, --promote-after and --rollback-after are for a canary: give --canary N")
+            }
+            if weight != nil && percent == nil {
+                throw ValidationError("--weight must be a percentage from 1 to 99, such as 10 or 10%")
+            }
+            if promoteAfter && rollbackAfter {
+                throw ValidationError("--promote-after and --rollback-after cannot go together")
+            }
+            if (promoteAfter || rollbackAfter) && hold == nil {
+                throw ValidationError("--promote-after and --rollback-after need --hold")
+            }
+        }
+
+        /// `--weight` as a number of percent.
+        var percent: Int? {
+            weight.flatMap { Int($0.hasSuffix("%") ? String($0.dropLast()) : $0) }.flatMap { (1...99).contains($0) ? $0 : nil }
+        }
 
         func run() throws {
-            try Self.send(ControlRequest(command: .reload, wait: wait), options)
+            let after = promoteAfter ? "promote" : rollbackAfter ? "rollback" : nil
+            try Self.send(ControlRequest(command: .reload, wait: wait, strategy: strategy, batch: batch,
+                                         canary: canary, weight: percent, hold: hold, after: after), options)
         }
 
         /// Sends a request that reloads, printing progress as it comes.
@@ -91,6 +131,30 @@ extension BatonControl {
                 }
             }
             print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? reply.message ?? "reload failed")")
+            if !reply.ok { throw ExitCode.failure }
+        }
+    }
+
+    struct Promote: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Complete the reload whose canary holds, by the configured strategy.")
+        @OptionGroup var options: ControlOptions
+
+        func run() throws {
+            let reply = try options.send(ControlRequest(command: .promote))
+            print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? "promote failed")")
+            if !reply.ok { throw ExitCode.failure }
+        }
+    }
+
+    struct Rollback: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Drain the canary that holds; the old generation serves alone again.")
+        @OptionGroup var options: ControlOptions
+
+        func run() throws {
+            let reply = try options.send(ControlRequest(command: .rollback))
+            print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? "rollback failed")")
             if !reply.ok { throw ExitCode.failure }
         }
     }

@@ -50,6 +50,21 @@ import Testing
         #expect(text.hasSuffix("\n"))
     }
 
+    @Test func aRolloutAndItsCanaryAreGauges() {
+        var status = Self.status()
+        #expect(!PrometheusText.render(status).contains("baton_canary_weight_percent{"))
+        status.rollout = .init(from: 3, to: 4, batch: 1, replacedSlots: [], batchSlots: [],
+                               canary: .init(workers: 1, weight: 10, slots: [0], holdLeft: 42, after: "promote"))
+        let text = PrometheusText.render(status)
+        for line in [
+            #"baton_rollout_replaced_slots{from="3",to="4",direction="forward"} 0"#,
+            #"baton_canary_weight_percent{generation="4"} 10"#,
+            #"baton_canary_hold_seconds_left{generation="4"} 42"#,
+        ] {
+            #expect(text.split(separator: "\n").contains(Substring(line)), "missing \(line) in:\n\(text)")
+        }
+    }
+
     @Test func reloadCountersAndCumulativeHistogram() {
         var statistics = StatusReport.ReloadStatistics()
         statistics.record(.tookOver, seconds: 0.3)

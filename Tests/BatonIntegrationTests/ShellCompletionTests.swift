@@ -36,14 +36,14 @@ import Testing
     @Test func batonctlCompletesItsSubcommandsAndTheirOptions() throws {
         let scratch = ScratchDirectory()
         let subcommands = try complete("batonctl", [""], in: scratch)
-        for subcommand in ["status", "reload", "scale", "upgrade", "stop"] {
+        for subcommand in ["status", "reload", "scale", "promote", "rollback", "upgrade", "stop"] {
             #expect(subcommands.contains(subcommand), "\(subcommand) in \(subcommands)")
         }
         let statusOptions = try complete("batonctl", ["status", "--"], in: scratch)
         for option in ["--json", "--prometheus", "--control"] {
             #expect(statusOptions.contains(option), "\(option) in \(statusOptions)")
         }
-        #expect(try complete("batonctl", ["reload", "--w"], in: scratch) == ["--wait"])
+        #expect(Set(try complete("batonctl", ["reload", "--w"], in: scratch)) == ["--wait", "--weight"])
     }
 
     @Test(arguments: ["zsh", "fish"])

@@ -95,7 +95,7 @@ import Testing
     @Test(arguments: [
         ("[workers]\ncommand = [\"x\"]\ncount = \"four\"", "baton.toml: workers.count = \"four\": expected an integer"),
         ("[workers]\ncommand = [\"x\"]\ncount = 0", "baton.toml: workers.count = 0: expected a number of workers from 1 to 1024"),
-        ("[workers]\ncommand = [\"x\"]\ncuont = 2", "baton.toml: workers.cuont: unknown key; known keys here: command, count, directory, drain_grace, drain_signal, drain_timeout, environment, group, limits, no_new_privileges, output, preload_library, protocol, readiness, ready_timeout, restart_delay, restart_delay_max, stall_timeout, umask, user"),
+        ("[workers]\ncommand = [\"x\"]\ncuont = 2", "baton.toml: workers.cuont: unknown key; known keys here: batch, command, count, directory, drain_grace, drain_signal, drain_timeout, environment, group, limits, no_new_privileges, output, preload_library, protocol, readiness, ready_timeout, restart_delay, restart_delay_max, stall_timeout, strategy, umask, user"),
         // Workers' credentials: names are looked up when the file is read.
         ("[workers]\ncommand = [\"x\"]\nuser = \"baton-no-such-user\"", "baton.toml: workers.user = \"baton-no-such-user\": no such user (looked up with getpwnam): create the user, or name an existing one"),
         ("[workers]\ncommand = [\"x\"]\ngroup = \"baton-no-such-group\"", "baton.toml: workers.group = \"baton-no-such-group\": no such group (looked up with getgrnam): create the group, or name an existing one"),
@@ -363,7 +363,7 @@ import Testing
     @Test(arguments: [
         ("reload", "not a JSON object: send one line such as {\"command\":\"status\"}"),
         (#"{"wait":true}"#, "the request has no \"command\""),
-        (#"{"command":"relaod"}"#, "unknown command \"relaod\"; known commands: status, reload, scale, upgrade, stop"),
+        (#"{"command":"relaod"}"#, "unknown command \"relaod\"; known commands: status, reload, scale, upgrade, stop, promote, rollback"),
     ])
     func badRequestsGetAnErrorNamingTheProblem(line: String, error: String) {
         #expect(ControlRequest.decode(line) == .failure(ControlProtocolError(error)))
@@ -424,6 +424,8 @@ import Testing
             preload_library = "/x.so"
             user = "\(Self.ownUser)"
             group = "\(Self.ownGroup)"
+            strategy = "rolling"
+            batch = 2
             """, source: "baton.toml", defaultControlSocket: "/run/b.sock")
         var oneLine = CommandLineConfiguration()
         oneLine.command = ["./server"]
@@ -441,6 +443,8 @@ import Testing
         oneLine[Settings.group] = Self.ownGroup
         oneLine[Settings.controlSocket] = "/run/b.sock"
         oneLine[Settings.metrics] = "tcp://[::1]:9102"
+        oneLine[Settings.strategy] = "rolling"
+        oneLine[Settings.batch] = "2"
         // Every option of the table is above.
         let options = (Settings.configuration.map(\.commandLine) + Settings.workers.map(\.commandLine)).filter {
             if case .option = $0 { true } else { false }

@@ -5,7 +5,7 @@ import Testing
 /// When a leaving generation counts as settled: its sockets empty at ten looks in a row.
 @Suite struct EmptyQueueWatchTests {
     @Test func tenEmptyLooksInARowSettle() {
-        var watch = EmptyQueueWatch()
+        var watch = EmptyQueueWatch<Int>()
         watch.start(3)
         var lastLooks: [Int] = []
         var settledAt: Int?
@@ -19,7 +19,7 @@ import Testing
     }
 
     @Test func aGenerationNotWatchedNeverSettles() {
-        var watch = EmptyQueueWatch()
+        var watch = EmptyQueueWatch<Int>()
         let settled = watch.looked(at: 1, empty: true)
         #expect(!settled)
         #expect(!watch.isLastLook(at: 1))

@@ -186,8 +186,19 @@ public enum Settings {
         default: .value([:]),
         help: "Resource limits of each worker (setrlimit, soft and hard), such as { nofile = 65536, core = 0 }; raising one above Baton's own needs root")
 
+    public static let strategy = Setting<WorkerConfiguration, ReloadStrategy>(
+        "strategy", \.strategy, .choice { "expected \($0.literal("all-at-once")) or \($0.literal("rolling"))" },
+        commandLine: .option("strategy"), default: .value(.allAtOnce),
+        help: "How a reload replaces the workers: `all-at-once` starts every new worker beside the old ones; `rolling` replaces `batch` slots at a time, so that at most count + batch workers are alive (Docs/rollouts.md)")
+
+    public static let batch = Setting<WorkerConfiguration, Int>(
+        "batch", \.batch, .integer(in: slots) { "expected a number of slots from \($0.lowerBound) to \($0.upperBound)" },
+        commandLine: .option("batch"), default: .value(1),
+        help: "With the rolling strategy: how many slots are replaced at a time (more than count replaces them all in one batch)")
+
     static let workers: [any AnySetting<WorkerConfiguration>] = [
         command, workerCount, directory, environment, readiness, readyTimeout, drainTimeout, drainGrace, stallTimeout, restartDelay,
         restartDelayMax, drainSignal, output, socketProtocol, preloadLibrary, user, group, noNewPrivileges, umask, limits,
+        strategy, batch,
     ]
 }

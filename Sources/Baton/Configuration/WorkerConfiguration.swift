@@ -33,6 +33,10 @@ public struct WorkerConfiguration: Sendable, Equatable, Codable {
     /// The workers' umask; nil: Baton's.
     public var umask: UInt32?
     public var limits: [ResourceLimit: UInt64] = Settings.limits.defaultValue
+    /// How a reload replaces the workers.
+    public var strategy: ReloadStrategy = Settings.strategy.defaultValue
+    /// With the rolling strategy: how many slots are replaced at a time.
+    public var batch: Int = Settings.batch.defaultValue
 
     public init(command: [String]) {
         self.command = command
@@ -67,5 +71,7 @@ extension WorkerConfiguration {
         try read(.noNewPrivileges, \.noNewPrivileges)
         umask = try container.decodeIfPresent(UInt32.self, forKey: .umask)
         try read(.limits, \.limits)
+        try read(.strategy, \.strategy)
+        try read(.batch, \.batch)
     }
 }

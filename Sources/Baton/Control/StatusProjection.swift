@@ -37,7 +37,7 @@ struct StatusProjection {
     /// listeners' sockets as the socket table reports them.
     func report(pid: Int32, configurationName: String, listeners: [StatusReport.ListenerStatus], now: Double,
                 scaledTo: Int?, upgrades: Int, upgradeError: String?,
-                reloadStatistics: StatusReport.ReloadStatistics? = nil) -> StatusReport {
+                reloadStatistics: StatusReport.ReloadStatistics? = nil, canaryHoldEnds: Double? = nil) -> StatusReport {
         let generations = machine.generations.map { generation in
             StatusReport.GenerationStatus(
                 number: generation.number, role: .init(generation.role),
@@ -52,10 +52,21 @@ struct StatusProjection {
                 crashLoopingSlots: (0..<generation.configuration.workers.count).filter { generation.isCrashLooping(slot: $0) })
         }
         let configuration = machine.generations.last?.configuration
-        return StatusReport(
+        var report = StatusReport(
             pid: pid, phase: phase, configuration: configurationName,
             command: configuration?.workers.command ?? [], generations: generations, listeners: listeners,
             reloads: reloads, pendingReloads: machine.pendingReloads.count,
             scaledTo: scaledTo, upgrades: upgrades, upgradeError: upgradeError, reloadStatistics: reloadStatistics)
+        report.rollout = machine.rollout.map {
+            var rollout = StatusReport.RolloutStatus(from: $0.from, to: $0.to, batch: $0.batch, replacedSlots: $0.replaced,
+                                                     batchSlots: $0.batchSlots, rollingBack: $0.failure)
+            if let canary = $0.canary {
+                rollout.canary = .init(workers: canary.workers, weight: canary.weight, slots: $0.canarySlots,
+                                       holdLeft: canary.hold == nil || $0.canarySlots.isEmpty ? nil : canaryHoldEnds.map { max(0, $0 - now) },
+                                       after: canary.after?.rawValue)
+            }
+            return rollout
+        }
+        return report
     }
 }

@@ -19,12 +19,18 @@ public enum SupervisorAction: Sendable, Equatable {
     /// sockets of exactly these slots. Never empty: a rotation without sockets would
     /// leave the choice to the kernel's hash over every socket, dead ones included.
     case steer(generation: Int, slots: [Int])
+    /// During a rolling reload: new connections go to exactly these slots' sockets (by
+    /// generation), each slot's of one generation only. Never empty.
+    case steerAcross([Int: [Int]])
     /// The slot's worker is gone: move what its own sockets hold to the sockets in
     /// rotation, and keep the sockets for its next worker.
     case evacuate(generation: Int, slot: Int)
     /// Answer ``SupervisorEvent/queuesEmpty(generation:)`` once the generation's own
     /// sockets hold no connection (at once, if it has none of its own).
     case awaitEmptyQueues(generation: Int)
+    /// Answer ``SupervisorEvent/slotQueuesEmpty(_:)`` once the worker's slot's own
+    /// sockets (of its generation) hold no connection and the worker waits.
+    case awaitEmptySlot(WorkerID)
     case exit(code: Int32, reason: String?)
 }
 
@@ -35,6 +41,21 @@ public enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
     case loadingConfiguration
     case starting(generation: Int, workers: Int)
     case workerReady(WorkerID, ready: Int, of: Int)
+    /// A rolling reload: the new generation replaces `batch` slots at a time.
+    case startingRollout(generation: Int, workers: Int, batch: Int)
+    /// A rolling reload's batch: these slots' new workers start.
+    case startingBatch(generation: Int, slots: [Int])
+    /// A rolling reload's batch took over its slots; the old workers there drain.
+    case replacedSlots(generation: Int, slots: [Int], replaced: Int, of: Int)
+    /// A canary reload: the new generation starts `workers` workers.
+    case startingCanary(generation: Int, workers: Int, weight: Int)
+    /// The canary's workers are ready and take about `weight` percent of new connections.
+    case canaryServing(generation: Int, slots: [Int], weight: Int, hold: Duration?, after: Canary.After?)
+    /// The canary was promoted: the new generation replaces the rest by this strategy.
+    case promoted(generation: Int, strategy: ReloadStrategy)
+    /// The rolling strategy cannot replace these workers, for this reason: the reload
+    /// goes all at once.
+    case allAtOnceInstead(String)
     /// The new generation serves and the old one drains. Final.
     case tookOver(generation: Int, replaced: Int?)
     /// Nothing changed, for this reason. Final.
@@ -60,12 +81,30 @@ public enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
         case .loadingConfiguration: "reading the configuration"
         case .starting(let generation, let workers): "starting generation \(generation) (\(workers) workers)"
         case .workerReady(let worker, let ready, let total): "worker \(worker) ready (\(ready)/\(total))"
+        case .startingRollout(let generation, let workers, let batch):
+            "rolling: generation \(generation) replaces \(workers) workers, \(batch) at a time"
+        case .startingBatch(let generation, let slots):
+            "generation \(generation) starting slot\(slots.count == 1 ? "" : "s") \(Self.list(slots))"
+        case .replacedSlots(let generation, let slots, let replaced, let total):
+            "generation \(generation) serves slot\(slots.count == 1 ? "" : "s") \(Self.list(slots)) (\(replaced)/\(total)); the old workers there drain"
+        case .startingCanary(let generation, let workers, let weight):
+            "canary: generation \(generation) starts \(workers) worker\(workers == 1 ? "" : "s") for about \(weight)% of new connections"
+        case .canaryServing(let generation, let slots, let weight, let hold, let after):
+            "canary: generation \(generation) (slot\(slots.count == 1 ? "" : "s") \(Self.list(slots))) takes about \(weight)% of new connections; "
+                + (hold.map { "\(after == .promote ? "promoted" : "rolled back") after \(DurationFormat.string($0))" } ?? "until batonctl promote or batonctl rollback")
+        case .promoted(let generation, let strategy):
+            "canary promoted: generation \(generation) replaces the other workers \(strategy == .rolling ? "rolling" : "all at once")"
+        case .allAtOnceInstead(let reason): "not rolling (\(reason)): all at once instead"
         case .tookOver(let generation, let replaced):
             "generation \(generation) serves" + (replaced.map { "; generation \($0) drains" } ?? "")
         case .failed(let reason): "reload failed: \(reason)"
         case .rolledBack(let generation, let reason):
             "rolled back: generation \(generation) failed (\(reason)); the previous generation keeps serving"
         }
+    }
+
+    static func list(_ slots: [Int]) -> String {
+        slots.map(String.init).joined(separator: ", ")
     }
 }
 

@@ -54,6 +54,11 @@ public enum SupervisorTimer: Hashable, Sendable {
     case drainGrace(generation: Int)
     /// A retired (stalled) worker still alive then is killed.
     case retiredDeadline(WorkerID)
+    /// A worker whose slot a rolling reload handed to another generation gets its drain
+    /// signal then, even if its slot's sockets still hold connections.
+    case departureGrace(WorkerID)
+    /// The canary of generation `generation` has held for its `hold`.
+    case canaryHold(generation: Int)
 }
 
 /// Everything that can happen to the supervisor.
@@ -67,6 +72,12 @@ public enum SupervisorEvent: Sendable, Equatable {
     /// The configuration re-read for a reload is valid and its new sockets are open.
     case configurationLoaded(Configuration)
     case configurationRejected(String)
+    /// As ``configurationLoaded(_:)``, for a reload asked as a canary.
+    case canaryConfigurationLoaded(Configuration, Canary)
+    /// `batonctl promote`: the canary that holds becomes the whole new generation.
+    case promoteRequested
+    /// `batonctl rollback`: the canary that holds drains, the old generation serves alone.
+    case rollbackRequested
     case workerReady(WorkerID)
     case workerStatus(WorkerID, String)
     case workerStopping(WorkerID)
@@ -77,6 +88,9 @@ public enum SupervisorEvent: Sendable, Equatable {
     case timerFired(SupervisorTimer)
     /// The sockets of a generation out of rotation hold no connection any more.
     case queuesEmpty(generation: Int)
+    /// The sockets of the slot whose worker a rolling reload took out of rotation hold
+    /// no connection any more, and the worker waits for more.
+    case slotQueuesEmpty(WorkerID)
     /// `SIGTERM`, `SIGINT` or `batonctl stop`; the second one kills.
     case stopRequested
 }

@@ -228,16 +228,27 @@ final class SocketTable {
     /// Makes exactly the sockets of `slots` of generation `generation` take the new
     /// connections of every steered listener of `configuration`.
     func steer(generation: Int, slots: [Int], configuration: Configuration) {
+        steer([generation: slots], configuration: configuration)
+    }
+
+    /// Makes exactly the sockets of these slots, each of its generation, take the new
+    /// connections of every steered listener of `configuration` (during a rolling
+    /// reload, whose generations have the same listeners).
+    func steer(_ rotation: [Int: [Int]], configuration: Configuration) {
+        let generations = rotation.keys.sorted()
+        let described = generations.map { "generation \($0) slots \(rotation[$0]!)" }.joined(separator: ", ")
         for listener in configuration.listeners where isSteered(listener) {
             guard let group = steering[listener.address] else { continue }
-            let keys = slots.map { Key(listener, slot: $0, generation: generation) }.filter { descriptors[$0] != nil }
+            let keys = generations.flatMap { generation in
+                rotation[generation]!.map { Key(listener, slot: $0, generation: generation) }
+            }.filter { descriptors[$0] != nil }
             guard !keys.isEmpty else { continue }
             do {
                 try group.steer(to: keys.compactMap { descriptors[$0] })
                 inRotation = inRotation.filter { $0.address != listener.address }.union(keys)
                 closing.remove(listener.address)
             } catch {
-                logger.error("listener \(listener.name) \(listener.address): the rotation could not be changed to generation \(generation) slots \(slots): \(error)")
+                logger.error("listener \(listener.name) \(listener.address): the rotation could not be changed to \(described): \(error)")
             }
         }
         // A listener this configuration removed: its sockets accept what they hold, and
@@ -272,11 +283,11 @@ final class SocketTable {
         }
     }
 
-    /// Whether every socket of generation `generation`'s own is empty: no connection in
+    /// Whether every socket of generation `generation`'s own (of one slot, if given) is empty: no connection in
     /// a stream socket's accept queue, no datagram waiting in a datagram socket.
-    func ownSocketsAreEmpty(generation: Int) -> Bool {
+    func ownSocketsAreEmpty(generation: Int, slot: Int? = nil) -> Bool {
         descriptors.allSatisfy { key, fd in
-            guard key.generation == generation else { return true }
+            guard key.generation == generation, slot == nil || key.slot == slot else { return true }
             if key.address.isStream {
                 return (ListenerSocket.acceptQueue(fd)?.depth ?? 0) == 0
             }

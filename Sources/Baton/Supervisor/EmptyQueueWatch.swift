@@ -1,32 +1,32 @@
-/// Watches generations out of rotation until their own sockets are empty and their
-/// workers wait for more, by polling, and only while one is leaving: an idle Baton
-/// does not wake.
-struct EmptyQueueWatch {
+/// Watches generations (or, in a rolling reload, slots) out of rotation until their own
+/// sockets are empty and their workers wait for more, by polling, and only while one is
+/// leaving: an idle Baton does not wake.
+struct EmptyQueueWatch<Watched: Hashable> {
     /// How often a leaving generation's sockets are looked at.
-    static let interval: Duration = .milliseconds(10)
+    static var interval: Duration { .milliseconds(10) }
     /// Empty this many looks in a row, with the generation's workers waiting at the last
     /// one, counts as settled: the workers have answered what they accepted last before
     /// they get the drain signal.
-    static let settledAfter = 10
+    static var settledAfter: Int { 10 }
 
-    private var emptyLooks: [Int: Int] = [:]
+    private var emptyLooks: [Watched: Int] = [:]
 
-    mutating func start(_ generation: Int) {
+    mutating func start(_ generation: Watched) {
         emptyLooks[generation] = 0
     }
 
-    func isWatching(_ generation: Int) -> Bool {
+    func isWatching(_ generation: Watched) -> Bool {
         emptyLooks[generation] != nil
     }
 
     /// Whether an empty look now would end the watch: the moment to check, once, the
     /// costlier condition that the workers wait too.
-    func isLastLook(at generation: Int) -> Bool {
+    func isLastLook(at generation: Watched) -> Bool {
         emptyLooks[generation] == Self.settledAfter - 1
     }
 
     /// Records one look; returns true, ending the watch, once the sockets have settled empty.
-    mutating func looked(at generation: Int, empty: Bool) -> Bool {
+    mutating func looked(at generation: Watched, empty: Bool) -> Bool {
         guard let looks = emptyLooks[generation] else { return false }
         let now = empty ? looks + 1 : 0
         guard now < Self.settledAfter else {
@@ -37,7 +37,7 @@ struct EmptyQueueWatch {
         return false
     }
 
-    mutating func stop(_ generation: Int) {
+    mutating func stop(_ generation: Watched) {
         emptyLooks[generation] = nil
     }
 }

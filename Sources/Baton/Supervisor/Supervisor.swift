@@ -27,6 +27,8 @@ public final class Supervisor: @unchecked Sendable {
         case probe(WorkerID)
         /// Time to look whether a leaving generation's sockets are empty.
         case queues(generation: Int)
+        /// Time to look whether the slot of a worker a rolling reload replaced is empty.
+        case slotQueues(WorkerID)
         /// `stall_timeout`: time to look whether a serving worker accepts.
         case stalls
         /// A worker that exited left processes in its group: time to kill them.
@@ -50,7 +52,14 @@ public final class Supervisor: @unchecked Sendable {
     private var workers = WorkerTable()
     private var reloads = ReloadLedger<ControlResponder>()
     private var timers = TimerSchedule<TimerKey>()
-    private var leaving = EmptyQueueWatch()
+    private var leaving = EmptyQueueWatch<Int>()
+    private var departing = EmptyQueueWatch<WorkerID>()
+    /// The strategy `batonctl reload --strategy` asked for, for the next configuration loaded.
+    private var strategyForNextReload: (strategy: ReloadStrategy, batch: Int?)?
+    /// The canary `batonctl reload --canary` asked for, for the next configuration loaded.
+    private var canaryForNextReload: Canary?
+    /// When the canary's hold ends, on the monotonic clock.
+    private var canaryHoldEnds: Double?
     private var stalls = StallWatch()
     /// Where the control server listens: a reload cannot move it.
     private var controlSocket = ""
@@ -224,6 +233,8 @@ public final class Supervisor: @unchecked Sendable {
                 runProbe(for: worker)
             case .queues(let generation):
                 lookAtQueues(of: generation)
+            case .slotQueues(let worker):
+                lookAtSlotQueues(of: worker)
             case .stalls:
                 lookForStalls()
             case .lingering(let group):
@@ -246,7 +257,41 @@ public final class Supervisor: @unchecked Sendable {
         case .status:
             responder.send(ControlReply(ok: true, final: true, status: status()))
         case .reload:
+            if request.strategy != nil || request.batch != nil {
+                guard let strategy = ReloadStrategy(rawValue: request.strategy ?? ReloadStrategy.rolling.rawValue) else {
+                    let given = request.strategy.map { "\"\($0)\"" } ?? ""
+                    responder.send(.failure("reload: unknown strategy \(given); expected \"all-at-once\" or \"rolling\"; nothing changed"))
+                    return
+                }
+                if let batch = request.batch, !Settings.batch.accepts(batch) {
+                    responder.send(.failure("reload: expected a batch of 1 to \(Settings.slots.upperBound) slots, got \(batch); nothing changed"))
+                    return
+                }
+                strategyForNextReload = (strategy, request.batch)
+            }
+            if request.canary != nil || request.weight != nil || request.hold != nil || request.after != nil {
+                switch canary(request) {
+                case .success(let canary): canaryForNextReload = canary
+                case .failure(let refusal):
+                    strategyForNextReload = nil
+                    responder.send(.failure("reload: \(refusal.reason); nothing changed"))
+                    return
+                }
+            }
             feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false)))
+        case .promote, .rollback:
+            guard let rollout = machine.rollout, rollout.canary != nil else {
+                responder.send(.failure("\(request.command.rawValue): no canary holds; nothing changed"))
+                return
+            }
+            guard request.command == .rollback || !rollout.canarySlots.isEmpty else {
+                responder.send(.failure("promote: the canary of generation \(rollout.to) is not ready yet; nothing changed"))
+                return
+            }
+            let promoting = request.command == .promote
+            responder.send(ControlReply(ok: true, final: true, message: promoting
+                ? "promoting the canary of generation \(rollout.to)" : "rolling back the canary of generation \(rollout.to)"))
+            feed(promoting ? .promoteRequested : .rollbackRequested)
         case .scale:
             guard let count = request.workers, Settings.workerCount.accepts(count) else {
                 let given = request.workers.map { "\($0)" } ?? "no \"workers\""
@@ -322,6 +367,11 @@ public final class Supervisor: @unchecked Sendable {
     private func perform(_ action: SupervisorAction) {
         switch action {
         case .loadConfiguration:
+            // What this reload was asked for holds for this reload only, loaded or not.
+            let strategy = strategyForNextReload
+            let canary = canaryForNextReload
+            strategyForNextReload = nil
+            canaryForNextReload = nil
             do {
                 var configuration = try source.load()
                 guard configuration.controlSocket == controlSocket else {
@@ -333,7 +383,12 @@ public final class Supervisor: @unchecked Sendable {
                                              problem: "who may use the control socket (control_group, control_readonly_group) cannot change at a reload; restart Baton to change it")
                 }
                 if let scaledTo = reloads.scaledTo { configuration.workers.count = scaledTo }
-                feed(.configurationLoaded(try sockets.prepare(configuration)))
+                if let strategy {
+                    configuration.workers.strategy = strategy.strategy
+                    if let batch = strategy.batch { configuration.workers.batch = batch }
+                }
+                let prepared = try sockets.prepare(configuration)
+                feed(canary.map { .canaryConfigurationLoaded(prepared, $0) } ?? .configurationLoaded(prepared))
             } catch {
                 feed(.configurationRejected("\(error)"))
             }
@@ -344,6 +399,7 @@ public final class Supervisor: @unchecked Sendable {
             logger.info("sending \(SignalName.name(signal)) to worker \(worker)'s process group (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
             signalGroup(of: pid, signal)
         case .startTimer(let timer, let delay):
+            if case .canaryHold = timer { canaryHoldEnds = Clock.monotonic() + Double(delay.components.seconds) }
             startTimer(.machine(timer), after: delay)
         case .cancelTimer(let timer):
             cancelTimer(.machine(timer))
@@ -361,6 +417,16 @@ public final class Supervisor: @unchecked Sendable {
         case .steer(let generation, let slots):
             guard let configuration = configuration(of: generation) else { return }
             sockets.steer(generation: generation, slots: slots, configuration: configuration)
+        case .steerAcross(let rotation):
+            guard let newest = rotation.keys.max(), let configuration = configuration(of: newest) else { return }
+            sockets.steer(rotation, configuration: configuration)
+        case .awaitEmptySlot(let worker):
+            guard sockets.hasOwnSockets(generation: worker.generation) else {
+                feed(.slotQueuesEmpty(worker))
+                return
+            }
+            departing.start(worker)
+            startTimer(.slotQueues(worker), after: EmptyQueueWatch<WorkerID>.interval)
         case .evacuate(let generation, let slot):
             guard let configuration = configuration(of: generation) else { return }
             sockets.evacuate(generation: generation, slot: slot, configuration: configuration)
@@ -370,7 +436,7 @@ public final class Supervisor: @unchecked Sendable {
                 return
             }
             leaving.start(generation)
-            startTimer(.queues(generation: generation), after: EmptyQueueWatch.interval)
+            startTimer(.queues(generation: generation), after: EmptyQueueWatch<Int>.interval)
         case .exit(let code, let reason):
             if let reason {
                 logger.error("exiting: \(reason)")
@@ -439,7 +505,23 @@ public final class Supervisor: @unchecked Sendable {
         if leaving.looked(at: generation, empty: settled) {
             feed(.queuesEmpty(generation: generation))
         } else {
-            startTimer(.queues(generation: generation), after: EmptyQueueWatch.interval)
+            startTimer(.queues(generation: generation), after: EmptyQueueWatch<Int>.interval)
+        }
+    }
+
+    /// Feeds ``SupervisorEvent/slotQueuesEmpty(_:)`` once the sockets of the slot a
+    /// rolling reload took from `worker` have settled empty and it waits; looks again meanwhile.
+    private func lookAtSlotQueues(of worker: WorkerID) {
+        guard machine.generations.first(where: { $0.number == worker.generation })?.retired[worker]?.state == .ready else {
+            departing.stop(worker)
+            return
+        }
+        let settled = sockets.ownSocketsAreEmpty(generation: worker.generation, slot: worker.slot)
+            && (!departing.isLastLook(at: worker) || (workers.pid(of: worker).map(ProcessActivity.isWaiting) ?? true))
+        if departing.looked(at: worker, empty: settled) {
+            feed(.slotQueuesEmpty(worker))
+        } else {
+            startTimer(.slotQueues(worker), after: EmptyQueueWatch<WorkerID>.interval)
         }
     }
 
@@ -474,6 +556,46 @@ public final class Supervisor: @unchecked Sendable {
             feed(.workerStalled(worker))
         }
         watchForStalls()
+    }
+
+    struct CanaryRefusal: Error {
+        var reason: String
+    }
+
+    /// The canary a reload request asks for, checked against the service as it serves now.
+    private func canary(_ request: ControlRequest) -> Result<Canary, CanaryRefusal> {
+        guard let workers = request.canary else {
+            return .failure(.init(reason: "\"weight\", \"hold\" and \"after\" are for a canary: give \"canary\", its number of workers"))
+        }
+        guard machine.phase == .running, machine.generations.count == 1, let serving = machine.serving else {
+            return .failure(.init(reason: "a canary starts only while one generation serves alone; ask again once the reload under way is over"))
+        }
+        let count = serving.configuration.workers.count
+        guard workers >= 1, workers < count else {
+            return .failure(.init(reason: "a canary needs 1 to \(count - 1) workers (the service has \(count) slots), got \(workers)"))
+        }
+        let weight = request.weight ?? Canary.defaultWeight
+        guard Canary.weights.contains(weight) else {
+            return .failure(.init(reason: "a canary's weight is 1 to 99 percent, got \(weight)"))
+        }
+        var hold: Duration?
+        if let text = request.hold {
+            guard let duration = DurationFormat.parse(text), duration > .zero, duration <= Settings.longestDuration else {
+                return .failure(.init(reason: "\"hold\" must be a duration such as \"5m\", more than 0 and at most 24h, got \"\(text)\""))
+            }
+            hold = duration
+        }
+        var after: Canary.After?
+        if let text = request.after {
+            guard let value = Canary.After(rawValue: text) else {
+                return .failure(.init(reason: "\"after\" must be \"promote\" or \"rollback\", got \"\(text)\""))
+            }
+            guard hold != nil else {
+                return .failure(.init(reason: "\"after\" needs a \"hold\": what happens at its end"))
+            }
+            after = value
+        }
+        return .success(Canary(workers: workers, weight: weight, hold: hold, after: after))
     }
 
     // MARK: - Workers
@@ -600,7 +722,7 @@ public final class Supervisor: @unchecked Sendable {
             pid: getpid(), configurationName: source.name,
             listeners: sockets.status(of: machine.generations.last?.configuration.listeners ?? []),
             now: Clock.monotonic(), scaledTo: reloads.scaledTo, upgrades: upgrades, upgradeError: upgradeError,
-            reloadStatistics: reloads.statistics)
+            reloadStatistics: reloads.statistics, canaryHoldEnds: canaryHoldEnds)
         report.droppedOutputBytes = OutputWriter.droppedBytes
         return report
     }

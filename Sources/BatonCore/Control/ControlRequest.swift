@@ -11,7 +11,7 @@ import Foundation
 public struct ControlRequest: Codable, Sendable, Equatable {
     /// What the request asks for; the raw value is the `command` on the wire.
     public enum Command: String, Codable, Sendable, CaseIterable {
-        case status, reload, scale, upgrade, stop
+        case status, reload, scale, upgrade, stop, promote, rollback
     }
 
     public var command: Command
@@ -19,11 +19,31 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var wait: Bool?
     /// For `scale`: the number of worker slots from now on.
     public var workers: Int?
+    /// For `reload`: `all-at-once` or `rolling`, for this reload only, instead of the
+    /// configuration's `strategy`.
+    public var strategy: String?
+    /// For `reload`: with the rolling strategy, how many slots at a time, for this reload only.
+    public var batch: Int?
+    /// For `reload`: start this many workers of the new generation as a canary.
+    public var canary: Int?
+    /// For `reload` with `canary`: the canary's share of new connections, in percent.
+    public var weight: Int?
+    /// For `reload` with `canary`: how long it holds (a duration such as `5m`), then `after`.
+    public var hold: String?
+    /// For `reload` with `canary` and `hold`: `promote` or `rollback` at the end of the hold.
+    public var after: String?
 
-    public init(command: Command, wait: Bool? = nil, workers: Int? = nil) {
+    public init(command: Command, wait: Bool? = nil, workers: Int? = nil, strategy: String? = nil, batch: Int? = nil,
+                canary: Int? = nil, weight: Int? = nil, hold: String? = nil, after: String? = nil) {
         self.command = command
         self.wait = wait
         self.workers = workers
+        self.strategy = strategy
+        self.batch = batch
+        self.canary = canary
+        self.weight = weight
+        self.hold = hold
+        self.after = after
     }
 
     /// Decodes one request line, with an error a person can act on.

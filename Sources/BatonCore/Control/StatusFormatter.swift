@@ -21,6 +21,19 @@ public enum StatusFormatter {
         if let scaledTo = status.scaledTo {
             text += "scaled to \(scaledTo) worker(s) by batonctl scale\n"
         }
+        if let rollout = status.rollout {
+            let slots = { (slots: [Int]) in slots.isEmpty ? "none" : slots.map(String.init).joined(separator: ", ") }
+            if let canary = rollout.canary {
+                let state = canary.slots.isEmpty ? "starting \(canary.workers) worker(s)" : "slots \(slots(canary.slots))"
+                let hold = canary.holdLeft.map { "; \(Int($0.rounded()))s left in the hold, then \(canary.after ?? "nothing")" }
+                    ?? "; holds until batonctl promote or batonctl rollback"
+                text += "canary: generation \(rollout.to) (\(state)) takes about \(canary.weight)% of new connections beside generation \(rollout.from)\(hold)\n"
+            } else if let reason = rollout.rollingBack {
+                text += "rolling back: generation \(rollout.to) failed (\(reason)); slots still to give back to generation \(rollout.from): \(slots(rollout.replacedSlots)); starting again: \(slots(rollout.batchSlots))\n"
+            } else {
+                text += "rolling: generation \(rollout.to) replaces generation \(rollout.from), \(rollout.batch) slot(s) at a time; replaced: \(slots(rollout.replacedSlots)); starting: \(slots(rollout.batchSlots))\n"
+            }
+        }
         if status.pendingReloads > 0 {
             text += "reloads waiting: \(status.pendingReloads)\n"
         }

@@ -22,6 +22,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var droppedOutputBytes: Int?
     /// Every reload finished since Baton started; nil from a Baton that did not count them.
     public var reloadStatistics: ReloadStatistics?
+    /// The rolling reload under way (forward, or back after a failed batch); nil when none is.
+    public var rollout: RolloutStatus?
 
     public init(pid: Int32, phase: Phase, configuration: String, command: [String],
                 generations: [GenerationStatus], listeners: [ListenerStatus], reloads: [ReloadRecord],
@@ -183,6 +185,54 @@ public struct StatusReport: Codable, Sendable, Equatable {
             self.result = result
             self.message = message
             self.generation = generation
+        }
+    }
+}
+
+extension StatusReport {
+    /// A rolling reload: generation `to` takes generation `from`'s slots, `batch` at a time.
+    public struct RolloutStatus: Codable, Sendable, Equatable {
+        public var from: Int
+        public var to: Int
+        public var batch: Int
+        /// Slots whose socket in rotation is generation `to`'s, in the order they were replaced.
+        public var replacedSlots: [Int]
+        /// The slots of the batch under way, whose workers are starting.
+        public var batchSlots: [Int]
+        /// Why the rollout goes back, once a batch failed: the replaced slots return to `from`.
+        public var rollingBack: String?
+        /// The canary that holds or starts, if the reload is one.
+        public var canary: CanaryStatus?
+
+        /// A canary: `workers` workers of generation `to` take about `weight` percent of new connections.
+        public struct CanaryStatus: Codable, Sendable, Equatable {
+            public var workers: Int
+            public var weight: Int
+            /// The canary's slots in rotation; empty while its workers start.
+            public var slots: [Int]
+            /// Seconds left in the hold, once the canary serves; nil without a hold.
+            public var holdLeft: Double?
+            /// `promote` or `rollback` at the end of the hold.
+            public var after: String?
+
+            public init(workers: Int, weight: Int, slots: [Int], holdLeft: Double? = nil, after: String? = nil) {
+                self.workers = workers
+                self.weight = weight
+                self.slots = slots
+                self.holdLeft = holdLeft
+                self.after = after
+            }
+        }
+
+        public init(from: Int, to: Int, batch: Int, replacedSlots: [Int], batchSlots: [Int], rollingBack: String? = nil,
+                    canary: CanaryStatus? = nil) {
+            self.from = from
+            self.to = to
+            self.batch = batch
+            self.replacedSlots = replacedSlots
+            self.batchSlots = batchSlots
+            self.rollingBack = rollingBack
+            self.canary = canary
         }
     }
 }

@@ -23,7 +23,8 @@ public enum PrometheusText {
             slotsRestarting(status), slotsCrashLooping(status), workerRestarts(status),
             acceptQueue(status), acceptQueueLimit(status), socketInRotation(status), socketSteered(status),
             reloads(status), reloadDuration(status), recentReloads(status), pendingReloads(status),
-            upgrades(status), droppedOutputBytes(status),
+            upgrades(status), droppedOutputBytes(status), rolloutReplacedSlots(status), canaryWeight(status),
+            canaryHoldLeft(status),
         ]
     }
 
@@ -165,6 +166,33 @@ public enum PrometheusText {
         MetricFamily("baton_dropped_output_bytes", .gauge,
                      help: "Bytes of worker output dropped because Baton's own output was not read fast enough",
                      samples: status.droppedOutputBytes.map { [Sample([:], Double($0))] } ?? [])
+    }
+
+    // MARK: - Rollouts
+
+    static func rolloutReplacedSlots(_ status: StatusReport) -> MetricFamily {
+        MetricFamily("baton_rollout_replaced_slots", .gauge,
+                     help: "A rolling reload under way: slots whose new worker serves instead of the old one",
+                     samples: status.rollout.map { rollout in
+                         [Sample(["from": "\(rollout.from)", "to": "\(rollout.to)", "direction": rollout.rollingBack == nil ? "forward" : "back"],
+                                 Double(rollout.replacedSlots.count))]
+                     } ?? [])
+    }
+
+    static func canaryWeight(_ status: StatusReport) -> MetricFamily {
+        MetricFamily("baton_canary_weight_percent", .gauge,
+                     help: "A canary that holds: its share of new connections, in percent",
+                     samples: status.rollout.flatMap { rollout in
+                         rollout.canary.map { [Sample(["generation": "\(rollout.to)"], Double($0.weight))] }
+                     } ?? [])
+    }
+
+    static func canaryHoldLeft(_ status: StatusReport) -> MetricFamily {
+        MetricFamily("baton_canary_hold_seconds_left", .gauge,
+                     help: "A canary that holds: seconds until it is promoted or rolled back by itself",
+                     samples: status.rollout.flatMap { rollout in
+                         rollout.canary?.holdLeft.map { [Sample(["generation": "\(rollout.to)"], $0)] }
+                     } ?? [])
     }
 
     // MARK: - The text format

@@ -1,0 +1,53 @@
+/// A rolling reload under way: generation `to` takes over generation `from`'s slots,
+/// `batch` at a time, each batch starting only once the old workers of the one before
+/// have exited, so that at most `slots + batch` workers are alive. Once a batch fails
+/// it goes back the same way: old-configuration workers start again in `from` for the
+/// replaced slots, last replaced first, `batch` at a time, and take those slots back.
+public struct Rollout: Sendable, Equatable {
+    public let from: Int
+    public let to: Int
+    public let batch: Int
+    /// How many slots both generations have.
+    public let slots: Int
+    /// Slots whose rotation entry is generation `to`'s socket, in the order they were
+    /// replaced.
+    public internal(set) var replaced: [Int] = []
+    /// The batch under way: slots whose worker is starting, in `to` going forward, in
+    /// `from` going back.
+    public internal(set) var batchSlots: [Int] = []
+    /// Why the rollout goes back; nil while it goes forward.
+    public internal(set) var failure: String?
+    /// The canary that holds (or starts), until it is promoted or rolled back.
+    public internal(set) var canary: Canary?
+    /// The canary's slots, once its workers are ready: their sockets of `to` take a share
+    /// of new connections beside every socket of `from`.
+    public internal(set) var canarySlots: [Int] = []
+
+    /// How many rotation entries each old and each canary socket gets, so that the canary
+    /// sockets together get `weight` percent of the entries (and of new connections).
+    static func entries(old: Int, canary: Int, weight: Int, capacity: Int = 1024) -> (old: Int, canary: Int) {
+        func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+        var perOld = canary * (100 - weight)
+        var perCanary = old * weight
+        let divisor = gcd(perOld, perCanary)
+        perOld /= divisor
+        perCanary /= divisor
+        let total = old * perOld + canary * perCanary
+        if total > capacity {
+            let scale = Double(capacity) / Double(total)
+            perOld = max(1, Int((Double(perOld) * scale).rounded()))
+            perCanary = max(1, Int((Double(perCanary) * scale).rounded()))
+        }
+        return (perOld, perCanary)
+    }
+
+    /// The generation whose socket of `slot` is in rotation (when its worker is ready).
+    func owner(of slot: Int) -> Int {
+        replaced.contains(slot) ? to : from
+    }
+
+    /// The generation whose workers the batch under way starts.
+    var starting: Int { failure == nil ? to : from }
+    /// The generation whose workers the batch under way replaces.
+    var leaving: Int { failure == nil ? from : to }
+}

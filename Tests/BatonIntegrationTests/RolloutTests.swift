@@ -1,0 +1,207 @@
+import BatonCore
+import BatonLoad
+import Foundation
+import Synchronization
+import Testing
+
+/// Rolling reloads under load: no request lost, and never more than count + batch
+/// workers alive (Docs/rollouts.md).
+@Suite(.serialized) struct RolloutTests {
+    static let workers = 4
+    /// A busy keep-alive worker never looks idle, so it drains at the end of its grace:
+    /// a short one keeps the test short.
+    static let rolling = "\ndrain_grace = \"1s\"\nstrategy = \"rolling\"\nbatch = 1\n"
+
+    /// Reads Baton's children (every thread's `children` list) over and over in the
+    /// background, and keeps the largest number of them seen at once.
+    final class ChildSampler: Sendable {
+        private let pid: Int32
+        private let running = Atomic(true)
+        private let peak = Mutex((count: 0, samples: 0))
+        private let done = Mutex(false)
+
+        init(of pid: Int32) {
+            self.pid = pid
+            Thread.detachNewThread { [self] in
+                while running.load(ordering: .relaxed) {
+                    let count = children().count
+                    peak.withLock { $0 = (max($0.count, count), $0.samples + 1) }
+                    usleep(1_000)
+                }
+                done.withLock { $0 = true }
+            }
+        }
+
+        func children() -> Set<Int32> {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            var pids = Set<Int32>()
+            for task in tasks {
+                let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? ""
+                pids.formUnion(text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+            }
+            return pids
+        }
+
+        /// Stops sampling; returns the peak and how many samples were taken.
+        func stop() -> (peak: Int, samples: Int) {
+            running.store(false, ordering: .relaxed)
+            while !done.withLock({ $0 }) { usleep(1_000) }
+            return peak.withLock { ($0.count, $0.samples) }
+        }
+    }
+
+    /// `baton-demo` under Baton, rolling one slot at a time, on a fresh port, from a
+    /// configuration file the test can rewrite.
+    func startDemo(in scratch: ScratchDirectory, command: [String] = [Products.path("baton-demo")]) throws -> (BatonUnderTest, Int) {
+        let port = freePort()
+        try scratch.write("baton.toml", serviceConfiguration(port: port, command: command, workers: Self.workers) + Self.rolling)
+        let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
+        try baton.waitUntilServing()
+        return (baton, port)
+    }
+
+    func load(on port: Int, _ mode: ConnectionMode) -> LoadGenerator {
+        var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        configuration.mode = mode
+        configuration.clients = 8
+        let load = LoadGenerator(configuration)
+        load.start()
+        return load
+    }
+
+    @Test(arguments: [ConnectionMode.newConnection, .keepAlive])
+    func twentyRollingReloadsUnderLoadLoseNothingAndNeverRunMoreThanOneExtraWorker(_ mode: ConnectionMode) throws {
+        let scratch = ScratchDirectory()
+        let (baton, port) = try startDemo(in: scratch)
+        let sampler = ChildSampler(of: baton.process.processIdentifier)
+        let load = load(on: port, mode)
+        var replies: [ControlReply] = []
+        for _ in 1...20 {
+            replies.append(try baton.reload())
+        }
+        let report = load.stop()
+        let (peak, samples) = sampler.stop()
+        print("rolling, \(mode): \(report.succeeded) requests, \(report.totalFailures) failed, peak \(peak) workers in \(samples) samples")
+        #expect(replies.allSatisfy { $0.ok }, "every reload must take over: \(replies.filter { !$0.ok })")
+        #expect(replies.last?.generation == 21)
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.succeeded > 20, "the load must actually have run")
+        #expect(report.distinctResponders > Self.workers, "several generations must have answered")
+        #expect(samples > 100, "the sampler must actually have looked")
+        #expect(peak <= Self.workers + 1, "at most count + batch workers alive, saw \(peak)")
+        #expect(baton.stop() == 0)
+    }
+
+    /// The new configuration's command exits in slot 2: slots 0 and 1 were replaced
+    /// already, go back to the old configuration, and nothing is lost meanwhile.
+    @Test func aFailingBatchRollsBackAndTheOldConfigurationKeepsServing() throws {
+        let scratch = ScratchDirectory()
+        let demo = Products.path("baton-demo")
+        let (baton, port) = try startDemo(in: scratch)
+        let sampler = ChildSampler(of: baton.process.processIdentifier)
+        let failing = ["/bin/sh", "-c", "test $BATON_SLOT -ne 2 || exit 3; exec \(demo)"]
+        try scratch.write("baton.toml", serviceConfiguration(port: port, command: failing, workers: Self.workers) + Self.rolling)
+        let load = load(on: port, .newConnection)
+        let reload = try run(Products.path("batonctl"), ["reload", "--wait", "-s", baton.controlSocket])
+        // Every replaced slot is back with generation 1 once generation 2 is gone.
+        let status = try baton.waitForStatus(timeout: 60, "generation 1 alone again") { status in
+            status.generations.count == 1 && status.generations[0].number == 1
+                && status.generations[0].workers.count == Self.workers && status.generations[0].workers.allSatisfy { $0.state == .ready }
+        }
+        let report = load.stop()
+        let (peak, _) = sampler.stop()
+        print("rolling back: \(report.succeeded) requests, \(report.totalFailures) failed, peak \(peak) workers; reload said:\n\(reload.output)")
+        #expect(reload.status == 1)
+        #expect(reload.output.contains("slot 2: worker g2/s2 exited with status 3 before it was ready; slots 0, 1 go back to generation 1"))
+        #expect(status.reloads.last?.result == .rolledBack)
+        #expect(Set(status.generations[0].workers.map(\.slot)) == Set(0..<Self.workers))
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.answersByGeneration["2", default: 0] > 0, "generation 2 served its slots before the failure")
+        #expect(peak <= Self.workers + 1, "at most count + batch workers alive, saw \(peak)")
+        #expect(baton.stop() == 0)
+    }
+
+    func batonctl(_ arguments: [String], _ baton: BatonUnderTest) throws -> (status: Int32, output: String) {
+        try run(Products.path("batonctl"), arguments + ["-s", baton.controlSocket])
+    }
+
+    func waitForCanary(of generation: Int, _ baton: BatonUnderTest) throws -> StatusReport {
+        try baton.waitForStatus(timeout: 60, "the canary of generation \(generation) serving") { status in
+            status.rollout?.to == generation && !(status.rollout?.canary?.slots.isEmpty ?? true)
+        }
+    }
+
+    func waitForAlone(_ generation: Int, _ baton: BatonUnderTest) throws -> StatusReport {
+        try baton.waitForStatus(timeout: 60, "generation \(generation) alone") { status in
+            status.generations.map(\.number) == [generation] && status.rollout == nil
+                && status.generations[0].workers.count == Self.workers && status.generations[0].workers.allSatisfy { $0.state == .ready }
+        }
+    }
+
+    /// A canary of 1 worker of 4 at 10% gets between 5% and 15% of 20,000 requests; it is
+    /// promoted; a second canary is rolled back and its worker is gone; nothing fails.
+    @Test func aCanaryTakesItsShareIsPromotedAndAnotherIsRolledBack() throws {
+        let scratch = ScratchDirectory()
+        let (baton, port) = try startDemo(in: scratch)
+        let load = load(on: port, .newConnection)
+        let started = try batonctl(["reload", "--canary", "1", "--weight", "10%"], baton)
+        #expect(started.status == 0, "\(started.output)")
+        let holding = try waitForCanary(of: 2, baton)
+        #expect(holding.rollout?.canary?.weight == 10)
+        #expect(try batonctl(["reload"], baton).output.contains("a canary of generation 2 holds"))
+        let before = load.snapshot
+        var during = before
+        let deadline = Date().addingTimeInterval(300)
+        while during.succeeded - before.succeeded < 20_000 && Date() < deadline {
+            usleep(100_000)
+            during = load.snapshot
+        }
+        let total = during.succeeded - before.succeeded
+        let canary = during.answersByGeneration["2", default: 0] - before.answersByGeneration["2", default: 0]
+        let share = Double(canary) / Double(max(total, 1))
+        print("canary at 10%: \(canary) of \(total) requests (\(share * 100)%)")
+        #expect(total >= 20_000)
+        #expect(share >= 0.05 && share <= 0.15, "the canary answered \(canary) of \(total)")
+        let promoted = try batonctl(["promote"], baton)
+        #expect(promoted.status == 0, "\(promoted.output)")
+        try waitForAlone(2, baton)
+        _ = try batonctl(["reload", "--canary", "1"], baton)
+        let second = try waitForCanary(of: 3, baton)
+        let canaryPid = try #require(second.generations.first { $0.number == 3 }?.workers.first?.pid)
+        let rolledBack = try batonctl(["rollback"], baton)
+        #expect(rolledBack.status == 0, "\(rolledBack.output)")
+        let after = try waitForAlone(2, baton)
+        let report = load.stop()
+        #expect(kill(canaryPid, 0) != 0, "the rolled back canary's worker is gone")
+        #expect(after.reloads.last?.result == .rolledBack)
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(baton.stop() == 0)
+    }
+
+    /// The canary's worker exits during the hold: Baton rolls back at once, `reload
+    /// --wait` fails naming why, and nothing fails.
+    @Test func aCanaryWorkerThatExitsRollsBackAtOnce() throws {
+        let scratch = ScratchDirectory()
+        let (baton, port) = try startDemo(in: scratch)
+        let load = load(on: port, .newConnection)
+        let reload = Process()
+        let output = Pipe()
+        reload.executableURL = URL(fileURLWithPath: Products.path("batonctl"))
+        reload.arguments = ["reload", "--canary", "1", "--hold", "10m", "--promote-after", "--wait", "-s", baton.controlSocket]
+        reload.standardOutput = output
+        try reload.run()
+        let holding = try waitForCanary(of: 2, baton)
+        let canaryPid = try #require(holding.generations.first { $0.number == 2 }?.workers.first?.pid)
+        #expect((holding.rollout?.canary?.holdLeft ?? 0) > 0)
+        kill(canaryPid, SIGTERM)
+        let status = waitForExit(reload, timeout: 60)
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        try waitForAlone(1, baton)
+        let report = load.stop()
+        print("canary exited: \(report.succeeded) requests, \(report.totalFailures) failed; reload said:\n\(text)")
+        #expect(status == 1)
+        #expect(text.contains("rolled back: generation 2 failed (slot 0: worker g2/s0 exited with status 0 while the canary held)"))
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(baton.stop() == 0)
+    }
+}
