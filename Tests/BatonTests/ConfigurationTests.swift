@@ -449,7 +449,7 @@ import Testing
         let options = (Settings.configuration.map(\.commandLine) + Settings.workers.map(\.commandLine)).filter {
             if case .option = $0 { true } else { false }
         }
-        #expect(options.count == 14)
+        #expect(options.count == 16)
         #expect(try oneLine.configuration() == file)
     }
 }

@@ -175,7 +175,7 @@ import BatonCore
         let crashed = machine.handle(.workerExited(g(2, 0), .signaled(11)))
         #expect(crashed.contains(.steerAcross([1: [2], 2: [1]])))
         #expect(crashed.contains(.evacuate(generation: 2, slot: 0)))
-        #expect(crashed.reports == [.rolledBack(generation: 2, reason: "slot 0: worker g2/s0 killed by signal 11 after it took over; slots 0, 1 go back to generation 1")])
+        #expect(crashed.reports == [.rolledBack(generation: 2, reason: "slot 0: worker g2/s0 killed by SIGSEGV after it took over; slots 0, 1 go back to generation 1")])
         #expect(crashed.spawned.isEmpty, "slot 1's old worker is still alive")
         let exited = machine.handle(.workerExited(g(1, 1), .exited(0)))
         #expect(exited.spawned == [g(1, 1, 1)])
