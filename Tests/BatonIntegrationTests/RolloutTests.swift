@@ -12,7 +12,8 @@ import Testing
     /// a short one keeps the test short.
     static let rolling = "\ndrain_grace = \"1s\"\nstrategy = \"rolling\"\nbatch = 1\n"
 
-    /// Reads Baton's children (every thread's `children` list) over and over in the
+    /// Reads Baton's workers (every thread's `children` list, less the forked copies of
+    /// Baton itself that read a configuration file: `TOMLTrial`) over and over in the
     /// background, and keeps the largest number of them seen at once.
     final class ChildSampler: Sendable {
         private let pid: Int32
@@ -39,7 +40,8 @@ import Testing
                 let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? ""
                 pids.formUnion(text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
             }
-            return pids
+            let baton = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+            return pids.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\($0)/exe")) != baton }
         }
 
         /// Stops sampling; returns the peak and how many samples were taken.
