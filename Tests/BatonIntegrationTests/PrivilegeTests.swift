@@ -89,6 +89,11 @@ struct PrivilegeTests {
         for pid in Self.workerPIDs(first) {
             #expect(try Self.processStatus(pid)["Uid"]?.hasPrefix("65534\t") == true)
         }
+        // Baton, root, keeps only CAP_CHOWN, CAP_KILL, CAP_SETGID, CAP_SETUID,
+        // CAP_NET_BIND_SERVICE and CAP_BPF, in its own sets and its bounding set.
+        let batonStatus = try Self.processStatus(baton.process.processIdentifier)
+        #expect(batonStatus["CapEff"] == "00000080000004e1" && batonStatus["CapPrm"] == "00000080000004e1"
+                && batonStatus["CapBnd"] == "00000080000004e1" && batonStatus["CapInh"] == "0000000000000000", "\(batonStatus)")
         var load = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
         load.clients = 16
         let generator = LoadGenerator(load)
@@ -104,6 +109,19 @@ struct PrivilegeTests {
             #expect(try Self.processStatus(pid)["Uid"]?.hasPrefix("65534\t") == true)
         }
         print("port \(port), workers as nobody: \(report.succeeded) requests, \(report.totalFailures) failed over \(reloads) reloads")
+        #expect(baton.stop() == 0)
+    }
+
+    /// Workers that run as root inherit what Baton has: it drops nothing then.
+    @Test func aBatonWhoseWorkersRunAsRootKeepsItsCapabilities() throws {
+        let scratch = ScratchDirectory()
+        try scratch.write("baton.toml", Self.configuration(port: freePort(), ""))
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        defer { baton.stop() }
+        _ = try baton.waitUntilServing()
+        let own = try Self.processStatus(getpid())
+        let batonStatus = try Self.processStatus(baton.process.processIdentifier)
+        #expect(batonStatus["CapBnd"] == own["CapBnd"] && batonStatus["CapEff"] == own["CapEff"], "\(batonStatus) against \(own)")
         #expect(baton.stop() == 0)
     }
 

@@ -42,6 +42,14 @@ import Testing
         #expect(after.listeners.map(\.sockets.count) == [3])
         let executed = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(after.pid)/exe")) ?? ""
         #expect(executed == executable, "the process runs the new file, not the deleted one: \(executed)")
+        // The new binary took over the steering program and its map: every socket stays
+        // in rotation and its counter, read through the handed-over map, goes on growing.
+        let sockets = after.listeners.flatMap(\.sockets)
+        #expect(sockets.allSatisfy { $0.inRotation == true && $0.steered != nil }, "\(sockets)")
+        let steered = sockets.compactMap(\.steered).reduce(0, +)
+        _ = try baton.waitForStatus("steering goes on after the upgrade") {
+            $0.listeners.flatMap(\.sockets).compactMap(\.steered).reduce(0, +) > steered + 10
+        }
 
         // Business as usual afterwards: a reload, then a stop that drains the workers it inherited.
         #expect(try baton.reload().ok)
@@ -55,6 +63,7 @@ import Testing
         #expect(settled.generations[0].role == .serving)
         #expect(baton.stop() == 0)
         #expect(baton.log.contains("generation 1 has exited"), "the inherited workers were reaped: \(baton.log)")
+        #expect(!baton.log.contains("the rotation could not be changed"), "\(baton.log)")
     }
 
     @Test func upgradeWithoutAnExecutableIsRefusedAndChangesNothing() throws {

@@ -355,17 +355,30 @@ final class SocketTable {
     // MARK: - Upgrade in place
 
     /// Every socket, for the Baton that replaces this one in place.
-    func handOver() -> (sockets: [UpgradeHandover.Socket], sharedInstead: [ListenerAddress]) {
+    func handOver() -> (sockets: [UpgradeHandover.Socket], sharedInstead: [ListenerAddress], steering: [UpgradeHandover.Steering]) {
         let sockets = descriptors.map { key, fd in
             UpgradeHandover.Socket(name: key.name, address: key.address, reusePort: key.reusePort,
                                    slot: key.slot, generation: key.generation, fd: fd, adopted: adopted.contains(key))
         }
-        return (sockets, Array(sharedInstead))
+        let steering = steering.map { address, group in
+            let handed = group.handedOver
+            return UpgradeHandover.Steering(address: address, program: handed.program, sockets: handed.sockets,
+                                            rotation: handed.rotation, count: handed.count, counters: handed.counters,
+                                            capacity: handed.capacity)
+        }
+        return (sockets, Array(sharedInstead), steering)
     }
 
     /// Takes the sockets the replaced Baton handed over; they are what systemd or an
     /// earlier configuration gave, so nothing is opened, adopted or stored here.
     func take(_ handover: UpgradeHandover) {
+        // The replaced Baton's programs go on steering by their maps, which this one
+        // takes over (SteeringGroup.init(adopting:)).
+        for handed in handover.steering ?? [] {
+            steering[handed.address] = SteeringGroup(adopting: baton_steering(
+                program: handed.program, sockets: handed.sockets, rotation: handed.rotation, count: handed.count,
+                counters: handed.counters, capacity: handed.capacity))
+        }
         for socket in handover.sockets {
             _ = fcntl(socket.fd, F_SETFD, FD_CLOEXEC)
             let key = Key(name: socket.name, address: socket.address, reusePort: socket.reusePort,
@@ -373,8 +386,8 @@ final class SocketTable {
             descriptors[key] = socket.fd
             if socket.adopted { adopted.insert(key) }
             if socket.generation != nil, let listener = handover.configuration.listeners.first(where: { $0.address == socket.address }) {
-                // The program the replaced binary attached is replaced by this one's, whose
-                // map the resumed generation's steer fills.
+                // Under the handed-over program (attached again, which changes nothing),
+                // or, from a Baton that did not hand it over, this one's.
                 joinSteering(socket.fd, listener)
             }
         }

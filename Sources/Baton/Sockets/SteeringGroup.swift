@@ -45,6 +45,32 @@ final class SteeringGroup {
         self.steering = steering
     }
 
+    /// Takes over the program and maps a replaced Baton handed over (`batonctl
+    /// upgrade`), still attached to the group and steering by its last rotation. A new
+    /// program's map could not take the group's sockets until the kernel had freed the
+    /// old map, which holds them (EBUSY). Which slots hold which socket is read back;
+    /// every occupied slot counts as in rotation until the next ``steer(to:)``.
+    init(adopting handedOver: baton_steering) {
+        steering = handedOver
+        capacity = Int(handedOver.capacity)
+        for slot in 0..<UInt32(capacity) {
+            var occupant: UInt64 = 0
+            if baton_steering_occupant(&steering, slot, &occupant) == 0, occupant != 0 {
+                placed[occupant] = slot
+                inRotation.insert(slot)
+            }
+        }
+        for fd in descriptors { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    }
+
+    /// What an upgrade in place hands over: the program and its maps.
+    var handedOver: baton_steering { steering }
+
+    /// The program's and maps' descriptors, which an upgrade in place keeps open.
+    var descriptors: [Int32] {
+        [steering.program, steering.sockets, steering.rotation, steering.count, steering.counters]
+    }
+
     deinit {
         close()
     }

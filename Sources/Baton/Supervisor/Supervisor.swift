@@ -136,6 +136,15 @@ public final class Supervisor: @unchecked Sendable {
             post(.control(request, responder))
         }
         defer { control.close() }
+        // Once the sockets and the control socket are set up: root's other capabilities
+        // are of no use from here on (Capabilities).
+        do {
+            if let kept = try Capabilities.keepOnlyNeeded(for: configuration.workers) {
+                logger.info("workers run as \(configuration.workers.user.map(\.name) ?? "?"): Baton keeps only \(kept.joined(separator: ", ")) of root's capabilities")
+            }
+        } catch {
+            logger.warning("\(error); it keeps them")
+        }
         try eventLoop.submit { [self] in controlSocket = control.path }.wait()
         let metrics = MetricsEndpoint(eventLoop: eventLoop, logger: logger) { [self] in PrometheusText.render(status()) }
         do {

@@ -65,7 +65,7 @@ enum InPlaceUpgrade {
     /// process exiting. Returns only on failure.
     static func execute(_ executable: String, _ handover: UpgradeHandover) -> SystemError {
         ProcessSpawner.replaceProcess(
-            with: executable, keeping: handover.sockets.map(\.fd) + handover.descriptorsFromParent,
+            with: executable, keeping: handover.sockets.map(\.fd) + handover.steeringDescriptors + handover.descriptorsFromParent,
             extraEnvironment: [UpgradeHandover.variable: handover.encoded()])
     }
 }

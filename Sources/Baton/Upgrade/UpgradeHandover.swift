@@ -26,12 +26,25 @@ struct UpgradeHandover: Codable {
         var pid: pid_t
     }
 
+    /// A steered listener's program and maps (``SteeringGroup``), by descriptor.
+    struct Steering: Codable {
+        var address: ListenerAddress
+        var program: Int32
+        var sockets: Int32
+        var rotation: Int32
+        var count: Int32
+        var counters: Int32
+        var capacity: UInt32
+    }
+
     var configuration: Configuration
     var generation: Int
     var workers: [Worker]
     var sockets: [Socket]
     /// `per-worker` listeners that run `shared` on a socket from systemd.
     var sharedInstead: [ListenerAddress]
+    /// Missing from a handover by a Baton from before steering was handed over.
+    var steering: [Steering]?
     /// Descriptors Baton's parent passed, kept open across every upgrade.
     var descriptorsFromParent: [Int32]
     var scaledTo: Int?
@@ -47,7 +60,7 @@ struct UpgradeHandover: Codable {
 
     /// What Baton hands over of the generation `serving`, whose workers' pids are in `workers`.
     init(_ serving: SupervisorStateMachine.Generation, workers: WorkerTable,
-         sockets: (sockets: [Socket], sharedInstead: [ListenerAddress]),
+         sockets: (sockets: [Socket], sharedInstead: [ListenerAddress], steering: [Steering]),
          descriptorsFromParent: [Int32], scaledTo: Int?, upgrades: Int, notifyDirectory: NotifyDirectory?,
          reloadStatistics: StatusReport.ReloadStatistics? = nil) {
         configuration = serving.configuration
@@ -57,11 +70,17 @@ struct UpgradeHandover: Codable {
         }
         self.sockets = sockets.sockets
         sharedInstead = sockets.sharedInstead
+        steering = sockets.steering
         self.descriptorsFromParent = descriptorsFromParent
         self.scaledTo = scaledTo
         self.upgrades = upgrades
         self.notifyDirectory = notifyDirectory
         self.reloadStatistics = reloadStatistics
+    }
+
+    /// The descriptors of the handed-over steering programs and maps.
+    var steeringDescriptors: [Int32] {
+        (steering ?? []).flatMap { [$0.program, $0.sockets, $0.rotation, $0.count, $0.counters] }
     }
 
     /// The handed-over workers as the new Baton names them.

@@ -195,6 +195,13 @@ int baton_socket_cookie(int fd, uint64_t *cookie);
 /// waiting: EAGAIN when the receiver's queue is full.
 int baton_notify(const char *path, const char *message, int fd);
 
+/// Keeps only the capabilities of `keep` (bits by capability number): drops every other
+/// one from the bounding set (what any later execve, a worker's or an upgrade's, can
+/// have) and from this process's permitted and effective sets, and empties its
+/// inheritable set. Dropping from the bounding set needs CAP_SETPCAP, which is dropped
+/// last; a capability already absent needs nothing. Returns 0 or an errno.
+int baton_keep_capabilities(uint64_t keep);
+
 /// How a trial ended (`baton_trial`): the function returned, the trial ran out of time
 /// and was killed, or it ended without saying how (killed by SIGKILL, say).
 #define BATON_TRIAL_RETURNED 0
