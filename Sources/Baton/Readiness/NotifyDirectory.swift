@@ -19,9 +19,9 @@ struct NotifyDirectory: Codable, Equatable {
         let candidates: [String] = [runtime, variable("TMPDIR"), "/tmp"].compactMap { $0 }
         let base = candidates.first { !$0.isEmpty && access($0, W_OK | X_OK) == 0 } ?? "/tmp"
         var template = Array("\(base)/baton-notify.XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard made != nil else { throw .last("mkdtemp", subject: "notify socket directory in \(base)") }
-        return NotifyDirectory(path: String(cString: template))
+        let made = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!).map { String(cString: $0) } }
+        guard let made else { throw .last("mkdtemp", subject: "notify socket directory in \(base)") }
+        return NotifyDirectory(path: made)
     }
 
     /// Lets other users through the directory (mode 0711), still without listing or
