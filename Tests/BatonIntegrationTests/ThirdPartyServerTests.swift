@@ -40,6 +40,10 @@ extension ReloadUnderLoadTests {
             configuration.clients = 8
             configuration.mode = mode
             configuration.expectedHeader = expectedHeader
+            // A request that is never answered still fails; one that a CPU-starved
+            // interpreter answers after 5 s is not a lost request (a CI run on a 2-core
+            // machine busy with builds saw Node answer late, all clients at once).
+            configuration.requestTimeout = .seconds(30)
             let load = LoadGenerator(configuration)
             load.start()
             var replies: [ControlReply] = []
