@@ -29,7 +29,11 @@
 ///   `count + batch` workers are alive. A new worker that exits or misses its ready
 ///   timeout ends the rollout: the reload is reported rolled back at once, and the
 ///   replaced slots go back to the old generation the same way, last replaced first,
-///   with old-configuration workers started again in their slots.
+///   with old-configuration workers started again in their slots;
+/// - a canary's health check (`canary_check`) runs only while the canary holds, once its
+///   workers are ready: one run at a time, each `canary_check_interval` after the last
+///   one ended; `canary_check_failures` failures in a row roll the canary back, a pass
+///   starts the count again, and a result after the hold changes nothing.
 public struct SupervisorStateMachine: Sendable {
     public enum Phase: Sendable, Equatable {
         /// Nothing started yet.
