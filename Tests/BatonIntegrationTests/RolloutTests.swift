@@ -262,4 +262,31 @@ import Testing
         #expect(checksRun().count == ran, "no check after the rollback")
         #expect(baton.stop() == 0)
     }
+
+    /// A health check that hangs is killed at the interval, with its process group, and
+    /// counts as a failure: two in a row roll the canary back.
+    @Test func aHealthCheckThatHangsIsKilledAndFails() throws {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        let pids = "\(scratch.path)/sleepers"
+        let check = "exec:sleep 600 & echo $! >> \(pids); wait"
+        try scratch.write("baton.toml", serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: Self.workers)
+            + Self.rolling + "canary_check = \"\(check)\"\ncanary_check_interval = \"300ms\"\ncanary_check_failures = 2\n")
+        let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
+        try baton.waitUntilServing()
+        let reload = try batonctl(["reload", "--canary", "1", "--wait"], baton)
+        let alone = try waitForAlone(1, baton)
+        print("hanging check: reload said:\n\(reload.output)")
+        #expect(reload.status == 1)
+        #expect(reload.output.contains("canary health check \"\(check)\" failed 2 times in a row: did not finish within 300ms and was killed"))
+        #expect(alone.reloads.last?.result == .rolledBack)
+        let sleepers = ((try? String(contentsOfFile: pids, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
+        #expect(sleepers.count >= 2)
+        for sleeper in sleepers {
+            // Killed with the check's group, and reaped by Baton, its subreaper.
+            let gone = try baton.waitForStatus(timeout: 30, "the check's sleep \(sleeper) gone") { _ in kill(sleeper, 0) != 0 }
+            #expect(gone.generations.count == 1)
+        }
+        #expect(baton.stop() == 0)
+    }
 }
