@@ -54,12 +54,15 @@ import Testing
         var status = Self.status()
         #expect(!PrometheusText.render(status).contains("baton_canary_weight_percent{"))
         status.rollout = .init(from: 3, to: 4, batch: 1, replacedSlots: [], batchSlots: [],
-                               canary: .init(workers: 1, weight: 10, slots: [0], holdLeft: 42, after: "promote"))
+                               canary: .init(workers: 1, weight: 10, slots: [0], holdLeft: 42, after: "promote",
+                                             connections: StatusReport.RolloutStatus.GenerationConnections.shares([(3, 900), (4, 100)])))
         let text = PrometheusText.render(status)
         for line in [
             #"baton_rollout_replaced_slots{from="3",to="4",direction="forward"} 0"#,
             #"baton_canary_weight_percent{generation="4"} 10"#,
             #"baton_canary_hold_seconds_left{generation="4"} 42"#,
+            #"baton_canary_connections_share{generation="3"} 0.9"#,
+            #"baton_canary_connections_share{generation="4"} 0.1"#,
         ] {
             #expect(text.split(separator: "\n").contains(Substring(line)), "missing \(line) in:\n\(text)")
         }

@@ -164,6 +164,15 @@ import Testing
         print("canary at 10%: \(canary) of \(total) requests (\(share * 100)%)")
         #expect(total >= 20_000)
         #expect(share >= 0.05 && share <= 0.15, "the canary answered \(canary) of \(total)")
+        // Baton's own count from the steering program agrees.
+        let counted = try baton.status()
+        let connections = try #require(counted.rollout?.canary?.connections, "status tells each generation's share")
+        let reported = try #require(connections.first { $0.generation == 2 })
+        print("status: \(connections.map { "generation \($0.generation): \($0.connections) (\($0.share * 100)%)" })")
+        #expect(connections.map(\.generation) == [1, 2])
+        #expect(connections.reduce(0) { $0 + $1.connections } >= UInt64(total), "every request counted since the canary began")
+        #expect(reported.share >= 0.05 && reported.share <= 0.15, "status says the canary got \(reported.share * 100)%")
+        #expect(StatusFormatter.table(counted).contains("new connections since the canary took its share: generation 1 "))
         let promoted = try batonctl(["promote"], baton)
         #expect(promoted.status == 0, "\(promoted.output)")
         try waitForAlone(2, baton)
@@ -204,6 +213,82 @@ import Testing
         #expect(status == 1)
         #expect(text.contains("rolled back: generation 2 failed (slot 0: worker g2/s0 exited with status 0 while the canary held)"))
         #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(baton.stop() == 0)
+    }
+
+    /// A canary with a health check: the check passes while the flag file is absent and
+    /// the canary holds; once the file exists the check fails three times in a row, Baton
+    /// rolls back at once, `reload --wait` fails naming the check, and nothing fails.
+    @Test func aCanaryThatFailsItsHealthCheckRollsBackAtOnce() throws {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        let flag = "\(scratch.path)/unhealthy"
+        let runs = "\(scratch.path)/checks.log"
+        let check = "exec:echo $BATON_GENERATION >> \(runs); test ! -e \(flag)"
+        try scratch.write("baton.toml", serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: Self.workers)
+            + Self.rolling + "canary_check = \"\(check)\"\ncanary_check_interval = \"200ms\"\ncanary_check_failures = 3\n")
+        let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
+        try baton.waitUntilServing()
+        func checksRun() -> [String] {
+            ((try? String(contentsOfFile: runs, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        }
+        #expect(checksRun().isEmpty, "no canary, no check")
+        let load = load(on: port, .newConnection)
+        let reload = Process()
+        let output = Pipe()
+        reload.executableURL = URL(fileURLWithPath: Products.path("batonctl"))
+        reload.arguments = ["reload", "--canary", "1", "--hold", "10m", "--promote-after", "--wait", "-s", baton.controlSocket]
+        reload.standardOutput = output
+        try reload.run()
+        let holding = try waitForCanary(of: 2, baton)
+        let canaryPid = try #require(holding.generations.first { $0.number == 2 }?.workers.first?.pid)
+        // Passing checks keep the canary holding.
+        let passed = try baton.waitForStatus(timeout: 60, "three checks of the canary run") { _ in checksRun().count >= 3 }
+        #expect(passed.rollout?.canary != nil, "the canary still holds after passing checks")
+        #expect(checksRun().allSatisfy { $0 == "2" }, "the check is told the canary's generation: \(checksRun())")
+        try scratch.write("unhealthy", "")
+        let status = waitForExit(reload, timeout: 60)
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let alone = try waitForAlone(1, baton)
+        let ran = checksRun().count
+        let report = load.stop()
+        print("canary health check failed: \(report.succeeded) requests, \(report.totalFailures) failed, \(ran) checks; reload said:\n\(text)")
+        #expect(status == 1)
+        #expect(text.contains("rolled back: generation 2 failed (canary health check \"\(check)\" failed 3 times in a row: exited with status 1)"))
+        #expect(alone.reloads.last?.result == .rolledBack)
+        #expect(kill(canaryPid, 0) != 0, "the rolled back canary's worker is gone")
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.succeeded > 0, "the load must actually have run")
+        // No check runs after the rollback: five intervals later the count is the same.
+        usleep(1_000_000)
+        #expect(checksRun().count == ran, "no check after the rollback")
+        #expect(baton.stop() == 0)
+    }
+
+    /// A health check that hangs is killed at the interval, with its process group, and
+    /// counts as a failure: two in a row roll the canary back.
+    @Test func aHealthCheckThatHangsIsKilledAndFails() throws {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        let pids = "\(scratch.path)/sleepers"
+        let check = "exec:sleep 600 & echo $! >> \(pids); wait"
+        try scratch.write("baton.toml", serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: Self.workers)
+            + Self.rolling + "canary_check = \"\(check)\"\ncanary_check_interval = \"300ms\"\ncanary_check_failures = 2\n")
+        let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
+        try baton.waitUntilServing()
+        let reload = try batonctl(["reload", "--canary", "1", "--wait"], baton)
+        let alone = try waitForAlone(1, baton)
+        print("hanging check: reload said:\n\(reload.output)")
+        #expect(reload.status == 1)
+        #expect(reload.output.contains("canary health check \"\(check)\" failed 2 times in a row: did not finish within 300ms and was killed"))
+        #expect(alone.reloads.last?.result == .rolledBack)
+        let sleepers = ((try? String(contentsOfFile: pids, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { Int32($0) }
+        #expect(sleepers.count >= 2)
+        for sleeper in sleepers {
+            // Killed with the check's group, and reaped by Baton, its subreaper.
+            let gone = try baton.waitForStatus(timeout: 30, "the check's sleep \(sleeper) gone") { _ in kill(sleeper, 0) != 0 }
+            #expect(gone.generations.count == 1)
+        }
         #expect(baton.stop() == 0)
     }
 }

@@ -6,12 +6,16 @@ import Testing
 /// and the nasty orders, driven by event sequences.
 @Suite struct CanaryReloadTests {
     /// Generation 1 serves `workers` workers; a canary reload (id 1) of generation 2 started.
-    static func canary(workers: Int = 4, strategy: ReloadStrategy = .rolling, _ canary: Canary = Canary(workers: 1))
+    static func canary(workers: Int = 4, strategy: ReloadStrategy = .rolling, _ canary: Canary = Canary(workers: 1),
+                       check: CanaryCheck? = nil, failures: Int = 3)
         -> (SupervisorStateMachine, [SupervisorAction]) {
         var machine = SupervisorStateMachineTests.serving(workers: workers)
         _ = machine.handle(.reloadRequested(1))
         var configuration = RollingReloadTests.rolling(workers: workers)
         configuration.workers.strategy = strategy
+        configuration.workers.canaryCheck = check
+        configuration.workers.canaryCheckInterval = .seconds(2)
+        configuration.workers.canaryCheckFailures = failures
         let actions = machine.handle(.canaryConfigurationLoaded(configuration, canary))
         return (machine, actions)
     }
@@ -160,5 +164,87 @@ import Testing
         #expect(refused.spawned.isEmpty)
         #expect(machine.phase == .running)
         #expect(machine.generations.count == 1)
+    }
+
+    // MARK: - The health check during the hold
+
+    static let check = CanaryCheck(command: "test ! -e /tmp/bad")
+
+    @Test func theHealthCheckRunsOnlyOnceTheCanaryServes() {
+        var (machine, started) = Self.canary(workers: 3, Canary(workers: 2), check: Self.check)
+        #expect(!started.timers.contains(.canaryCheck(generation: 2)), "not before the canary is ready")
+        #expect(machine.handle(.timerFired(.canaryCheck(generation: 2))).isEmpty)
+        #expect(!machine.handle(.workerReady(g(2, 0))).timers.contains(.canaryCheck(generation: 2)))
+        let serving = machine.handle(.workerReady(g(2, 1)))
+        #expect(serving.contains(.startTimer(.canaryCheck(generation: 2), after: .seconds(2))))
+        #expect(machine.handle(.timerFired(.canaryCheck(generation: 2))) == [.runCanaryCheck(g(2, 0), Self.check, timeout: .seconds(2))])
+        #expect(machine.handle(.canaryCheckResult(generation: 2, .passed)) == [.startTimer(.canaryCheck(generation: 2), after: .seconds(2))])
+    }
+
+    @Test func withoutAHealthCheckNoTimerRuns() {
+        var (machine, _) = Self.canary(workers: 3)
+        #expect(!machine.handle(.workerReady(g(2, 0))).timers.contains(.canaryCheck(generation: 2)))
+        #expect(machine.handle(.timerFired(.canaryCheck(generation: 2))).isEmpty)
+        #expect(machine.handle(.canaryCheckResult(generation: 2, .failed("exited with status 1"))).isEmpty)
+        #expect(machine.rollout?.canary != nil)
+    }
+
+    @Test func failingTheHealthCheckNTimesInARowRollsBackAtOnce() {
+        var (machine, _) = Self.canary(workers: 3, Canary(workers: 1, hold: .seconds(60), after: .promote), check: Self.check)
+        _ = machine.handle(.workerReady(g(2, 0)))
+        for _ in 1...2 {
+            _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
+            let again = machine.handle(.canaryCheckResult(generation: 2, .failed("exited with status 1")))
+            #expect(again == [.startTimer(.canaryCheck(generation: 2), after: .seconds(2))])
+        }
+        #expect(machine.rollout?.canaryCheckFailures == 2)
+        _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
+        let back = machine.handle(.canaryCheckResult(generation: 2, .failed("exited with status 1")))
+        #expect(back.reports == [.rolledBack(generation: 2, reason: "canary health check \"exec:test ! -e /tmp/bad\" failed 3 times in a row: exited with status 1")])
+        #expect(back.contains(.cancelTimer(.canaryHold(generation: 2))))
+        #expect(back.contains(.cancelTimer(.canaryCheck(generation: 2))))
+        #expect(!back.timers.contains(.canaryCheck(generation: 2)))
+        #expect(back.contains(.steerAcross([1: [0, 1, 2]])))
+        #expect(back.contains(.awaitEmptySlot(g(2, 0))))
+        #expect(machine.rollout == nil)
+        #expect(machine.phase == .running)
+    }
+
+    @Test func aPassStartsTheCountOfFailuresAgain() {
+        var (machine, _) = Self.canary(workers: 3, check: Self.check, failures: 2)
+        _ = machine.handle(.workerReady(g(2, 0)))
+        for result in [CanaryCheckResult.failed("exited with status 1"), .passed, .failed("killed by SIGKILL")] {
+            _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
+            #expect(machine.handle(.canaryCheckResult(generation: 2, result)).reports.isEmpty)
+        }
+        #expect(machine.rollout?.canaryCheckFailures == 1)
+        _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
+        let back = machine.handle(.canaryCheckResult(generation: 2, .failed("did not finish within 2s and was killed")))
+        #expect(back.reports == [.rolledBack(generation: 2, reason: "canary health check \"exec:test ! -e /tmp/bad\" failed 2 times in a row: did not finish within 2s and was killed")])
+    }
+
+    @Test func aResultAfterThePromotionOrTheRollbackIsIgnored() {
+        var (promoted, _) = Self.canary(workers: 3, check: Self.check, failures: 1)
+        _ = promoted.handle(.workerReady(g(2, 0)))
+        _ = promoted.handle(.timerFired(.canaryCheck(generation: 2)))
+        #expect(promoted.handle(.promoteRequested).contains(.cancelTimer(.canaryCheck(generation: 2))))
+        #expect(promoted.handle(.canaryCheckResult(generation: 2, .failed("exited with status 1"))).isEmpty)
+        #expect(promoted.handle(.timerFired(.canaryCheck(generation: 2))).isEmpty)
+        #expect(promoted.rollout?.failure == nil, "the promotion goes on")
+
+        var (rolledBack, _) = Self.canary(workers: 3, check: Self.check, failures: 1)
+        _ = rolledBack.handle(.workerReady(g(2, 0)))
+        _ = rolledBack.handle(.timerFired(.canaryCheck(generation: 2)))
+        #expect(rolledBack.handle(.rollbackRequested).reports == [.rolledBack(generation: 2, reason: "rolled back by batonctl rollback")])
+        #expect(rolledBack.handle(.canaryCheckResult(generation: 2, .failed("exited with status 1"))).isEmpty)
+        #expect(rolledBack.handle(.canaryCheckResult(generation: 2, .passed)).isEmpty)
+    }
+
+    @Test func oneFailureIsEnoughWhenOneIsAllowed() {
+        var (machine, _) = Self.canary(workers: 2, check: Self.check, failures: 1)
+        _ = machine.handle(.workerReady(g(2, 0)))
+        _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
+        #expect(machine.handle(.canaryCheckResult(generation: 2, .failed("exited with status 3"))).reports
+            == [.rolledBack(generation: 2, reason: "canary health check \"exec:test ! -e /tmp/bad\" failed once: exited with status 3")])
     }
 }

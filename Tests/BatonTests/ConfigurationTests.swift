@@ -95,7 +95,7 @@ import Testing
     @Test(arguments: [
         ("[workers]\ncommand = [\"x\"]\ncount = \"four\"", "baton.toml: workers.count = \"four\": expected an integer"),
         ("[workers]\ncommand = [\"x\"]\ncount = 0", "baton.toml: workers.count = 0: expected a number of workers from 1 to 1024"),
-        ("[workers]\ncommand = [\"x\"]\ncuont = 2", "baton.toml: workers.cuont: unknown key; known keys here: batch, command, count, directory, drain_grace, drain_signal, drain_timeout, environment, group, limits, no_new_privileges, output, preload_library, protocol, readiness, ready_timeout, restart_delay, restart_delay_max, stall_timeout, strategy, umask, user"),
+        ("[workers]\ncommand = [\"x\"]\ncuont = 2", "baton.toml: workers.cuont: unknown key; known keys here: batch, canary_check, canary_check_failures, canary_check_interval, command, count, directory, drain_grace, drain_signal, drain_timeout, environment, group, limits, no_new_privileges, output, preload_library, protocol, readiness, ready_timeout, restart_delay, restart_delay_max, stall_timeout, strategy, umask, user"),
         // Workers' credentials: names are looked up when the file is read.
         ("[workers]\ncommand = [\"x\"]\nuser = \"baton-no-such-user\"", "baton.toml: workers.user = \"baton-no-such-user\": no such user (looked up with getpwnam): create the user, or name an existing one"),
         ("[workers]\ncommand = [\"x\"]\ngroup = \"baton-no-such-group\"", "baton.toml: workers.group = \"baton-no-such-group\": no such group (looked up with getgrnam): create the group, or name an existing one"),
@@ -119,6 +119,12 @@ import Testing
         ("[workers]\ncommand = [\"x\"]\nrestart_delay_max = \"1e12s\"", "baton.toml: workers.restart_delay_max = \"1e12s\": out of range: expected a duration from 100ms to 24h"),
         ("[workers]\ncommand = [\"x\"]\nreadiness = \"delay:1e12s\"", "baton.toml: workers.readiness = \"delay:1e12s\": expected delay:<duration>, such as delay:2s"),
         ("[workers]\ncommand = [\"x\"]\nreadiness = \"delay:25h\"", "baton.toml: workers.readiness = \"delay:25h\": out of range: expected delay:<duration> of 24h or less"),
+        ("[workers]\ncommand = [\"x\"]\ncanary_check = \"curl -f http://x\"", "baton.toml: workers.canary_check = \"curl -f http://x\": expected exec:<shell command>"),
+        ("[workers]\ncommand = [\"x\"]\ncanary_check = \"exec: \"", "baton.toml: workers.canary_check = \"exec: \": expected exec:<shell command>, the command is empty"),
+        ("[workers]\ncommand = [\"x\"]\ncanary_check_interval = \"50ms\"", "baton.toml: workers.canary_check_interval = \"50ms\": out of range: expected a duration from 100ms to 1h"),
+        ("[workers]\ncommand = [\"x\"]\ncanary_check_interval = \"2h\"", "baton.toml: workers.canary_check_interval = \"2h\": out of range: expected a duration from 100ms to 1h"),
+        ("[workers]\ncommand = [\"x\"]\ncanary_check_failures = 0", "baton.toml: workers.canary_check_failures = 0: expected a number of failures from 1 to 100"),
+        ("[workers]\ncommand = [\"x\"]\ncanary_check_failures = 101", "baton.toml: workers.canary_check_failures = 101: expected a number of failures from 1 to 100"),
         ("[workers]\ncommand = [\"x\"]\ncount = 2000", "baton.toml: workers.count = 2000: expected a number of workers from 1 to 1024"),
         ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"STOP\"", "baton.toml: workers.drain_signal = \"STOP\": this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"),
         ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"19\"", "baton.toml: workers.drain_signal = \"19\": this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"),
@@ -426,6 +432,9 @@ import Testing
             group = "\(Self.ownGroup)"
             strategy = "rolling"
             batch = 2
+            canary_check = "exec:curl -fs http://127.0.0.1:8080/health"
+            canary_check_interval = "2s"
+            canary_check_failures = 4
             """, source: "baton.toml", defaultControlSocket: "/run/b.sock")
         var oneLine = CommandLineConfiguration()
         oneLine.command = ["./server"]
@@ -445,11 +454,14 @@ import Testing
         oneLine[Settings.metrics] = "tcp://[::1]:9102"
         oneLine[Settings.strategy] = "rolling"
         oneLine[Settings.batch] = "2"
+        oneLine[Settings.canaryCheck] = "exec:curl -fs http://127.0.0.1:8080/health"
+        oneLine[Settings.canaryCheckInterval] = "2s"
+        oneLine[Settings.canaryCheckFailures] = "4"
         // Every option of the table is above.
         let options = (Settings.configuration.map(\.commandLine) + Settings.workers.map(\.commandLine)).filter {
             if case .option = $0 { true } else { false }
         }
-        #expect(options.count == 16)
+        #expect(options.count == 19)
         #expect(try oneLine.configuration() == file)
     }
 }

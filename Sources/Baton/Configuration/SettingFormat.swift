@@ -138,6 +138,13 @@ extension SettingFormat where Value == Readiness {
     }
 }
 
+extension SettingFormat where Value == CanaryCheck {
+    /// `exec:COMMAND`.
+    static var canaryCheck: Self {
+        parsing("`exec:COMMAND`", CanaryCheck.init(parsing:))
+    }
+}
+
 extension SettingFormat where Value == ListenerAddress {
     /// `tcp://HOST:PORT`, `tcp://[IPv6]:PORT`, `udp://HOST:PORT` or `unix:///PATH`.
     static var address: Self {

@@ -196,9 +196,24 @@ public enum Settings {
         commandLine: .option("batch"), default: .value(1),
         help: "With the rolling strategy: how many slots are replaced at a time (more than count replaces them all in one batch)")
 
+    public static let canaryCheck = Setting<WorkerConfiguration, CanaryCheck>(
+        "canary_check", \.canaryCheck, .canaryCheck,
+        commandLine: .option("canary-check"), default: .described("none"),
+        help: "A health check of a canary during its hold: `exec:COMMAND`, run by /bin/sh -c every `canary_check_interval` (with BATON_GENERATION, BATON_SLOT and BATON_WORKER_PID naming the canary's first worker); exit status 0 passes, and `canary_check_failures` failures in a row roll the canary back (Docs/rollouts.md)")
+
+    public static let canaryCheckInterval = Setting<WorkerConfiguration, Duration>(
+        "canary_check_interval", \.canaryCheckInterval, .duration(in: .milliseconds(100)...(.seconds(3600))),
+        commandLine: .option("canary-check-interval"), default: .value(.seconds(5)),
+        help: "How often the canary's health check runs during the hold, from 100ms to 1h; a check still running then is killed and counts as a failure")
+
+    public static let canaryCheckFailures = Setting<WorkerConfiguration, Int>(
+        "canary_check_failures", \.canaryCheckFailures, .integer(in: 1...100) { "expected a number of failures from \($0.lowerBound) to \($0.upperBound)" },
+        commandLine: .option("canary-check-failures"), default: .value(3),
+        help: "How many failures of the canary's health check in a row roll the canary back, from 1 to 100; a pass starts the count again")
+
     static let workers: [any AnySetting<WorkerConfiguration>] = [
         command, workerCount, directory, environment, readiness, readyTimeout, drainTimeout, drainGrace, stallTimeout, restartDelay,
         restartDelayMax, drainSignal, output, socketProtocol, preloadLibrary, user, group, noNewPrivileges, umask, limits,
-        strategy, batch,
+        strategy, batch, canaryCheck, canaryCheckInterval, canaryCheckFailures,
     ]
 }

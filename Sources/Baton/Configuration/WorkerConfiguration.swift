@@ -37,6 +37,12 @@ public struct WorkerConfiguration: Sendable, Equatable, Codable {
     public var strategy: ReloadStrategy = Settings.strategy.defaultValue
     /// With the rolling strategy: how many slots are replaced at a time.
     public var batch: Int = Settings.batch.defaultValue
+    /// A canary's health check during its hold; nil: none.
+    public var canaryCheck: CanaryCheck?
+    /// How often the canary's health check runs (and how long one run may take).
+    public var canaryCheckInterval: Duration = Settings.canaryCheckInterval.defaultValue
+    /// How many failed checks in a row roll the canary back.
+    public var canaryCheckFailures: Int = Settings.canaryCheckFailures.defaultValue
 
     public init(command: [String]) {
         self.command = command
@@ -73,5 +79,8 @@ extension WorkerConfiguration {
         try read(.limits, \.limits)
         try read(.strategy, \.strategy)
         try read(.batch, \.batch)
+        canaryCheck = try container.decodeIfPresent(CanaryCheck.self, forKey: .canaryCheck)
+        try read(.canaryCheckInterval, \.canaryCheckInterval)
+        try read(.canaryCheckFailures, \.canaryCheckFailures)
     }
 }

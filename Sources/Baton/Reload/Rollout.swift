@@ -22,6 +22,8 @@ public struct Rollout: Sendable, Equatable {
     /// The canary's slots, once its workers are ready: their sockets of `to` take a share
     /// of new connections beside every socket of `from`.
     public internal(set) var canarySlots: [Int] = []
+    /// The canary's health check runs that failed in a row.
+    public internal(set) var canaryCheckFailures = 0
 
     /// How many rotation entries each old and each canary socket gets, so that the canary
     /// sockets together get `weight` percent of the entries (and of new connections).

@@ -31,6 +31,10 @@ public enum SupervisorAction: Sendable, Equatable {
     /// Answer ``SupervisorEvent/slotQueuesEmpty(_:)`` once the worker's slot's own
     /// sockets (of its generation) hold no connection and the worker waits.
     case awaitEmptySlot(WorkerID)
+    /// Run the canary's health check once, against this canary worker; one still running
+    /// after `timeout` is killed and fails. Answer with
+    /// ``SupervisorEvent/canaryCheckResult(generation:_:)``.
+    case runCanaryCheck(WorkerID, CanaryCheck, timeout: Duration)
     case exit(code: Int32, reason: String?)
 }
 

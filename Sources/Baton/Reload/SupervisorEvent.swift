@@ -59,6 +59,15 @@ public enum SupervisorTimer: Hashable, Sendable {
     case departureGrace(WorkerID)
     /// The canary of generation `generation` has held for its `hold`.
     case canaryHold(generation: Int)
+    /// Time to run the health check of generation `generation`'s canary again.
+    case canaryCheck(generation: Int)
+}
+
+/// How one run of a canary's health check (`canary_check`) went.
+public enum CanaryCheckResult: Sendable, Equatable {
+    case passed
+    /// Why it failed, such as "exited with status 1".
+    case failed(String)
 }
 
 /// Everything that can happen to the supervisor.
@@ -78,6 +87,9 @@ public enum SupervisorEvent: Sendable, Equatable {
     case promoteRequested
     /// `batonctl rollback`: the canary that holds drains, the old generation serves alone.
     case rollbackRequested
+    /// A run of the health check that ``SupervisorAction/runCanaryCheck(_:_:timeout:)``
+    /// asked for, against generation `generation`'s canary, is over.
+    case canaryCheckResult(generation: Int, CanaryCheckResult)
     case workerReady(WorkerID)
     case workerStatus(WorkerID, String)
     case workerStopping(WorkerID)

@@ -29,7 +29,11 @@
 ///   `count + batch` workers are alive. A new worker that exits or misses its ready
 ///   timeout ends the rollout: the reload is reported rolled back at once, and the
 ///   replaced slots go back to the old generation the same way, last replaced first,
-///   with old-configuration workers started again in their slots.
+///   with old-configuration workers started again in their slots;
+/// - a canary's health check (`canary_check`) runs only while the canary holds, once its
+///   workers are ready: one run at a time, each `canary_check_interval` after the last
+///   one ended; `canary_check_failures` failures in a row roll the canary back, a pass
+///   starts the count again, and a result after the hold changes nothing.
 public struct SupervisorStateMachine: Sendable {
     public enum Phase: Sendable, Equatable {
         /// Nothing started yet.
@@ -130,6 +134,8 @@ public struct SupervisorStateMachine: Sendable {
         case .rollbackRequested:
             guard rollout?.canary != nil else { break }
             rolloutFailed("rolled back by batonctl rollback", into: &actions)
+        case .canaryCheckResult(let number, let result):
+            canaryCheckResult(number, result, into: &actions)
         case .configurationRejected(let reason):
             guard case .loadingConfiguration(let ids) = phase else { break }
             phase = .running
@@ -425,6 +431,9 @@ public struct SupervisorStateMachine: Sendable {
             case nil:
                 break
             }
+        case .canaryCheck(let number):
+            guard let target = canaryCheckTarget(number) else { return }
+            actions.append(.runCanaryCheck(target.worker, target.check, timeout: target.settings.canaryCheckInterval))
         case .drainGrace(let number):
             guard let index = generations.firstIndex(where: { $0.number == number }),
                   generations[index].role == .leaving else { return }
@@ -695,6 +704,10 @@ public struct SupervisorStateMachine: Sendable {
             if let hold = canary.hold {
                 actions.append(.startTimer(.canaryHold(generation: rollout.to), after: hold))
             }
+            let settings = generations[starting].configuration.workers
+            if settings.canaryCheck != nil {
+                actions.append(.startTimer(.canaryCheck(generation: rollout.to), after: settings.canaryCheckInterval))
+            }
             if case .reloading(let ids) = phase {
                 actions.append(.reportReload(ids, .canaryServing(generation: rollout.to, slots: slots, weight: canary.weight,
                                                                  hold: canary.hold, after: canary.after)))
@@ -768,6 +781,9 @@ public struct SupervisorStateMachine: Sendable {
         if rollout.canary?.hold != nil {
             actions.append(.cancelTimer(.canaryHold(generation: rollout.to)))
         }
+        if !canarySlots.isEmpty, settings.canaryCheck != nil {
+            actions.append(.cancelTimer(.canaryCheck(generation: rollout.to)))
+        }
         rollout.canary = nil
         rollout.canarySlots = []
         for slot in rollout.batchSlots {
@@ -830,6 +846,39 @@ public struct SupervisorStateMachine: Sendable {
         startPendingReload(into: &actions)
     }
 
+    /// The canary worker the health check of generation `number`'s canary runs against
+    /// (the first ready one), while that canary holds and has a check.
+    private func canaryCheckTarget(_ number: Int) -> (worker: WorkerID, check: CanaryCheck, settings: WorkerConfiguration)? {
+        guard let rollout, rollout.to == number, rollout.canary != nil, rollout.failure == nil, !rollout.canarySlots.isEmpty,
+              let generation = generations.first(where: { $0.number == number }),
+              let check = generation.configuration.workers.canaryCheck,
+              let worker = rollout.canarySlots.lazy.compactMap({ generation.workers[$0] }).first(where: { $0.state == .ready })
+        else { return nil }
+        return (worker.id, check, generation.configuration.workers)
+    }
+
+    /// A run of the canary's health check is over: a pass starts the count of failures
+    /// again; `canary_check_failures` failures in a row roll the canary back at once.
+    /// A result after the hold (promoted or rolled back) changes nothing.
+    private mutating func canaryCheckResult(_ number: Int, _ result: CanaryCheckResult, into actions: inout [SupervisorAction]) {
+        guard var rollout, let target = canaryCheckTarget(number) else { return }
+        let settings = target.settings
+        switch result {
+        case .passed:
+            rollout.canaryCheckFailures = 0
+        case .failed(let reason):
+            rollout.canaryCheckFailures += 1
+            if rollout.canaryCheckFailures >= settings.canaryCheckFailures {
+                let times = rollout.canaryCheckFailures == 1 ? "once" : "\(rollout.canaryCheckFailures) times in a row"
+                self.rollout = rollout
+                rolloutFailed("canary health check \"\(target.check)\" failed \(times): \(reason)", into: &actions)
+                return
+            }
+        }
+        self.rollout = rollout
+        actions.append(.startTimer(.canaryCheck(generation: number), after: settings.canaryCheckInterval))
+    }
+
     /// The canary that holds becomes the whole new generation, by its configuration's
     /// strategy: rolling, its slots are the first ones replaced; all at once, it leaves
     /// the rotation and the other slots' workers start, to take over all together.
@@ -839,6 +888,9 @@ public struct SupervisorStateMachine: Sendable {
               let to = generations.firstIndex(where: { $0.number == rollout.to }) else { return }
         if canary.hold != nil {
             actions.append(.cancelTimer(.canaryHold(generation: rollout.to)))
+        }
+        if generations[to].configuration.workers.canaryCheck != nil {
+            actions.append(.cancelTimer(.canaryCheck(generation: rollout.to)))
         }
         let slots = rollout.canarySlots
         rollout.canary = nil

@@ -33,6 +33,8 @@ public final class Supervisor: @unchecked Sendable {
         case stalls
         /// A worker that exited left processes in its group: time to kill them.
         case lingering(group: pid_t)
+        /// The run of the canary's health check with this pid is still running: kill it.
+        case canaryCheckDeadline(pid_t)
     }
 
     /// What the main thread does next: exit with a code, or execute the new binary.
@@ -60,6 +62,11 @@ public final class Supervisor: @unchecked Sendable {
     private var canaryForNextReload: Canary?
     /// When the canary's hold ends, on the monotonic clock.
     private var canaryHoldEnds: Double?
+    /// The steering counters when the canary took its share.
+    private var canaryBaseline: CanaryBaseline?
+    /// Runs of the canary's health check under way, by pid: how long each may take, and
+    /// whether it was killed for taking longer.
+    private var canaryChecks: [pid_t: (timeout: Duration, killed: Bool)] = [:]
     private var stalls = StallWatch()
     /// Where the control server listens: a reload cannot move it.
     private var controlSocket = ""
@@ -255,6 +262,11 @@ public final class Supervisor: @unchecked Sendable {
                 lingering[group] = nil
                 drainedGroups.remove(group)
                 exitIfDone()
+            case .canaryCheckDeadline(let pid):
+                guard workers.isCanaryCheck(pid), canaryChecks[pid] != nil else { return }
+                canaryChecks[pid]?.killed = true
+                logger.warning("canary health check (pid \(pid)) still runs after \(DurationFormat.string(canaryChecks[pid]!.timeout)): sending SIGKILL to its process group")
+                if Glibc.kill(-pid, SIGKILL) != 0 { Glibc.kill(pid, SIGKILL) }
             }
         case .control(let request, let responder):
             control(request, responder)
@@ -335,6 +347,21 @@ public final class Supervisor: @unchecked Sendable {
             } else {
                 startTimer(.probe(worker), after: ReadinessProbe.retry)
             }
+        case .canaryCheck(let worker):
+            cancelTimer(.canaryCheckDeadline(pid))
+            let run = canaryChecks.removeValue(forKey: pid)
+            let result: CanaryCheckResult
+            if let run, run.killed {
+                result = .failed("did not finish within \(DurationFormat.string(run.timeout)) and was killed")
+            } else if status == 0 {
+                result = .passed
+            } else {
+                result = .failed("\(status < 0 ? WorkerExit.signaled(-status) : .exited(status))")
+            }
+            if case .failed(let reason) = result {
+                logger.warning("canary health check against worker \(worker) failed: \(reason)", metadata: LogMetadata.worker(worker, pid: pid))
+            }
+            feed(.canaryCheckResult(generation: worker.generation, result))
         case .unknown:
             logger.debug("reaped pid \(pid) (an orphan), status \(status)")
             for group in lingering.keys where Glibc.kill(-group, 0) != 0 {
@@ -416,6 +443,9 @@ public final class Supervisor: @unchecked Sendable {
             if case .tookOver(let generation, _) = progress, let configuration = configuration(of: generation) {
                 metrics?.apply(configuration.metrics)
             }
+            if case .canaryServing(let generation, _, _, _, _) = progress, let configuration = configuration(of: generation) {
+                canaryBaseline = CanaryBaseline(generation: generation, sockets.status(of: configuration.listeners))
+            }
             report(progress, to: ids)
         case .announce(let announcement):
             var pid: pid_t?
@@ -446,6 +476,8 @@ public final class Supervisor: @unchecked Sendable {
             }
             leaving.start(generation)
             startTimer(.queues(generation: generation), after: EmptyQueueWatch<Int>.interval)
+        case .runCanaryCheck(let worker, let check, let timeout):
+            runCanaryCheck(check, against: worker, timeout: timeout)
         case .exit(let code, let reason):
             if let reason {
                 logger.error("exiting: \(reason)")
@@ -670,6 +702,28 @@ public final class Supervisor: @unchecked Sendable {
         }
     }
 
+    /// One run of the canary's health check: `/bin/sh -c COMMAND` with the variables of
+    /// the readiness probe, killed (with its process group) if it still runs after `timeout`.
+    private func runCanaryCheck(_ check: CanaryCheck, against worker: WorkerID, timeout: Duration) {
+        guard let pid = workers.pid(of: worker), let generation = machine.generations.first(where: { $0.number == worker.generation }) else {
+            feed(.canaryCheckResult(generation: worker.generation, .failed("worker \(worker) is gone")))
+            return
+        }
+        let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { close(devNull) }
+        let request = ReadinessProbe.request(check.command, for: worker, pid: pid, settings: generation.configuration.workers,
+                                             environment: launcher.environment, output: devNull)
+        do {
+            let run = try ProcessSpawner.spawn(request)
+            workers.addCanaryCheck(run, for: worker)
+            canaryChecks[run] = (timeout, false)
+            startTimer(.canaryCheckDeadline(run), after: timeout)
+        } catch {
+            logger.warning("canary health check against worker \(worker) could not start: \(error)", metadata: LogMetadata.worker(worker, pid: pid))
+            feed(.canaryCheckResult(generation: worker.generation, .failed("could not start: \(error)")))
+        }
+    }
+
     // MARK: - Upgrade in place
 
     /// Executes this program's file again in this process, keeping the pid, the sockets
@@ -731,7 +785,7 @@ public final class Supervisor: @unchecked Sendable {
             pid: getpid(), configurationName: source.name,
             listeners: sockets.status(of: machine.generations.last?.configuration.listeners ?? []),
             now: Clock.monotonic(), scaledTo: reloads.scaledTo, upgrades: upgrades, upgradeError: upgradeError,
-            reloadStatistics: reloads.statistics, canaryHoldEnds: canaryHoldEnds)
+            reloadStatistics: reloads.statistics, canaryHoldEnds: canaryHoldEnds, canaryBaseline: canaryBaseline)
         report.droppedOutputBytes = OutputWriter.droppedBytes
         return report
     }

@@ -20,12 +20,15 @@ struct WorkerTable {
         case worker(WorkerID, Entry)
         /// A readiness probe run for this worker.
         case probe(WorkerID)
+        /// A run of the canary's health check, against this worker.
+        case canaryCheck(WorkerID)
         case unknown
     }
 
     private var entries: [WorkerID: Entry] = [:]
     private var workerByPID: [pid_t: WorkerID] = [:]
     private var probeByPID: [pid_t: WorkerID] = [:]
+    private var canaryCheckByPID: [pid_t: WorkerID] = [:]
 
     mutating func add(_ worker: WorkerID, _ entry: Entry) {
         entries[worker] = entry
@@ -34,6 +37,15 @@ struct WorkerTable {
 
     mutating func addProbe(_ pid: pid_t, for worker: WorkerID) {
         probeByPID[pid] = worker
+    }
+
+    mutating func addCanaryCheck(_ pid: pid_t, for worker: WorkerID) {
+        canaryCheckByPID[pid] = worker
+    }
+
+    /// Whether `pid` is a run of the canary's health check not reaped yet.
+    func isCanaryCheck(_ pid: pid_t) -> Bool {
+        canaryCheckByPID[pid] != nil
     }
 
     subscript(worker: WorkerID) -> Entry? {
@@ -51,6 +63,9 @@ struct WorkerTable {
         }
         if let worker = probeByPID.removeValue(forKey: pid) {
             return .probe(worker)
+        }
+        if let worker = canaryCheckByPID.removeValue(forKey: pid) {
+            return .canaryCheck(worker)
         }
         return .unknown
     }

@@ -28,6 +28,13 @@ public enum StatusFormatter {
                 let hold = canary.holdLeft.map { "; \(Int($0.rounded()))s left in the hold, then \(canary.after ?? "nothing")" }
                     ?? "; holds until batonctl promote or batonctl rollback"
                 text += "canary: generation \(rollout.to) (\(state)) takes about \(canary.weight)% of new connections beside generation \(rollout.from)\(hold)\n"
+                if let connections = canary.connections {
+                    let shares = connections.map { count in
+                        let percent = (count.share * 1000).rounded() / 10
+                        return "generation \(count.generation) \(count.connections) (\(percent)%)"
+                    }
+                    text += "new connections since the canary took its share: \(shares.joined(separator: ", "))\n"
+                }
             } else if let reason = rollout.rollingBack {
                 text += "rolling back: generation \(rollout.to) failed (\(reason)); slots still to give back to generation \(rollout.from): \(slots(rollout.replacedSlots)); starting again: \(slots(rollout.batchSlots))\n"
             } else {

@@ -214,13 +214,42 @@ extension StatusReport {
             public var holdLeft: Double?
             /// `promote` or `rollback` at the end of the hold.
             public var after: String?
+            /// Since the canary took its share: the new connections (datagrams, for UDP)
+            /// the steering program gave each generation's sockets, old generation first;
+            /// nil while the canary starts, or without steering.
+            public var connections: [GenerationConnections]?
 
-            public init(workers: Int, weight: Int, slots: [Int], holdLeft: Double? = nil, after: String? = nil) {
+            public init(workers: Int, weight: Int, slots: [Int], holdLeft: Double? = nil, after: String? = nil,
+                        connections: [GenerationConnections]? = nil) {
                 self.workers = workers
                 self.weight = weight
                 self.slots = slots
                 self.holdLeft = holdLeft
                 self.after = after
+                self.connections = connections
+            }
+        }
+
+        /// How many new connections one generation got since the canary took its share,
+        /// and its share of all of them (0...1; 0 while there are none).
+        public struct GenerationConnections: Codable, Sendable, Equatable {
+            public var generation: Int
+            public var connections: UInt64
+            public var share: Double
+
+            public init(generation: Int, connections: UInt64, share: Double) {
+                self.generation = generation
+                self.connections = connections
+                self.share = share
+            }
+
+            /// Each generation's count with its share of the total, in the order given.
+            public static func shares(_ counts: [(generation: Int, connections: UInt64)]) -> [GenerationConnections] {
+                let total = counts.reduce(0) { $0 + $1.connections }
+                return counts.map {
+                    GenerationConnections(generation: $0.generation, connections: $0.connections,
+                                          share: total == 0 ? 0 : Double($0.connections) / Double(total))
+                }
             }
         }
 

@@ -24,7 +24,7 @@ public enum PrometheusText {
             acceptQueue(status), acceptQueueLimit(status), socketInRotation(status), socketSteered(status),
             reloads(status), reloadDuration(status), recentReloads(status), pendingReloads(status),
             upgrades(status), droppedOutputBytes(status), rolloutReplacedSlots(status), canaryWeight(status),
-            canaryHoldLeft(status),
+            canaryHoldLeft(status), canaryConnectionShare(status),
         ]
     }
 
@@ -192,6 +192,14 @@ public enum PrometheusText {
                      help: "A canary that holds: seconds until it is promoted or rolled back by itself",
                      samples: status.rollout.flatMap { rollout in
                          rollout.canary?.holdLeft.map { [Sample(["generation": "\(rollout.to)"], $0)] }
+                     } ?? [])
+    }
+
+    static func canaryConnectionShare(_ status: StatusReport) -> MetricFamily {
+        MetricFamily("baton_canary_connections_share", .gauge,
+                     help: "A canary that holds: each generation's share (0 to 1) of the new connections the steering program gave out since the canary took its share",
+                     samples: status.rollout?.canary?.connections.map { counts in
+                         counts.map { Sample(["generation": "\($0.generation)"], $0.share) }
                      } ?? [])
     }
 
