@@ -72,6 +72,15 @@ struct BatonCommand: ParsableCommand {
     @Option(name: .customLong(Settings.batch.option), help: ArgumentHelp(Settings.batch.optionHelp))
     var batch: String?
 
+    @Option(name: .customLong(Settings.canaryCheck.option), help: ArgumentHelp(Settings.canaryCheck.optionHelp))
+    var canaryCheck: String?
+
+    @Option(name: .customLong(Settings.canaryCheckInterval.option), help: ArgumentHelp(Settings.canaryCheckInterval.optionHelp))
+    var canaryCheckInterval: String?
+
+    @Option(name: .customLong(Settings.canaryCheckFailures.option), help: ArgumentHelp(Settings.canaryCheckFailures.optionHelp))
+    var canaryCheckFailures: String?
+
     @Option(name: .customLong(Settings.controlSocket.option), help: ArgumentHelp(Settings.controlSocket.optionHelp))
     var controlSocket: String?
 
@@ -136,6 +145,9 @@ struct BatonCommand: ParsableCommand {
         oneLine[Settings.group] = group
         oneLine[Settings.strategy] = strategy
         oneLine[Settings.batch] = batch
+        oneLine[Settings.canaryCheck] = canaryCheck
+        oneLine[Settings.canaryCheckInterval] = canaryCheckInterval
+        oneLine[Settings.canaryCheckFailures] = canaryCheckFailures
         oneLine[Settings.controlSocket] = controlSocket
         oneLine[Settings.metrics] = metrics
         return oneLine

@@ -45,6 +45,24 @@ import Testing
         #expect(help.output.contains("USAGE: \(executable)"))
     }
 
+    /// Every option of the settings table in Docs/configuration.md (which
+    /// ConfigurationTests checks against Settings.swift) is one that `baton` takes.
+    @Test func everyOptionOfTheSettingsTableIsOneBatonTakes() throws {
+        let docs = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../../Docs/configuration.md")
+        let table = try String(contentsOf: docs, encoding: .utf8).split(separator: "\n").filter { $0.hasPrefix("| `") }
+        // The option column reads `--name`, or `in --listen …` for a listener's keys.
+        let options = table.compactMap { row -> String? in
+            guard let cell = row.split(separator: "|").dropFirst().first?.trimmingCharacters(in: .whitespaces),
+                  cell.hasPrefix("`--") else { return nil }
+            return cell.dropFirst().prefix { $0 != "`" && $0 != " " }.description
+        }
+        #expect(options.count > 15, "the table's options: \(options)")
+        let help = try run(Products.path("baton"), ["--help"]).output
+        for option in options {
+            #expect(help.contains("\(option) "), "baton --help does not list \(option)")
+        }
+    }
+
     @Test func badOptionsAreNamedAndExitNonZero() throws {
         let result = try run(Products.path("baton"), ["--workers", "many", "--", "/bin/true"])
         #expect(result.status == 64)
