@@ -2,7 +2,8 @@
 # Baton's peak RSS (VmHWM) without and with its /metrics endpoint, scraped every 20 ms
 # all along 50 reloads under load (curl, one request at a time): each run prints the
 # figure in KiB. Build first with the Swift runtime linked statically, as deployed:
-#   swift build -c release --static-swift-stdlib --product baton && swift build --product batonctl --product baton-demo
+#   swift build -c release --static-swift-stdlib --product baton
+#   for product in batonctl baton-demo; do swift build --product $product; done
 # Usage: bash Docs/bench/metrics-rss.sh
 set -u
 cd "$(dirname "$0")/../.."

@@ -3,7 +3,8 @@
 # one reload of 8 baton-demo workers: all at once, against rolling with batch 1 and 2.
 # A sampler reads Baton's children (/proc/PID/task/*/children) and their VmRSS over and
 # over during each reload; light load (curl, one request at a time) keeps the workers busy.
-# Build first: swift build [-c release] --product baton --product batonctl --product baton-demo
+# Build first (swift build takes one --product at a time):
+#   for product in baton batonctl baton-demo; do swift build [-c release] --product $product; done
 # Usage: bash Docs/bench/rollout.sh [.build/release]   (default .build/debug)
 set -u
 cd "$(dirname "$0")/../.."
