@@ -36,6 +36,12 @@ struct ControlOptions: ParsableArguments {
             throw ExitCode(2)
         }
     }
+
+    /// Prints a command's final reply, and fails when it says the command failed.
+    func finish(_ reply: ControlReply, _ command: String) throws {
+        print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? reply.message ?? "\(command) failed")")
+        if !reply.ok { throw ExitCode.failure }
+    }
 }
 
 extension BatonControl {
@@ -130,8 +136,7 @@ extension BatonControl {
                     fflush(nil)
                 }
             }
-            print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? reply.message ?? "reload failed")")
-            if !reply.ok { throw ExitCode.failure }
+            try options.finish(reply, "reload")
         }
     }
 
@@ -142,8 +147,7 @@ extension BatonControl {
 
         func run() throws {
             let reply = try options.send(ControlRequest(command: .promote))
-            print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? "promote failed")")
-            if !reply.ok { throw ExitCode.failure }
+            try options.finish(reply, "promote")
         }
     }
 
@@ -154,8 +158,7 @@ extension BatonControl {
 
         func run() throws {
             let reply = try options.send(ControlRequest(command: .rollback))
-            print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? "rollback failed")")
-            if !reply.ok { throw ExitCode.failure }
+            try options.finish(reply, "rollback")
         }
     }
 
@@ -209,8 +212,7 @@ extension BatonControl {
         func run() throws {
             let pid = wait ? try options.send(ControlRequest(command: .status)).status?.pid : nil
             let reply = try options.send(ControlRequest(command: .stop))
-            print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? "stop failed")")
-            if !reply.ok { throw ExitCode.failure }
+            try options.finish(reply, "stop")
             guard let pid else { return }
             while Self.isRunning(pid) {
                 usleep(50_000)

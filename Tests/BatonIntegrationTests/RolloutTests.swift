@@ -195,12 +195,7 @@ import Testing
         let scratch = ScratchDirectory()
         let (baton, port) = try startDemo(in: scratch)
         let load = load(on: port, .newConnection)
-        let reload = Process()
-        let output = Pipe()
-        reload.executableURL = URL(fileURLWithPath: Products.path("batonctl"))
-        reload.arguments = ["reload", "--canary", "1", "--hold", "10m", "--promote-after", "--wait", "-s", baton.controlSocket]
-        reload.standardOutput = output
-        try reload.run()
+        let (reload, output) = try startHoldingCanary(baton)
         let holding = try waitForCanary(of: 2, baton)
         let canaryPid = try #require(holding.generations.first { $0.number == 2 }?.workers.first?.pid)
         #expect((holding.rollout?.canary?.holdLeft ?? 0) > 0)
@@ -214,6 +209,18 @@ import Testing
         #expect(text.contains("rolled back: generation 2 failed (slot 0: worker g2/s0 exited with status 0 while the canary held)"))
         #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
         #expect(baton.stop() == 0)
+    }
+
+    /// `batonctl reload --canary 1 --hold 10m --promote-after --wait`, left running: it
+    /// exits once the canary it asked for is over (promoted or rolled back).
+    func startHoldingCanary(_ baton: BatonUnderTest) throws -> (Process, Pipe) {
+        let reload = Process()
+        let output = Pipe()
+        reload.executableURL = URL(fileURLWithPath: Products.path("batonctl"))
+        reload.arguments = ["reload", "--canary", "1", "--hold", "10m", "--promote-after", "--wait", "-s", baton.controlSocket]
+        reload.standardOutput = output
+        try reload.run()
+        return (reload, output)
     }
 
     /// A canary with a health check: the check passes while the flag file is absent and
@@ -234,12 +241,7 @@ import Testing
         }
         #expect(checksRun().isEmpty, "no canary, no check")
         let load = load(on: port, .newConnection)
-        let reload = Process()
-        let output = Pipe()
-        reload.executableURL = URL(fileURLWithPath: Products.path("batonctl"))
-        reload.arguments = ["reload", "--canary", "1", "--hold", "10m", "--promote-after", "--wait", "-s", baton.controlSocket]
-        reload.standardOutput = output
-        try reload.run()
+        let (reload, output) = try startHoldingCanary(baton)
         let holding = try waitForCanary(of: 2, baton)
         let canaryPid = try #require(holding.generations.first { $0.number == 2 }?.workers.first?.pid)
         // Passing checks keep the canary holding.
