@@ -242,7 +242,7 @@ struct PrivilegeTests {
             control_group = "\(deploy.name)"
             control_readonly_group = "\(monitoring.name)"
 
-            """ + Self.configuration(port: freePort(), workers: 1, "user = \"nobody\""))
+            """ + Self.configuration(port: freePort(), workers: 2, "user = \"nobody\""))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch, controlSocket: socket)
         defer { baton.stop() }
         try baton.waitUntilServing()
@@ -253,6 +253,21 @@ struct PrivilegeTests {
         let deployed = try Self.batonctl(as: deployer.name, ["reload", "--wait"], socket: socket)
         #expect(deployed.status == 0, "\(deployed.output)")
         try baton.waitUntilServing(generation: 2)
+        // Whoever may start a rollout may finish it: the deployer's canary, rolled back and
+        // then promoted by the deployer.
+        _ = try baton.waitForStatus(timeout: 60, "generation 2 serving alone") { $0.generations.map(\.number) == [2] }
+        for (generation, finish) in [(3, "rollback"), (4, "promote")] {
+            let canary = try Self.batonctl(as: deployer.name, ["reload", "--canary", "1"], socket: socket)
+            #expect(canary.status == 0, "\(canary.output)")
+            _ = try baton.waitForStatus(timeout: 60, "the canary of generation \(generation) serving") { status in
+                status.rollout?.to == generation && !(status.rollout?.canary?.slots.isEmpty ?? true)
+            }
+            let finished = try Self.batonctl(as: deployer.name, [finish], socket: socket)
+            #expect(finished.status == 0, "\(finish): \(finished.output)")
+            _ = try baton.waitForStatus(timeout: 60, "the canary of generation \(generation) \(finish == "promote" ? "promoted" : "rolled back")") { status in
+                status.rollout == nil && status.generations.map(\.number) == [finish == "promote" ? generation : 2]
+            }
+        }
         let stopByDeployer = try Self.batonctl(as: deployer.name, ["stop"], socket: socket)
         #expect(stopByDeployer.status != 0)
         #expect(stopByDeployer.output.contains("refused: uid \(deployer.uid) "), "\(stopByDeployer.output)")
@@ -271,7 +286,7 @@ struct PrivilegeTests {
 
         // Refusals change nothing, and are logged.
         let status = try baton.status()
-        #expect(status.generations.map(\.number) == [2])
+        #expect(status.generations.map(\.number) == [4])
         #expect(status.phase == .running)
         #expect(baton.log.contains("control request refused: uid \(monitor.uid)"), "\(baton.log)")
         // Who may use the socket does not change at a reload: refused, saying so.

@@ -35,10 +35,22 @@ import Testing
         let monitor = peer(uid: 1600, groups: [2002])
         #expect(access.refusal(of: .status, by: monitor) == nil)
         #expect(access.refusal(of: .reload, by: monitor) == """
-            uid 1600 (pid 42) may not run reload: members of control_group "deploy" may run status, reload and scale; \
+            uid 1600 (pid 42) may not run reload: members of control_group "deploy" may run status, reload, scale, promote and rollback; \
             members of control_readonly_group "monitoring" may run status; root and uid 1000 may do everything; nothing changed
             """)
         #expect(access.refusal(of: .status, by: peer(uid: 1700, groups: [100])) != nil)
+    }
+
+    /// Whoever may start a rollout (a canary) may finish it: promote or roll it back.
+    @Test func aDeployerMayPromoteOrRollBackTheCanaryItStarted() {
+        var access = ControlAccess(controlGroup: deploy, readOnlyGroup: monitoring)
+        access.owner = 1000
+        let deployer = peer(uid: 1500, groups: [2001])
+        #expect(access.refusal(of: .promote, by: deployer) == nil)
+        #expect(access.refusal(of: .rollback, by: deployer) == nil)
+        let monitor = peer(uid: 1600, groups: [2002])
+        #expect(access.refusal(of: .promote, by: monitor) != nil)
+        #expect(access.refusal(of: .rollback, by: monitor) != nil)
     }
 
     @Test func withoutGroupsOnlyRootAndTheOwnerMay() {

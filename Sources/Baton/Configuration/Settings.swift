@@ -20,7 +20,7 @@ public enum Settings {
     static let controlGroup = Setting<Configuration, SystemGroup>(
         "control_group", \.controlGroup, .controlGroup,
         default: .described("none: only root and Baton's user"),
-        help: "Members of this group may reload, scale and see the status through the control socket, which becomes mode 0660 with this group")
+        help: "Members of this group may reload, scale, promote or roll back a canary, and see the status through the control socket, which becomes mode 0660 with this group")
 
     static let controlReadOnlyGroup = Setting<Configuration, SystemGroup>(
         "control_readonly_group", \.controlReadOnlyGroup, .controlGroup,

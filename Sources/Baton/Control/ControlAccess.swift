@@ -4,7 +4,8 @@ import Glibc
 
 /// Who may ask what of Baton through its control socket, decided for each request by
 /// the peer's credentials (SO_PEERCRED, SO_PEERGROUPS): root and Baton's own user may
-/// do everything; members of `control_group` may reload, scale and see the status;
+/// do everything; members of `control_group` may reload, scale, promote or roll back a
+/// canary (whoever may start a rollout may finish it) and see the status;
 /// members of `control_readonly_group` may see the status. The socket file's mode,
 /// group and ACL let exactly these connect (``apply(to:)``).
 struct ControlAccess: Sendable, Equatable {
@@ -22,8 +23,9 @@ struct ControlAccess: Sendable, Equatable {
         self.init(controlGroup: configuration.controlGroup, readOnlyGroup: configuration.controlReadOnlyGroup)
     }
 
-    /// The commands members of `control_group` may run.
-    static let controlCommands: Set<ControlRequest.Command> = [.status, .reload, .scale]
+    /// The commands members of `control_group` may run: a rollout they may start
+    /// (`reload --canary`) they may also finish.
+    static let controlCommands: Set<ControlRequest.Command> = [.status, .reload, .scale, .promote, .rollback]
     /// The commands members of `control_readonly_group` may run.
     static let readOnlyCommands: Set<ControlRequest.Command> = [.status]
 
