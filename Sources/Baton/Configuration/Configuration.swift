@@ -10,7 +10,7 @@ public struct Configuration: Sendable, Equatable, Codable {
     public var controlSocket: String
     /// Where Baton serves `/metrics`; nil for nowhere.
     public var metrics: ListenerAddress?
-    /// Whose members may reload, scale and see the status through the control socket.
+    /// Whose members may reload, scale, promote or roll back a canary, and see the status through the control socket.
     public var controlGroup: SystemGroup?
     /// Whose members may see the status through the control socket.
     public var controlReadOnlyGroup: SystemGroup?
@@ -57,5 +57,6 @@ public struct Configuration: Sendable, Equatable, Codable {
                                      value: "\(workers.restartDelayMax)",
                                      problem: "must not be shorter than restart_delay (\(workers.restartDelay))")
         }
+        try DescriptorBudget(self).reserve(source: source, listeners: listeners.count)
     }
 }

@@ -221,7 +221,7 @@ final class SocketTable {
             let migration = sysctl.hasPrefix("1")
                 ? "net.ipv4.tcp_migrate_req=1 migrates what a closing socket holds"
                 : "a socket that closes (a slot or listener removed) resets what it holds; set net.ipv4.tcp_migrate_req=1"
-            logger.warning("steering is off (\(error)): the kernel's hash spreads new connections over every slot's socket, those of dead or draining workers included, and generations share their sockets; \(migration). Run Baton as root or with CAP_BPF (Docs/steering.md)")
+            logger.warning("steering is off (\(error)): the kernel's hash spreads new connections over every slot's socket, those of dead or draining workers included, and generations share their sockets; \(migration). \(SteeringGroup.remedy(for: error)) (Docs/steering.md)")
         }
     }
 
