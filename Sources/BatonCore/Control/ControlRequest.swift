@@ -64,8 +64,37 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         }
         do {
             return .success(try JSONDecoder().decode(ControlRequest.self, from: data))
+        } catch let error as DecodingError {
+            return .failure(.init("malformed \(name) request: \(explain(error, in: data))"))
         } catch {
             return .failure(.init("malformed \(name) request: \(error)"))
+        }
+    }
+
+    /// Names the field a decoding error is about and what it expected. Foundation reports
+    /// a fraction (or a number too large) in a whole-number field as "not valid JSON", so
+    /// those fields are looked at first, read as any number.
+    static func explain(_ error: DecodingError, in data: Data) -> String {
+        struct Numbers: Decodable {
+            var workers, batch, canary, weight: Double?
+        }
+        if let numbers = try? JSONDecoder().decode(Numbers.self, from: data) {
+            let fields = [("workers", numbers.workers), ("batch", numbers.batch), ("canary", numbers.canary), ("weight", numbers.weight)]
+            for case (let field, let value?) in fields where value.rounded() != value || value.magnitude >= 0x1p62 {
+                return "\"\(field)\": expected a whole number, got \(value)"
+            }
+        }
+        switch error {
+        case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
+            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
+            let expected = type == Int.self ? "a whole number" : type == Bool.self ? "true or false" : "a string"
+            return "\"\(field)\": expected \(expected)"
+        case .keyNotFound(let key, _):
+            return "\"\(key.stringValue)\" is missing"
+        case .dataCorrupted(let context):
+            return context.debugDescription
+        @unknown default:
+            return "\(error)"
         }
     }
 
