@@ -32,7 +32,17 @@ enum Capabilities {
         let mask = kept.reduce(UInt64(0)) { $0 | (1 << UInt64($1.0)) }
         let failed = baton_keep_capabilities(mask)
         guard failed == 0 else { throw CapabilityError(errno: failed) }
-        return kept.map(\.1)
+        // What Baton never had (a bounding set without it) it does not keep either.
+        let bounding = boundingSet() ?? .max
+        return kept.filter { bounding & (1 << UInt64($0.0)) != 0 }.map(\.1)
+    }
+
+    /// Baton's bounding set, from `/proc/self/status`.
+    static func boundingSet() -> UInt64? {
+        guard let status = try? FileContents.read("/proc/self/status"),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapBnd:") })
+        else { return nil }
+        return UInt64(line.dropFirst("CapBnd:".count).trimmingCharacters(in: .whitespaces), radix: 16)
     }
 }
 
