@@ -1,6 +1,6 @@
 // The few system calls Baton makes that Swift's Glibc module cannot express, or that
-// must run between fork() and execve() where no Swift code may run. Implemented by
-// concern, one file each (named in each section below), beside this folder.
+// must run between fork() and execve() where no Swift code may run. One C file per
+// concern implements them (Sources/CBatonShim/*.c); each section below names its file.
 // Every function returns 0 on success or a positive errno value.
 #pragma once
 
