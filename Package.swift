@@ -31,9 +31,12 @@ let package = Package(
     ],
     targets: [
         // The system calls Swift cannot make: fork/exec with descriptor placement,
-        // credentials on datagrams, accept-queue depth, the reuseport migration program.
+        // credentials on datagrams, accept-queue depth, the steering program's maps and
+        // loading. The program's source (bpf/) is compiled for the BPF target by
+        // bpf/generate, not by SwiftPM, which compiles a C target for one triple only.
         .target(
             name: "CBatonShim",
+            exclude: ["bpf"],
             cSettings: [.define("_GNU_SOURCE")]
         ),
         // What only the integration tests need from C (entering a network namespace).

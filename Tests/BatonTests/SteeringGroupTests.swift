@@ -50,6 +50,20 @@ struct SteeringGroupTests {
         #expect(outcome.kept == [50, 0, 0, 0])
     }
 
+    /// Before the first rotation (`count` 0) the program selects nothing and the kernel
+    /// hashes over the whole group.
+    @Test func withoutARotationTheKernelChooses() async throws {
+        let counts = try await PrivateNetwork.run { () throws -> [Int] in
+            let group = try Loopback.group(4)
+            defer { group.fds.forEach { _ = close($0) } }
+            let steering = try SteeringGroup(capacity: 8)
+            try steering.attach(to: group.fds[0])
+            return try Loopback.connections(200, to: group)
+        }
+        #expect(counts.reduce(0, +) == 200)
+        #expect(counts.allSatisfy { $0 > 0 }, "the kernel's hash spreads them over every socket: \(counts)")
+    }
+
     enum Retirement: String, CaseIterable {
         case close, shutdown
     }

@@ -77,8 +77,7 @@ final class SteeringGroup {
 
     /// Attaches the program to the group of `fd`, a listening (TCP) or bound (UDP)
     /// socket with `SO_REUSEPORT`. The group keeps the program, and replaces any program
-    /// attached before (such as the pass-through migration program), until its last
-    /// socket closes.
+    /// attached before, until its last socket closes.
     func attach(to fd: Int32) throws(SystemError) {
         let error = baton_steering_attach(&steering, fd)
         guard error == 0 else {

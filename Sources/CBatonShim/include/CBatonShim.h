@@ -1,5 +1,6 @@
 // The few system calls Baton makes that Swift's Glibc module cannot express, or that
-// must run between fork() and execve() where no Swift code may run.
+// must run between fork() and execve() where no Swift code may run. One C file per
+// concern implements them (Sources/CBatonShim/*.c); each section below names its file.
 // Every function returns 0 on success or a positive errno value.
 #pragma once
 
@@ -7,6 +8,9 @@
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+// --- spawn.c -----------------------------------------------------------------------
+// Starting a worker.
 
 /// Everything the child needs to become a worker. All memory is prepared by the
 /// parent before fork(), so the child only runs async-signal-safe code.
@@ -73,6 +77,9 @@ typedef enum {
 /// in `*failed_step`.
 int baton_spawn(const baton_spawn_request *request, pid_t *pid, int *failed_step);
 
+// --- process.c ---------------------------------------------------------------------
+// Signals, reaping, and what an execve of Baton itself keeps.
+
 /// Blocks `signals` in the calling thread (threads created afterwards inherit the mask)
 /// and returns a signalfd that reads them.
 int baton_signalfd(const int *signals, int count, int *fd);
@@ -80,6 +87,35 @@ int baton_signalfd(const int *signals, int count, int *fd);
 /// Reads one reaped child: 0 with *pid > 0, 0 with *pid == 0 when none is left to reap.
 /// `*status` receives the exit code (>= 0) or the negated terminating signal.
 int baton_reap(pid_t *pid, int *status);
+
+/// Waits for the next signal on a signalfd from `baton_signalfd`.
+int baton_read_signal(int fd, int *signal);
+
+/// Makes this process the reaper of orphaned descendants (PR_SET_CHILD_SUBREAPER).
+int baton_become_subreaper(void);
+
+/// Makes every descriptor from `first` on close-on-exec (close_range), so that an
+/// execve of this process passes on only what is then made inheritable on purpose.
+int baton_close_on_exec_from(int first);
+
+// --- events.c ----------------------------------------------------------------------
+// What the event loop waits on.
+
+/// A close-on-exec pipe.
+int baton_pipe(int ends[2]);
+
+/// A close-on-exec epoll instance in `*epoll`.
+int baton_epoll_create(int *epoll);
+
+/// Starts (`watch` true) or stops watching `fd` for input.
+int baton_epoll_watch(int epoll, int fd, bool watch);
+
+/// Blocks until at least one watched descriptor is readable (or hung up), and stores
+/// up to `capacity` of them in `ready`. Returns their number, or -errno.
+int baton_epoll_wait(int epoll, int *ready, int capacity);
+
+// --- credentials.c -----------------------------------------------------------------
+// Who talks to Baton, and who may.
 
 /// Turns on SO_PASSCRED so that each datagram carries its sender's credentials.
 int baton_enable_credentials(int fd);
@@ -96,37 +132,17 @@ int baton_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 /// nonzero, and nobody else. EOPNOTSUPP on a file system without POSIX ACLs.
 int baton_set_group_acl(const char *path, const gid_t *groups, int group_count, int owner_group);
 
+// --- sockets.c ---------------------------------------------------------------------
+// What Baton reads of a socket.
+
 /// The current and maximum accept-queue length of a listening TCP socket.
 int baton_accept_queue(int fd, uint32_t *depth, uint32_t *capacity);
 
-/// Attaches to the SO_REUSEPORT group of `fd` a BPF program that keeps the kernel's
-/// hash selection and, when a socket of the group closes, migrates its queued and
-/// half-open connections to another socket of the group instead of resetting them
-/// (BPF_SK_REUSEPORT_SELECT_OR_MIGRATE, Linux >= 5.14). Needs CAP_BPF or root.
-int baton_attach_migration_program(int fd);
+/// The kernel's cookie of a socket (SO_COOKIE), the same for every descriptor of it.
+int baton_socket_cookie(int fd, uint64_t *cookie);
 
-/// Makes this process the reaper of orphaned descendants (PR_SET_CHILD_SUBREAPER).
-int baton_become_subreaper(void);
-
-/// Makes every descriptor from `first` on close-on-exec (close_range), so that an
-/// execve of this process passes on only what is then made inheritable on purpose.
-int baton_close_on_exec_from(int first);
-
-/// Waits for the next signal on a signalfd from `baton_signalfd`.
-int baton_read_signal(int fd, int *signal);
-
-/// A close-on-exec pipe.
-int baton_pipe(int ends[2]);
-
-/// A close-on-exec epoll instance in `*epoll`.
-int baton_epoll_create(int *epoll);
-
-/// Starts (`watch` true) or stops watching `fd` for input.
-int baton_epoll_watch(int epoll, int fd, bool watch);
-
-/// Blocks until at least one watched descriptor is readable (or hung up), and stores
-/// up to `capacity` of them in `ready`. Returns their number, or -errno.
-int baton_epoll_wait(int epoll, int *ready, int capacity);
+// --- steering.c --------------------------------------------------------------------
+// A listener's steering program and its maps (program source: bpf/steering.bpf.c).
 
 /// One SO_REUSEPORT group's steering: an SK_REUSEPORT program (attached as
 /// BPF_SK_REUSEPORT_SELECT_OR_MIGRATE, Linux >= 5.14) and the maps it reads. The program
@@ -134,20 +150,21 @@ int baton_epoll_wait(int epoll, int *ready, int capacity);
 /// for every connection migrating off a closing listener; with `count` 0 it leaves the
 /// choice to the kernel; with `count` BATON_STEERING_CLOSED it drops them all (a listener
 /// being removed: a dropped SYN is sent again by the client, while what the group
-/// already queued is accepted). A socket sits in at most one slot of one socket array (the
-/// kernel refuses a second with EBUSY), hence the rotation's indirection through slots.
+/// already queued is accepted). A socket sits in at most one entry of one socket array
+/// (the kernel refuses a second with EBUSY), hence the rotation's indirection through
+/// entries. The maps' layout is what `batonctl upgrade` hands over to the next Baton.
 /// Creating it needs CAP_BPF (or CAP_SYS_ADMIN). Docs/steering.md.
 typedef struct {
     int program;
-    /// BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: slot -> socket (written as an fd, read as its cookie).
+    /// BPF_MAP_TYPE_REUSEPORT_SOCKARRAY: entry -> socket (written as an fd, read as its cookie).
     int sockets;
-    /// BPF_MAP_TYPE_ARRAY: rotation index -> slot.
+    /// BPF_MAP_TYPE_ARRAY: rotation index -> entry.
     int rotation;
-    /// BPF_MAP_TYPE_ARRAY of one u32: the number of rotation entries in use.
+    /// BPF_MAP_TYPE_ARRAY of one u32: the number of rotation indices in use.
     int count;
-    /// BPF_MAP_TYPE_ARRAY: slot -> u64 connections (or datagrams) the program gave it.
+    /// BPF_MAP_TYPE_ARRAY: entry -> u64 connections (or datagrams) the program gave it.
     int counters;
-    /// Slots in `sockets` and entries in `rotation`.
+    /// Entries in `sockets` and indices in `rotation`.
     uint32_t capacity;
 } baton_steering;
 
@@ -159,41 +176,45 @@ int baton_steering_create(uint32_t capacity, baton_steering *steering, char *fai
 /// which keeps it while any of its sockets is open.
 int baton_steering_attach(const baton_steering *steering, int socket_fd);
 
-/// Puts a listening (TCP) or bound (UDP) SO_REUSEPORT socket into `slot` of the socket
-/// array and zeroes the slot's counter. EBUSY when the socket is in a slot already.
-int baton_steering_place(const baton_steering *steering, uint32_t slot, int socket_fd);
+/// Puts a listening (TCP) or bound (UDP) SO_REUSEPORT socket into `entry` of the socket
+/// array and zeroes the entry's counter. EBUSY when the socket is in an entry already.
+int baton_steering_place(const baton_steering *steering, uint32_t entry, int socket_fd);
 
-/// Empties `slot` of the socket array (ENOENT when it was empty).
-int baton_steering_remove(const baton_steering *steering, uint32_t slot);
+/// Empties `entry` of the socket array (ENOENT when it was empty).
+int baton_steering_remove(const baton_steering *steering, uint32_t entry);
 
-/// The cookie (SO_COOKIE) of the socket in `slot`; ENOENT when the slot is empty, which
+/// The cookie (SO_COOKIE) of the socket in `entry`; ENOENT when the entry is empty, which
 /// it becomes by itself when its socket closes or stops listening.
-int baton_steering_occupant(const baton_steering *steering, uint32_t slot, uint64_t *cookie);
+int baton_steering_occupant(const baton_steering *steering, uint32_t entry, uint64_t *cookie);
 
-/// Sets rotation entry `index` to `slot`.
-int baton_steering_set_rotation(const baton_steering *steering, uint32_t index, uint32_t slot);
+/// Sets rotation index `index` to `entry`.
+int baton_steering_set_rotation(const baton_steering *steering, uint32_t index, uint32_t entry);
 
-/// The `count` that makes the program drop every new connection and migration.
+/// The `count` that makes the program drop every new connection and migration (the
+/// program, bpf/steering.bpf.c, has its own copy: CLOSED).
 #define BATON_STEERING_CLOSED UINT32_MAX
 
-/// Sets how many rotation entries the program picks from (or BATON_STEERING_CLOSED).
+/// Sets how many rotation indices the program picks from (or BATON_STEERING_CLOSED).
 int baton_steering_set_count(const baton_steering *steering, uint32_t count);
 
-/// How many connections (or datagrams) the program gave the socket in `slot` since it
+/// How many connections (or datagrams) the program gave the socket in `entry` since it
 /// was placed there.
-int baton_steering_read_counter(const baton_steering *steering, uint32_t slot, uint64_t *selections);
+int baton_steering_read_counter(const baton_steering *steering, uint32_t entry, uint64_t *selections);
 
 /// Closes this process's descriptors of the program and maps; a group the program is
 /// attached to keeps both, and keeps steering by the last rotation.
 void baton_steering_close(baton_steering *steering);
 
-/// The kernel's cookie of a socket (SO_COOKIE), the same for every descriptor of it.
-int baton_socket_cookie(int fd, uint64_t *cookie);
+// --- notify.c ----------------------------------------------------------------------
+// Reporting to systemd.
 
 /// Sends `message` to the datagram socket at `path` (`@name` for an abstract one, as in
 /// NOTIFY_SOCKET), with `fd` attached (SCM_RIGHTS) unless it is -1, without ever
 /// waiting: EAGAIN when the receiver's queue is full.
 int baton_notify(const char *path, const char *message, int fd);
+
+// --- capabilities.c ----------------------------------------------------------------
+// Dropping what Baton does not need.
 
 /// Keeps only the capabilities of `keep` (bits by capability number): drops every other
 /// one from the bounding set (what any later execve, a worker's or an upgrade's, can
@@ -201,6 +222,9 @@ int baton_notify(const char *path, const char *message, int fd);
 /// inheritable set. Dropping from the bounding set needs CAP_SETPCAP, which is dropped
 /// last; a capability already absent needs nothing. Returns 0 or an errno.
 int baton_keep_capabilities(uint64_t keep);
+
+// --- trial.c -----------------------------------------------------------------------
+// Running code that may abort, in a copy of Baton.
 
 /// How a trial ended (`baton_trial`): the function returned, the trial ran out of time
 /// and was killed, or it ended without saying how (killed by SIGKILL, say).
