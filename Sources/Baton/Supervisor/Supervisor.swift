@@ -335,12 +335,21 @@ public final class Supervisor: @unchecked Sendable {
         case .worker(let worker, let entry):
             entry.notifySocket?.close()
             lingerIfNeeded(group: pid, of: worker)
+            // A probe of a worker that is gone has nothing left to check.
+            for probe in workers.takeProbes(of: worker) {
+                Glibc.kill(-probe, SIGKILL)
+                cancelTimer(.canaryCheckDeadline(probe))
+                canaryChecks[probe] = nil
+            }
             cancelTimer(.readinessDelay(worker))
             cancelTimer(.probe(worker))
             reaped = (worker, entry.pid)
             defer { reaped = nil }
             feed(.workerExited(worker, status < 0 ? .signaled(-status) : .exited(status)))
         case .probe(let worker):
+            // What the probe started and left behind (`sleep 300 &`) ends with it: it
+            // leads a session and group of its own.
+            Glibc.kill(-pid, SIGKILL)
             guard workers[worker] != nil else { return }
             if status == 0 {
                 feed(.workerReady(worker))
@@ -348,6 +357,7 @@ public final class Supervisor: @unchecked Sendable {
                 startTimer(.probe(worker), after: ReadinessProbe.retry)
             }
         case .canaryCheck(let worker):
+            Glibc.kill(-pid, SIGKILL)
             cancelTimer(.canaryCheckDeadline(pid))
             let run = canaryChecks.removeValue(forKey: pid)
             let result: CanaryCheckResult
