@@ -55,7 +55,12 @@ static void baton_child(const baton_spawn_request *request, int report_fd) {
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);
 
-    if (request->new_process_group && setpgid(0, 0) != 0) {
+    // A session of its own, not only a process group: a process can join a group of
+    // its own session (setpgid) but never another session, so membership of the
+    // worker's session proves descent from it (readiness attribution), and no process
+    // from outside can enter the group Baton signals. It also leaves Baton's
+    // controlling terminal: the terminal's signals are for Baton alone.
+    if (request->new_session && setsid() < 0) {
         baton_child_fail(report_fd, BATON_SPAWN_SETUP, errno);
     }
     // Capabilities Baton was given as ambient ones (AmbientCapabilities=CAP_BPF, for its

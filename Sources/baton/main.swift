@@ -112,6 +112,8 @@ struct BatonCommand: ParsableCommand {
     }
 
     func supervise() throws {
+        // Run by a Baton about to upgrade to this binary: prove that the handover is read, do nothing else.
+        if try UpgradeTrial.answerIfAsked() { throw ExitCode.success }
         let (level, format) = (logLevel, logFormat)
         LoggingSystem.bootstrap({ label, provider in
             LogLineHandler(label: label, level: level, format: format, metadataProvider: provider)

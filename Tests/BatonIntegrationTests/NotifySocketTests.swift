@@ -119,4 +119,68 @@ import Testing
         let after = try baton.status()
         #expect(after.generations[0].workers[0].state != .ready, "a forged READY=1 made the worker ready")
     }
+
+    /// A worker of generation 1 forks a helper that tries to join the process group of
+    /// a generation 2 worker that never gets ready, reads that worker's `NOTIFY_SOCKET`
+    /// from `/proc/PID/environ` and sends `READY=1` to it, then stays alive. Each worker
+    /// leads its own session, which no process can join from outside, so the helper
+    /// stays outside the worker's tree and its message is dropped (issue 26, defect 1).
+    @Test func aWorkerCannotJoinAnotherWorkersTreeToMakeItReady() throws {
+        let scratch = ScratchDirectory()
+        let trigger = "\(scratch.path)/target"
+        let worker = #"""
+            import os, socket, sys, time
+            def notify(address, text):
+                socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(text.encode(), address)
+            if os.environ["BATON_GENERATION"] != "1":
+                time.sleep(1000)
+            notify(os.environ["NOTIFY_SOCKET"], "READY=1")
+            trigger = sys.argv[1]
+            while not os.path.exists(trigger):
+                time.sleep(0.02)
+            target = int(open(trigger).read())
+            if os.fork() == 0:
+                try:
+                    os.setpgid(0, target)
+                    joined = "joined"
+                except OSError as error:
+                    joined = "refused %d" % error.errno
+                entries = open("/proc/%d/environ" % target, "rb").read().split(b"\0")
+                address = next(e[14:] for e in entries if e.startswith(b"NOTIFY_SOCKET=")).decode()
+                notify(address, "READY=1\nSTATUS=forged")
+                with open(trigger + ".new", "w") as report:
+                    report.write("%d %s" % (os.getpid(), joined))
+                os.rename(trigger + ".new", trigger + ".sent")
+                time.sleep(1000)
+                os._exit(0)
+            time.sleep(1000)
+            """#
+        let baton = try BatonUnderTest([
+            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "notify", "--ready-timeout", "120s",
+            "--", "/usr/bin/python3", "-c", worker, trigger,
+        ], in: scratch)
+        defer { baton.stop() }
+        try baton.waitUntilServing(generation: 1)
+        let reply = try ControlClient.send(ControlRequest(command: .reload), to: baton.controlSocket)
+        #expect(reply.ok, "\(reply)")
+        let started = try baton.waitForStatus("generation 2 started") { status in
+            status.generations.first { $0.number == 2 }?.workers.first?.pid != nil
+        }
+        let target = try #require(started.generations.first { $0.number == 2 }?.workers.first?.pid)
+        try scratch.write("target", "\(target)")
+        _ = try baton.waitForStatus("the helper sent its READY=1") { _ in FileManager.default.fileExists(atPath: trigger + ".sent") }
+        let sent = try String(contentsOfFile: trigger + ".sent", encoding: .utf8).split(separator: " ")
+        let helper = try #require(Int32(sent[0]))
+        defer { kill(helper, SIGKILL) }
+        #expect(sent.dropFirst().joined(separator: " ") == "refused \(EPERM)", "another worker's group must not be joinable: \(sent)")
+        let dropped = "notification for worker g2/s0 from pid \(helper), not the worker or a live descendant of it, dropped"
+        let after = try baton.waitForStatus("the forged READY=1 dropped or believed") { status in
+            baton.log.contains(dropped) || status.generations.first { $0.number == 2 }?.workers.first?.state == .ready
+        }
+        let forged = after.generations.first { $0.number == 2 }?.workers.first
+        #expect(forged?.state != .ready, "a forged READY=1 made generation 2 ready: \(baton.log)")
+        #expect(forged?.status != "forged", "a forged STATUS= was believed")
+        #expect(baton.log.contains(dropped), "\(baton.log)")
+        #expect(after.generations.first { $0.role == .serving }?.number == 1, "generation 1 still serves")
+    }
 }

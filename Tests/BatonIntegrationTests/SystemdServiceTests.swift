@@ -138,6 +138,19 @@ import Testing
             // Serving again before the next restart, so that each one is under load.
             _ = try curl(systemd, port: 8081)
         }
+        // An upgrade to a broken binary fails, and systemd sees nothing of it; with the good
+        // binary back, a restart works as before.
+        let beforeFailure = try systemd.property("MainPID", of: unit)
+        #expect(try systemd.run(["cp", "/usr/local/bin/baton", "/usr/local/bin/baton.good"]).status == 0)
+        #expect(try systemd.run(["sh", "-c", "printf '#!/bin/sh\\nexit 1\\n' > /usr/local/bin/baton.new && chmod 755 /usr/local/bin/baton.new && mv /usr/local/bin/baton.new /usr/local/bin/baton"]).status == 0)
+        let failed = try systemd.run(["batonctl", "upgrade", "-s", "/run/baton-demo-standalone/baton.sock"])
+        #expect(failed.status != 0 && failed.output.contains("exited with status 1"), "\(failed.output)")
+        #expect(try systemd.property("MainPID", of: unit) == beforeFailure)
+        #expect(try systemd.property("ActiveState", of: unit) == "active")
+        #expect(try systemd.run(["mv", "/usr/local/bin/baton.good", "/usr/local/bin/baton"]).status == 0)
+        let restart = try systemd.run(["systemctl", "restart", unit])
+        if restart.status != 0 { failedRestarts.append(restart.output) }
+        _ = try curl(systemd, port: 8081)
         // And an upgrade in place, which systemd sees as nothing at all: the same main pid.
         let mainPID = try systemd.property("MainPID", of: unit)
         let upgrade = try systemd.run(["batonctl", "upgrade", "-s", "/run/baton-demo-standalone/baton.sock"])
@@ -150,7 +163,7 @@ import Testing
         #expect(try systemd.property("MainPID", of: unit) != firstPID)
         #expect(journal.contains("adopted fd 6 from systemd"), "the restarted Baton must adopt the stored sockets: \(journal)")
         #expect(try systemd.property("NFileDescriptorStore", of: unit) == "4")
-        expectNoFailures(report, journal, what: "3 × systemctl restart and an upgrade")
+        expectNoFailures(report, journal, what: "3 × systemctl restart, a failed upgrade, a restart and an upgrade")
     }
 
     @Test func stopDrainsRequestsInFlight() throws {

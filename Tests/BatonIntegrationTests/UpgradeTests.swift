@@ -80,4 +80,64 @@ import Testing
         #expect(after.generations[0].workers.map(\.pid) == before.generations[0].workers.map(\.pid))
         #expect(baton.stop() == 0)
     }
+
+    /// Replaces the installed baton with `text` (a script), the usual way: a new file
+    /// renamed over the old one.
+    func install(script text: String, at executable: String) throws {
+        try text.write(toFile: executable + ".new", atomically: false, encoding: .utf8)
+        chmod(executable + ".new", 0o755)
+        _ = rename(executable + ".new", executable)
+    }
+
+    /// An upgrade to a binary that exits at once, or hangs, fails with what that binary
+    /// did, and the old Baton serves on with the same workers and sockets, losing no
+    /// request; a good binary installed afterwards upgrades as usual (issue 26, defect 5).
+    @Test func anUpgradeToABinaryThatFailsKeepsTheServiceServing() throws {
+        let scratch = ScratchDirectory()
+        let executable = try installBaton(in: scratch)
+        let port = freePort()
+        let baton = try BatonUnderTest(["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--drain-timeout", "10s",
+                                        "--", Products.path("baton-demo")], in: scratch, executable: executable)
+        defer { baton.stop() }
+        let before = try baton.waitUntilServing()
+        var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
+        configuration.clients = 8
+        let load = LoadGenerator(configuration)
+        load.start()
+
+        try install(script: "#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n", at: executable)
+        let failed = try batonctl(["upgrade"], baton)
+        #expect(failed.status != 0)
+        #expect(failed.output.contains("exited with status 1"), "\(failed.output)")
+        #expect(failed.output.contains("this build is broken"), "the new binary's last words are shown: \(failed.output)")
+        let afterFailure = try baton.status()
+        #expect(afterFailure.pid == before.pid && baton.process.isRunning)
+        #expect(afterFailure.upgrades == 0)
+        #expect(afterFailure.generations[0].workers.map(\.pid) == before.generations[0].workers.map(\.pid), "the same workers serve on")
+
+        // One that hangs is killed at the deadline; its sleep has an argument of its own.
+        let hang = "1000.\(getpid())"
+        try install(script: "#!/bin/sh\nexec sleep \(hang)\n", at: executable)
+        let hung = try batonctl(["upgrade"], baton)
+        #expect(hung.status != 0)
+        #expect(hung.output.contains("did not prove itself within"), "\(hung.output)")
+        #expect(try baton.status().upgrades == 0)
+        let sleepers = ProbeProcessTests.waitUntilGone(hang)
+        #expect(sleepers.isEmpty, "the hanging binary was left running")
+        sleepers.forEach { kill($0, SIGKILL) }
+
+        try FileManager.default.copyItem(atPath: Products.path("baton"), toPath: executable + ".new")
+        _ = rename(executable + ".new", executable)
+        let upgrade = try batonctl(["upgrade"], baton)
+        #expect(upgrade.status == 0, "\(upgrade.output)\n\(baton.log)")
+        let after = try baton.status()
+        #expect(after.pid == before.pid && after.upgrades == 1)
+        #expect(after.generations[0].workers.map(\.pid) == before.generations[0].workers.map(\.pid))
+        let report = load.stop()
+        #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
+        #expect(report.succeeded > 10, "the load must actually have run")
+        print("failed upgrades under load: \(report.succeeded) requests answered, \(report.totalFailures) failed")
+        #expect(baton.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: baton.controlSocket), "the control socket is removed at the exit")
+    }
 }

@@ -37,4 +37,33 @@ import Testing
         #expect(!ProcessAncestry.belongs(gone, to: getpid(), trustingExited: false))
         #expect(ProcessAncestry.belongs(gone, to: getpid(), trustingExited: true))
     }
+
+    /// A process that joined a worker's process group from outside (possible while both
+    /// share a session) is not in the worker's tree: only the worker's session and its
+    /// descendants are, and a session cannot be joined.
+    @Test func aMemberOfTheWorkersGroupFromOutsideDoesNotCount() throws {
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("30"), nil]
+        defer { argv.forEach { free($0) } }
+        func spawn(group: pid_t) throws -> pid_t {
+            var attributes = posix_spawnattr_t()
+            posix_spawnattr_init(&attributes)
+            defer { posix_spawnattr_destroy(&attributes) }
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+            posix_spawnattr_setpgroup(&attributes, group)
+            var pid: pid_t = 0
+            try #require(posix_spawn(&pid, "/bin/sleep", nil, &attributes, argv, nil) == 0)
+            return pid
+        }
+        let worker = try spawn(group: 0)
+        let joiner = try spawn(group: worker)
+        defer {
+            for pid in [worker, joiner] {
+                kill(pid, SIGKILL)
+                waitpid(pid, nil, 0)
+            }
+        }
+        #expect(getpgid(joiner) == worker, "the joiner is in the worker's group")
+        #expect(!ProcessAncestry.belongs(joiner, to: worker, trustingExited: false), "but not in its tree")
+        #expect(ProcessAncestry.belongs(worker, to: worker, trustingExited: false))
+    }
 }

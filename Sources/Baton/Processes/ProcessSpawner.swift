@@ -73,7 +73,7 @@ enum ProcessSpawner {
                                     pid_variable_index: request.processIDVariable != nil ? Int32(entries.count - 1) : -1,
                                     fds: fds.baseAddress, fd_count: Int32(fds.count),
                                     stdout_fd: request.stdout, stderr_fd: request.stderr,
-                                    directory: directory, new_process_group: 1,
+                                    directory: directory, new_session: 1,
                                     parent_death_signal: request.parentDeathSignal, parent_pid: getpid(),
                                     change_credentials: request.credentials != nil ? 1 : 0,
                                     uid: request.credentials?.uid ?? 0, gid: request.credentials?.gid ?? 0,

@@ -78,6 +78,8 @@ public final class Supervisor: @unchecked Sendable {
     private let executable = (try? FileContents.link("/proc/self/exe")) ?? CommandLine.arguments[0]
     private var upgrades = 0
     private var upgradeError: String?
+    /// The new binary, run on trial before it replaces this one.
+    private var upgradeTrial: UpgradeTrial?
     /// What the parent passed and every upgrade keeps.
     private var descriptorsFromParent: [Int32] = []
     /// Where workers are forked, so that their parent-death signal outlives upgrades.
@@ -331,16 +333,29 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     private func childExited(_ pid: pid_t, status: Int32) {
+        if let trial = upgradeTrial, trial.pid == pid {
+            upgradeTrialEnded(trial, status: status)
+            return
+        }
         switch workers.reaped(pid) {
         case .worker(let worker, let entry):
             entry.notifySocket?.close()
             lingerIfNeeded(group: pid, of: worker)
+            // A probe of a worker that is gone has nothing left to check.
+            for probe in workers.takeProbes(of: worker) {
+                Glibc.kill(-probe, SIGKILL)
+                cancelTimer(.canaryCheckDeadline(probe))
+                canaryChecks[probe] = nil
+            }
             cancelTimer(.readinessDelay(worker))
             cancelTimer(.probe(worker))
             reaped = (worker, entry.pid)
             defer { reaped = nil }
             feed(.workerExited(worker, status < 0 ? .signaled(-status) : .exited(status)))
         case .probe(let worker):
+            // What the probe started and left behind (`sleep 300 &`) ends with it: it
+            // leads a session and group of its own.
+            Glibc.kill(-pid, SIGKILL)
             guard workers[worker] != nil else { return }
             if status == 0 {
                 feed(.workerReady(worker))
@@ -348,6 +363,7 @@ public final class Supervisor: @unchecked Sendable {
                 startTimer(.probe(worker), after: ReadinessProbe.retry)
             }
         case .canaryCheck(let worker):
+            Glibc.kill(-pid, SIGKILL)
             cancelTimer(.canaryCheckDeadline(pid))
             let run = canaryChecks.removeValue(forKey: pid)
             let result: CanaryCheckResult
@@ -729,12 +745,50 @@ public final class Supervisor: @unchecked Sendable {
     /// Executes this program's file again in this process, keeping the pid, the sockets
     /// and the workers, which the new binary takes over (``resume(_:)``).
     private func upgrade(answering responder: ControlResponder) {
+        guard upgradeTrial == nil else {
+            responder.send(.failure("upgrade refused: the new binary is on trial already; nothing changed"))
+            return
+        }
         if let refusal = InPlaceUpgrade.refusal(projection, executable: executable) {
             responder.send(.failure("upgrade refused: \(refusal); nothing changed"))
             return
         }
         guard let serving = machine.serving else { return }
         upgradeError = nil
+        let handover = UpgradeHandover(
+            serving, workers: workers, sockets: sockets.handOver(), descriptorsFromParent: descriptorsFromParent,
+            scaledTo: reloads.scaledTo, upgrades: upgrades + 1, notifyDirectory: notifyDirectory,
+            reloadStatistics: reloads.statistics)
+        do {
+            let trial = try mainThread.perform { [executable] in try UpgradeTrial.start(executable, handover, responder: responder) }
+            trial.watch(on: eventLoop)
+            upgradeTrial = trial
+            logger.info("upgrading in place: trying \(executable) first (pid \(trial.pid))")
+        } catch {
+            responder.send(.failure("upgrade failed: \(executable) could not be tried: \(error); nothing changed"))
+        }
+    }
+
+    /// The new binary's trial ended: executes it if it proved itself, else says why not.
+    private func upgradeTrialEnded(_ trial: UpgradeTrial, status: Int32) {
+        upgradeTrial = nil
+        if let failure = trial.failure(status: status) {
+            upgradeError = failure
+            logger.error("upgrade failed, this Baton carries on with its workers: \(failure)")
+            trial.responder.send(.failure("upgrade failed: \(failure); this Baton carries on with the same workers"))
+            return
+        }
+        executeUpgrade(answering: trial.responder)
+    }
+
+    /// Executes the new binary, which proved itself, in this process.
+    private func executeUpgrade(answering responder: ControlResponder) {
+        // The service may have changed during the trial.
+        if let refusal = InPlaceUpgrade.refusal(projection, executable: executable) {
+            responder.send(.failure("upgrade refused: \(refusal); nothing changed"))
+            return
+        }
+        guard let serving = machine.serving else { return }
         let handover = UpgradeHandover(
             serving, workers: workers, sockets: sockets.handOver(), descriptorsFromParent: descriptorsFromParent,
             scaledTo: reloads.scaledTo, upgrades: upgrades + 1, notifyDirectory: notifyDirectory,

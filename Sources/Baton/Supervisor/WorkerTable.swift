@@ -43,6 +43,17 @@ struct WorkerTable {
         canaryCheckByPID[pid] = worker
     }
 
+    /// Takes the readiness probes and canary health checks still running for `worker`
+    /// out of the table, for Baton to kill: their exits are then reaped as orphans'.
+    mutating func takeProbes(of worker: WorkerID) -> [pid_t] {
+        let probes = Array(probeByPID.filter { $0.value == worker }.keys) + canaryCheckByPID.filter { $0.value == worker }.keys
+        for pid in probes {
+            probeByPID[pid] = nil
+            canaryCheckByPID[pid] = nil
+        }
+        return probes
+    }
+
     /// Whether `pid` is a run of the canary's health check not reaped yet.
     func isCanaryCheck(_ pid: pid_t) -> Bool {
         canaryCheckByPID[pid] != nil

@@ -31,8 +31,8 @@ typedef struct {
     int stderr_fd;
     /// Working directory, or NULL.
     const char *directory;
-    /// Whether the child leads a new process group.
-    int new_process_group;
+    /// Whether the child leads a new session (setsid), and so a new process group.
+    int new_session;
     /// The signal the child gets when the thread that forked it exits
     /// (PR_SET_PDEATHSIG), or 0. The child exits at once when its parent, `parent_pid`,
     /// is already gone.
