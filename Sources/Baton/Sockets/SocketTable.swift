@@ -225,12 +225,6 @@ final class SocketTable {
         }
     }
 
-    /// Makes exactly the sockets of `slots` of generation `generation` take the new
-    /// connections of every steered listener of `configuration`.
-    func steer(generation: Int, slots: [Int], configuration: Configuration) {
-        steer([generation: slots], configuration: configuration)
-    }
-
     /// Makes exactly the sockets of these slots, each of its generation, take the new
     /// connections of every steered listener of `configuration` (during a rolling
     /// reload, whose generations have the same listeners).

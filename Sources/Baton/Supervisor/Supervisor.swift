@@ -301,15 +301,12 @@ public final class Supervisor: @unchecked Sendable {
             }
             feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false)))
         case .promote, .rollback:
-            guard let rollout = machine.rollout, rollout.canary != nil else {
-                responder.send(.failure("\(request.command.rawValue): no canary holds; nothing changed"))
-                return
-            }
-            guard request.command == .rollback || !rollout.canarySlots.isEmpty else {
-                responder.send(.failure("promote: the canary of generation \(rollout.to) is not ready yet; nothing changed"))
-                return
-            }
             let promoting = request.command == .promote
+            if let refusal = machine.canaryCommandRefusal(promoting: promoting) {
+                responder.send(.failure("\(request.command.rawValue): \(refusal); nothing changed"))
+                return
+            }
+            guard let rollout = machine.rollout else { return }
             responder.send(ControlReply(ok: true, final: true, message: promoting
                 ? "promoting the canary of generation \(rollout.to)" : "rolling back the canary of generation \(rollout.to)"))
             feed(promoting ? .promoteRequested : .rollbackRequested)
@@ -453,10 +450,7 @@ public final class Supervisor: @unchecked Sendable {
             announcer.announce(announcement, pid: pid, statusLine: projection.line)
         case .retainSockets(let generations):
             sockets.retain(for: generations)
-        case .steer(let generation, let slots):
-            guard let configuration = configuration(of: generation) else { return }
-            sockets.steer(generation: generation, slots: slots, configuration: configuration)
-        case .steerAcross(let rotation):
+        case .steer(let rotation):
             guard let newest = rotation.keys.max(), let configuration = configuration(of: newest) else { return }
             sockets.steer(rotation, configuration: configuration)
         case .awaitEmptySlot(let worker):
@@ -526,13 +520,13 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     private func configuration(of generation: Int) -> Configuration? {
-        machine.generations.first { $0.number == generation }?.configuration
+        machine.generation(generation)?.configuration
     }
 
     /// Feeds ``SupervisorEvent/queuesEmpty(generation:)`` once the leaving generation's
     /// sockets have settled empty; looks again meanwhile.
     private func lookAtQueues(of generation: Int) {
-        guard machine.generations.contains(where: { $0.number == generation && $0.role == .leaving }) else {
+        guard machine.generation(generation)?.role == .leaving else {
             leaving.stop(generation)
             return
         }
@@ -540,7 +534,7 @@ public final class Supervisor: @unchecked Sendable {
         // look: it costs far more than the sockets' queues.
         let settled = sockets.ownSocketsAreEmpty(generation: generation)
             && (!leaving.isLastLook(at: generation)
-                || machine.generations.first { $0.number == generation }?.workers.values.allSatisfy { worker in
+                || machine.generation(generation)?.workers.values.allSatisfy { worker in
                     workers.pid(of: worker.id).map(ProcessActivity.isWaiting) ?? true
                 } ?? true)
         if leaving.looked(at: generation, empty: settled) {
@@ -553,7 +547,7 @@ public final class Supervisor: @unchecked Sendable {
     /// Feeds ``SupervisorEvent/slotQueuesEmpty(_:)`` once the sockets of the slot a
     /// rolling reload took from `worker` have settled empty and it waits; looks again meanwhile.
     private func lookAtSlotQueues(of worker: WorkerID) {
-        guard machine.generations.first(where: { $0.number == worker.generation })?.retired[worker]?.state == .ready else {
+        guard machine.generation(worker.generation)?.retired[worker]?.state == .ready else {
             departing.stop(worker)
             return
         }
@@ -608,12 +602,8 @@ public final class Supervisor: @unchecked Sendable {
         guard let workers = request.canary else {
             return .failure(.init(reason: "\"weight\", \"hold\" and \"after\" are for a canary: give \"canary\", its number of workers"))
         }
-        guard machine.phase == .running, machine.generations.count == 1, let serving = machine.serving else {
-            return .failure(.init(reason: "a canary starts only while one generation serves alone; ask again once the reload under way is over"))
-        }
-        let count = serving.configuration.workers.count
-        guard workers >= 1, workers < count else {
-            return .failure(.init(reason: "a canary needs 1 to \(count - 1) workers (the service has \(count) slots), got \(workers)"))
+        if let refusal = machine.canaryRefusal(workers: workers) {
+            return .failure(.init(reason: refusal))
         }
         let weight = request.weight ?? Canary.defaultWeight
         guard Canary.weights.contains(weight) else {
@@ -688,7 +678,7 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     private func runProbe(for worker: WorkerID) {
-        guard let pid = workers.pid(of: worker), let generation = machine.generations.first(where: { $0.number == worker.generation }),
+        guard let pid = workers.pid(of: worker), let generation = machine.generation(worker.generation),
               case .exec(let command) = generation.configuration.workers.readiness else { return }
         let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
         defer { close(devNull) }
@@ -705,7 +695,7 @@ public final class Supervisor: @unchecked Sendable {
     /// One run of the canary's health check: `/bin/sh -c COMMAND` with the variables of
     /// the readiness probe, killed (with its process group) if it still runs after `timeout`.
     private func runCanaryCheck(_ check: CanaryCheck, against worker: WorkerID, timeout: Duration) {
-        guard let pid = workers.pid(of: worker), let generation = machine.generations.first(where: { $0.number == worker.generation }) else {
+        guard let pid = workers.pid(of: worker), let generation = machine.generation(worker.generation) else {
             feed(.canaryCheckResult(generation: worker.generation, .failed("worker \(worker) is gone")))
             return
         }
