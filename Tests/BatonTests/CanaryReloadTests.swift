@@ -10,13 +10,13 @@ import Testing
                        check: CanaryCheck? = nil, failures: Int = 3)
         -> (SupervisorStateMachine, [SupervisorAction]) {
         var machine = SupervisorStateMachineTests.serving(workers: workers)
-        _ = machine.handle(.reloadRequested(1))
+        _ = machine.handle(.reloadRequested(1, ReloadOptions(canary: canary)))
         var configuration = RollingReloadTests.rolling(workers: workers)
         configuration.workers.strategy = strategy
         configuration.workers.canaryCheck = check
         configuration.workers.canaryCheckInterval = .seconds(2)
         configuration.workers.canaryCheckFailures = failures
-        let actions = machine.handle(.canaryConfigurationLoaded(configuration, canary))
+        let actions = machine.handle(.configurationLoaded(configuration, canary: canary))
         return (machine, actions)
     }
 
@@ -159,7 +159,7 @@ import Testing
     @Test func aCanaryAsBigAsTheServiceIsRefused() {
         var machine = SupervisorStateMachineTests.serving(workers: 2)
         _ = machine.handle(.reloadRequested(1))
-        let refused = machine.handle(.canaryConfigurationLoaded(RollingReloadTests.rolling(workers: 2), Canary(workers: 2)))
+        let refused = machine.handle(.configurationLoaded(RollingReloadTests.rolling(workers: 2), canary: Canary(workers: 2)))
         #expect(refused.reports == [.failed("canary refused: a canary of 2 worker(s) needs more than 2 slots, the service has 2; nothing changed")])
         #expect(refused.spawned.isEmpty)
         #expect(machine.phase == .running)

@@ -232,9 +232,9 @@ import BatonCore
         replace(0, in: &machine)
         let last = machine.handle(.workerReady(g(2, 1)))
         #expect(last.reports.contains(.tookOver(generation: 2, replaced: 1)))
-        #expect(!last.contains(.loadConfiguration))
+        #expect(!last.contains(.loadConfiguration(.configured)))
         _ = machine.handle(.slotQueuesEmpty(g(1, 1)))
-        #expect(machine.handle(.workerExited(g(1, 1), .exited(0))).contains(.loadConfiguration))
+        #expect(machine.handle(.workerExited(g(1, 1), .exited(0))).contains(.loadConfiguration(.configured)))
     }
 
     @Test func aReloadAskedWhileARolloutGoesBackWaitsForIt() {
@@ -244,7 +244,7 @@ import BatonCore
         #expect(machine.handle(.reloadRequested(2)).reports == [.queued])
         _ = machine.handle(.workerReady(g(1, 0, 1)))
         _ = machine.handle(.slotQueuesEmpty(g(2, 0)))
-        #expect(machine.handle(.workerExited(g(2, 0), .exited(0))).contains(.loadConfiguration))
+        #expect(machine.handle(.workerExited(g(2, 0), .exited(0))).contains(.loadConfiguration(.configured)))
     }
 
     @Test func statusShowsTheRolloutForwardAndBack() {

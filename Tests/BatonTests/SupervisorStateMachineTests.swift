@@ -79,7 +79,7 @@ import Testing
     @Test func reloadStartsTheNewGenerationAndDrainsTheOldOneOnlyWhenAllAreReady() {
         var machine = Self.serving(workers: 2)
         let asked = machine.handle(.reloadRequested(1))
-        #expect(asked.contains(.loadConfiguration))
+        #expect(asked.contains(.loadConfiguration(.configured)))
         #expect(asked.reports == [.loadingConfiguration])
 
         let loaded = machine.handle(.configurationLoaded(Self.configuration(workers: 2, command: "./v2")))
@@ -159,11 +159,11 @@ import Testing
         #expect(machine.handle(.reloadRequested(3)).reports == [.queued])
         _ = machine.handle(.workerReady(g(2, 0)))
         let tookOver = machine.handle(.workerReady(g(2, 1)))
-        #expect(!tookOver.contains(.loadConfiguration), "generation 1 still drains: a third generation must wait")
+        #expect(!tookOver.contains(.loadConfiguration(.configured)), "generation 1 still drains: a third generation must wait")
 
         _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
         let drained = machine.handle(.workerExited(g(1, 1), .exited(0)))
-        #expect(drained.filter { $0 == .loadConfiguration }.count == 1)
+        #expect(drained.filter { $0 == .loadConfiguration(.configured) }.count == 1)
         #expect(drained.contains(.reportReload([2, 3], .loadingConfiguration)))
         #expect(machine.phase == .loadingConfiguration([2, 3]))
     }
@@ -173,7 +173,7 @@ import Testing
         _ = machine.handle(.workerExited(g(2, 0), .exited(1)))
         #expect(machine.handle(.reloadRequested(2)).reports == [.queued])
         let gone = machine.handle(.workerExited(g(2, 1), .signaled(15)))
-        #expect(gone.contains(.loadConfiguration))
+        #expect(gone.contains(.loadConfiguration(.configured)))
         let loaded = machine.handle(.configurationLoaded(Self.configuration()))
         #expect(loaded.spawned == [g(3, 0), g(3, 1)])
         #expect(machine.generations.map(\.number) == [1, 3])
@@ -318,7 +318,7 @@ import Testing
         #expect(machine.handle(.reloadRequested(2)).reports == [.queued])
         _ = machine.handle(.queuesEmpty(generation: 1))
         _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
-        #expect(machine.handle(.workerExited(g(1, 1), .exited(0))).contains(.loadConfiguration))
+        #expect(machine.handle(.workerExited(g(1, 1), .exited(0))).contains(.loadConfiguration(.configured)))
     }
 
     @Test func aResumedGenerationIsSteeredTo() {
@@ -499,7 +499,7 @@ import Testing
         #expect(machine.handle(.reloadRequested(1)).reports == [.queued])
         let ready = machine.handle(.workerReady(g(1, 0)))
         #expect(ready.contains(.announce(.serving(generation: 1))))
-        #expect(ready.contains(.loadConfiguration))
+        #expect(ready.contains(.loadConfiguration(.configured)))
     }
 }
 

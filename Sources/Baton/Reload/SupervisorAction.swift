@@ -1,8 +1,9 @@
 /// What the state machine asks its shell to do.
 public enum SupervisorAction: Sendable, Equatable {
-    /// Re-read the configuration, open listeners that are new in it, and answer with
-    /// ``SupervisorEvent/configurationLoaded(_:)`` or ``SupervisorEvent/configurationRejected(_:)``.
-    case loadConfiguration
+    /// Re-read the configuration, apply the reload's options to it, open listeners that
+    /// are new in it, and answer with ``SupervisorEvent/configurationLoaded(_:canary:)``
+    /// (with the options' canary) or ``SupervisorEvent/configurationRejected(_:)``.
+    case loadConfiguration(ReloadOptions)
     /// Start a worker with this configuration; a failure comes back as
     /// ``SupervisorEvent/workerExited(_:_:)`` with ``WorkerExit/failedToStart(_:)``.
     case spawn(WorkerID, Configuration)

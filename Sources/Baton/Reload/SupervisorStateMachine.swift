@@ -60,6 +60,8 @@ public struct SupervisorStateMachine: Sendable {
     var table = GenerationTable()
     /// Reload requests waiting for the current one to finish.
     public internal(set) var pendingReloads: [ReloadRequestID] = []
+    /// What the waiting requests asked for, pooled: the reload they become gets it.
+    var pendingOptions = ReloadOptions.configured
     /// The rolling reload under way, forward or back.
     public internal(set) var rollout: Rollout?
     var exitCode: Int32 = 0
@@ -91,12 +93,12 @@ public struct SupervisorStateMachine: Sendable {
         case .resume(let configuration, let number, let workers):
             guard phase == .idle else { return [] }
             resume(configuration, number, workers, into: &actions)
-        case .reloadRequested(let id):
-            reloadRequested(id, into: &actions)
-        case .configurationLoaded(let configuration):
-            configurationLoaded(configuration, into: &actions)
-        case .canaryConfigurationLoaded(let configuration, let canary):
+        case .reloadRequested(let id, let options):
+            reloadRequested(id, options, into: &actions)
+        case .configurationLoaded(let configuration, let canary?):
             canaryConfigurationLoaded(configuration, canary, into: &actions)
+        case .configurationLoaded(let configuration, nil):
+            configurationLoaded(configuration, into: &actions)
         case .promoteRequested:
             promote(into: &actions)
         case .rollbackRequested:
@@ -164,7 +166,7 @@ public struct SupervisorStateMachine: Sendable {
         actions.append(.announce(.serving(generation: number)))
     }
 
-    private mutating func reloadRequested(_ id: ReloadRequestID, into actions: inout [SupervisorAction]) {
+    private mutating func reloadRequested(_ id: ReloadRequestID, _ options: ReloadOptions, into actions: inout [SupervisorAction]) {
         if let rollout, rollout.canary != nil, case .reloading = phase {
             actions.append(.reportReload([id], .failed("a canary of generation \(rollout.to) holds: promote it (batonctl promote) or roll it back (batonctl rollback) first")))
             return
@@ -174,10 +176,11 @@ public struct SupervisorStateMachine: Sendable {
             actions.append(.reportReload([id], .failed("Baton is stopping")))
         case .running where table.count == 1:
             phase = .loadingConfiguration([id])
-            actions.append(.loadConfiguration)
+            actions.append(.loadConfiguration(options))
             actions.append(.reportReload([id], .loadingConfiguration))
         default:
             pendingReloads.append(id)
+            pendingOptions = pendingOptions.merging(options)
             actions.append(.reportReload([id], .queued))
         }
     }
@@ -205,9 +208,11 @@ public struct SupervisorStateMachine: Sendable {
     mutating func startPendingReload(into actions: inout [SupervisorAction]) {
         guard phase == .running, table.count == 1, !pendingReloads.isEmpty else { return }
         let ids = pendingReloads
+        let options = pendingOptions
         pendingReloads = []
+        pendingOptions = .configured
         phase = .loadingConfiguration(ids)
-        actions.append(.loadConfiguration)
+        actions.append(.loadConfiguration(options))
         actions.append(.reportReload(ids, .loadingConfiguration))
     }
 
@@ -298,6 +303,7 @@ public struct SupervisorStateMachine: Sendable {
         if !pendingReloads.isEmpty {
             actions.append(.reportReload(pendingReloads, .failed("Baton is stopping")))
             pendingReloads = []
+            pendingOptions = .configured
         }
         phase = .stopping
         rollout = nil

@@ -56,10 +56,6 @@ public final class Supervisor: @unchecked Sendable {
     private var timers = TimerSchedule<TimerKey>()
     private var leaving = EmptyQueueWatch<Int>()
     private var departing = EmptyQueueWatch<WorkerID>()
-    /// The strategy `batonctl reload --strategy` asked for, for the next configuration loaded.
-    private var strategyForNextReload: (strategy: ReloadStrategy, batch: Int?)?
-    /// The canary `batonctl reload --canary` asked for, for the next configuration loaded.
-    private var canaryForNextReload: Canary?
     /// When the canary's hold ends, on the monotonic clock.
     private var canaryHoldEnds: Double?
     /// The steering counters when the canary took its share.
@@ -278,6 +274,7 @@ public final class Supervisor: @unchecked Sendable {
         case .status:
             responder.send(ControlReply(ok: true, final: true, status: status()))
         case .reload:
+            var options = ReloadOptions.configured
             if request.strategy != nil || request.batch != nil {
                 guard let strategy = ReloadStrategy(rawValue: request.strategy ?? ReloadStrategy.rolling.rawValue) else {
                     let given = request.strategy.map { "\"\($0)\"" } ?? ""
@@ -288,18 +285,18 @@ public final class Supervisor: @unchecked Sendable {
                     responder.send(.failure("reload: expected a batch of 1 to \(Settings.slots.upperBound) slots, got \(batch); nothing changed"))
                     return
                 }
-                strategyForNextReload = (strategy, request.batch)
+                options.strategy = strategy
+                options.batch = request.batch
             }
             if request.canary != nil || request.weight != nil || request.hold != nil || request.after != nil {
                 switch canary(request) {
-                case .success(let canary): canaryForNextReload = canary
+                case .success(let canary): options.canary = canary
                 case .failure(let refusal):
-                    strategyForNextReload = nil
                     responder.send(.failure("reload: \(refusal.reason); nothing changed"))
                     return
                 }
             }
-            feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false)))
+            feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false), options))
         case .promote, .rollback:
             let promoting = request.command == .promote
             if let refusal = machine.canaryCommandRefusal(promoting: promoting) {
@@ -399,12 +396,7 @@ public final class Supervisor: @unchecked Sendable {
 
     private func perform(_ action: SupervisorAction) {
         switch action {
-        case .loadConfiguration:
-            // What this reload was asked for holds for this reload only, loaded or not.
-            let strategy = strategyForNextReload
-            let canary = canaryForNextReload
-            strategyForNextReload = nil
-            canaryForNextReload = nil
+        case .loadConfiguration(let options):
             do {
                 var configuration = try source.load()
                 guard configuration.controlSocket == controlSocket else {
@@ -416,12 +408,8 @@ public final class Supervisor: @unchecked Sendable {
                                              problem: "who may use the control socket (control_group, control_readonly_group) cannot change at a reload; restart Baton to change it")
                 }
                 if let scaledTo = reloads.scaledTo { configuration.workers.count = scaledTo }
-                if let strategy {
-                    configuration.workers.strategy = strategy.strategy
-                    if let batch = strategy.batch { configuration.workers.batch = batch }
-                }
-                let prepared = try sockets.prepare(configuration)
-                feed(canary.map { .canaryConfigurationLoaded(prepared, $0) } ?? .configurationLoaded(prepared))
+                let prepared = try sockets.prepare(options.applied(to: configuration))
+                feed(.configurationLoaded(prepared, canary: options.canary))
             } catch {
                 feed(.configurationRejected("\(error)"))
             }
