@@ -32,6 +32,6 @@ public struct Rollout: Sendable, Equatable {
 
     /// The generation whose workers the batch under way starts.
     var starting: Int { failure == nil ? to : from }
-    /// The generation whose workers the batch under way replaces.
-    var leaving: Int { failure == nil ? from : to }
+    /// The generation whose workers the batch under way replaces: it yields those slots.
+    var yielding: Int { failure == nil ? from : to }
 }

@@ -73,7 +73,7 @@ extension SupervisorStateMachine {
     /// slots and the workers it replaces leave.
     mutating func batchWorkerReady(_ id: WorkerID, into actions: inout [SupervisorAction]) {
         guard var rollout, rollout.starting == id.generation, rollout.batchSlots.contains(id.slot),
-              let starting = table.index(of: rollout.starting), let leaving = table.index(of: rollout.leaving),
+              let starting = table.index(of: rollout.starting), let yielding = table.index(of: rollout.yielding),
               rollout.batchSlots.allSatisfy({ table[starting].workers[$0]?.state == .ready }) else { return }
         let slots = rollout.batchSlots
         rollout.batchSlots = []
@@ -89,7 +89,7 @@ extension SupervisorStateMachine {
         self.rollout = rollout
         steer(into: &actions)
         for slot in slots {
-            depart(leaving, slot: slot, into: &actions)
+            depart(yielding, slot: slot, into: &actions)
         }
         if rollout.failure == nil, case .reloading(let ids) = phase {
             actions.append(.reportReload(ids, .replacedSlots(generation: rollout.to, slots: slots,

@@ -7,17 +7,17 @@ extension Supervisor {
     /// sockets have settled empty; looks again meanwhile.
     func lookAtQueues(of generation: Int) {
         guard machine.generation(generation)?.role == .leaving else {
-            leaving.stop(generation)
+            settlingGenerations.stop(generation)
             return
         }
         // Every worker thread's state is read from /proc only at what would be the last
         // look: it costs far more than the sockets' queues.
         let settled = sockets.ownSocketsAreEmpty(generation: generation)
-            && (!leaving.isLastLook(at: generation)
+            && (!settlingGenerations.isLastLook(at: generation)
                 || machine.generation(generation)?.workers.values.allSatisfy { worker in
                     workers.pid(of: worker.id).map(ProcessActivity.isWaiting) ?? true
                 } ?? true)
-        if leaving.looked(at: generation, empty: settled) {
+        if settlingGenerations.looked(at: generation, empty: settled) {
             feed(.queuesEmpty(generation: generation))
         } else {
             startTimer(.queues(generation: generation), after: EmptyQueueWatch<Int>.interval)
@@ -28,12 +28,12 @@ extension Supervisor {
     /// rolling reload took from `worker` have settled empty and it waits; looks again meanwhile.
     func lookAtSlotQueues(of worker: WorkerID) {
         guard machine.generation(worker.generation)?.retired[worker]?.state == .ready else {
-            departing.stop(worker)
+            settlingSlots.stop(worker)
             return
         }
         let settled = sockets.ownSocketsAreEmpty(generation: worker.generation, slot: worker.slot)
-            && (!departing.isLastLook(at: worker) || (workers.pid(of: worker).map(ProcessActivity.isWaiting) ?? true))
-        if departing.looked(at: worker, empty: settled) {
+            && (!settlingSlots.isLastLook(at: worker) || (workers.pid(of: worker).map(ProcessActivity.isWaiting) ?? true))
+        if settlingSlots.looked(at: worker, empty: settled) {
             feed(.slotQueuesEmpty(worker))
         } else {
             startTimer(.slotQueues(worker), after: EmptyQueueWatch<WorkerID>.interval)
@@ -80,7 +80,7 @@ extension Supervisor {
             feed(.queuesEmpty(generation: generation))
             return
         }
-        leaving.start(generation)
+        settlingGenerations.start(generation)
         startTimer(.queues(generation: generation), after: EmptyQueueWatch<Int>.interval)
     }
 
@@ -91,7 +91,7 @@ extension Supervisor {
             feed(.slotQueuesEmpty(worker))
             return
         }
-        departing.start(worker)
+        settlingSlots.start(worker)
         startTimer(.slotQueues(worker), after: EmptyQueueWatch<WorkerID>.interval)
     }
 }

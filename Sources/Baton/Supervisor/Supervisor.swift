@@ -36,8 +36,10 @@ public final class Supervisor: @unchecked Sendable {
     var workers = WorkerTable()
     var reloads = ReloadLedger<ControlResponder>()
     var timers = TimerSchedule<TimerKey>()
-    var leaving = EmptyQueueWatch<Int>()
-    var departing = EmptyQueueWatch<WorkerID>()
+    /// Generations out of rotation whose own sockets are watched until they settle empty.
+    var settlingGenerations = EmptyQueueWatch<Int>()
+    /// Departing workers whose slot's own sockets are watched until they settle empty.
+    var settlingSlots = EmptyQueueWatch<WorkerID>()
     /// When the canary's hold ends, on the monotonic clock.
     var canaryHoldEnds: Double?
     /// The steering counters when the canary took its share.
