@@ -4,7 +4,7 @@
 extension SupervisorStateMachine {
     /// Why a canary of `workers` workers cannot be asked for now, if it cannot: it
     /// starts only while one generation serves alone, and leaves at least one old slot.
-    public func canaryRefusal(workers: Int) -> String? {
+    func canaryRefusal(workers: Int) -> String? {
         guard phase == .running, table.count == 1, let serving else {
             return "a canary starts only while one generation serves alone; ask again once the reload under way is over"
         }
@@ -17,7 +17,7 @@ extension SupervisorStateMachine {
 
     /// Why `batonctl promote` (or `rollback`, when `promoting` is false) cannot act now,
     /// if it cannot: a canary must hold, and for a promotion its workers be ready.
-    public func canaryCommandRefusal(promoting: Bool) -> String? {
+    func canaryCommandRefusal(promoting: Bool) -> String? {
         guard let rollout, rollout.canary != nil else {
             return "no canary holds"
         }

@@ -81,7 +81,7 @@ public struct SupervisorStateMachine: Sendable {
     public var serving: Generation? { table.serving }
 
     /// Generation `number`, if it is alive.
-    public func generation(_ number: Int) -> Generation? { table.generation(number) }
+    func generation(_ number: Int) -> Generation? { table.generation(number) }
 
     public mutating func handle(_ event: SupervisorEvent) -> [SupervisorAction] {
         var actions: [SupervisorAction] = []
