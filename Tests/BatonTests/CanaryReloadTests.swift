@@ -10,13 +10,13 @@ import Testing
                        check: CanaryCheck? = nil, failures: Int = 3)
         -> (SupervisorStateMachine, [SupervisorAction]) {
         var machine = SupervisorStateMachineTests.serving(workers: workers)
-        _ = machine.handle(.reloadRequested(1))
+        _ = machine.handle(.reloadRequested(1, ReloadOptions(canary: canary)))
         var configuration = RollingReloadTests.rolling(workers: workers)
         configuration.workers.strategy = strategy
         configuration.workers.canaryCheck = check
         configuration.workers.canaryCheckInterval = .seconds(2)
         configuration.workers.canaryCheckFailures = failures
-        let actions = machine.handle(.canaryConfigurationLoaded(configuration, canary))
+        let actions = machine.handle(.configurationLoaded(configuration, canary: canary))
         return (machine, actions)
     }
 
@@ -26,12 +26,12 @@ import Testing
 
     @Test func theEntriesGiveTheCanaryItsWeight() {
         for (old, canary, weight) in [(4, 1, 10), (3, 1, 10), (8, 2, 5), (7, 3, 33), (1024, 1, 10)] {
-            let entries = Rollout.entries(old: old, canary: canary, weight: weight)
+            let entries = Rotation.entries(old: old, canary: canary, weight: weight)
             let share = Double(canary * entries.canary) / Double(old * entries.old + canary * entries.canary)
             #expect(abs(share - Double(weight) / 100) < 0.02, "\(old) old, \(canary) canary, \(weight)%: \(share)")
             #expect(old * entries.old + canary * entries.canary <= 2048)
         }
-        #expect(Rollout.entries(old: 4, canary: 1, weight: 10) == (9, 4))
+        #expect(Rotation.entries(old: 4, canary: 1, weight: 10) == (9, 4))
     }
 
     @Test func aCanaryStartsItsWorkersAndTakesItsShareBesideEveryOldWorker() {
@@ -40,7 +40,7 @@ import Testing
         #expect(actions.reports == [.startingCanary(generation: 2, workers: 1, weight: 10)])
         let ready = machine.handle(.workerReady(g(2, 0)))
         let nine = Array(repeating: 0, count: 9) + Array(repeating: 1, count: 9) + Array(repeating: 2, count: 9) + Array(repeating: 3, count: 9)
-        #expect(ready.contains(.steerAcross([1: nine, 2: [0, 0, 0, 0]])))
+        #expect(ready.contains(.steer([1: nine, 2: [0, 0, 0, 0]])))
         #expect(ready.timers.contains(.canaryHold(generation: 2)))
         #expect(ready.reports.contains(.canaryServing(generation: 2, slots: [0], weight: 10, hold: .seconds(30), after: .promote)))
         #expect(ready.signals.isEmpty, "every old worker keeps serving")
@@ -60,7 +60,7 @@ import Testing
         _ = machine.handle(.workerReady(g(2, 0)))
         let back = machine.handle(.rollbackRequested)
         #expect(back.reports == [.rolledBack(generation: 2, reason: "rolled back by batonctl rollback")])
-        #expect(back.contains(.steerAcross([1: [0, 1, 2, 3]])))
+        #expect(back.contains(.steer([1: [0, 1, 2, 3]])))
         #expect(back.contains(.awaitEmptySlot(g(2, 0))))
         #expect(back.signals.isEmpty)
         #expect(machine.rollout == nil)
@@ -81,7 +81,7 @@ import Testing
         #expect(exited.contains(.cancelTimer(.canaryHold(generation: 2))))
         #expect(exited.reports == [.rolledBack(generation: 2, reason: "slot 1: worker g2/s1 killed by SIGKILL while the canary held")])
         #expect(exited.contains(.awaitEmptySlot(g(2, 0))))
-        #expect(exited.steerings.last == .steer(generation: 1, slots: [0, 1, 2, 3]))
+        #expect(exited.steerings.last == .steer([1: [0, 1, 2, 3]]))
         #expect(machine.handle(.timerFired(.canaryHold(generation: 2))).isEmpty)
     }
 
@@ -103,7 +103,7 @@ import Testing
         _ = machine.handle(.workerReady(g(2, 0)))
         let promoted = machine.handle(.promoteRequested)
         #expect(promoted.reports == [.promoted(generation: 2, strategy: .rolling), .replacedSlots(generation: 2, slots: [0], replaced: 1, of: 3)])
-        #expect(promoted.contains(.steerAcross([1: [1, 2], 2: [0]])))
+        #expect(promoted.contains(.steer([1: [1, 2], 2: [0]])))
         #expect(promoted.contains(.awaitEmptySlot(g(1, 0))))
         #expect(promoted.spawned.isEmpty, "the next batch waits for slot 0's old worker")
         _ = machine.handle(.slotQueuesEmpty(g(1, 0)))
@@ -119,13 +119,13 @@ import Testing
         _ = machine.handle(.workerReady(g(2, 0)))
         let promoted = machine.handle(.promoteRequested)
         #expect(promoted.reports == [.promoted(generation: 2, strategy: .allAtOnce)])
-        #expect(promoted.contains(.steer(generation: 1, slots: [0, 1, 2])))
+        #expect(promoted.contains(.steer([1: [0, 1, 2]])))
         #expect(promoted.spawned == [g(2, 1), g(2, 2)])
         #expect(machine.rollout == nil)
         _ = machine.handle(.workerReady(g(2, 1)))
         let took = machine.handle(.workerReady(g(2, 2)))
         #expect(took.reports.contains(.tookOver(generation: 2, replaced: 1)))
-        #expect(took.contains(.steer(generation: 2, slots: [0, 1, 2])))
+        #expect(took.contains(.steer([2: [0, 1, 2]])))
     }
 
     @Test func aCanaryWorkerDyingDuringARollingPromotionGivesItsSlotBack() {
@@ -142,7 +142,7 @@ import Testing
         let stopped = machine.handle(.workerExited(g(2, 1), .exited(0)))
         #expect(stopped.spawned == [g(1, 0, 1)])
         let back = machine.handle(.workerReady(g(1, 0, 1)))
-        #expect(back.contains(.steer(generation: 1, slots: [0, 1, 2])))
+        #expect(back.contains(.steer([1: [0, 1, 2]])))
         #expect(machine.generations.map(\.number) == [1])
     }
 
@@ -159,7 +159,7 @@ import Testing
     @Test func aCanaryAsBigAsTheServiceIsRefused() {
         var machine = SupervisorStateMachineTests.serving(workers: 2)
         _ = machine.handle(.reloadRequested(1))
-        let refused = machine.handle(.canaryConfigurationLoaded(RollingReloadTests.rolling(workers: 2), Canary(workers: 2)))
+        let refused = machine.handle(.configurationLoaded(RollingReloadTests.rolling(workers: 2), canary: Canary(workers: 2)))
         #expect(refused.reports == [.failed("canary refused: a canary of 2 worker(s) needs more than 2 slots, the service has 2; nothing changed")])
         #expect(refused.spawned.isEmpty)
         #expect(machine.phase == .running)
@@ -204,7 +204,7 @@ import Testing
         #expect(back.contains(.cancelTimer(.canaryHold(generation: 2))))
         #expect(back.contains(.cancelTimer(.canaryCheck(generation: 2))))
         #expect(!back.timers.contains(.canaryCheck(generation: 2)))
-        #expect(back.contains(.steerAcross([1: [0, 1, 2]])))
+        #expect(back.contains(.steer([1: [0, 1, 2]])))
         #expect(back.contains(.awaitEmptySlot(g(2, 0))))
         #expect(machine.rollout == nil)
         #expect(machine.phase == .running)

@@ -44,7 +44,7 @@ import BatonCore
     @Test func aReadyBatchTakesItsSlotsAndTheOldWorkersThereLeaveBeforeTheNextBatch() {
         var (machine, _) = Self.rollingOut(workers: 4, batch: 1)
         let ready = machine.handle(.workerReady(g(2, 0)))
-        #expect(ready.contains(.steerAcross([1: [1, 2, 3], 2: [0]])))
+        #expect(ready.contains(.steer([1: [1, 2, 3], 2: [0]])))
         #expect(ready.contains(.awaitEmptySlot(g(1, 0))))
         #expect(ready.timers.contains(.departureGrace(g(1, 0))))
         #expect(ready.reports.contains(.replacedSlots(generation: 2, slots: [0], replaced: 1, of: 4)))
@@ -73,7 +73,7 @@ import BatonCore
         replace(1, in: &machine)
         let last = machine.handle(.workerReady(g(2, 2)))
         #expect(last.reports.contains(.tookOver(generation: 2, replaced: 1)))
-        #expect(last.contains(.steer(generation: 2, slots: [0, 1, 2])))
+        #expect(last.contains(.steer([2: [0, 1, 2]])))
         #expect(machine.rollout == nil)
         #expect(machine.phase == .running)
         #expect(machine.serving?.number == 2)
@@ -89,7 +89,7 @@ import BatonCore
         #expect(actions.spawned == [g(2, 0), g(2, 1)])
         #expect(machine.handle(.workerReady(g(2, 0))).steerings.isEmpty, "the batch takes over together")
         let ready = machine.handle(.workerReady(g(2, 1)))
-        #expect(ready.contains(.steerAcross([1: [2, 3], 2: [0, 1]])))
+        #expect(ready.contains(.steer([1: [2, 3], 2: [0, 1]])))
         _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
         #expect(machine.handle(.workerExited(g(1, 1), .exited(0))).spawned == [g(2, 2), g(2, 3)])
     }
@@ -140,13 +140,13 @@ import BatonCore
         #expect(failed.spawned == [g(1, 1, 1)])
         #expect(failed.contains { if case .spawn(_, let configuration) = $0 { configuration.workers.command == ["./server"] } else { false } })
         let back = machine.handle(.workerReady(g(1, 1, 1)))
-        #expect(back.contains(.steerAcross([1: [1, 2, 3], 2: [0]])))
+        #expect(back.contains(.steer([1: [1, 2, 3], 2: [0]])))
         #expect(back.contains(.awaitEmptySlot(g(2, 1))))
         #expect(back.spawned.isEmpty)
         _ = machine.handle(.slotQueuesEmpty(g(2, 1)))
         #expect(machine.handle(.workerExited(g(2, 1), .exited(0))).spawned == [g(1, 0, 1)])
         let done = machine.handle(.workerReady(g(1, 0, 1)))
-        #expect(done.contains(.steer(generation: 1, slots: [0, 1, 2, 3])))
+        #expect(done.contains(.steer([1: [0, 1, 2, 3]])))
         #expect(machine.rollout == nil)
         #expect(machine.generations.last?.role == .rollingBack)
         _ = machine.handle(.slotQueuesEmpty(g(2, 0)))
@@ -173,7 +173,7 @@ import BatonCore
         _ = machine.handle(.workerReady(g(2, 1)))
         // Slot 1's old worker still drains; slot 0's new worker crashes.
         let crashed = machine.handle(.workerExited(g(2, 0), .signaled(11)))
-        #expect(crashed.contains(.steerAcross([1: [2], 2: [1]])))
+        #expect(crashed.contains(.steer([1: [2], 2: [1]])))
         #expect(crashed.contains(.evacuate(generation: 2, slot: 0)))
         #expect(crashed.reports == [.rolledBack(generation: 2, reason: "slot 0: worker g2/s0 killed by SIGSEGV after it took over; slots 0, 1 go back to generation 1")])
         #expect(crashed.spawned.isEmpty, "slot 1's old worker is still alive")
@@ -183,7 +183,7 @@ import BatonCore
         _ = machine.handle(.slotQueuesEmpty(g(2, 1)))
         #expect(machine.handle(.workerExited(g(2, 1), .exited(0))).spawned == [g(1, 0, 1)])
         let done = machine.handle(.workerReady(g(1, 0, 1)))
-        #expect(done.contains(.steer(generation: 1, slots: [0, 1, 2])))
+        #expect(done.contains(.steer([1: [0, 1, 2]])))
         #expect(machine.generations.map(\.number) == [1])
     }
 
@@ -191,12 +191,12 @@ import BatonCore
         var (machine, _) = Self.rollingOut(workers: 3, batch: 1)
         _ = machine.handle(.workerReady(g(2, 0)))
         let crashed = machine.handle(.workerExited(g(1, 2), .exited(1)))
-        #expect(crashed.contains(.steerAcross([1: [1], 2: [0]])))
+        #expect(crashed.contains(.steer([1: [1], 2: [0]])))
         #expect(crashed.contains(.evacuate(generation: 1, slot: 2)))
         #expect(crashed.timers == [.restart(generation: 1, slot: 2)])
         #expect(machine.rollout?.failure == nil)
         #expect(machine.handle(.timerFired(.restart(generation: 1, slot: 2))).spawned == [g(1, 2, 1)])
-        #expect(machine.handle(.workerReady(g(1, 2, 1))).contains(.steerAcross([1: [1, 2], 2: [0]])))
+        #expect(machine.handle(.workerReady(g(1, 2, 1))).contains(.steer([1: [1, 2], 2: [0]])))
     }
 
     @Test func aSlotWaitingForItsRestartIsReplacedInstead() {
@@ -232,9 +232,9 @@ import BatonCore
         replace(0, in: &machine)
         let last = machine.handle(.workerReady(g(2, 1)))
         #expect(last.reports.contains(.tookOver(generation: 2, replaced: 1)))
-        #expect(!last.contains(.loadConfiguration))
+        #expect(!last.contains(.loadConfiguration(.configured)))
         _ = machine.handle(.slotQueuesEmpty(g(1, 1)))
-        #expect(machine.handle(.workerExited(g(1, 1), .exited(0))).contains(.loadConfiguration))
+        #expect(machine.handle(.workerExited(g(1, 1), .exited(0))).contains(.loadConfiguration(.configured)))
     }
 
     @Test func aReloadAskedWhileARolloutGoesBackWaitsForIt() {
@@ -244,7 +244,7 @@ import BatonCore
         #expect(machine.handle(.reloadRequested(2)).reports == [.queued])
         _ = machine.handle(.workerReady(g(1, 0, 1)))
         _ = machine.handle(.slotQueuesEmpty(g(2, 0)))
-        #expect(machine.handle(.workerExited(g(2, 0), .exited(0))).contains(.loadConfiguration))
+        #expect(machine.handle(.workerExited(g(2, 0), .exited(0))).contains(.loadConfiguration(.configured)))
     }
 
     @Test func statusShowsTheRolloutForwardAndBack() {
@@ -280,7 +280,7 @@ extension Array where Element == SupervisorAction {
     var steerings: [SupervisorAction] {
         filter {
             switch $0 {
-            case .steer, .steerAcross: true
+            case .steer: true
             default: false
             }
         }

@@ -25,7 +25,7 @@ struct SteeringGroupTests {
         #expect(outcome.counts[0] == 0 && outcome.counts[2] == 0, "\(outcome.counts)")
         #expect(outcome.counts[1] + outcome.counts[3] == 200, "\(outcome.counts)")
         #expect(outcome.counts[1] > 0 && outcome.counts[3] > 0, "both sockets in rotation take a share: \(outcome.counts)")
-        // The program's own count of what it gave each socket; 0 and 2 hold no slot.
+        // The program's own count of what it gave each socket; 0 and 2 hold no entry.
         #expect(outcome.selections == [nil, UInt64(outcome.counts[1]), nil, UInt64(outcome.counts[3])])
     }
 

@@ -79,7 +79,7 @@ import Testing
     @Test func reloadStartsTheNewGenerationAndDrainsTheOldOneOnlyWhenAllAreReady() {
         var machine = Self.serving(workers: 2)
         let asked = machine.handle(.reloadRequested(1))
-        #expect(asked.contains(.loadConfiguration))
+        #expect(asked.contains(.loadConfiguration(.configured)))
         #expect(asked.reports == [.loadingConfiguration])
 
         let loaded = machine.handle(.configurationLoaded(Self.configuration(workers: 2, command: "./v2")))
@@ -92,7 +92,7 @@ import Testing
 
         let second = machine.handle(.workerReady(g(2, 1)))
         #expect(second.signals.isEmpty, "the old generation first accepts what its sockets hold")
-        #expect(second.contains(.steer(generation: 2, slots: [0, 1])))
+        #expect(second.contains(.steer([2: [0, 1]])))
         #expect(second.contains(.awaitEmptyQueues(generation: 1)))
         #expect(second.timers == [.drainGrace(generation: 1)])
         #expect(second.reports.last == .tookOver(generation: 2, replaced: 1))
@@ -159,11 +159,11 @@ import Testing
         #expect(machine.handle(.reloadRequested(3)).reports == [.queued])
         _ = machine.handle(.workerReady(g(2, 0)))
         let tookOver = machine.handle(.workerReady(g(2, 1)))
-        #expect(!tookOver.contains(.loadConfiguration), "generation 1 still drains: a third generation must wait")
+        #expect(!tookOver.contains(.loadConfiguration(.configured)), "generation 1 still drains: a third generation must wait")
 
         _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
         let drained = machine.handle(.workerExited(g(1, 1), .exited(0)))
-        #expect(drained.filter { $0 == .loadConfiguration }.count == 1)
+        #expect(drained.filter { $0 == .loadConfiguration(.configured) }.count == 1)
         #expect(drained.contains(.reportReload([2, 3], .loadingConfiguration)))
         #expect(machine.phase == .loadingConfiguration([2, 3]))
     }
@@ -173,7 +173,7 @@ import Testing
         _ = machine.handle(.workerExited(g(2, 0), .exited(1)))
         #expect(machine.handle(.reloadRequested(2)).reports == [.queued])
         let gone = machine.handle(.workerExited(g(2, 1), .signaled(15)))
-        #expect(gone.contains(.loadConfiguration))
+        #expect(gone.contains(.loadConfiguration(.configured)))
         let loaded = machine.handle(.configurationLoaded(Self.configuration()))
         #expect(loaded.spawned == [g(3, 0), g(3, 1)])
         #expect(machine.generations.map(\.number) == [1, 3])
@@ -240,14 +240,14 @@ import Testing
         _ = machine.handle(.start(Self.configuration(workers: 2)))
         #expect(!machine.handle(.workerReady(g(1, 0))).contains { if case .steer = $0 { true } else { false } })
         let ready = machine.handle(.workerReady(g(1, 1)))
-        #expect(ready.contains(.steer(generation: 1, slots: [0, 1])))
+        #expect(ready.contains(.steer([1: [0, 1]])))
     }
 
     @Test func theNewGenerationIsSteeredToBeforeTheOldOneWaitsForItsQueues() throws {
         var machine = Self.reloading()
         _ = machine.handle(.workerReady(g(2, 0)))
         let actions = machine.handle(.workerReady(g(2, 1)))
-        let steer = try #require(actions.firstIndex(of: .steer(generation: 2, slots: [0, 1])))
+        let steer = try #require(actions.firstIndex(of: .steer([2: [0, 1]])))
         let wait = try #require(actions.firstIndex(of: .awaitEmptyQueues(generation: 1)))
         #expect(steer < wait)
     }
@@ -288,12 +288,12 @@ import Testing
     @Test func aServingWorkerThatDiesLeavesTheRotationBeforeItsSocketIsEvacuated() throws {
         var machine = Self.serving(workers: 3)
         let died = machine.handle(.workerExited(g(1, 1), .exited(1)))
-        let steer = try #require(died.firstIndex(of: .steer(generation: 1, slots: [0, 2])))
+        let steer = try #require(died.firstIndex(of: .steer([1: [0, 2]])))
         let evacuate = try #require(died.firstIndex(of: .evacuate(generation: 1, slot: 1)))
         #expect(steer < evacuate, "a socket still in rotation must not be emptied")
         _ = machine.handle(.timerFired(.restart(generation: 1, slot: 1)))
         let back = machine.handle(.workerReady(g(1, 1, 1)))
-        #expect(back.contains(.steer(generation: 1, slots: [0, 1, 2])), "the slot returns once its new worker is ready")
+        #expect(back.contains(.steer([1: [0, 1, 2]])), "the slot returns once its new worker is ready")
     }
 
     @Test func theLastServingWorkerDyingLeavesTheRotationAsItWas() {
@@ -318,13 +318,13 @@ import Testing
         #expect(machine.handle(.reloadRequested(2)).reports == [.queued])
         _ = machine.handle(.queuesEmpty(generation: 1))
         _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
-        #expect(machine.handle(.workerExited(g(1, 1), .exited(0))).contains(.loadConfiguration))
+        #expect(machine.handle(.workerExited(g(1, 1), .exited(0))).contains(.loadConfiguration(.configured)))
     }
 
     @Test func aResumedGenerationIsSteeredTo() {
         var machine = SupervisorStateMachine()
         let actions = machine.handle(.resume(Self.configuration(workers: 2), generation: 4, workers: [g(4, 0), g(4, 1)]))
-        #expect(actions.contains(.steer(generation: 4, slots: [0, 1])))
+        #expect(actions.contains(.steer([4: [0, 1]])))
     }
 
     // MARK: - Supervision
@@ -358,7 +358,7 @@ import Testing
     @Test func aStalledWorkerLeavesTheRotationDrainsAndItsSlotRestarts() {
         var machine = Self.servingWithStallTimeout(workers: 3)
         let stalled = machine.handle(.workerStalled(g(1, 1)))
-        let steer = stalled.firstIndex(of: .steer(generation: 1, slots: [0, 2]))
+        let steer = stalled.firstIndex(of: .steer([1: [0, 2]]))
         let evacuate = stalled.firstIndex(of: .evacuate(generation: 1, slot: 1))
         let drain = stalled.firstIndex(of: .signal(g(1, 1), 15))
         #expect(steer != nil && evacuate != nil && drain != nil)
@@ -371,7 +371,7 @@ import Testing
         #expect(machine.handle(.workerStalled(g(1, 1))).isEmpty, "a retired worker is not handled twice")
 
         #expect(machine.handle(.timerFired(.restart(generation: 1, slot: 1))).spawned == [g(1, 1, 1)])
-        #expect(machine.handle(.workerReady(g(1, 1, 1))).contains(.steer(generation: 1, slots: [0, 1, 2])))
+        #expect(machine.handle(.workerReady(g(1, 1, 1))).contains(.steer([1: [0, 1, 2]])))
         let exited = machine.handle(.workerExited(g(1, 1), .exited(0)))
         #expect(exited.contains(.cancelTimer(.retiredDeadline(g(1, 1)))))
         #expect(!exited.contains { if case .steer = $0 { true } else { false } }, "its exit does not touch the rotation")
@@ -499,7 +499,7 @@ import Testing
         #expect(machine.handle(.reloadRequested(1)).reports == [.queued])
         let ready = machine.handle(.workerReady(g(1, 0)))
         #expect(ready.contains(.announce(.serving(generation: 1))))
-        #expect(ready.contains(.loadConfiguration))
+        #expect(ready.contains(.loadConfiguration(.configured)))
     }
 }
 

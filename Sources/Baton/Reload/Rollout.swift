@@ -25,24 +25,6 @@ public struct Rollout: Sendable, Equatable {
     /// The canary's health check runs that failed in a row.
     public internal(set) var canaryCheckFailures = 0
 
-    /// How many rotation entries each old and each canary socket gets, so that the canary
-    /// sockets together get `weight` percent of the entries (and of new connections).
-    static func entries(old: Int, canary: Int, weight: Int, capacity: Int = 1024) -> (old: Int, canary: Int) {
-        func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
-        var perOld = canary * (100 - weight)
-        var perCanary = old * weight
-        let divisor = gcd(perOld, perCanary)
-        perOld /= divisor
-        perCanary /= divisor
-        let total = old * perOld + canary * perCanary
-        if total > capacity {
-            let scale = Double(capacity) / Double(total)
-            perOld = max(1, Int((Double(perOld) * scale).rounded()))
-            perCanary = max(1, Int((Double(perCanary) * scale).rounded()))
-        }
-        return (perOld, perCanary)
-    }
-
     /// The generation whose socket of `slot` is in rotation (when its worker is ready).
     func owner(of slot: Int) -> Int {
         replaced.contains(slot) ? to : from
@@ -50,6 +32,6 @@ public struct Rollout: Sendable, Equatable {
 
     /// The generation whose workers the batch under way starts.
     var starting: Int { failure == nil ? to : from }
-    /// The generation whose workers the batch under way replaces.
-    var leaving: Int { failure == nil ? from : to }
+    /// The generation whose workers the batch under way replaces: it yields those slots.
+    var yielding: Int { failure == nil ? from : to }
 }

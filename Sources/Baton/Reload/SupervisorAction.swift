@@ -1,8 +1,9 @@
 /// What the state machine asks its shell to do.
 public enum SupervisorAction: Sendable, Equatable {
-    /// Re-read the configuration, open listeners that are new in it, and answer with
-    /// ``SupervisorEvent/configurationLoaded(_:)`` or ``SupervisorEvent/configurationRejected(_:)``.
-    case loadConfiguration
+    /// Re-read the configuration, apply the reload's options to it, open listeners that
+    /// are new in it, and answer with ``SupervisorEvent/configurationLoaded(_:canary:)``
+    /// (with the options' canary) or ``SupervisorEvent/configurationRejected(_:)``.
+    case loadConfiguration(ReloadOptions)
     /// Start a worker with this configuration; a failure comes back as
     /// ``SupervisorEvent/workerExited(_:_:)`` with ``WorkerExit/failedToStart(_:)``.
     case spawn(WorkerID, Configuration)
@@ -15,13 +16,10 @@ public enum SupervisorAction: Sendable, Equatable {
     case announce(Announcement)
     /// Close every socket that none of these generations (by number) uses.
     case retainSockets(for: [Int: Configuration])
-    /// From now on, new connections to every listener the generation steers go to the
-    /// sockets of exactly these slots. Never empty: a rotation without sockets would
-    /// leave the choice to the kernel's hash over every socket, dead ones included.
-    case steer(generation: Int, slots: [Int])
-    /// During a rolling reload: new connections go to exactly these slots' sockets (by
-    /// generation), each slot's of one generation only. Never empty.
-    case steerAcross([Int: [Int]])
+    /// From now on, new connections to every steered listener go to exactly these
+    /// sockets: by generation number, the slots whose socket of that generation takes
+    /// them, a slot listed `n` times taking `n` shares (``Rotation``). Never empty.
+    case steer([Int: [Int]])
     /// The slot's worker is gone: move what its own sockets hold to the sockets in
     /// rotation, and keep the sockets for its next worker.
     case evacuate(generation: Int, slot: Int)

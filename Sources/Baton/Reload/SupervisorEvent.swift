@@ -77,12 +77,12 @@ public enum SupervisorEvent: Sendable, Equatable {
     /// Baton replaced its own binary (`batonctl upgrade`): `workers`, all ready, keep
     /// serving as generation `generation` of `configuration`.
     case resume(Configuration, generation: Int, workers: [WorkerID])
-    case reloadRequested(ReloadRequestID)
-    /// The configuration re-read for a reload is valid and its new sockets are open.
-    case configurationLoaded(Configuration)
+    /// A reload, with what it was asked for beyond the configuration file.
+    case reloadRequested(ReloadRequestID, ReloadOptions = .configured)
+    /// The configuration re-read for a reload is valid, with the reload's strategy and
+    /// batch applied, and its new sockets are open; `canary`: the reload starts as one.
+    case configurationLoaded(Configuration, canary: Canary? = nil)
     case configurationRejected(String)
-    /// As ``configurationLoaded(_:)``, for a reload asked as a canary.
-    case canaryConfigurationLoaded(Configuration, Canary)
     /// `batonctl promote`: the canary that holds becomes the whole new generation.
     case promoteRequested
     /// `batonctl rollback`: the canary that holds drains, the old generation serves alone.

@@ -47,30 +47,24 @@ final class SocketTable {
         }
     }
 
-    private(set) var descriptors: [Key: Int32] = [:]
+    var descriptors: [Key: Int32] = [:]
     private let logger: Logger
     private let systemd: SystemdNotifier
     private let maximumBacklog = ListenerSocket.systemMaximumBacklog()
-    /// The steering of every steered listener's group, by address.
-    private var steering: [ListenerAddress: SteeringGroup] = [:]
-    /// Why steering is off for the whole service (set when the program could not be loaded).
-    private var steeringUnavailable: String?
-    /// The sockets in each group's rotation.
-    private(set) var inRotation = Set<Key>()
-    /// Groups of listeners the serving configuration no longer has: they take no new
-    /// connection until their last socket closes.
-    private var closing = Set<ListenerAddress>()
+    /// The steering of every steered listener's group, and with it the rotation.
+    let steering: SteeringTable
     /// What systemd passed at start, until the first configuration has adopted it.
     private var inherited: InheritedSockets?
     /// Listeners configured `per-worker` whose socket from systemd every slot must share.
-    private var sharedInstead = Set<ListenerAddress>()
+    var sharedInstead = Set<ListenerAddress>()
     /// Sockets that came from systemd.
-    private var adopted = Set<Key>()
+    var adopted = Set<Key>()
 
     init(logger: Logger, systemd: SystemdNotifier, inherited: InheritedSockets) {
         self.logger = logger
         self.systemd = systemd
         self.inherited = inherited
+        steering = SteeringTable(logger: logger)
     }
 
     /// Opens (or adopts from systemd) what `configuration` needs and does not have yet,
@@ -102,7 +96,7 @@ final class SocketTable {
                         descriptors[key] = socket.fd
                         adopted.insert(key)
                         opened.append(key)
-                        if socket.identity.reusePort { joinSteering(socket.fd, listener) }
+                        if socket.identity.reusePort { steering.join(socket.fd, listener) }
                         if listener.address.isStream, listener.backlog != nil { try? ListenerSocket.setBacklog(socket.fd, backlog) }
                         if listener.reusePort == .perWorker, !socket.identity.reusePort {
                             opened.append(try share(listener, adopted: key, reason: "it has no SO_REUSEPORT (ReusePort=yes in the socket unit)"))
@@ -128,7 +122,7 @@ final class SocketTable {
                     descriptors[key] = fd
                     opened.append(key)
                     systemd.store(fd, name: listener.name)
-                    joinSteering(fd, listener)
+                    steering.join(fd, listener)
                 }
             }
         } catch {
@@ -183,7 +177,7 @@ final class SocketTable {
                     let fd = try ListenerSocket.open(listener, backlog: backlog)
                     descriptors[own] = fd
                     systemd.store(fd, name: listener.name)
-                    joinSteering(fd, listener)
+                    steering.join(fd, listener)
                 }
             }
             if let fd = descriptors[own] { result.append((listener.name, fd)) }
@@ -196,39 +190,7 @@ final class SocketTable {
     /// Whether the listener's sockets are steered: each generation has its own, and the
     /// rotation picks among them.
     func isSteered(_ listener: ListenerConfiguration) -> Bool {
-        listener.reusePort == .perWorker && listener.address.supportsReusePort && steering[listener.address] != nil
-    }
-
-    /// Puts a new socket of a `per-worker` TCP or UDP listener under its group's
-    /// steering program, loading the program for the group first if needed. Where the
-    /// program cannot be loaded, says once what Baton falls back to.
-    private func joinSteering(_ fd: Int32, _ listener: ListenerConfiguration) {
-        guard listener.reusePort == .perWorker, listener.address.supportsReusePort, steeringUnavailable == nil else { return }
-        do throws(SystemError) {
-            let group: SteeringGroup
-            if let existing = steering[listener.address] {
-                group = existing
-            } else {
-                group = try SteeringGroup(capacity: 2 * Settings.slots.upperBound)
-            }
-            try group.attach(to: fd)
-            steering[listener.address] = group
-        } catch {
-            steeringUnavailable = "\(error)"
-            for group in steering.values { group.close() }
-            steering = [:]
-            let sysctl = (try? FileContents.read("/proc/sys/net/ipv4/tcp_migrate_req")) ?? "0"
-            let migration = sysctl.hasPrefix("1")
-                ? "net.ipv4.tcp_migrate_req=1 migrates what a closing socket holds"
-                : "a socket that closes (a slot or listener removed) resets what it holds; set net.ipv4.tcp_migrate_req=1"
-            logger.warning("steering is off (\(error)): the kernel's hash spreads new connections over every slot's socket, those of dead or draining workers included, and generations share their sockets; \(migration). \(SteeringGroup.remedy(for: error)) (Docs/steering.md)")
-        }
-    }
-
-    /// Makes exactly the sockets of `slots` of generation `generation` take the new
-    /// connections of every steered listener of `configuration`.
-    func steer(generation: Int, slots: [Int], configuration: Configuration) {
-        steer([generation: slots], configuration: configuration)
+        steering.isSteered(listener)
     }
 
     /// Makes exactly the sockets of these slots, each of its generation, take the new
@@ -238,32 +200,13 @@ final class SocketTable {
         let generations = rotation.keys.sorted()
         let described = generations.map { "generation \($0) slots \(rotation[$0]!)" }.joined(separator: ", ")
         for listener in configuration.listeners where isSteered(listener) {
-            guard let group = steering[listener.address] else { continue }
-            let keys = generations.flatMap { generation in
-                rotation[generation]!.map { Key(listener, slot: $0, generation: generation) }
-            }.filter { descriptors[$0] != nil }
-            guard !keys.isEmpty else { continue }
-            do {
-                try group.steer(to: keys.compactMap { descriptors[$0] })
-                inRotation = inRotation.filter { $0.address != listener.address }.union(keys)
-                closing.remove(listener.address)
-            } catch {
-                logger.error("listener \(listener.name) \(listener.address): the rotation could not be changed to \(described): \(error)")
+            let sockets = generations.flatMap { generation in
+                rotation[generation]!.compactMap { descriptors[Key(listener, slot: $0, generation: generation)] }
             }
+            guard !sockets.isEmpty else { continue }
+            steering.steer(listener, to: sockets, described: described)
         }
-        // A listener this configuration removed: its sockets accept what they hold, and
-        // nothing new, until they close.
-        let served = Set(configuration.listeners.map(\.address))
-        for (address, group) in steering where !served.contains(address) && !closing.contains(address) {
-            do {
-                try group.refuseNewConnections()
-                closing.insert(address)
-                inRotation = inRotation.filter { $0.address != address }
-                logger.info("listener \(address) was removed: it takes no new connection; the replaced generation accepts what its sockets hold, then they close")
-            } catch {
-                logger.error("listener \(address) was removed, but its new connections cannot be refused: \(error); what its sockets hold when they close is reset")
-            }
-        }
+        steering.refuseRemovedListeners(serving: configuration.listeners)
     }
 
     /// Moves what the slot's own sockets in generation `generation` hold to the sockets
@@ -272,7 +215,7 @@ final class SocketTable {
     func evacuate(generation: Int, slot: Int, configuration: Configuration) {
         for listener in configuration.listeners where isSteered(listener) && listener.address.isStream {
             let key = Key(listener, slot: slot, generation: generation)
-            guard let fd = descriptors[key], !inRotation.contains(key) else { continue }
+            guard let fd = descriptors[key], !steering.isInRotation(fd, at: key.address) else { continue }
             if shutdown(fd, Int32(SHUT_RD)) != 0 {
                 logger.warning("listener \(key.name) \(key.address) slot \(slot): \(SystemError.last("shutdown"))")
             }
@@ -302,7 +245,7 @@ final class SocketTable {
         configuration.listeners.compactMap { listener in
             guard isSteered(listener), listener.address.isStream,
                   let fd = descriptors[Key(listener, slot: slot, generation: generation)],
-                  let steered = steering[listener.address]?.selections(of: fd),
+                  let steered = steering.selections(of: fd, at: listener.address),
                   let queue = ListenerSocket.acceptQueue(fd) else { return nil }
             return (listener.name, steered, queue.depth)
         }
@@ -311,29 +254,6 @@ final class SocketTable {
     /// Whether generation `generation` has sockets of its own.
     func hasOwnSockets(generation: Int) -> Bool {
         descriptors.keys.contains { $0.generation == generation }
-    }
-
-    /// The sockets of `listeners` for `batonctl status`, with each TCP socket's accept queue.
-    func status(of listeners: [ListenerConfiguration]) -> [StatusReport.ListenerStatus] {
-        listeners.map { listener in
-            let keys = descriptors.keys.filter { $0.name == listener.name && $0.address == listener.address }
-                .sorted { ($0.generation ?? 0, $0.slot ?? -1) < ($1.generation ?? 0, $1.slot ?? -1) }
-            return StatusReport.ListenerStatus(
-                name: listener.name, address: "\(listener.address)", reusePort: listener.reusePort,
-                sockets: keys.map { key in
-                    var socket = StatusReport.SocketStatus(slot: key.slot)
-                    socket.generation = key.generation
-                    if isSteered(listener), let fd = descriptors[key] {
-                        socket.inRotation = inRotation.contains(key)
-                        socket.steered = steering[listener.address]?.selections(of: fd)
-                    }
-                    if case .tcp = key.address, let fd = descriptors[key], let queue = ListenerSocket.acceptQueue(fd) {
-                        socket.queued = queue.depth
-                        socket.backlog = queue.capacity
-                    }
-                    return socket
-                })
-        }
     }
 
     /// Closes every socket that none of these generations (by number) uses.
@@ -352,48 +272,6 @@ final class SocketTable {
         }
     }
 
-    // MARK: - Upgrade in place
-
-    /// Every socket, for the Baton that replaces this one in place.
-    func handOver() -> (sockets: [UpgradeHandover.Socket], sharedInstead: [ListenerAddress], steering: [UpgradeHandover.Steering]) {
-        let sockets = descriptors.map { key, fd in
-            UpgradeHandover.Socket(name: key.name, address: key.address, reusePort: key.reusePort,
-                                   slot: key.slot, generation: key.generation, fd: fd, adopted: adopted.contains(key))
-        }
-        let steering = steering.map { address, group in
-            let handed = group.handedOver
-            return UpgradeHandover.Steering(address: address, program: handed.program, sockets: handed.sockets,
-                                            rotation: handed.rotation, count: handed.count, counters: handed.counters,
-                                            capacity: handed.capacity)
-        }
-        return (sockets, Array(sharedInstead), steering)
-    }
-
-    /// Takes the sockets the replaced Baton handed over; they are what systemd or an
-    /// earlier configuration gave, so nothing is opened, adopted or stored here.
-    func take(_ handover: UpgradeHandover) {
-        // The replaced Baton's programs go on steering by their maps, which this one
-        // takes over (SteeringGroup.init(adopting:)).
-        for handed in handover.steering ?? [] {
-            steering[handed.address] = SteeringGroup(adopting: baton_steering(
-                program: handed.program, sockets: handed.sockets, rotation: handed.rotation, count: handed.count,
-                counters: handed.counters, capacity: handed.capacity))
-        }
-        for socket in handover.sockets {
-            _ = fcntl(socket.fd, F_SETFD, FD_CLOEXEC)
-            let key = Key(name: socket.name, address: socket.address, reusePort: socket.reusePort,
-                          slot: socket.slot, generation: socket.generation)
-            descriptors[key] = socket.fd
-            if socket.adopted { adopted.insert(key) }
-            if socket.generation != nil, let listener = handover.configuration.listeners.first(where: { $0.address == socket.address }) {
-                // Under the handed-over program (attached again, which changes nothing),
-                // or, from a Baton that did not hand it over, this one's.
-                joinSteering(socket.fd, listener)
-            }
-        }
-        sharedInstead = Set(handover.sharedInstead)
-    }
-
     /// Closes every socket at exit. The fd store keeps its copies (and their unix
     /// socket paths stay): a restart of the service adopts them again, and a stop lets
     /// systemd drop them.
@@ -401,17 +279,14 @@ final class SocketTable {
         for key in descriptors.keys {
             close(key, exiting: true)
         }
-        for group in steering.values { group.close() }
-        steering = [:]
+        steering.closeAll()
     }
 
     private func close(_ key: Key, exiting: Bool = false) {
         guard let fd = descriptors.removeValue(forKey: key) else { return }
-        inRotation.remove(key)
         Glibc.close(fd)
-        if !exiting, !descriptors.keys.contains(where: { $0.address == key.address }), let group = steering.removeValue(forKey: key.address) {
-            group.close()
-            closing.remove(key.address)
+        if !exiting, !descriptors.keys.contains(where: { $0.address == key.address }) {
+            steering.close(key.address)
         }
         let wasAdopted = adopted.remove(key) != nil
         let siblings = descriptors.filter { $0.key.name == key.name }

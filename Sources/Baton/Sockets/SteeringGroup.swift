@@ -6,26 +6,31 @@ import Glibc
 /// connections queued in a listener go when it closes or stops listening. Docs/steering.md.
 ///
 /// The kernel program picks `sockets[rotation[hash % count]]`:
-/// - `sockets`, a reuseport socket array of `capacity` slots. The kernel keeps a socket
-///   in at most one slot (a second gets EBUSY), so a socket keeps its slot for as long as
-///   it is open and listening, whichever rotations it is part of.
-/// - `rotation`, the slots taking connections, by index; `count`, how many indices are
+/// - `sockets`, a reuseport socket array of `capacity` entries. The kernel keeps a socket
+///   in at most one entry (a second gets EBUSY), so a socket keeps its entry for as long
+///   as it is open and listening, whichever rotations it is part of.
+/// - `rotation`, the entries taking connections, by index; `count`, how many indices are
 ///   in use. With `count` 0 (before the first `steer`) the kernel hashes over the group.
 ///
-/// The invariant `steer` keeps: at every instant, every index below `count` names a slot
-/// that holds a socket of the old or of the new rotation. So no connection is ever given
-/// to a socket outside both, nor handed back to the kernel's hash.
+/// (An entry of the map is not a worker's slot: a slot's socket of each generation has
+/// an entry of its own.)
+///
+/// The invariant `steer` keeps: at every instant, every index below `count` names an
+/// entry that holds a socket of the old or of the new rotation. So no connection is ever
+/// given to a socket outside both, nor handed back to the kernel's hash.
+///
+/// The group alone knows which sockets are in rotation (``isInRotation(_:)``).
 ///
 /// One owner drives it (the supervisor's event loop); it is not `Sendable`.
 final class SteeringGroup {
-    /// Slots for sockets: at least every socket of two consecutive rotations together.
+    /// Entries for sockets: at least every socket of two consecutive rotations together.
     let capacity: Int
     private var steering: baton_steering
-    /// Slots that an index below `count` may name: those of the rotation in effect.
+    /// Entries that an index below `count` may name: those of the rotation in effect.
     private var inRotation = Set<UInt32>()
-    /// The slot each socket (by cookie) was placed in: where to look for its counter
-    /// without reading every slot. The kernel empties a slot when its socket closes, so
-    /// an entry is checked against the slot before it is believed.
+    /// The entry each socket (by cookie) was placed in: where to look for its counter
+    /// without reading every entry. The kernel empties an entry when its socket closes,
+    /// so what this says is checked against the entry before it is believed.
     private var placed: [UInt64: UInt32] = [:]
 
     /// Creates the program and its maps. Fails without `CAP_BPF` (`bpf`, `EPERM`), and
@@ -33,7 +38,7 @@ final class SteeringGroup {
     init(capacity: Int) throws(SystemError) {
         self.capacity = capacity
         guard capacity > 0, capacity <= Int(UInt32.max) else {
-            throw SystemError("bpf", errno: EINVAL, subject: "reuseport steering with \(capacity) slots")
+            throw SystemError("bpf", errno: EINVAL, subject: "reuseport steering with \(capacity) entries")
         }
         var steering = baton_steering()
         var failure = [CChar](repeating: 0, count: 256)
@@ -48,16 +53,16 @@ final class SteeringGroup {
     /// Takes over the program and maps a replaced Baton handed over (`batonctl
     /// upgrade`), still attached to the group and steering by its last rotation. A new
     /// program's map could not take the group's sockets until the kernel had freed the
-    /// old map, which holds them (EBUSY). Which slots hold which socket is read back;
-    /// every occupied slot counts as in rotation until the next ``steer(to:)``.
+    /// old map, which holds them (EBUSY). Which entries hold which socket is read back;
+    /// every occupied entry counts as in rotation until the next ``steer(to:)``.
     init(adopting handedOver: baton_steering) {
         steering = handedOver
         capacity = Int(handedOver.capacity)
-        for slot in 0..<UInt32(capacity) {
+        for entry in 0..<UInt32(capacity) {
             var occupant: UInt64 = 0
-            if baton_steering_occupant(&steering, slot, &occupant) == 0, occupant != 0 {
-                placed[occupant] = slot
-                inRotation.insert(slot)
+            if baton_steering_occupant(&steering, entry, &occupant) == 0, occupant != 0 {
+                placed[occupant] = entry
+                inRotation.insert(entry)
             }
         }
         for fd in descriptors { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
@@ -90,12 +95,12 @@ final class SteeringGroup {
     /// entries over `sockets.count`. Every socket must be listening (or bound, for UDP)
     /// in the group this program is attached to.
     ///
-    /// The order keeps the invariant: new sockets go into free slots, which no index
-    /// below `count` names; then each index 0..<n is overwritten with its new slot (one
-    /// live socket replacing another); only then is `count` set to n. Sockets leaving the
-    /// rotation must stay open until this returns, as a selection that read the old
-    /// `count` may still pick them; afterwards they keep their slot until they close or
-    /// stop listening (or their slot is needed), and are given nothing.
+    /// The order keeps the invariant: new sockets go into free entries, which no index
+    /// below `count` names; then each index 0..<n is overwritten with its new entry (one
+    /// live socket replacing another); only then is `count` set to n. Sockets taken out of
+    /// the rotation must stay open until this returns, as a selection that read the old
+    /// `count` may still pick them; afterwards they keep their entry until they close or
+    /// stop listening (or their entry is needed), and are given nothing.
     ///
     /// An empty `sockets` is refused (`EINVAL`) and the rotation in effect stays: with
     /// nothing in rotation the kernel would hash over every socket of the group, ready or
@@ -107,48 +112,48 @@ final class SteeringGroup {
             throw SystemError("steer", errno: EINVAL, subject: "\(subject): an empty rotation would let the kernel pick any socket of the group; the last rotation stays")
         }
         guard sockets.count <= capacity else {
-            throw SystemError("steer", errno: E2BIG, subject: "\(subject): \(sockets.count) sockets for \(capacity) slots")
+            throw SystemError("steer", errno: E2BIG, subject: "\(subject): \(sockets.count) sockets for \(capacity) entries")
         }
         var occupants = self.occupants()
-        var slots: [UInt32] = []
+        var entries: [UInt32] = []
         for fd in sockets {
             let cookie = try Self.cookie(of: fd)
-            if let slot = occupants.firstIndex(of: cookie) {
-                placed[cookie] = UInt32(slot)
-                slots.append(UInt32(slot))
+            if let entry = occupants.firstIndex(of: cookie) {
+                placed[cookie] = UInt32(entry)
+                entries.append(UInt32(entry))
                 continue
             }
-            // An empty slot, else one whose socket is in neither rotation.
-            let kept = inRotation.union(slots)
-            guard let slot = occupants.indices.first(where: { occupants[$0] == nil })
+            // An empty entry, else one whose socket is in neither rotation.
+            let kept = inRotation.union(entries)
+            guard let entry = occupants.indices.first(where: { occupants[$0] == nil })
                 ?? occupants.indices.first(where: { !kept.contains(UInt32($0)) })
             else {
-                throw SystemError("steer", errno: ENOSPC, subject: "\(subject): the old and the new rotation need more than \(capacity) slots")
+                throw SystemError("steer", errno: ENOSPC, subject: "\(subject): the old and the new rotation need more than \(capacity) entries")
             }
-            if occupants[slot] != nil {
-                _ = baton_steering_remove(&steering, UInt32(slot))
+            if occupants[entry] != nil {
+                _ = baton_steering_remove(&steering, UInt32(entry))
             }
-            let error = baton_steering_place(&steering, UInt32(slot), fd)
+            let error = baton_steering_place(&steering, UInt32(entry), fd)
             guard error == 0 else {
                 throw SystemError("bpf", errno: error, subject: "\(subject): placing fd \(fd) (a listening or bound SO_REUSEPORT socket, in no other steering group)")
             }
-            occupants[slot] = cookie
-            placed[cookie] = UInt32(slot)
-            slots.append(UInt32(slot))
+            occupants[entry] = cookie
+            placed[cookie] = UInt32(entry)
+            entries.append(UInt32(entry))
         }
-        for (index, slot) in slots.enumerated() {
-            let error = baton_steering_set_rotation(&steering, UInt32(index), slot)
+        for (index, entry) in entries.enumerated() {
+            let error = baton_steering_set_rotation(&steering, UInt32(index), entry)
             guard error == 0 else {
-                inRotation.formUnion(slots)
-                throw SystemError("bpf", errno: error, subject: "\(subject): rotation entry \(index)")
+                inRotation.formUnion(entries)
+                throw SystemError("bpf", errno: error, subject: "\(subject): rotation index \(index)")
             }
         }
-        let error = baton_steering_set_count(&steering, UInt32(slots.count))
+        let error = baton_steering_set_count(&steering, UInt32(entries.count))
         guard error == 0 else {
-            inRotation.formUnion(slots)
+            inRotation.formUnion(entries)
             throw SystemError("bpf", errno: error, subject: "\(subject): rotation count")
         }
-        inRotation = Set(slots)
+        inRotation = Set(entries)
     }
 
     /// Drops every new connection (or datagram) and every migration from now on, until
@@ -162,17 +167,30 @@ final class SteeringGroup {
     }
 
     /// How many connections (or datagrams) the program has given `fd` since it last took
-    /// a slot; nil when it holds none.
+    /// an entry; nil when it holds none.
     func selections(of fd: Int32) -> UInt64? {
-        guard let cookie = try? Self.cookie(of: fd), let slot = placed[cookie] else { return nil }
+        guard let entry = entry(of: fd) else { return nil }
+        var selections: UInt64 = 0
+        guard baton_steering_read_counter(&steering, entry, &selections) == 0 else { return nil }
+        return selections
+    }
+
+    /// Whether an index below `count` may name `fd`'s entry: the socket is in the
+    /// rotation in effect (or, after a failed ``steer(to:)``, in the old or the new one),
+    /// and must not be emptied.
+    func isInRotation(_ fd: Int32) -> Bool {
+        entry(of: fd).map(inRotation.contains) ?? false
+    }
+
+    /// The entry `fd` holds, checked against the map.
+    private func entry(of fd: Int32) -> UInt32? {
+        guard let cookie = try? Self.cookie(of: fd), let entry = placed[cookie] else { return nil }
         var occupant: UInt64 = 0
-        guard baton_steering_occupant(&steering, slot, &occupant) == 0, occupant == cookie else {
+        guard baton_steering_occupant(&steering, entry, &occupant) == 0, occupant == cookie else {
             placed[cookie] = nil
             return nil
         }
-        var selections: UInt64 = 0
-        guard baton_steering_read_counter(&steering, slot, &selections) == 0 else { return nil }
-        return selections
+        return entry
     }
 
     /// Closes Baton's descriptors of the program and maps. A group the program is
@@ -182,15 +200,15 @@ final class SteeringGroup {
         baton_steering_close(&steering)
     }
 
-    /// The cookie of the socket in each slot, nil for an empty one. Only the slots this
+    /// The cookie of the socket in each entry, nil for an empty one. Only the entries this
     /// group placed a socket in can be occupied, so only those are read from the kernel
-    /// (a slot empties by itself when its socket closes or stops listening).
+    /// (an entry empties by itself when its socket closes or stops listening).
     private func occupants() -> [UInt64?] {
         var occupants = [UInt64?](repeating: nil, count: capacity)
-        for (cookie, slot) in placed {
+        for (cookie, entry) in placed {
             var occupant: UInt64 = 0
-            if baton_steering_occupant(&steering, slot, &occupant) == 0, occupant == cookie {
-                occupants[Int(slot)] = cookie
+            if baton_steering_occupant(&steering, entry, &occupant) == 0, occupant == cookie {
+                occupants[Int(entry)] = cookie
             } else {
                 placed[cookie] = nil
             }

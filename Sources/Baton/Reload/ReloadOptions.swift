@@ -1,0 +1,42 @@
+/// What one reload was asked for beyond the configuration file (`batonctl reload
+/// --strategy --batch --canary`). They ride with the reload's events, from its request
+/// to its loaded configuration, and hold for that reload only; requests that wait and
+/// collapse into one reload pool theirs, the later one's winning.
+public struct ReloadOptions: Sendable, Equatable {
+    /// The strategy instead of the configuration's.
+    public var strategy: ReloadStrategy?
+    /// With `strategy`: how many slots at a time instead of the configuration's `batch`.
+    public var batch: Int?
+    /// The reload starts as a canary of these workers.
+    public var canary: Canary?
+
+    /// The reload as the configuration file says.
+    public static let configured = ReloadOptions()
+
+    public init(strategy: ReloadStrategy? = nil, batch: Int? = nil, canary: Canary? = nil) {
+        self.strategy = strategy
+        self.batch = batch
+        self.canary = canary
+    }
+
+    /// These options, with what a later request asked for in their place: its strategy
+    /// comes with its batch, as it was asked.
+    func merging(_ later: ReloadOptions) -> ReloadOptions {
+        var merged = self
+        if later.strategy != nil {
+            merged.strategy = later.strategy
+            merged.batch = later.batch
+        }
+        if let canary = later.canary { merged.canary = canary }
+        return merged
+    }
+
+    /// The configuration this reload starts: the file's, with the asked strategy and batch.
+    func applied(to configuration: Configuration) -> Configuration {
+        guard let strategy else { return configuration }
+        var configuration = configuration
+        configuration.workers.strategy = strategy
+        if let batch { configuration.workers.batch = batch }
+        return configuration
+    }
+}

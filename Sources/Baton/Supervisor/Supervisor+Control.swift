@@ -1,0 +1,95 @@
+import Glibc
+
+/// Control requests: each is answered at once, or turned into the machine's event.
+extension Supervisor {
+    func control(_ request: ControlRequest, _ responder: ControlResponder) {
+        switch request.command {
+        case .status:
+            responder.send(ControlReply(ok: true, final: true, status: status()))
+        case .reload:
+            var options = ReloadOptions.configured
+            if request.strategy != nil || request.batch != nil {
+                guard let strategy = ReloadStrategy(rawValue: request.strategy ?? ReloadStrategy.rolling.rawValue) else {
+                    let given = request.strategy.map { "\"\($0)\"" } ?? ""
+                    responder.send(.failure("reload: unknown strategy \(given); expected \"all-at-once\" or \"rolling\"; nothing changed"))
+                    return
+                }
+                if let batch = request.batch, !Settings.batch.accepts(batch) {
+                    responder.send(.failure("reload: expected a batch of 1 to \(Settings.slots.upperBound) slots, got \(batch); nothing changed"))
+                    return
+                }
+                options.strategy = strategy
+                options.batch = request.batch
+            }
+            if request.canary != nil || request.weight != nil || request.hold != nil || request.after != nil {
+                switch canary(request) {
+                case .success(let canary): options.canary = canary
+                case .failure(let refusal):
+                    responder.send(.failure("reload: \(refusal.reason); nothing changed"))
+                    return
+                }
+            }
+            feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false), options))
+        case .promote, .rollback:
+            let promoting = request.command == .promote
+            if let refusal = machine.canaryCommandRefusal(promoting: promoting) {
+                responder.send(.failure("\(request.command.rawValue): \(refusal); nothing changed"))
+                return
+            }
+            guard let rollout = machine.rollout else { return }
+            responder.send(ControlReply(ok: true, final: true, message: promoting
+                ? "promoting the canary of generation \(rollout.to)" : "rolling back the canary of generation \(rollout.to)"))
+            feed(promoting ? .promoteRequested : .rollbackRequested)
+        case .scale:
+            guard let count = request.workers, Settings.workerCount.accepts(count) else {
+                let given = request.workers.map { "\($0)" } ?? "no \"workers\""
+                responder.send(.failure("scale: expected a number of workers from 1 to 1024, got \(given); nothing changed"))
+                return
+            }
+            logger.info("scaling to \(count) worker(s): reloading")
+            reloads.scaledTo = count
+            feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false)))
+        case .upgrade:
+            upgrade(answering: responder)
+        case .stop:
+            responder.send(ControlReply(ok: true, final: true, message: "stopping: draining every worker"))
+            feed(.stopRequested)
+        }
+    }
+
+    struct CanaryRefusal: Error {
+        var reason: String
+    }
+
+    /// The canary a reload request asks for, checked against the service as it serves now.
+    func canary(_ request: ControlRequest) -> Result<Canary, CanaryRefusal> {
+        guard let workers = request.canary else {
+            return .failure(.init(reason: "\"weight\", \"hold\" and \"after\" are for a canary: give \"canary\", its number of workers"))
+        }
+        if let refusal = machine.canaryRefusal(workers: workers) {
+            return .failure(.init(reason: refusal))
+        }
+        let weight = request.weight ?? Canary.defaultWeight
+        guard Canary.weights.contains(weight) else {
+            return .failure(.init(reason: "a canary's weight is 1 to 99 percent, got \(weight)"))
+        }
+        var hold: Duration?
+        if let text = request.hold {
+            guard let duration = DurationFormat.parse(text), duration > .zero, duration <= Settings.longestDuration else {
+                return .failure(.init(reason: "\"hold\" must be a duration such as \"5m\", more than 0 and at most 24h, got \"\(text)\""))
+            }
+            hold = duration
+        }
+        var after: Canary.After?
+        if let text = request.after {
+            guard let value = Canary.After(rawValue: text) else {
+                return .failure(.init(reason: "\"after\" must be \"promote\" or \"rollback\", got \"\(text)\""))
+            }
+            guard hold != nil else {
+                return .failure(.init(reason: "\"after\" needs a \"hold\": what happens at its end"))
+            }
+            after = value
+        }
+        return .success(Canary(workers: workers, weight: weight, hold: hold, after: after))
+    }
+}

@@ -1,0 +1,97 @@
+import Glibc
+
+/// Watching sockets: a leaving generation's or a departing worker's own sockets until
+/// they settle empty, and the serving workers' sockets for stalls.
+extension Supervisor {
+    /// Feeds ``SupervisorEvent/queuesEmpty(generation:)`` once the leaving generation's
+    /// sockets have settled empty; looks again meanwhile.
+    func lookAtQueues(of generation: Int) {
+        guard machine.generation(generation)?.role == .leaving else {
+            settlingGenerations.stop(generation)
+            return
+        }
+        // Every worker thread's state is read from /proc only at what would be the last
+        // look: it costs far more than the sockets' queues.
+        let settled = sockets.ownSocketsAreEmpty(generation: generation)
+            && (!settlingGenerations.isLastLook(at: generation)
+                || machine.generation(generation)?.workers.values.allSatisfy { worker in
+                    workers.pid(of: worker.id).map(ProcessActivity.isWaiting) ?? true
+                } ?? true)
+        if settlingGenerations.looked(at: generation, empty: settled) {
+            feed(.queuesEmpty(generation: generation))
+        } else {
+            startTimer(.queues(generation: generation), after: EmptyQueueWatch<Int>.interval)
+        }
+    }
+
+    /// Feeds ``SupervisorEvent/slotQueuesEmpty(_:)`` once the sockets of the slot a
+    /// rolling reload took from `worker` have settled empty and it waits; looks again meanwhile.
+    func lookAtSlotQueues(of worker: WorkerID) {
+        guard machine.generation(worker.generation)?.retired[worker]?.state == .ready else {
+            settlingSlots.stop(worker)
+            return
+        }
+        let settled = sockets.ownSocketsAreEmpty(generation: worker.generation, slot: worker.slot)
+            && (!settlingSlots.isLastLook(at: worker) || (workers.pid(of: worker).map(ProcessActivity.isWaiting) ?? true))
+        if settlingSlots.looked(at: worker, empty: settled) {
+            feed(.slotQueuesEmpty(worker))
+        } else {
+            startTimer(.slotQueues(worker), after: EmptyQueueWatch<WorkerID>.interval)
+        }
+    }
+
+    /// Looks for stalls while the serving generation has a stall timeout, else never.
+    func watchForStalls() {
+        guard let timeout = machine.serving?.configuration.workers.stallTimeout else {
+            cancelTimer(.stalls)
+            stalls = StallWatch()
+            return
+        }
+        if !timers.isRunning(.stalls) {
+            startTimer(.stalls, after: StallWatch.interval(for: timeout))
+        }
+    }
+
+    /// Feeds ``SupervisorEvent/workerStalled(_:)`` for each ready serving worker whose
+    /// steered sockets have held connections without it accepting one for the timeout.
+    func lookForStalls() {
+        guard let serving = machine.serving, let timeout = serving.configuration.workers.stallTimeout else { return }
+        let now = Clock.monotonic()
+        var stalled: [WorkerID] = []
+        for worker in serving.workers.values.sorted(by: { $0.id < $1.id }) where worker.state == .ready {
+            let counts = sockets.acceptCounts(generation: serving.number, slot: worker.id.slot, configuration: serving.configuration)
+            for count in counts where stalls.look(at: .init(worker: worker.id, listener: count.listener), steered: count.steered,
+                                                  queued: count.queued, now: now, timeout: timeout) {
+                stalled.append(worker.id)
+                break
+            }
+        }
+        stalls.keep(only: Set(serving.workers.values.map(\.id)))
+        for worker in stalled {
+            feed(.workerStalled(worker))
+        }
+        watchForStalls()
+    }
+
+    /// Feeds ``SupervisorEvent/queuesEmpty(generation:)`` once the generation's own
+    /// sockets have settled empty (at once if it has none).
+    func awaitEmptyQueues(_ generation: Int) {
+        guard sockets.hasOwnSockets(generation: generation) else {
+            feed(.queuesEmpty(generation: generation))
+            return
+        }
+        settlingGenerations.start(generation)
+        startTimer(.queues(generation: generation), after: EmptyQueueWatch<Int>.interval)
+    }
+
+    /// Feeds ``SupervisorEvent/slotQueuesEmpty(_:)`` once the worker's slot's own
+    /// sockets have settled empty and it waits (at once if its generation has none).
+    func awaitEmptySlot(_ worker: WorkerID) {
+        guard sockets.hasOwnSockets(generation: worker.generation) else {
+            feed(.slotQueuesEmpty(worker))
+            return
+        }
+        settlingSlots.start(worker)
+        startTimer(.slotQueues(worker), after: EmptyQueueWatch<WorkerID>.interval)
+    }
+}
