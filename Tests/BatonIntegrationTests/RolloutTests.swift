@@ -151,6 +151,10 @@ import Testing
         let holding = try waitForCanary(of: 2, baton)
         #expect(holding.rollout?.canary?.weight == 10)
         #expect(try batonctl(["reload"], baton).output.contains("a canary of generation 2 holds"))
+        // A refused scale changes nothing: no count is kept for a later reload.
+        let scaled = try batonctl(["scale", "6"], baton)
+        #expect(scaled.status != 0 && scaled.output.contains("a canary of generation 2 holds"), "\(scaled.output)")
+        #expect(try baton.status().scaledTo == nil)
         let before = load.snapshot
         var during = before
         let deadline = Date().addingTimeInterval(300)
@@ -185,6 +189,7 @@ import Testing
         let report = load.stop()
         #expect(kill(canaryPid, 0) != 0, "the rolled back canary's worker is gone")
         #expect(after.reloads.last?.result == .rolledBack)
+        #expect(after.scaledTo == nil && after.generations.first?.workers.count == 4)
         #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
         #expect(baton.stop() == 0)
     }

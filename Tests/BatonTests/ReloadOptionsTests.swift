@@ -57,4 +57,18 @@ import Testing
         #expect(ReloadOptions(strategy: .rolling).applied(to: configuration).workers.batch == 1)
         #expect(ReloadOptions.configured.applied(to: configuration) == configuration)
     }
+
+    /// A scale rides with its reload: a refused one leaves nothing behind, a pooled one
+    /// wins over an earlier one, and it sets the number of workers.
+    @Test func aScaleRidesWithItsReloadAndARefusedOneLeavesNothing() {
+        var configuration = SupervisorStateMachineTests.configuration(workers: 4)
+        configuration.workers.batch = 1
+        #expect(ReloadOptions(workers: 6).applied(to: configuration).workers.count == 6)
+        #expect(ReloadOptions(workers: 6).merging(ReloadOptions(strategy: .rolling)).workers == 6)
+        #expect(ReloadOptions(workers: 6).merging(ReloadOptions(workers: 2)).workers == 2)
+        var machine = SupervisorStateMachineTests.reloading(workers: 1)
+        _ = machine.handle(.reloadRequested(2, ReloadOptions(workers: 3)))
+        _ = machine.handle(.stopRequested)
+        #expect(machine.pendingOptions == .configured)
+    }
 }

@@ -15,6 +15,8 @@ extension Supervisor {
             }
             if let scaledTo = reloads.scaledTo { configuration.workers.count = scaledTo }
             let prepared = try sockets.prepare(options.applied(to: configuration))
+            // The scale was accepted: later reloads keep its count.
+            if let workers = options.workers { reloads.scaledTo = workers }
             feed(.configurationLoaded(prepared, canary: options.canary))
         } catch {
             feed(.configurationRejected("\(error)"))

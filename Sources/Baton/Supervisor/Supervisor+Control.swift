@@ -47,8 +47,7 @@ extension Supervisor {
                 return
             }
             logger.info("scaling to \(count) worker(s): reloading")
-            reloads.scaledTo = count
-            feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false)))
+            feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false), ReloadOptions(workers: count)))
         case .upgrade:
             upgrade(answering: responder)
         case .stop:
