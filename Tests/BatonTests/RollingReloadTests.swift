@@ -247,6 +247,25 @@ import BatonCore
         #expect(machine.handle(.workerExited(g(2, 0), .exited(0))).contains(.loadConfiguration(.configured)))
     }
 
+    /// The old version no longer starts (its release was deleted): the rollback does not
+    /// wait on it. The slot goes back to generation 1 as a crashed slot that restarts after
+    /// its backoff, generation 2's worker there leaves, the rollout ends, and a reload that
+    /// waited (the fix) runs.
+    @Test func aRollbackWhoseOldWorkerCannotStartEndsAndLetsTheNextReloadRun() {
+        var (machine, _) = Self.rollingOut(workers: 2, batch: 1)
+        replace(0, in: &machine)
+        _ = machine.handle(.workerExited(g(2, 1), .exited(1)))
+        #expect(machine.handle(.reloadRequested(2)).reports == [.queued])
+        let crashed = machine.handle(.workerExited(g(1, 0, 1), .exited(4)))
+        #expect(crashed.contains(.steer([1: [1]])), "slot 0 leaves the rotation: no worker of generation 1 is ready there")
+        #expect(crashed.contains(.awaitEmptySlot(g(2, 0))), "generation 2's worker in slot 0 leaves")
+        #expect(crashed.timers.contains(.restart(generation: 1, slot: 0)), "slot 0 restarts after its backoff")
+        #expect(machine.rollout == nil)
+        _ = machine.handle(.slotQueuesEmpty(g(2, 0)))
+        let gone = machine.handle(.workerExited(g(2, 0), .exited(0)))
+        #expect(gone.contains(.loadConfiguration(.configured)), "the reload that waited runs")
+    }
+
     @Test func statusShowsTheRolloutForwardAndBack() {
         var (machine, _) = Self.rollingOut(workers: 3, batch: 1)
         replace(0, in: &machine)

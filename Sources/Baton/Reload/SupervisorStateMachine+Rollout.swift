@@ -98,6 +98,23 @@ extension SupervisorStateMachine {
         advanceRollout(into: &actions)
     }
 
+    /// An old-configuration worker started to take a slot back exited before it was
+    /// ready. The rollback does not wait for it: its version may no longer start at all
+    /// (a deleted release), and a rollback that never ends would keep every later reload,
+    /// the one that fixes things too, waiting. The slot goes back to the old generation as
+    /// it is, a crashed slot that restarts after its backoff (and out of rotation until a
+    /// worker there is ready), and the new generation's worker there leaves.
+    mutating func takeBackUnready(slot: Int, into actions: inout [SupervisorAction]) {
+        guard var rollout, rollout.failure != nil, rollout.batchSlots.contains(slot),
+              let to = table.index(of: rollout.to) else { return }
+        rollout.batchSlots.removeAll { $0 == slot }
+        rollout.replaced.removeAll { $0 == slot }
+        self.rollout = rollout
+        steer(into: &actions)
+        depart(to, slot: slot, into: &actions)
+        advanceRollout(into: &actions)
+    }
+
     /// A worker of the new generation exited while the rollout went on: a replaced or
     /// canary slot's worker leaves the rotation (what its sockets hold moves on), and the
     /// rollout turns back.

@@ -82,6 +82,9 @@ extension SupervisorStateMachine {
             let backoff = crashed(slot: id.slot, at: index)
             actions.append(.announce(.workerExited(id, exit, restartAfter: backoff.delay)))
             actions.append(backoff.restart)
+            if worker.state != .ready {
+                takeBackUnready(slot: id.slot, into: &actions)
+            }
         case .leaving, .draining:
             // Out of rotation already: what its sockets still hold goes to the serving slots.
             if phase != .stopping {
