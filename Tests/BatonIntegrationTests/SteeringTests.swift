@@ -273,10 +273,12 @@ import Testing
         let scratch = ScratchDirectory()
         let port = freePort()
         let baton = try BatonUnderTest(
-            ["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--drain-timeout", "10s", "--", Products.path("baton-demo")],
+            ["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--drain-timeout", "10s", "--stall-timeout", "5s", "--", Products.path("baton-demo")],
             in: scratch, launcher: ["/usr/bin/setpriv", "--bounding-set", "-bpf,-sys_admin", "--inh-caps", "-bpf,-sys_admin", "--"])
         try baton.waitUntilServing()
         #expect(baton.log.contains("steering is off"), "\(baton.log)")
+        // A stall timeout cannot work without steering: said, not silently ignored.
+        #expect(baton.log.contains("stall_timeout = 5s does nothing for generation 1"), "\(baton.log)")
         #expect(baton.log.contains("Operation not permitted"), "the reason is named: \(baton.log)")
         let load = load(port)
         for _ in 1...10 {

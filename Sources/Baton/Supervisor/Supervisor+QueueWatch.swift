@@ -42,10 +42,16 @@ extension Supervisor {
 
     /// Looks for stalls while the serving generation has a stall timeout, else never.
     func watchForStalls() {
-        guard let timeout = machine.serving?.configuration.workers.stallTimeout else {
+        guard let serving = machine.serving, let timeout = serving.configuration.workers.stallTimeout else {
             cancelTimer(.stalls)
             stalls = StallWatch()
             return
+        }
+        // Stalls are seen through the steering program's counters: without a steered
+        // listener the timeout can do nothing, which is said once per generation.
+        if !serving.configuration.listeners.contains(where: sockets.isSteered), stallsUnwatchable != serving.number {
+            stallsUnwatchable = serving.number
+            logger.warning("stall_timeout = \(DurationFormat.string(timeout)) does nothing for generation \(serving.number): no listener is steered (steering is off, or every listener is shared or a unix socket), and stalls are seen only through the steering program's counters (Docs/steering.md)")
         }
         if !timers.isRunning(.stalls) {
             startTimer(.stalls, after: StallWatch.interval(for: timeout))

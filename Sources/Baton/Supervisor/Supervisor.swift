@@ -48,6 +48,8 @@ public final class Supervisor: @unchecked Sendable {
     /// whether it was killed for taking longer.
     var canaryChecks: [pid_t: (timeout: Duration, killed: Bool)] = [:]
     var stalls = StallWatch()
+    /// The generation whose `stall_timeout` was said to do nothing (no steered listener).
+    var stallsUnwatchable: Int?
     /// Where the control server listens: a reload cannot move it.
     var controlSocket = ""
     /// Made once nothing can fail before the loop runs.
