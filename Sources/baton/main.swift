@@ -112,10 +112,7 @@ struct BatonCommand: ParsableCommand {
     }
 
     func supervise() throws {
-        let (level, format) = (logLevel, logFormat)
-        LoggingSystem.bootstrap({ label, provider in
-            LogLineHandler(label: label, level: level, format: format, metadataProvider: provider)
-        }, metadataProvider: LogMetadata.provider)
+        LogLineHandler.bootstrap(level: logLevel, format: logFormat)
         let source: ConfigurationSource
         if let config {
             source = .file(path: config, defaultControlSocket: controlSocket ?? ControlSocketPath.default())

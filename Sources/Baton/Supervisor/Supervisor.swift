@@ -408,8 +408,10 @@ public final class Supervisor: @unchecked Sendable {
             let canary = canaryForNextReload
             strategyForNextReload = nil
             canaryForNextReload = nil
+            // Off the event loop: status, /metrics and worker exits are handled meanwhile.
+            source.load(on: eventLoop) { [self] loaded in
             do {
-                var configuration = try source.load()
+                var configuration = try loaded.get()
                 guard configuration.controlSocket == controlSocket else {
                     throw ConfigurationError(source: source.name, key: "control_socket", value: configuration.controlSocket.quoted,
                                              problem: "the control socket cannot move at a reload; it stays at \(controlSocket.quoted) until Baton restarts")
@@ -427,6 +429,7 @@ public final class Supervisor: @unchecked Sendable {
                 feed(canary.map { .canaryConfigurationLoaded(prepared, $0) } ?? .configurationLoaded(prepared))
             } catch {
                 feed(.configurationRejected("\(error)"))
+            }
             }
         case .spawn(let worker, let configuration):
             spawn(worker, configuration)
