@@ -212,6 +212,27 @@ import Testing
         // The user's own primary group gives way to the group given.
         #expect(workers.credentials == ProcessSpawner.Credentials(uid: 65534, gid: 0, groups: [0]))
     }
+
+    /// A file past the size limit is refused before it is parsed, with an error that
+    /// names the limit; one at the limit is read. Before the limit, a 50 MB file froze
+    /// Baton for 9 s and left 760 MB resident.
+    @Test func aFileLargerThanTheLimitIsRefusedNamingIt() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("baton-size-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let valid = "[workers]\ncommand = [\"x\"]\n"
+        let atTheLimit = valid + "#" + String(repeating: "x", count: ConfigurationFile.maximumSize - valid.utf8.count - 2) + "\n"
+        #expect(atTheLimit.utf8.count == ConfigurationFile.maximumSize)
+        try atTheLimit.write(toFile: "\(directory)/limit.toml", atomically: false, encoding: .utf8)
+        #expect(try ConfigurationFile.load(path: "\(directory)/limit.toml", defaultControlSocket: "/run/x.sock").workers.command == ["x"])
+        try (atTheLimit + "\n").write(toFile: "\(directory)/large.toml", atomically: false, encoding: .utf8)
+        do {
+            _ = try ConfigurationFile.load(path: "\(directory)/large.toml", defaultControlSocket: "/run/x.sock")
+            Issue.record("a file past the limit was read")
+        } catch {
+            #expect(error.description == "\(directory)/large.toml: the file is larger than 4194304 bytes (4 MiB), the largest configuration Baton reads; nothing was read from it")
+        }
+    }
 }
 
 @Suite struct CommandLineConfigurationTests {
