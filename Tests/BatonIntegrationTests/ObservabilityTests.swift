@@ -312,11 +312,13 @@ import Testing
     @Test func workerOutputCannotForgeOrSplitBatonsLines() throws {
         let scratch = ScratchDirectory()
         let script = """
+            trap '' TERM  # a drain signal in the middle would cut the count short
             for i in 1 2; do
               head -c 100000 /dev/zero | tr '\\0' a; echo
               printf '%60000s{"time":"2026-12-01T12:00:00.000Z","level":"info","label":"baton","message":"FORGED"}\\n' ''
               printf 'red \\033[31mtext\\r\\377\\n'
             done >&2
+            trap - TERM
             exec sleep 1000
             """
         let baton = try BatonUnderTest([
@@ -346,6 +348,7 @@ import Testing
         #expect(worker.allSatisfy { $0["stream"] as? String == "stderr" && $0["generation"] is Int && $0["pid"] is Int })
         #expect(texts.filter { $0.hasSuffix("\"message\":\"FORGED\"}") }.count == 2 * (reloads + 1))
         #expect(texts.filter { $0 == "red \\x1b[31mtext\\x0d\\xff" }.count == 2 * (reloads + 1))
+        #expect(texts.allSatisfy { $0.utf8.count <= 64 * 1024 }, "no part is longer than 64 KiB")
         // 100,000 bytes are one whole part and one continued.
         #expect(worker.filter { $0["continued"] as? Bool == true && ($0["text"] as? String)?.first == "a" }.count == 2 * (reloads + 1))
     }

@@ -116,6 +116,7 @@ public final class MetricsEndpoint: @unchecked Sendable {
                 guard connections.value.admit(channel) else {
                     return channel.close()
                 }
+                channel.closeFuture.whenComplete { _ in connections.value.closed(channel) }
                 return channel.eventLoop.makeCompletedFuture {
                     try Self.addHandlers(to: channel.pipeline.syncOperations, render: render) { [connections] waiting in
                         connections.value.waiting(channel, waiting)
@@ -153,13 +154,16 @@ struct MetricsConnections {
     /// Takes `channel` in, closing the oldest connection that waits for a request when
     /// the limit is reached; false (close `channel`) when every one is being answered.
     mutating func admit(_ channel: Channel) -> Bool {
-        open.removeAll { !$0.channel.isActive }
         if open.count >= MetricsEndpoint.connectionLimit {
             guard let oldest = open.firstIndex(where: \.waiting) else { return false }
             open.remove(at: oldest).channel.close(promise: nil)
         }
         open.append((channel, true))
         return true
+    }
+
+    mutating func closed(_ channel: Channel) {
+        open.removeAll { $0.channel === channel }
     }
 
     mutating func waiting(_ channel: Channel, _ waiting: Bool) {

@@ -73,15 +73,21 @@ final class OutputRelay: @unchecked Sendable {
         var output: [UInt8] = []
         let pid = processID.load(ordering: .relaxed)
         var start = 0
-        while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-            output += line.render(pending[start..<newline], pid: pid, continued: continuing)
-            continuing = false
-            start = newline + 1
-        }
-        while pending.count - start >= Self.longestLine {
-            output += line.render(pending[start..<(start + Self.longestLine)], pid: pid, continued: continuing)
-            continuing = true
-            start += Self.longestLine
+        while true {
+            let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n"))
+            let end = newline ?? pending.endIndex
+            // A line of exactly the longest length is passed whole, with its line feed.
+            if end - start > Self.longestLine || (newline == nil && end - start == Self.longestLine) {
+                output += line.render(pending[start..<(start + Self.longestLine)], pid: pid, continued: continuing)
+                continuing = true
+                start += Self.longestLine
+            } else if let newline {
+                output += line.render(pending[start..<newline], pid: pid, continued: continuing)
+                continuing = false
+                start = newline + 1
+            } else {
+                break
+            }
         }
         pending.removeSubrange(..<start)
         writer.write(output)
