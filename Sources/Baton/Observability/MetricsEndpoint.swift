@@ -26,7 +26,9 @@ public final class MetricsEndpoint: @unchecked Sendable {
     static let connectionLimit = 16
     /// How long a connection may take to send a whole request, from when it opened or
     /// its last answer was written: trickling bytes does not hold a connection longer.
-    static let requestTimeout = TimeAmount.seconds(10)
+    /// Longer than Prometheus' usual 15 s interval, so that its keep-alive connection
+    /// lasts from scrape to scrape.
+    static let requestTimeout = TimeAmount.seconds(30)
     /// How long the kernel may take to accept an answer (the client reads it) before the
     /// connection is closed.
     static let writeTimeout = TimeAmount.seconds(10)
