@@ -38,6 +38,11 @@ final class OutputRelay: @unchecked Sendable {
         let line = WorkerOutputLine(worker: worker, stream: target == STDERR_FILENO ? "stderr" : "stdout",
                                     format: LogLineHandler.format, journal: journal)
         let relay = OutputRelay(line: line, writer: target == STDERR_FILENO ? .standardError : .standardOutput)
+        // The watcher's handlers must not block: a readiness it reports can be stale (the
+        // number closed and reused for this pipe within one batch of events), and a read
+        // that waits would hold the watcher's lock, which the event loop takes to watch
+        // a new worker's notify socket. Seen as a hung Baton in the hostile soak.
+        _ = fcntl(ends[0], F_SETFL, fcntl(ends[0], F_GETFL) | O_NONBLOCK)
         do throws(SystemError) {
             // The relay lives as long as the watcher holds its handler: until the worker
             // and every process that inherited its output have closed the pipe.
