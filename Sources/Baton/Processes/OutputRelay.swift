@@ -196,12 +196,20 @@ final class OutputWriter: @unchecked Sendable {
     private let condition = ConditionLock(value: 0)
     // Guarded by `condition`.
     private var queued: [UInt8] = []
-    /// Held for every write to `target`.
-    private let writing = NIOLock()
+    /// Held for every write to `target`: one lock for both writers when stdout and
+    /// stderr are the same file (`2>&1`, the journal), so that lines of the two never
+    /// share a line either.
+    private let writing: NIOLock
+    private static let standardStreamsLock = NIOLock()
     private let thread = Atomic<Bool>(false)
 
     private init(target: Int32) {
         self.target = target
+        var output = stat()
+        var error = stat()
+        let same = fstat(STDOUT_FILENO, &output) == 0 && fstat(STDERR_FILENO, &error) == 0
+            && output.st_dev == error.st_dev && output.st_ino == error.st_ino
+        writing = same ? Self.standardStreamsLock : NIOLock()
     }
 
     /// Queues `bytes` (whole lines) to be written; drops them when the queue is full.
