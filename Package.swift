@@ -171,7 +171,11 @@ let package = Package(
         // with -sanitize=fuzzer -DFUZZING by Tests/Fuzz/run; built plainly it replays files.
         .executableTarget(
             name: "baton-fuzz",
-            dependencies: ["Baton", "BatonCore", "BatonWorker"]
+            dependencies: [
+                "Baton", "BatonCore", "BatonWorker",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "BatonCoreTests",

@@ -1,6 +1,8 @@
 import Baton
 import BatonCore
 import BatonWorker
+import NIOCore
+import NIOEmbedded
 
 /// The parsers of input from outside Baton, each fed arbitrary bytes. A target returns
 /// normally for any input; anything else (a trap, an overflow, a broken round trip) is
@@ -15,6 +17,32 @@ enum FuzzTarget: String, CaseIterable {
     /// The inherited-socket variables a worker reads (`LISTEN_*`, `SERVER_STARTER_PORT`),
     /// one `NAME=value` a line.
     case environment
+    /// The bytes a `/metrics` client sends, on one connection: the endpoint's pipeline
+    /// answers each whole request once, and never more answers than requests.
+    case metrics
+
+    /// Feeds `bytes` to a connection of the `/metrics` endpoint, then lets every deadline
+    /// pass: it answers at most one response per request (a request is at least 16
+    /// bytes, `GET / HTTP/1.1` and a blank line), plus one for a malformed request.
+    static func metrics(_ bytes: UnsafeRawBufferPointer) {
+        let channel = EmbeddedChannel()
+        do {
+            try MetricsEndpoint.addHandlers(to: channel.pipeline.syncOperations) { "baton_up 1\n" }
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9102)).wait()
+        } catch {
+            preconditionFailure("the endpoint's pipeline cannot be set up: \(error)")
+        }
+        _ = try? channel.writeInbound(channel.allocator.buffer(bytes: bytes))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(60))
+        var responses = 0
+        while let part = try? channel.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let buffer) = part else { continue }
+            if buffer.readableBytesView.starts(with: "HTTP/1.".utf8) { responses += 1 }
+        }
+        // 12 rather than 16, for a margin: the bound is about growth, not the parser's leniency.
+        precondition(responses <= bytes.count / 12 + 1, "\(responses) responses to \(bytes.count) bytes")
+        _ = try? channel.finish()
+    }
 
     /// The process id the `environment` target's worker has (seeds set `LISTEN_PID` to it).
     static let environmentProcessID: Int32 = 4242
@@ -34,6 +62,8 @@ enum FuzzTarget: String, CaseIterable {
         case .notify:
             let message = NotifyMessage(text)
             _ = message.events(for: WorkerID(generation: 1, slot: 0))
+        case .metrics:
+            Self.metrics(bytes)
         case .environment:
             var environment: [String: String] = [:]
             for line in text.split(separator: "\n") {

@@ -114,10 +114,7 @@ struct BatonCommand: ParsableCommand {
     func supervise() throws {
         // Run by a Baton about to upgrade to this binary: prove that the handover is read, do nothing else.
         if try UpgradeTrial.answerIfAsked() { throw ExitCode.success }
-        let (level, format) = (logLevel, logFormat)
-        LoggingSystem.bootstrap({ label, provider in
-            LogLineHandler(label: label, level: level, format: format, metadataProvider: provider)
-        }, metadataProvider: LogMetadata.provider)
+        LogLineHandler.bootstrap(level: logLevel, format: logFormat)
         let source: ConfigurationSource
         if let config {
             source = .file(path: config, defaultControlSocket: controlSocket ?? ControlSocketPath.default())

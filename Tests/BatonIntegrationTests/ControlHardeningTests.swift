@@ -72,6 +72,46 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
+    /// A configuration that takes long to read (a FIFO nobody writes to yet) stops
+    /// nothing: the reload is answered, status and /metrics answer, and a worker killed
+    /// meanwhile is restarted in its slot; once the file comes, the reload completes.
+    /// Before, the event loop read the file itself: the reload request went unanswered
+    /// and the exit unnoticed for as long as the read took.
+    @Test func aSlowConfigurationStopsNothing() throws {
+        let scratch = ScratchDirectory()
+        let metricsPort = freePort()
+        let configuration = "metrics = \"tcp://127.0.0.1:\(metricsPort)\"\n" + Self.configuration
+        try scratch.write("baton.toml", configuration)
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        let before = try baton.waitUntilServing()
+        let path = "\(scratch.path)/baton.toml"
+        unlink(path)
+        #expect(mkfifo(path, 0o600) == 0)
+        // Releases a reader blocked on the FIFO; does nothing when there is none.
+        func release(_ text: String) {
+            let fd = open(path, O_WRONLY | O_NONBLOCK)
+            guard fd >= 0 else { return }
+            _ = text.withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+        defer { release("") }
+        let reply = try ControlClient.send(ControlRequest(command: .reload), to: baton.controlSocket, timeout: .seconds(10))
+        #expect(reply.ok, "\(reply)")
+        let victim = try #require(before.generations[0].workers.first { $0.slot == 0 }?.pid)
+        kill(victim, SIGKILL)
+        let restarted = try baton.waitForStatus("slot 0 restarted while the configuration is read") { status in
+            status.generations.map(\.number) == [1]
+                && status.generations[0].workers.contains { $0.slot == 0 && $0.pid != nil && $0.pid != victim && $0.state == .ready }
+        }
+        #expect(restarted.generations[0].workers.first { $0.slot == 0 }?.restarts == 1)
+        let scrape = try run("/usr/bin/curl", ["-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                                              "http://127.0.0.1:\(metricsPort)/metrics"])
+        #expect(scrape.output == "200")
+        release(configuration)
+        try baton.waitUntilServing(generation: 2)
+        #expect(baton.stop() == 0)
+    }
+
     @Test func aValueOutOfRangeAtStartIsAnErrorNamingIt() throws {
         let scratch = ScratchDirectory()
         for (line, error) in Self.outOfRange {

@@ -5,14 +5,22 @@ import TOMLKit
 ///
 /// Every key is checked; an unknown key is an error, so a typo never goes unnoticed.
 public enum ConfigurationFile {
+    /// The largest configuration file Baton reads, 4 MiB: ten thousand listeners take
+    /// under 1 MiB, and a larger file would only make a reload slow and Baton big.
+    public static let maximumSize = 4 * 1024 * 1024
+
     public static func load(path: String, defaultControlSocket: String) throws(ConfigurationError) -> Configuration {
-        let text: String
+        let bytes: [UInt8]
         do {
-            text = try FileContents.read(path)
+            bytes = try FileContents.bytes(path, atMost: maximumSize + 1)
         } catch {
             throw ConfigurationError(source: path, problem: "cannot read the file: \(error)")
         }
-        return try parse(text, source: path, defaultControlSocket: defaultControlSocket)
+        guard bytes.count <= maximumSize else {
+            throw ConfigurationError(source: path,
+                                     problem: "the file is larger than \(maximumSize) bytes (4 MiB), the largest configuration Baton reads; nothing was read from it")
+        }
+        return try parse(String(decoding: bytes, as: UTF8.self), source: path, defaultControlSocket: defaultControlSocket)
     }
 
     public static func parse(_ text: String, source: String, defaultControlSocket: String) throws(ConfigurationError) -> Configuration {

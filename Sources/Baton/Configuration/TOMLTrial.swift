@@ -12,49 +12,73 @@ enum TOMLTrial {
     /// How long the copy may take before the file is refused (a configuration file
     /// parses in well under a millisecond).
     static let timeoutMilliseconds: Int32 = 10_000
+    /// How long every trial of one file may take together, the search for the failing
+    /// line included, so that a file that hangs or aborts the parser costs one reload at
+    /// most this long, however many lines it has.
+    static let totalMilliseconds: Int32 = 15_000
 
     /// Throws when toml++ would not survive `text`, naming the first line whose prefix
-    /// already stops it.
+    /// already stops it (or the lines it is between, when time ran out first).
     static func check(_ text: String, source: String) throws(ConfigurationError) {
-        let outcome = run(text)
+        var budget = Budget()
+        let outcome = run(text, &budget)
         guard outcome != BATON_TRIAL_RETURNED else { return }
-        let line = firstFailingLine(of: text) ?? 1
         let how = switch outcome {
         case BATON_TRIAL_TIMED_OUT: "did not finish within \(timeoutMilliseconds / 1000) s"
         case BATON_TRIAL_VANISHED: "stopped without an answer"
         default: "stopped with \(SignalName.name(outcome)) (a failed assertion) instead of reporting an error"
         }
-        throw ConfigurationError(source: "\(source):\(line)",
-                                 problem: "not valid TOML: the TOML parser (toml++) \(how) reading this file up to this line; check its brackets, quotes and comments")
+        // A parser that hangs would hang again on every prefix: no search then.
+        let lines = outcome == BATON_TRIAL_TIMED_OUT ? nil : firstFailingLine(of: text, &budget)
+        let place = switch lines {
+        case .some(let range) where range.count == 1: "\(source):\(range.lowerBound)"
+        case .some(let range): "\(source):\(range.lowerBound)-\(range.upperBound)"
+        case nil: source
+        }
+        let upTo = lines.map { $0.count == 1 ? " up to this line" : " up to a line in this range (the search for it ran out of time)" } ?? ""
+        throw ConfigurationError(source: place,
+                                 problem: "not valid TOML: the TOML parser (toml++) \(how) reading this file\(upTo); check its brackets, quotes and comments")
+    }
+
+    /// What is left of ``totalMilliseconds``.
+    struct Budget {
+        private let ends = Clock.monotonic() + Double(TOMLTrial.totalMilliseconds) / 1000
+
+        var remainingMilliseconds: Int32 {
+            Int32(max(0, min(Double(TOMLTrial.timeoutMilliseconds), (ends - Clock.monotonic()) * 1000)))
+        }
     }
 
     /// The trial's outcome for `text` (BATON_TRIAL_*, or the signal that ended it). A
     /// trial that cannot even start (no memory for a fork) counts as surviving, so that
     /// the file gets read the way it was before trials existed.
-    private static func run(_ text: String) -> Int32 {
+    private static func run(_ text: String, _ budget: inout Budget) -> Int32 {
         var outcome: Int32 = BATON_TRIAL_RETURNED
+        let timeout = max(1, budget.remainingMilliseconds)
         let failed = text.withCString { cText in
-            baton_trial(parseInCopy, UnsafeRawPointer(cText), timeoutMilliseconds, &outcome)
+            baton_trial(parseInCopy, UnsafeRawPointer(cText), timeout, &outcome)
         }
         return failed == 0 ? outcome : BATON_TRIAL_RETURNED
     }
 
-    /// The smallest number of lines whose prefix the parser does not survive, by
-    /// bisection (a handful of trials; only on the failure path).
-    private static func firstFailingLine(of text: String) -> Int? {
+    /// The lines among which the first whose prefix the parser does not survive lies:
+    /// one line, found by bisection, or a range when the budget ran out first; nil when
+    /// the whole text survives or nothing could be narrowed.
+    private static func firstFailingLine(of text: String, _ budget: inout Budget) -> ClosedRange<Int>? {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         var low = 1
         var high = lines.count
-        guard run(lines.prefix(high).joined(separator: "\n") + "\n") != BATON_TRIAL_RETURNED else { return nil }
         while low < high {
+            guard budget.remainingMilliseconds > 0 else { return low...high }
             let middle = (low + high) / 2
-            if run(lines.prefix(middle).joined(separator: "\n") + "\n") == BATON_TRIAL_RETURNED {
-                low = middle + 1
-            } else {
-                high = middle
+            switch run(lines.prefix(middle).joined(separator: "\n") + "\n", &budget) {
+            case BATON_TRIAL_RETURNED: low = middle + 1
+            // Out of time (the budget's, or a prefix that hangs): it says nothing of where.
+            case BATON_TRIAL_TIMED_OUT: return low...high
+            default: high = middle
             }
         }
-        return low
+        return low...low
     }
 }
 

@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import Synchronization
 
 /// How Baton writes its log lines on standard error (`--log-format`).
 public enum LogFormat: String, CaseIterable, Sendable {
@@ -43,15 +44,21 @@ public struct LogLineHandler: LogHandler {
         line += Self.line(format: format, time: Self.now(), level: event.level, label: label,
                           message: event.message.description, metadata: merged)
         line += "\n"
-        line.withUTF8 { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = Glibc.write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
-                if written < 0 && errno == EINTR { continue }
-                guard written > 0 else { return }
-                offset += written
-            }
-        }
+        // Through the relay's writer of standard error, so that no worker line is
+        // written into the middle of this one.
+        line.withUTF8 { OutputWriter.standardError.writeNow(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The format of Baton's log, which the relays of workers' output follow too.
+    static var format: LogFormat { bootstrapped.withLock { $0 } }
+    private static let bootstrapped = Mutex<LogFormat>(.text)
+
+    /// Makes every `Logger` write through this handler, at `level` and in `format`.
+    public static func bootstrap(level: Logger.Level, format: LogFormat) {
+        bootstrapped.withLock { $0 = format }
+        LoggingSystem.bootstrap({ label, provider in
+            LogLineHandler(label: label, level: level, format: format, metadataProvider: provider)
+        }, metadataProvider: LogMetadata.provider)
     }
 
     /// One line, without its line feed. Metadata keys in a fixed order: those that say

@@ -12,13 +12,28 @@ import NIOPosix
 ///
 /// On the event loop, as everything of the supervisor: no thread of its own, and no
 /// timer unless a scraper is connected. Its state is touched on the event loop only.
-final class MetricsEndpoint: @unchecked Sendable {
-    /// More connections than this are closed as soon as they are accepted: a scraper
-    /// needs one, and the limit keeps a flood from growing Baton.
+///
+/// No client can grow Baton or lock scrapers out (Docs/security.md, "/metrics"): at
+/// most ``connectionLimit`` connections are open, and a new one closes the oldest that
+/// is waiting for a request; a request must be complete within ``requestTimeout``; one
+/// answer at a time is written, the next only once the kernel has taken the last, and
+/// an answer the client does not read within ``writeTimeout`` closes the connection;
+/// at most ``pipelineLimit`` requests wait behind it, and nothing more is read until
+/// they are answered.
+public final class MetricsEndpoint: @unchecked Sendable {
+    /// The connections open at once: a scraper needs one, and the limit keeps a flood
+    /// from growing Baton.
     static let connectionLimit = 16
-    /// A connection that sends nothing for this long is closed, so that idle ones cannot
-    /// hold the limit.
-    static let idleTimeout = TimeAmount.seconds(30)
+    /// How long a connection may take to send a whole request, from when it opened or
+    /// its last answer was written: trickling bytes does not hold a connection longer.
+    /// Longer than Prometheus' usual 15 s interval, so that its keep-alive connection
+    /// lasts from scrape to scrape.
+    static let requestTimeout = TimeAmount.seconds(30)
+    /// How long the kernel may take to accept an answer (the client reads it) before the
+    /// connection is closed.
+    static let writeTimeout = TimeAmount.seconds(10)
+    /// Requests received and not yet answered on one connection; one more closes it.
+    static let pipelineLimit = 8
 
     private let eventLoop: EventLoop
     private let logger: Logger
@@ -26,14 +41,14 @@ final class MetricsEndpoint: @unchecked Sendable {
     private var server: Channel?
     /// The address asked for last, bound or being bound.
     private var address: ListenerAddress?
-    private let connections: NIOLoopBoundBox<Int>
+    private let connections: NIOLoopBoundBox<MetricsConnections>
 
     /// `render` runs on the event loop, for each scrape.
     init(eventLoop: EventLoop, logger: Logger, render: @escaping @Sendable () -> String) {
         self.eventLoop = eventLoop
         self.logger = logger
         self.render = render
-        connections = .makeBoxSendingValue(0, as: Int.self, eventLoop: eventLoop)
+        connections = .makeBoxSendingValue(MetricsConnections(), as: MetricsConnections.self, eventLoop: eventLoop)
     }
 
     /// Binds `address` (nothing for nil), or throws why it cannot; call it from a thread
@@ -100,15 +115,14 @@ final class MetricsEndpoint: @unchecked Sendable {
             .serverChannelOption(.backlog, value: 16)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                guard connections.value < Self.connectionLimit else {
+                guard connections.value.admit(channel) else {
                     return channel.close()
                 }
-                connections.value += 1
-                channel.closeFuture.whenComplete { _ in connections.value -= 1 }
+                channel.closeFuture.whenComplete { _ in connections.value.closed(channel) }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.idleTimeout))
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(MetricsRequestHandler(render: render))
+                    try Self.addHandlers(to: channel.pipeline.syncOperations, render: render) { [connections] waiting in
+                        connections.value.waiting(channel, waiting)
+                    }
                 }
             }
             .bind(host: host, port: Int(port))
@@ -118,23 +132,80 @@ final class MetricsEndpoint: @unchecked Sendable {
             }
     }
 
+    /// Makes a connection's pipeline read requests and answer them with `render`'s
+    /// text; `waiting` hears whether the connection waits for a request (true) or
+    /// has one to answer (false). Public for the fuzz target (baton-fuzz `metrics`).
+    public static func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations,
+                                   render: @escaping @Sendable () -> String,
+                                   waiting: @escaping (Bool) -> Void = { _ in }) throws {
+        try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
+        try pipeline.addHandler(MetricsRequestHandler(render: render, waiting: waiting))
+    }
+
     private static func authority(of channel: Channel) -> String? {
         guard let address = channel.localAddress, let ip = address.ipAddress, let port = address.port else { return nil }
         return address.protocol == .inet6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 }
 
-/// Answers each request of one connection: `GET` (or `HEAD`) `/metrics` with the text,
-/// anything else with 404 or 405.
-private final class MetricsRequestHandler: ChannelInboundHandler {
+/// The endpoint's open connections, oldest first, and which of them wait for a request.
+/// Touched on the event loop only.
+struct MetricsConnections {
+    private var open: [(channel: Channel, waiting: Bool)] = []
+
+    /// Takes `channel` in, closing the oldest connection that waits for a request when
+    /// the limit is reached; false (close `channel`) when every one is being answered.
+    mutating func admit(_ channel: Channel) -> Bool {
+        if open.count >= MetricsEndpoint.connectionLimit {
+            guard let oldest = open.firstIndex(where: \.waiting) else { return false }
+            open.remove(at: oldest).channel.close(promise: nil)
+        }
+        open.append((channel, true))
+        return true
+    }
+
+    mutating func closed(_ channel: Channel) {
+        open.removeAll { $0.channel === channel }
+    }
+
+    mutating func waiting(_ channel: Channel, _ waiting: Bool) {
+        if let index = open.firstIndex(where: { $0.channel === channel }) { open[index].waiting = waiting }
+    }
+}
+
+/// Answers the requests of one connection, in order and one at a time: `GET` (or
+/// `HEAD`) `/metrics` with the text, anything else with 404 or 405.
+private final class MetricsRequestHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let render: @Sendable () -> String
+    private let waiting: (Bool) -> Void
+    /// The request being received.
     private var request: HTTPRequestHead?
+    /// Requests received, waiting for the answer under way.
+    private var unanswered: [HTTPRequestHead] = []
+    /// An answer was written and the kernel has not taken all of it yet.
+    private var writing = false
+    /// A `read` held back while requests wait: asked for again once they are answered.
+    private var readHeld = false
+    /// Closes the connection when no whole request arrived in time.
+    private var requestDeadline: Scheduled<Void>?
+    private var writeDeadline: Scheduled<Void>?
 
-    init(render: @escaping @Sendable () -> String) {
+    init(render: @escaping @Sendable () -> String, waiting: @escaping (Bool) -> Void) {
         self.render = render
+        self.waiting = waiting
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        awaitRequest(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        requestDeadline?.cancel()
+        writeDeadline?.cancel()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -146,11 +217,68 @@ private final class MetricsRequestHandler: ChannelInboundHandler {
         case .end:
             guard let request else { return }
             self.request = nil
-            respond(to: request, context: context)
+            guard unanswered.count < MetricsEndpoint.pipelineLimit else {
+                // It sends faster than it reads: nothing it asks for is worth growing for.
+                context.close(promise: nil)
+                return
+            }
+            unanswered.append(request)
+            requestDeadline?.cancel()
+            requestDeadline = nil
+            waiting(false)
+            answerNext(context: context)
         }
     }
 
-    private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {
+    func read(context: ChannelHandlerContext) {
+        guard unanswered.isEmpty && !writing else {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    private func answerNext(context: ChannelHandlerContext) {
+        guard !writing, context.channel.isActive else { return }
+        guard !unanswered.isEmpty else {
+            awaitRequest(context: context)
+            if readHeld {
+                readHeld = false
+                context.read()
+            }
+            return
+        }
+        let request = unanswered.removeFirst()
+        writing = true
+        let channel = context.channel
+        writeDeadline = context.eventLoop.scheduleTask(in: MetricsEndpoint.writeTimeout) {
+            channel.close(promise: nil)
+        }
+        let written = respond(to: request, context: context)
+        written.whenComplete { [self] result in
+            writeDeadline?.cancel()
+            writeDeadline = nil
+            writing = false
+            guard case .success = result, request.isKeepAlive else {
+                channel.close(promise: nil)
+                return
+            }
+            answerNext(context: context)
+        }
+    }
+
+    /// Starts the time a connection has to send its next request.
+    private func awaitRequest(context: ChannelHandlerContext) {
+        waiting(true)
+        requestDeadline?.cancel()
+        let channel = context.channel
+        requestDeadline = context.eventLoop.scheduleTask(in: MetricsEndpoint.requestTimeout) {
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Writes the answer to `request`; the future completes once the kernel has it all.
+    private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
         let path = request.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         let status: HTTPResponseStatus
         let body: String
@@ -166,8 +294,7 @@ private final class MetricsRequestHandler: ChannelInboundHandler {
         let buffer = context.channel.allocator.buffer(string: body)
         headers.add(name: "Content-Type", value: status == .ok ? PrometheusText.contentType : "text/plain; charset=utf-8")
         headers.add(name: "Content-Length", value: "\(buffer.readableBytes)")
-        let keepAlive = request.isKeepAlive
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        if !request.isKeepAlive { headers.add(name: "Connection", value: "close") }
         let head = HTTPResponseHead(version: request.version, status: status, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if request.method != .HEAD {
@@ -175,18 +302,7 @@ private final class MetricsRequestHandler: ChannelInboundHandler {
         }
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        if !keepAlive {
-            let channel = context.channel
-            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
-        }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
-        }
+        return written.futureResult
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

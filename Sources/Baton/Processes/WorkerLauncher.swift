@@ -1,10 +1,14 @@
 import Glibc
 import Logging
+import Synchronization
 
 /// Starts worker processes: the slot's sockets at fd 3, 4, …, the environment its
 /// socket protocol defines, its own `NOTIFY_SOCKET`, and its output, inherited or
 /// through a relay that prefixes each line.
 struct WorkerLauncher {
+    /// Set once the warning that JSON logs do not wrap inherited output has been logged.
+    private static let warnedOfInheritedOutput = Atomic<Bool>(false)
+
     /// Baton's own environment less what belongs to Baton alone; every worker starts from it.
     let environment: [String: String]
     let logger: Logger
@@ -63,18 +67,27 @@ struct WorkerLauncher {
                               preloadLibrary: preloadLibrary)
         // The relays' write ends belong to the worker alone once it has them.
         var writeEnds: [Int32] = []
+        var relays: [OutputRelay] = []
         defer { writeEnds.forEach { _ = close($0) } }
         if settings.output == .prefix {
             do {
-                let stdout = try OutputRelay.start(prefix: "\(worker)", target: STDOUT_FILENO)
-                writeEnds.append(stdout)
-                let stderr = try OutputRelay.start(prefix: "\(worker)", target: STDERR_FILENO)
-                writeEnds.append(stderr)
-                (request.stdout, request.stderr) = (stdout, stderr)
+                let stdout = try OutputRelay.start(worker, target: STDOUT_FILENO)
+                writeEnds.append(stdout.fd)
+                relays.append(stdout.relay)
+                let stderr = try OutputRelay.start(worker, target: STDERR_FILENO)
+                writeEnds.append(stderr.fd)
+                relays.append(stderr.relay)
+                (request.stdout, request.stderr) = (stdout.fd, stderr.fd)
             } catch {
                 logger.warning("worker \(worker) output is not prefixed: \(error)", metadata: LogMetadata.worker(worker))
             }
         }
-        return try ProcessSpawner.spawn(request)
+        if settings.output == .inherit, LogLineHandler.format == .json,
+           !Self.warnedOfInheritedOutput.exchange(true, ordering: .relaxed) {
+            logger.warning("workers' output is inherited as they write it (output = \"inherit\"): with --log-format json their lines are not wrapped, so a reader cannot tell them from Baton's; set output = \"prefix\" to wrap each line as a JSON object")
+        }
+        let pid = try ProcessSpawner.spawn(request)
+        relays.forEach { $0.started(pid) }
+        return pid
     }
 }

@@ -1,3 +1,7 @@
+import CBatonShim
+import NIOCore
+import NIOPosix
+
 /// Where the configuration comes from, at start and at every reload.
 public enum ConfigurationSource: Sendable {
     /// Given once, on the command line: a reload starts the same command afresh
@@ -12,6 +16,23 @@ public enum ConfigurationSource: Sendable {
             return configuration
         case .file(let path, let defaultControlSocket):
             return try ConfigurationFile.load(path: path, defaultControlSocket: defaultControlSocket)
+        }
+    }
+
+    /// Loads the configuration on a thread of NIO's pool, never on `eventLoop`: reading
+    /// a file (a slow disk, a FIFO) and trying it in a forked parser take as long as they
+    /// take, while status, /metrics and worker exits must still be handled. `loaded`
+    /// runs on `eventLoop`. What a refused configuration used is given back to the system.
+    func load(on eventLoop: EventLoop, _ loaded: @escaping @Sendable (Result<Configuration, ConfigurationError>) -> Void) {
+        NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { () -> Result<Configuration, ConfigurationError> in
+            let result = Result { () throws(ConfigurationError) in try load() }
+            if case .failure = result { baton_release_free_memory() }
+            return result
+        }.whenComplete { result in
+            switch result {
+            case .success(let result): loaded(result)
+            case .failure(let error): loaded(.failure(ConfigurationError(source: name, problem: "not read: \(error)")))
+            }
         }
     }
 

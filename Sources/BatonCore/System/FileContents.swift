@@ -12,13 +12,19 @@ package enum FileContents {
 
     /// The whole file as UTF-8 text.
     package static func read(_ path: String) throws(SystemError) -> String {
+        String(decoding: try bytes(path), as: UTF8.self)
+    }
+
+    /// The file's first `limit` bytes, or all of it when it is shorter.
+    package static func bytes(_ path: String, atMost limit: Int = .max) throws(SystemError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .last("open", subject: path) }
         defer { close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        while bytes.count < limit {
+            let wanted = min(chunk.count, limit - bytes.count)
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, wanted) }
             if count < 0 {
                 if errno == EINTR { continue }
                 throw .last("read", subject: path)
@@ -26,6 +32,6 @@ package enum FileContents {
             if count == 0 { break }
             bytes.append(contentsOf: chunk[0..<count])
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 }

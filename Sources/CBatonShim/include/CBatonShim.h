@@ -239,3 +239,8 @@ int baton_keep_capabilities(uint64_t keep);
 /// which the copy reports itself (so a reaper's `waitpid(-1)` taking it first loses
 /// nothing).
 int baton_trial(void (*function)(const void *argument), const void *argument, int timeout_ms, int *outcome);
+
+/// Gives the heap's free memory back to the system (`malloc_trim(0)`), after a large
+/// allocation that is gone for good, such as a refused configuration's. Returns 1 when
+/// some was given back, else 0.
+int baton_release_free_memory(void);
