@@ -127,7 +127,7 @@ public enum Settings {
     public static let stallTimeout = Setting<WorkerConfiguration, Duration>(
         "stall_timeout", \.stallTimeout, .duration(in: .milliseconds(100)...longestDuration),
         commandLine: .option("stall-timeout"), default: .described("off"),
-        help: "A serving worker whose steered sockets hold connections and that accepts none for this long leaves its slot and the rotation, what it holds moves to the other slots, it is told to drain, and its slot restarts. Off unless set")
+        help: "A serving worker whose steered sockets hold connections and that accepts none for this long leaves its slot and the rotation, what it holds moves to the other slots, it is told to drain, and its slot restarts. Off unless set. Needs steering: without a steered listener it can do nothing, and Baton says so in a warning")
 
     static let restartDelay = Setting<WorkerConfiguration, Duration>(
         "restart_delay", \.restartDelay, .duration(in: shortestRestartDelay...longestDuration),
