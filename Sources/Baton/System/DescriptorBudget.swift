@@ -17,9 +17,9 @@ struct DescriptorBudget: Sendable, Equatable {
     /// Notify sockets, output pipes and pidfds of two generations of workers.
     var workers = 0
 
-    /// Baton's own: the control socket and its connections, `/metrics`, the event loop,
-    /// signals, the notify directory, log output.
-    static let own = 64
+    /// Baton's own: the control socket, `/metrics`, the event loops, signals, the notify
+    /// directory, log output. (Control and /metrics connections shrink to fit the limit.)
+    static let own = 32
     /// A steered group's program and its maps.
     static let perSteeredGroup = 5
     /// A worker's notify socket, output pipe and pidfd, with room to spare.
