@@ -61,7 +61,7 @@ enum FuzzTarget: String, CaseIterable {
                          "a request decodes as it was encoded: \(line.debugDescription)")
         case .notify:
             let message = NotifyMessage(text)
-            _ = message.events(for: WorkerID(generation: 1, slot: 0))
+            precondition(!message.ready || text.contains("READY=1"), "ready only when the message says READY=1: \(text.debugDescription)")
         case .metrics:
             Self.metrics(bytes)
         case .environment:

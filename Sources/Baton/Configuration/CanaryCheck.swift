@@ -4,16 +4,16 @@
 /// `BATON_GENERATION` and `BATON_SLOT`, naming the canary's first worker.
 public struct CanaryCheck: Sendable, Equatable, Codable, CustomStringConvertible {
     /// Run by `/bin/sh -c`; exit status 0 is a pass.
-    public var command: String
+    var command: String
 
-    public init(command: String) {
+    init(command: String) {
         self.command = command
     }
 
     public var description: String { "exec:\(command)" }
 
     /// Reads the form `description` writes: `exec:COMMAND`.
-    public init(parsing text: String) throws(FormatError) {
+    init(parsing text: String) throws(FormatError) {
         guard text.hasPrefix("exec:") else { throw FormatError("expected exec:<shell command>") }
         let command = String(text.dropFirst(5))
         guard command.contains(where: { $0 != " " && $0 != "\t" }) else { throw FormatError("expected exec:<shell command>, the command is empty") }

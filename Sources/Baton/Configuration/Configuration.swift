@@ -4,18 +4,18 @@
 /// file (``ConfigurationFile``); either way it is validated as a whole before anything
 /// uses it, so a bad one changes nothing.
 public struct Configuration: Sendable, Equatable, Codable {
-    public var listeners: [ListenerConfiguration]
-    public var workers: WorkerConfiguration
+    var listeners: [ListenerConfiguration]
+    var workers: WorkerConfiguration
     /// Path of the control socket `batonctl` talks to.
-    public var controlSocket: String
+    var controlSocket: String
     /// Where Baton serves `/metrics`; nil for nowhere.
-    public var metrics: ListenerAddress?
+    var metrics: ListenerAddress?
     /// Whose members may reload, scale, promote or roll back a canary, and see the status through the control socket.
-    public var controlGroup: SystemGroup?
+    var controlGroup: SystemGroup?
     /// Whose members may see the status through the control socket.
-    public var controlReadOnlyGroup: SystemGroup?
+    var controlReadOnlyGroup: SystemGroup?
 
-    public init(listeners: [ListenerConfiguration], workers: WorkerConfiguration, controlSocket: String,
+    init(listeners: [ListenerConfiguration], workers: WorkerConfiguration, controlSocket: String,
                 metrics: ListenerAddress? = nil) {
         self.listeners = listeners
         self.workers = workers
@@ -24,7 +24,7 @@ public struct Configuration: Sendable, Equatable, Codable {
     }
 
     /// Checks what single values cannot: the whole must make sense.
-    public func validate(source: String) throws(ConfigurationError) {
+    func validate(source: String) throws(ConfigurationError) {
         var names = Set<String>()
         var addresses = Set<ListenerAddress>()
         for listener in listeners {

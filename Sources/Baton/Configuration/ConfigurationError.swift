@@ -1,13 +1,13 @@
 /// A configuration that cannot be used, and exactly where and why.
 public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
     /// The file, or "command line".
-    public var source: String
+    var source: String
     /// The key, such as `workers.count` or `listener[1].address`.
-    public var key: String?
-    public var value: String?
-    public var problem: String
+    var key: String?
+    var value: String?
+    var problem: String
 
-    public init(source: String, key: String? = nil, value: String? = nil, problem: String) {
+    init(source: String, key: String? = nil, value: String? = nil, problem: String) {
         self.source = source
         self.key = key
         self.value = value

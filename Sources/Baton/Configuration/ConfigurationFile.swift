@@ -7,9 +7,9 @@ import TOMLKit
 public enum ConfigurationFile {
     /// The largest configuration file Baton reads, 4 MiB: ten thousand listeners take
     /// under 1 MiB, and a larger file would only make a reload slow and Baton big.
-    public static let maximumSize = 4 * 1024 * 1024
+    static let maximumSize = 4 * 1024 * 1024
 
-    public static func load(path: String, defaultControlSocket: String) throws(ConfigurationError) -> Configuration {
+    static func load(path: String, defaultControlSocket: String) throws(ConfigurationError) -> Configuration {
         let bytes: [UInt8]
         do {
             bytes = try FileContents.bytes(path, atMost: maximumSize + 1)
@@ -23,7 +23,7 @@ public enum ConfigurationFile {
         return try parse(String(decoding: bytes, as: UTF8.self), source: path, defaultControlSocket: defaultControlSocket)
     }
 
-    public static func parse(_ text: String, source: String, defaultControlSocket: String) throws(ConfigurationError) -> Configuration {
+    package static func parse(_ text: String, source: String, defaultControlSocket: String) throws(ConfigurationError) -> Configuration {
         try TOMLTrial.check(text, source: source)
         let root: TOMLTable
         do {

@@ -1,7 +1,7 @@
 /// `{fd:NAME}` in a worker's arguments: the descriptor number of listener NAME.
 public enum DescriptorPlaceholder {
     /// The listener names that `argument` refers to, in order.
-    public static func names(in argument: String) -> [String] {
+    static func names(in argument: String) -> [String] {
         var names: [String] = []
         _ = substitute(argument) { name in
             names.append(name)
@@ -11,7 +11,7 @@ public enum DescriptorPlaceholder {
     }
 
     /// `argument` with every `{fd:NAME}` replaced by `number(NAME)`.
-    public static func substitute(_ argument: String, _ number: (String) -> String) -> String {
+    static func substitute(_ argument: String, _ number: (String) -> String) -> String {
         var result = ""
         var rest = Substring(argument)
         while let open = rest.firstRange(of: "{fd:") {

@@ -5,7 +5,7 @@ public enum DurationFormat {
     static let longestMicroseconds = Int64.max / 1000
 
     /// The duration `text` writes, or nil when it writes none or one longer than a timer takes.
-    public static func parse(_ text: String) -> Duration? {
+    static func parse(_ text: String) -> Duration? {
         let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
             guard let number = Double(text.dropLast(suffix.count)), number >= 0, number.isFinite,
@@ -26,7 +26,7 @@ public enum DurationFormat {
     }
 
     /// The shortest exact form, as `parse` reads it back.
-    public static func string(_ duration: Duration) -> String {
+    static func string(_ duration: Duration) -> String {
         let microseconds = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
         if microseconds > 0 && microseconds % 3_600_000_000 == 0 { return "\(microseconds / 3_600_000_000)h" }
         if microseconds % 1_000_000 == 0 { return "\(microseconds / 1_000_000)s" }

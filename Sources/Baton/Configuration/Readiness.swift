@@ -19,7 +19,7 @@ public enum Readiness: Sendable, Equatable, Codable, CustomStringConvertible {
 
 extension Readiness {
     /// Reads the forms `description` writes: `notify`, `delay:2s`, `exec:COMMAND`.
-    public init(parsing text: String) throws(FormatError) {
+    init(parsing text: String) throws(FormatError) {
         if text == "notify" {
             self = .notify
         } else if text.hasPrefix("delay:") {

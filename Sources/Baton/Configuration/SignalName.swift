@@ -2,7 +2,7 @@ import Glibc
 
 /// Signal names as written in configurations: `TERM`, `SIGQUIT`, `winch`, or a number.
 public enum SignalName {
-    public static let terminate = SIGTERM
+    static let terminate = SIGTERM
 
     private static let names: [(String, Int32)] = [
         ("HUP", SIGHUP), ("INT", SIGINT), ("QUIT", SIGQUIT), ("KILL", SIGKILL), ("USR1", SIGUSR1),
@@ -15,16 +15,16 @@ public enum SignalName {
     /// Signals that cannot tell a worker to drain: job control, which stops or continues
     /// it (a stopped worker would sit out the whole drain timeout), and the one that
     /// reports a child's exit. `KILL` is allowed: it drains by killing at once.
-    public static let refusedForDrain: [Int32] = [SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU]
+    static let refusedForDrain: [Int32] = [SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU]
 
-    public static func parse(_ text: String) -> Int32? {
+    static func parse(_ text: String) -> Int32? {
         if let number = Int32(text), number > 0, number < 65 { return number }
         var name = text.uppercased()
         if name.hasPrefix("SIG") { name.removeFirst(3) }
         return names.first { $0.0 == name }?.1
     }
 
-    public static func name(_ signal: Int32) -> String {
+    static func name(_ signal: Int32) -> String {
         names.first { $0.1 == signal }.map { "SIG\($0.0)" } ?? "signal \(signal)"
     }
 }

@@ -2,49 +2,49 @@
 /// is declared in ``Settings``.
 public struct WorkerConfiguration: Sendable, Equatable, Codable {
     /// Program and arguments; the program is looked up in `PATH` when it has no slash.
-    public var command: [String]
-    public var count: Int = Settings.workerCount.defaultValue
-    public var directory: String?
+    var command: [String]
+    var count: Int = Settings.workerCount.defaultValue
+    var directory: String?
     /// Added to (or replacing in) Baton's own environment.
-    public var environment: [String: String] = Settings.environment.defaultValue
-    public var readiness: Readiness = Settings.readiness.defaultValue
-    public var readyTimeout: Duration = Settings.readyTimeout.defaultValue
-    public var drainSignal: Int32 = Settings.drainSignal.defaultValue
-    public var drainTimeout: Duration = Settings.drainTimeout.defaultValue
+    var environment: [String: String] = Settings.environment.defaultValue
+    var readiness: Readiness = Settings.readiness.defaultValue
+    var readyTimeout: Duration = Settings.readyTimeout.defaultValue
+    var drainSignal: Int32 = Settings.drainSignal.defaultValue
+    var drainTimeout: Duration = Settings.drainTimeout.defaultValue
     /// How long a generation out of rotation may take to accept what its sockets hold
     /// before it gets the drain signal anyway.
-    public var drainGrace: Duration = Settings.drainGrace.defaultValue
+    var drainGrace: Duration = Settings.drainGrace.defaultValue
     /// With steering: how long a serving worker may leave connections in its sockets
     /// without accepting any before it is taken out of rotation and replaced; nil: never.
-    public var stallTimeout: Duration?
+    var stallTimeout: Duration?
     /// First delay before restarting a crashed worker; doubles on each crash in a row.
-    public var restartDelay: Duration = Settings.restartDelay.defaultValue
-    public var restartDelayMax: Duration = Settings.restartDelayMax.defaultValue
-    public var output: OutputMode = Settings.output.defaultValue
+    var restartDelay: Duration = Settings.restartDelay.defaultValue
+    var restartDelayMax: Duration = Settings.restartDelayMax.defaultValue
+    var output: OutputMode = Settings.output.defaultValue
     /// How the workers learn which descriptors are their sockets.
-    public var socketProtocol: SocketProtocol = Settings.socketProtocol.defaultValue
+    var socketProtocol: SocketProtocol = Settings.socketProtocol.defaultValue
     /// With `.preload`: the library to preload; nil takes `libbaton-preload.so` beside
     /// the `baton` executable.
-    public var preloadLibrary: String?
+    var preloadLibrary: String?
     /// The user and group workers run as; nil: Baton's.
-    public var user: WorkerUser?
-    public var group: SystemGroup?
-    public var noNewPrivileges: Bool = Settings.noNewPrivileges.defaultValue
+    var user: WorkerUser?
+    var group: SystemGroup?
+    var noNewPrivileges: Bool = Settings.noNewPrivileges.defaultValue
     /// The workers' umask; nil: Baton's.
-    public var umask: UInt32?
-    public var limits: [ResourceLimit: UInt64] = Settings.limits.defaultValue
+    var umask: UInt32?
+    var limits: [ResourceLimit: UInt64] = Settings.limits.defaultValue
     /// How a reload replaces the workers.
-    public var strategy: ReloadStrategy = Settings.strategy.defaultValue
+    var strategy: ReloadStrategy = Settings.strategy.defaultValue
     /// With the rolling strategy: how many slots are replaced at a time.
-    public var batch: Int = Settings.batch.defaultValue
+    var batch: Int = Settings.batch.defaultValue
     /// A canary's health check during its hold; nil: none.
-    public var canaryCheck: CanaryCheck?
+    var canaryCheck: CanaryCheck?
     /// How often the canary's health check runs (and how long one run may take).
-    public var canaryCheckInterval: Duration = Settings.canaryCheckInterval.defaultValue
+    var canaryCheckInterval: Duration = Settings.canaryCheckInterval.defaultValue
     /// How many failed checks in a row roll the canary back.
-    public var canaryCheckFailures: Int = Settings.canaryCheckFailures.defaultValue
+    var canaryCheckFailures: Int = Settings.canaryCheckFailures.defaultValue
 
-    public init(command: [String]) {
+    init(command: [String]) {
         self.command = command
     }
 }

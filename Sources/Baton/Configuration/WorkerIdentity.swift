@@ -5,15 +5,15 @@ import Glibc
 /// configuration is read, so that a name that does not exist is a configuration error
 /// at start and at reload, and the forked child reads no database.
 public struct WorkerUser: Sendable, Equatable, Codable, CustomStringConvertible {
-    public var name: String
-    public var uid: uid_t
+    var name: String
+    var uid: uid_t
     /// The primary group of the user's entry.
-    public var gid: gid_t
+    var gid: gid_t
     /// The user's home directory, the workers' `HOME`.
-    public var home: String
+    var home: String
     /// The groups the user belongs to, with the primary group (`getgrouplist`): the
     /// supplementary groups `initgroups` would give.
-    public var groups: [gid_t]
+    var groups: [gid_t]
 
     public var description: String { name }
 
@@ -50,8 +50,8 @@ public struct WorkerUser: Sendable, Equatable, Codable, CustomStringConvertible 
 /// of their user's primary group, or one whose members may use the control socket
 /// (`control_group`, `control_readonly_group`).
 public struct SystemGroup: Sendable, Equatable, Codable, CustomStringConvertible {
-    public var name: String
-    public var gid: gid_t
+    var name: String
+    var gid: gid_t
 
     public var description: String { name }
 

@@ -177,14 +177,14 @@ private final class ControlConnections: @unchecked Sendable {
 }
 
 /// Writes the answer to one control request.
-public struct ControlResponder: Sendable {
+struct ControlResponder: Sendable {
     let channel: Channel
 
     /// Sends one reply; after the final one, closes the connection and then runs
     /// `afterwards` on the event loop. A final reply the client does not read within
     /// ``ControlServer/requestTimeout`` closes the connection unread, so that a client
     /// that asks and never reads cannot hold a connection, or its reply, for ever.
-    public func send(_ reply: ControlReply, afterwards: (@Sendable () -> Void)? = nil) {
+    func send(_ reply: ControlReply, afterwards: (@Sendable () -> Void)? = nil) {
         let write = channel.writeAndFlush(ByteBuffer(string: reply.encodedLine()))
         if reply.final {
             let channel = self.channel

@@ -13,7 +13,7 @@ public enum LogMetadata {
     private static let reloadOfGeneration = NIOLockedValueBox<[Int: ReloadRequestID]>([:])
 
     /// Gives every line the reload under way; for `LoggingSystem.bootstrap`.
-    public static let provider = Logger.MetadataProvider {
+    static let provider = Logger.MetadataProvider {
         reloadUnderWay.withLockedValue { $0 }.map { reload(id: $0) } ?? [:]
     }
 

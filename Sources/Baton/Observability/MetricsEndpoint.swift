@@ -135,7 +135,7 @@ public final class MetricsEndpoint: @unchecked Sendable {
     /// Makes a connection's pipeline read requests and answer them with `render`'s
     /// text; `waiting` hears whether the connection waits for a request (true) or
     /// has one to answer (false). Public for the fuzz target (baton-fuzz `metrics`).
-    public static func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations,
+    package static func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations,
                                    render: @escaping @Sendable () -> String,
                                    waiting: @escaping (Bool) -> Void = { _ in }) throws {
         try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)

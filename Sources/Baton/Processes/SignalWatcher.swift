@@ -3,7 +3,7 @@ import Glibc
 
 /// Receives the signals Baton acts on, and the exits of its children, on a thread of
 /// its own that sleeps in `read(2)` on a signalfd: no handler, no polling.
-public enum SignalWatcher {
+enum SignalWatcher {
     /// The signals Baton handles itself. They must be blocked in every thread, so
     /// ``blockSignals()`` runs first thing in `main`, before any thread exists.
     static let handled: [Int32] = [SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2]
@@ -17,7 +17,7 @@ public enum SignalWatcher {
     nonisolated(unsafe) private static var descriptor: Int32 = -1
 
     /// Blocks the handled signals in the calling thread and every thread created later.
-    public static func blockSignals() {
+    static func blockSignals() {
         var fd: Int32 = -1
         let error = handled.withUnsafeBufferPointer { baton_signalfd($0.baseAddress, Int32($0.count), &fd) }
         precondition(error == 0, "signalfd: \(String(cString: strerror(error)))")

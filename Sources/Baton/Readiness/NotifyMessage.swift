@@ -20,7 +20,7 @@ package struct NotifyMessage: Equatable {
 extension NotifyMessage {
     /// What the message tells the state machine about `worker`, in the order a worker
     /// that sends several fields at once means them.
-    package func events(for worker: WorkerID) -> [SupervisorEvent] {
+    func events(for worker: WorkerID) -> [SupervisorEvent] {
         var events: [SupervisorEvent] = []
         if let status { events.append(.workerStatus(worker, status)) }
         if ready { events.append(.workerReady(worker)) }

@@ -143,8 +143,8 @@ struct GenerationTable: Sendable, Equatable {
 
 extension SupervisorStateMachine {
     /// The workers started by one start or reload.
-    public struct Generation: Sendable, Equatable {
-        public enum Role: String, Sendable, Equatable {
+    struct Generation: Sendable, Equatable {
+        enum Role: String, Sendable, Equatable {
             /// Workers are starting; the generation does not serve yet.
             case starting
             case serving
@@ -157,24 +157,24 @@ extension SupervisorStateMachine {
             case rollingBack = "rolling-back"
         }
 
-        public let number: Int
-        public let configuration: Configuration
-        public internal(set) var role: Role = .starting
+        let number: Int
+        let configuration: Configuration
+        internal(set) var role: Role = .starting
         /// The live worker of each slot.
-        public internal(set) var workers: [Int: Worker] = [:]
+        internal(set) var workers: [Int: Worker] = [:]
         /// Crashes in a row, by slot.
-        public internal(set) var crashes: [Int: Int] = [:]
+        internal(set) var crashes: [Int: Int] = [:]
         /// Slots waiting for their restart delay.
-        public internal(set) var restarting: Set<Int> = []
+        internal(set) var restarting: Set<Int> = []
         /// Workers taken out of their slot (stalled, or replaced by a rolling reload),
         /// draining until they exit or their drain timeout kills them.
-        public internal(set) var retired: [WorkerID: Worker] = [:]
+        internal(set) var retired: [WorkerID: Worker] = [:]
         /// Retired workers whose slot a rolling reload handed to another generation.
-        public internal(set) var departing: Set<WorkerID> = []
+        internal(set) var departing: Set<WorkerID> = []
         /// The latest start number of each slot.
         var starts: [Int: Int] = [:]
 
-        public func isCrashLooping(slot: Int) -> Bool {
+        func isCrashLooping(slot: Int) -> Bool {
             crashes[slot, default: 0] >= SupervisorStateMachine.crashLoopThreshold
         }
 
@@ -184,16 +184,16 @@ extension SupervisorStateMachine {
         }
     }
 
-    public struct Worker: Sendable, Equatable {
-        public enum State: String, Sendable, Equatable {
+    struct Worker: Sendable, Equatable {
+        enum State: String, Sendable, Equatable {
             case starting, ready, draining, killed
         }
 
-        public let id: WorkerID
-        public internal(set) var state: State = .starting
+        let id: WorkerID
+        internal(set) var state: State = .starting
         /// The last `STATUS=` the worker sent.
-        public internal(set) var status: String?
+        internal(set) var status: String?
         /// The worker said `STOPPING=1`.
-        public internal(set) var announcedStopping = false
+        internal(set) var announcedStopping = false
     }
 }

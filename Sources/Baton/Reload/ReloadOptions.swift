@@ -2,22 +2,22 @@
 /// --strategy --batch --canary`, `batonctl scale`). They ride with the reload's events, from its request
 /// to its loaded configuration, and hold for that reload only; requests that wait and
 /// collapse into one reload pool theirs, the later one's winning.
-public struct ReloadOptions: Sendable, Equatable {
+struct ReloadOptions: Sendable, Equatable {
     /// The strategy instead of the configuration's.
-    public var strategy: ReloadStrategy?
+    var strategy: ReloadStrategy?
     /// With `strategy`: how many slots at a time instead of the configuration's `batch`.
-    public var batch: Int?
+    var batch: Int?
     /// The reload starts as a canary of these workers.
-    public var canary: Canary?
+    var canary: Canary?
     /// `batonctl scale`: this many workers, for this reload and (once its configuration
     /// is loaded) every later one. A request the machine refuses never gets that far, so
     /// it changes nothing.
-    public var workers: Int?
+    var workers: Int?
 
     /// The reload as the configuration file says.
-    public static let configured = ReloadOptions()
+    static let configured = ReloadOptions()
 
-    public init(strategy: ReloadStrategy? = nil, batch: Int? = nil, canary: Canary? = nil, workers: Int? = nil) {
+    init(strategy: ReloadStrategy? = nil, batch: Int? = nil, canary: Canary? = nil, workers: Int? = nil) {
         self.strategy = strategy
         self.batch = batch
         self.canary = canary

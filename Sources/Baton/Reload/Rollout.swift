@@ -3,27 +3,27 @@
 /// have exited, so that at most `slots + batch` workers are alive. Once a batch fails
 /// it goes back the same way: old-configuration workers start again in `from` for the
 /// replaced slots, last replaced first, `batch` at a time, and take those slots back.
-public struct Rollout: Sendable, Equatable {
-    public let from: Int
-    public let to: Int
-    public let batch: Int
+struct Rollout: Sendable, Equatable {
+    let from: Int
+    let to: Int
+    let batch: Int
     /// How many slots both generations have.
-    public let slots: Int
+    let slots: Int
     /// Slots whose rotation entry is generation `to`'s socket, in the order they were
     /// replaced.
-    public internal(set) var replaced: [Int] = []
+    internal(set) var replaced: [Int] = []
     /// The batch under way: slots whose worker is starting, in `to` going forward, in
     /// `from` going back.
-    public internal(set) var batchSlots: [Int] = []
+    internal(set) var batchSlots: [Int] = []
     /// Why the rollout goes back; nil while it goes forward.
-    public internal(set) var failure: String?
+    internal(set) var failure: String?
     /// The canary that holds (or starts), until it is promoted or rolled back.
-    public internal(set) var canary: Canary?
+    internal(set) var canary: Canary?
     /// The canary's slots, once its workers are ready: their sockets of `to` take a share
     /// of new connections beside every socket of `from`.
-    public internal(set) var canarySlots: [Int] = []
+    internal(set) var canarySlots: [Int] = []
     /// The canary's health check runs that failed in a row.
-    public internal(set) var canaryCheckFailures = 0
+    internal(set) var canaryCheckFailures = 0
 
     /// The generation whose socket of `slot` is in rotation (when its worker is ready).
     func owner(of slot: Int) -> Int {

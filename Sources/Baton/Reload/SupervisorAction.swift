@@ -1,5 +1,5 @@
 /// What the state machine asks its shell to do.
-public enum SupervisorAction: Sendable, Equatable {
+enum SupervisorAction: Sendable, Equatable {
     /// Re-read the configuration, apply the reload's options to it, open listeners that
     /// are new in it, and answer with ``SupervisorEvent/configurationLoaded(_:canary:)``
     /// (with the options' canary) or ``SupervisorEvent/configurationRejected(_:)``.
@@ -37,7 +37,7 @@ public enum SupervisorAction: Sendable, Equatable {
 }
 
 /// The course of one reload, as its asker sees it.
-public enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
+enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
     /// Another reload is under way; this one follows it (requests made meanwhile collapse into one).
     case queued
     case loadingConfiguration
@@ -65,19 +65,19 @@ public enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
     /// The new generation failed; the old one keeps serving. Final.
     case rolledBack(generation: Int, reason: String)
 
-    public var isFinal: Bool {
+    var isFinal: Bool {
         switch self {
         case .tookOver, .failed, .rolledBack: true
         default: false
         }
     }
 
-    public var succeeded: Bool {
+    var succeeded: Bool {
         if case .tookOver = self { return true }
         return false
     }
 
-    public var description: String {
+    var description: String {
         switch self {
         case .queued: "queued behind the reload under way"
         case .loadingConfiguration: "reading the configuration"
@@ -111,7 +111,7 @@ public enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Events worth a log line, and for systemd a notification.
-public enum Announcement: Sendable, Equatable {
+enum Announcement: Sendable, Equatable {
     /// The first generation is ready: the service is up.
     case serving(generation: Int)
     case workerExited(WorkerID, WorkerExit, restartAfter: Duration?)

@@ -1,33 +1,33 @@
 /// One worker process: the slot it fills in its generation, and which start of that
 /// slot it is (0 for the first, one more for each restart).
-public struct WorkerID: Hashable, Sendable, Comparable, CustomStringConvertible {
-    public var generation: Int
-    public var slot: Int
-    public var start: Int
+struct WorkerID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    var generation: Int
+    var slot: Int
+    var start: Int
 
-    public init(generation: Int, slot: Int, start: Int = 0) {
+    init(generation: Int, slot: Int, start: Int = 0) {
         self.generation = generation
         self.slot = slot
         self.start = start
     }
 
-    public static func < (lhs: WorkerID, rhs: WorkerID) -> Bool {
+    static func < (lhs: WorkerID, rhs: WorkerID) -> Bool {
         (lhs.generation, lhs.slot, lhs.start) < (rhs.generation, rhs.slot, rhs.start)
     }
 
-    public var description: String {
+    var description: String {
         start == 0 ? "g\(generation)/s\(slot)" : "g\(generation)/s\(slot)#\(start)"
     }
 }
 
 /// How a worker ended.
-public enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
+enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
     case exited(Int32)
     case signaled(Int32)
     /// fork, or the child's preparations or execve, failed.
     case failedToStart(String)
 
-    public var description: String {
+    var description: String {
         switch self {
         case .exited(let code): "exited with status \(code)"
         case .signaled(let signal): "killed by \(SignalName.name(signal))"
@@ -37,10 +37,10 @@ public enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Identifies one `reload` request, so that its asker hears how it went.
-public typealias ReloadRequestID = Int
+typealias ReloadRequestID = Int
 
 /// Timers the state machine asks for; each comes back as ``SupervisorEvent/timerFired(_:)``.
-public enum SupervisorTimer: Hashable, Sendable {
+enum SupervisorTimer: Hashable, Sendable {
     /// The worker must be ready by then.
     case readyTimeout(WorkerID)
     /// The worker has served long enough for its slot's crash count to be forgotten.
@@ -64,14 +64,14 @@ public enum SupervisorTimer: Hashable, Sendable {
 }
 
 /// How one run of a canary's health check (`canary_check`) went.
-public enum CanaryCheckResult: Sendable, Equatable {
+enum CanaryCheckResult: Sendable, Equatable {
     case passed
     /// Why it failed, such as "exited with status 1".
     case failed(String)
 }
 
 /// Everything that can happen to the supervisor.
-public enum SupervisorEvent: Sendable, Equatable {
+enum SupervisorEvent: Sendable, Equatable {
     /// The configuration was read at start-up: start the first generation.
     case start(Configuration)
     /// Baton replaced its own binary (`batonctl upgrade`): `workers`, all ready, keep

@@ -41,8 +41,8 @@
 /// (leave the rotation, settle, drain signal, kill, depart), `+Rollout` (rolling, and
 /// the canary with its hold, health check, promote and rollback), and ``Rotation``
 /// (which sockets take new connections).
-public struct SupervisorStateMachine: Sendable {
-    public enum Phase: Sendable, Equatable {
+struct SupervisorStateMachine: Sendable {
+    enum Phase: Sendable, Equatable {
         /// Nothing started yet.
         case idle
         /// The first generation is starting.
@@ -55,35 +55,35 @@ public struct SupervisorStateMachine: Sendable {
         case stopped
     }
 
-    public internal(set) var phase: Phase = .idle
+    internal(set) var phase: Phase = .idle
     /// Who is where.
     var table = GenerationTable()
     /// Reload requests waiting for the current one to finish.
-    public internal(set) var pendingReloads: [ReloadRequestID] = []
+    internal(set) var pendingReloads: [ReloadRequestID] = []
     /// What the waiting requests asked for, pooled: the reload they become gets it.
     var pendingOptions = ReloadOptions.configured
     /// The rolling reload under way, forward or back.
-    public internal(set) var rollout: Rollout?
+    internal(set) var rollout: Rollout?
     var exitCode: Int32 = 0
     var exitReason: String?
 
     /// How long a restarted worker must serve before its slot's crashes are forgotten.
-    public static let healthyAfter: Duration = .seconds(10)
+    static let healthyAfter: Duration = .seconds(10)
     /// From this many crashes in a row a slot is reported as crash-looping.
-    public static let crashLoopThreshold = 3
+    static let crashLoopThreshold = 3
 
-    public init() {}
+    init() {}
 
     /// Alive generations, oldest first.
-    public var generations: [Generation] { table.generations }
+    var generations: [Generation] { table.generations }
 
     /// The generation whose workers serve, if any.
-    public var serving: Generation? { table.serving }
+    var serving: Generation? { table.serving }
 
     /// Generation `number`, if it is alive.
     func generation(_ number: Int) -> Generation? { table.generation(number) }
 
-    public mutating func handle(_ event: SupervisorEvent) -> [SupervisorAction] {
+    mutating func handle(_ event: SupervisorEvent) -> [SupervisorAction] {
         var actions: [SupervisorAction] = []
         switch event {
         case .start(let configuration):

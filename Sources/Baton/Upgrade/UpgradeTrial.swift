@@ -15,7 +15,7 @@ import NIOCore
 /// nothing fails the upgrade with what it did, and this Baton carries on.
 public final class UpgradeTrial: @unchecked Sendable { // owned by the event loop
     /// Set in the trial's environment: read the handover, answer, exit.
-    public static let variable = "BATON_UPGRADE_TRIAL"
+    static let variable = "BATON_UPGRADE_TRIAL"
     /// The line a new binary that read the handover writes on its standard output.
     static let answer = "baton upgrade trial: the handover was read"
     /// How long the new binary has to answer; less than the 30 s `batonctl` waits for a reply.
