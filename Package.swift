@@ -156,7 +156,7 @@ let package = Package(
         .target(
             name: "BatonLoad",
             dependencies: [
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Histogram", package: "hdrhistogram-swift")
             ]
         ),
         .executableTarget(

@@ -8,7 +8,9 @@ struct HTTPConnection {
     var answered = 0
 
     enum Failure: Error, Equatable {
-        case refused, reset, timedOut, closed, short, wrong(String), other(String)
+        case refused, reset, timedOut, closed, short
+        case wrong(String)
+        case other(String)
     }
 
     struct Response {
@@ -121,7 +123,8 @@ struct HTTPConnection {
         }
         answered += 1
         if let expectedHeader, response.status == 200, response.responder == nil,
-           !Self.hasHeader(expectedHeader, buffer[..<(headerEnd ?? 0)]) {
+            !Self.hasHeader(expectedHeader, buffer[..<(headerEnd ?? 0)])
+        {
             throw .wrong("no \(expectedHeader) header")
         }
         guard response.status == 200 else { throw .wrong("status \(response.status)") }

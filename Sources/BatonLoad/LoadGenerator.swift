@@ -67,7 +67,8 @@ public final class LoadGenerator: Sendable {
     }
 
     private func runClient(_ index: Int, record: ClientRecord, origin: ContinuousClock.Instant) {
-        let request = Array("GET \(configuration.path) HTTP/1.1\r\nHost: baton-load\r\n\(configuration.mode == .newConnection ? "Connection: close\r\n" : "")\r\n".utf8)
+        let request = Array(
+            "GET \(configuration.path) HTTP/1.1\r\nHost: baton-load\r\n\(configuration.mode == .newConnection ? "Connection: close\r\n" : "")\r\n".utf8)
         var connection: HTTPConnection?
         var sequence = 0
         // Open loop: this client's share of the rate, its first request staggered.

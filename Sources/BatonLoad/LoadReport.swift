@@ -89,8 +89,10 @@ public struct LoadReport: Sendable, Codable {
             var stop = start
             while stop < samples.count && samples[stop].at < end { stop += 1 }
             let failures = failureTimes.filter { $0 >= end - sliceLength && $0 < end }.count
-            slices.append(Slice(at: Double(slice) / 10, requests: stop - start + failures, failures: failures,
-                                p99: Self.summary(samples[start..<stop]).p99))
+            slices.append(
+                Slice(
+                    at: Double(slice) / 10, requests: stop - start + failures, failures: failures,
+                    p99: Self.summary(samples[start..<stop]).p99))
             start = stop
         }
         timeline = slices

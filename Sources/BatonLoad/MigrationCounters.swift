@@ -19,11 +19,13 @@ public struct MigrationCounters: Sendable, Equatable {
         }
         let lines = text.split(separator: "\n")
         guard let names = lines.first(where: { $0.hasPrefix("TcpExt:") }),
-              let values = lines.last(where: { $0.hasPrefix("TcpExt:") }) else {
+            let values = lines.last(where: { $0.hasPrefix("TcpExt:") })
+        else {
             throw Unavailable(description: "no TcpExt lines in \(path)")
         }
-        let counters = Dictionary(zip(names.split(separator: " "), values.split(separator: " ").map { Int($0) ?? 0 }),
-                                  uniquingKeysWith: { $1 })
+        let counters = Dictionary(
+            zip(names.split(separator: " "), values.split(separator: " ").map { Int($0) ?? 0 }),
+            uniquingKeysWith: { $1 })
         guard let success = counters["TCPMigrateReqSuccess"], let failure = counters["TCPMigrateReqFailure"] else {
             throw Unavailable(description: "no TCPMigrateReq counters in \(path) (Linux 5.14 or later has them)")
         }

@@ -38,62 +38,77 @@ struct BenchReport: Codable {
     var figures: [Figure] {
         var figures: [Figure] = []
         if let baton = result(.baton), let perThousand = baton.failuresPer1000Reloads {
-            figures.append(Figure(name: "failed requests per 1000 reloads", value: String(format: "%.1f", perThousand),
-                                  target: "0", met: baton.failedRequests == 0))
+            figures.append(
+                Figure(
+                    name: "failed requests per 1000 reloads", value: String(format: "%.1f", perThousand),
+                    target: "0", met: baton.failedRequests == 0))
         }
         if let baton = result(.baton)?.p99Ratio, let control = result(.control)?.p99Ratio {
-            figures.append(Figure(
-                name: "p99 inside / outside reload windows, Baton vs the do-nothing control",
-                value: String(format: "%.2f vs %.2f (%+.0f%%)", baton, control, (baton / control - 1) * 100),
-                target: "within 10% of the control", met: baton <= control * 1.1))
+            figures.append(
+                Figure(
+                    name: "p99 inside / outside reload windows, Baton vs the do-nothing control",
+                    value: String(format: "%.2f vs %.2f (%+.0f%%)", baton, control, (baton / control - 1) * 100),
+                    target: "within 10% of the control", met: baton <= control * 1.1))
         }
         if let reload = scaling.first(where: { $0.workers == plan.workers })?.reloadMilliseconds,
-           let startup = workerStartupMilliseconds {
+            let startup = workerStartupMilliseconds
+        {
             let overhead = reload.p50 - startup.p50
-            figures.append(Figure(
-                name: "reload until the new generation serves, minus the workers' own start-up (p50, without load)",
-                value: String(format: "%.1f ms (%.1f - %.1f)", overhead, reload.p50, startup.p50),
-                target: "< 10 ms", met: overhead < 10))
+            figures.append(
+                Figure(
+                    name: "reload until the new generation serves, minus the workers' own start-up (p50, without load)",
+                    value: String(format: "%.1f ms (%.1f - %.1f)", overhead, reload.p50, startup.p50),
+                    target: "< 10 ms", met: overhead < 10))
         }
         if let direct = requestsPerSecond(.direct) {
             for (scenario, what) in [(Scenario.baton, "reloading"), (.control, "not reloading")] {
                 guard let measured = requestsPerSecond(scenario) else { continue }
                 let ratio = measured / direct
-                figures.append(Figure(
-                    name: "throughput under Baton (\(what)) / the server bound directly",
-                    value: String(format: "%.3f (%.0f / %.0f requests/s)", ratio, measured, direct),
-                    target: ">= 0.98", met: ratio >= 0.98))
+                figures.append(
+                    Figure(
+                        name: "throughput under Baton (\(what)) / the server bound directly",
+                        value: String(format: "%.3f (%.0f / %.0f requests/s)", ratio, measured, direct),
+                        target: ">= 0.98", met: ratio >= 0.98))
             }
         }
         if let baton = result(.baton), let rss = baton.supervisorPeakRSSKiB, let cpu = baton.supervisorCPUMillisecondsPerReload {
-            figures.append(Figure(name: "supervisor peak RSS", value: String(format: "%.1f MB", Double(rss) / 1024),
-                                  target: "< 20 MB", met: rss < 20 * 1024))
-            figures.append(Figure(name: "supervisor CPU time per reload", value: String(format: "%.2f ms", cpu),
-                                  target: "", met: nil))
+            figures.append(
+                Figure(
+                    name: "supervisor peak RSS", value: String(format: "%.1f MB", Double(rss) / 1024),
+                    target: "< 20 MB", met: rss < 20 * 1024))
+            figures.append(
+                Figure(
+                    name: "supervisor CPU time per reload", value: String(format: "%.2f ms", cpu),
+                    target: "", met: nil))
         }
         if let healthy = requestsPerSecond(.healthy) {
             for scenario in [Scenario.deadSlot, .deadSlotUnsteered] {
                 guard let dead = result(scenario), let measured = requestsPerSecond(scenario) else { continue }
                 let steered = scenario == .deadSlot
-                figures.append(Figure(
-                    name: "one slot of \(plan.workers) dead (\(steered ? "steering" : "no steering")): failed requests (timed out), throughput / healthy",
-                    value: String(format: "%d (%d), %.2f (%.0f / %.0f requests/s)", dead.failedRequests, dead.failures[.timedOut] ?? 0,
-                                  measured / healthy, measured, healthy),
-                    target: steered ? "0, >= 0.9" : "", met: steered ? dead.failedRequests == 0 && measured / healthy >= 0.9 : nil))
+                figures.append(
+                    Figure(
+                        name: "one slot of \(plan.workers) dead (\(steered ? "steering" : "no steering")): failed requests (timed out), throughput / healthy",
+                        value: String(
+                            format: "%d (%d), %.2f (%.0f / %.0f requests/s)", dead.failedRequests, dead.failures[.timedOut] ?? 0,
+                            measured / healthy, measured, healthy),
+                        target: steered ? "0, >= 0.9" : "", met: steered ? dead.failedRequests == 0 && measured / healthy >= 0.9 : nil))
             }
         }
         for scenario in [Scenario.rude, .rudeUnsteered] {
             guard let rude = result(scenario) else { continue }
             let steered = scenario == .rude
-            figures.append(Figure(
-                name: "a server that drops what it accepted when told to drain (\(steered ? "steering" : "no steering")): failed requests over \(rude.reloads) reloads",
-                value: "\(rude.failedRequests)", target: steered ? "0" : "", met: steered ? rude.failedRequests == 0 : nil))
+            figures.append(
+                Figure(
+                    name:
+                        "a server that drops what it accepted when told to drain (\(steered ? "steering" : "no steering")): failed requests over \(rude.reloads) reloads",
+                    value: "\(rude.failedRequests)", target: steered ? "0" : "", met: steered ? rude.failedRequests == 0 : nil))
         }
         if let idle = result(.baton)?.idle {
-            figures.append(Figure(
-                name: String(format: "supervisor while idle for %.0f s: CPU time, context switches", idle.seconds),
-                value: String(format: "%.2f s, %d", idle.cpuSeconds, idle.contextSwitches),
-                target: "0, 0", met: idle.cpuSeconds == 0 && idle.contextSwitches == 0))
+            figures.append(
+                Figure(
+                    name: String(format: "supervisor while idle for %.0f s: CPU time, context switches", idle.seconds),
+                    value: String(format: "%.2f s, %d", idle.cpuSeconds, idle.contextSwitches),
+                    target: "0, 0", met: idle.cpuSeconds == 0 && idle.contextSwitches == 0))
         }
         return figures
     }
@@ -112,14 +127,21 @@ struct BenchReport: Codable {
         let rows: [(String, (ScenarioResult) -> String?)] = [
             ("reloads (failed)", { $0.scenario.reloads ? "\($0.reloads) (\($0.failedReloads))" : nil }),
             ("requests", { "\($0.requests)" }),
-            ("**failed requests**", { result in
-                result.failures.isEmpty ? "**0**"
-                    : "**\(result.failedRequests)** (" + result.failures.map { "\($0.key.rawValue) \($0.value)" }.sorted().joined(separator: ", ") + ")"
-            }),
+            (
+                "**failed requests**",
+                { result in
+                    result.failures.isEmpty
+                        ? "**0**"
+                        : "**\(result.failedRequests)** (" + result.failures.map { "\($0.key.rawValue) \($0.value)" }.sorted().joined(separator: ", ") + ")"
+                }
+            ),
             ("failed requests per 1000 reloads", { $0.failuresPer1000Reloads.map { String(format: "%.1f", $0) } }),
             ("requests/s", { String(format: "%.0f", $0.requestsPerSecond) }),
             ("latency p50 / p99 outside reloads (ms)", { "\(ms($0.latencyOutsideReloads.p50)) / \(ms($0.latencyOutsideReloads.p99))" }),
-            ("latency p50 / p99 inside reloads (ms)", { $0.latencyInsideReloads.count > 0 ? "\(ms($0.latencyInsideReloads.p50)) / \(ms($0.latencyInsideReloads.p99))" : nil }),
+            (
+                "latency p50 / p99 inside reloads (ms)",
+                { $0.latencyInsideReloads.count > 0 ? "\(ms($0.latencyInsideReloads.p50)) / \(ms($0.latencyInsideReloads.p99))" : nil }
+            ),
             ("p99 inside / outside", { $0.p99Ratio.map { String(format: "%.2f", $0) } }),
             ("reload until new generation serves, p50 / p99 (ms)", { $0.reloadMilliseconds.map { String(format: "%.1f / %.1f", $0.p50, $0.p99) } }),
             ("supervisor CPU per reload (ms)", { $0.supervisorCPUMillisecondsPerReload.map { String(format: "%.2f", $0) } }),

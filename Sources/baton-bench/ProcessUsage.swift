@@ -32,7 +32,8 @@ struct ProcessUsage: Codable, Sendable {
         contextSwitches = [:]
         for thread in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
             guard let id = Int(thread),
-                  let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(thread)/status", encoding: .utf8) else { continue }
+                let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(thread)/status", encoding: .utf8)
+            else { continue }
             for line in text.split(separator: "\n") where line.contains("ctxt_switches:") {
                 contextSwitches[id, default: 0] += Int(line.split(separator: "\t").last ?? "") ?? 0
             }
@@ -44,4 +45,3 @@ struct ProcessUsage: Codable, Sendable {
         contextSwitches.reduce(0) { $0 + $1.value - (earlier.contextSwitches[$1.key] ?? 0) }
     }
 }
-

@@ -102,8 +102,10 @@ final class BatonServer: ServerUnderTest {
     /// `unsteered`: Baton runs without CAP_BPF (as root, under `setpriv`). `deadSlot`:
     /// that slot's worker exits at every start once Baton serves. `demoArguments` go to
     /// every `baton-demo`.
-    init(products: String, port: Int, workers: Int, scratch: String, idleReload: Duration? = nil,
-         unsteered: Bool = false, deadSlot: Int? = nil, demoArguments: [String] = []) throws {
+    init(
+        products: String, port: Int, workers: Int, scratch: String, idleReload: Duration? = nil,
+        unsteered: Bool = false, deadSlot: Int? = nil, demoArguments: [String] = []
+    ) throws {
         controlSocket = "\(scratch)/baton.sock"
         logPath = "\(scratch)/baton.log"
         self.idleReload = idleReload
@@ -114,15 +116,16 @@ final class BatonServer: ServerUnderTest {
         if let deadSlot {
             let script = "\(scratch)/worker.sh"
             try """
-                if [ "$BATON_SLOT" = \(deadSlot) ] && [ -e \(marker) ]; then exit 3; fi
-                exec \(command.joined(separator: " "))
-                """.write(toFile: script, atomically: true, encoding: .utf8)
+            if [ "$BATON_SLOT" = \(deadSlot) ] && [ -e \(marker) ]; then exit 3; fi
+            exec \(command.joined(separator: " "))
+            """.write(toFile: script, atomically: true, encoding: .utf8)
             command = ["/bin/sh", script]
         }
-        let baton = [
-            "\(products)/baton", "--control", controlSocket, "--listen", "http=tcp://127.0.0.1:\(port)",
-            "--workers", "\(workers)", "--log-level", "warning", "--",
-        ] + command
+        let baton =
+            [
+                "\(products)/baton", "--control", controlSocket, "--listen", "http=tcp://127.0.0.1:\(port)",
+                "--workers", "\(workers)", "--log-level", "warning", "--",
+            ] + command
         let launcher = unsteered ? [Self.setpriv, "--bounding-set", "-bpf,-sys_admin", "--inh-caps", "-bpf,-sys_admin", "--"] : []
         process.executableURL = URL(fileURLWithPath: (launcher + baton)[0])
         process.arguments = Array((launcher + baton).dropFirst())

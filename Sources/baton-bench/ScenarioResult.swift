@@ -53,9 +53,11 @@ struct ScenarioResult: Codable {
         var contextSwitches: Int
     }
 
-    init(scenario: Scenario, plan: BenchPlan, report: LoadReport, reloadDurations: [Duration], failedReloads: Int,
-         supervisor: (before: ProcessUsage, after: ProcessUsage)?, idle: (settled: ProcessUsage, after: ProcessUsage)?,
-         exitStatus: Int32?) {
+    init(
+        scenario: Scenario, plan: BenchPlan, report: LoadReport, reloadDurations: [Duration], failedReloads: Int,
+        supervisor: (before: ProcessUsage, after: ProcessUsage)?, idle: (settled: ProcessUsage, after: ProcessUsage)?,
+        exitStatus: Int32?
+    ) {
         self.scenario = scenario
         summary = scenario.summary
         seconds = report.elapsed
@@ -79,7 +81,8 @@ struct ScenarioResult: Codable {
         latency = report.latency
         latencyInsideReloads = report.latency(inside: windows)
         latencyOutsideReloads = report.latency(outside: windows)
-        p99Ratio = latencyInsideReloads.count > 0 && latencyOutsideReloads.p99 > 0
+        p99Ratio =
+            latencyInsideReloads.count > 0 && latencyOutsideReloads.p99 > 0
             ? Double(latencyInsideReloads.p99) / Double(latencyOutsideReloads.p99) : nil
         reloadMilliseconds = Percentiles(reloadDurations.map(\.milliseconds))
         if let (before, after) = supervisor {
@@ -88,8 +91,9 @@ struct ScenarioResult: Codable {
             supervisorPeakRSSKiB = max(after.peakResidentKiB, idle?.after.peakResidentKiB ?? 0)
         }
         if let (settled, after) = idle {
-            self.idle = IdleFigures(seconds: plan.idle, cpuSeconds: after.cpuSeconds - settled.cpuSeconds,
-                                    contextSwitches: after.contextSwitches(since: settled))
+            self.idle = IdleFigures(
+                seconds: plan.idle, cpuSeconds: after.cpuSeconds - settled.cpuSeconds,
+                contextSwitches: after.contextSwitches(since: settled))
         }
         supervisorExitStatus = exitStatus
         timeline = report.timeline

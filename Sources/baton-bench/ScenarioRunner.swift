@@ -51,8 +51,9 @@ struct ScenarioRunner {
 
     private func selfReloading(_ kind: SelfReloadingServer.Kind, port: Int, scratch: String) throws -> SelfReloadingServer {
         guard let executable = SelfReloadingServer.installed(kind) else { throw BenchError("\(kind.executable) is not installed") }
-        return try SelfReloadingServer(kind, executable: executable, configurations: configurations, products: products,
-                                       port: port, scratch: scratch)
+        return try SelfReloadingServer(
+            kind, executable: executable, configurations: configurations, products: products,
+            port: port, scratch: scratch)
     }
 
     /// `controlWindow`: how long the control scenario's do-nothing reloads last.
@@ -61,27 +62,30 @@ struct ScenarioRunner {
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let port = try LoadTarget.freeLoopbackPort()
-        let server: ServerUnderTest = switch scenario {
-        case .baton, .healthy: try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch)
-        case .deadSlot, .deadSlotUnsteered:
-            try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch,
-                            unsteered: scenario.unsteered, deadSlot: plan.workers - 1)
-        case .rude, .rudeUnsteered:
-            try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch,
-                            unsteered: scenario.unsteered, demoArguments: ["--rude-drain"])
-        case .control: try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch, idleReload: controlWindow)
-        case .naive: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: false)
-        case .naivePaused: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: 10, stopFirst: false)
-        case .stopStart: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: true)
-        case .direct: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: false)
-        case .haproxy: try selfReloading(.haproxy, port: port, scratch: scratch)
-        case .nginx: try selfReloading(.nginx, port: port, scratch: scratch)
-        case .serverStarter: try selfReloading(.serverStarter, port: port, scratch: scratch)
-        case .supervisordSignal, .supervisordRestart, .supervisordReload:
-            try SupervisordServer(
-                scenario == .supervisordSignal ? .signal : scenario == .supervisordRestart ? .restart : .reload,
-                units: "\(configurations)/../../Units", products: products, port: port, workers: plan.workers, scratch: scratch)
-        }
+        let server: ServerUnderTest =
+            switch scenario {
+            case .baton, .healthy: try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch)
+            case .deadSlot, .deadSlotUnsteered:
+                try BatonServer(
+                    products: products, port: port, workers: plan.workers, scratch: scratch,
+                    unsteered: scenario.unsteered, deadSlot: plan.workers - 1)
+            case .rude, .rudeUnsteered:
+                try BatonServer(
+                    products: products, port: port, workers: plan.workers, scratch: scratch,
+                    unsteered: scenario.unsteered, demoArguments: ["--rude-drain"])
+            case .control: try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch, idleReload: controlWindow)
+            case .naive: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: false)
+            case .naivePaused: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: 10, stopFirst: false)
+            case .stopStart: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: true)
+            case .direct: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: false)
+            case .haproxy: try selfReloading(.haproxy, port: port, scratch: scratch)
+            case .nginx: try selfReloading(.nginx, port: port, scratch: scratch)
+            case .serverStarter: try selfReloading(.serverStarter, port: port, scratch: scratch)
+            case .supervisordSignal, .supervisordRestart, .supervisordReload:
+                try SupervisordServer(
+                    scenario == .supervisordSignal ? .signal : scenario == .supervisordRestart ? .restart : .reload,
+                    units: "\(configurations)/../../Units", products: products, port: port, workers: plan.workers, scratch: scratch)
+            }
         var stopped = false
         defer { if !stopped { _ = server.stop() } }
 

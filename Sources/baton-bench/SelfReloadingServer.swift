@@ -63,12 +63,13 @@ final class SelfReloadingServer: ServerUnderTest {
                 .write(toFile: configuration, atomically: true, encoding: .utf8)
         }
         master.executableURL = URL(fileURLWithPath: executable)
-        master.arguments = switch kind {
-        case .haproxy: ["-W", "-db", "-f", configuration]
-        case .nginx: ["-c", configuration, "-p", scratch]
-        // The old worker gets SIGTERM once the new one has run for --interval seconds.
-        case .serverStarter: ["--port=127.0.0.1:\(port)", "--interval=1", "--", "\(products)/baton-demo"]
-        }
+        master.arguments =
+            switch kind {
+            case .haproxy: ["-W", "-db", "-f", configuration]
+            case .nginx: ["-c", configuration, "-p", scratch]
+            // The old worker gets SIGTERM once the new one has run for --interval seconds.
+            case .serverStarter: ["--port=127.0.0.1:\(port)", "--interval=1", "--", "\(products)/baton-demo"]
+            }
         master.standardInput = FileHandle.nullDevice
         master.standardOutput = FileHandle.nullDevice
         let errors = Pipe()
@@ -99,7 +100,8 @@ final class SelfReloadingServer: ServerUnderTest {
             // HAProxy's master re-executes itself on a reload and loses a SIGUSR2 that
             // arrives before it says "Loading success": wait for that line as well.
             guard kind != .haproxy || loadings.count > loadedBefore,
-                  let responder = target.responder(), let pid = Int32(responder) else { return false }
+                let responder = target.responder(), let pid = Int32(responder)
+            else { return false }
             return !previous.contains(pid)
         }
     }

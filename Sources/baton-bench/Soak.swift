@@ -42,7 +42,10 @@ struct Soak {
                 try server.settle()
                 let sample = try sample(pid, reloads: reload, failed: failed)
                 samples.append(sample)
-                FileHandle.standardError.write(Data("baton-bench: soak: \(reload) reloads: \(sample.descriptors) descriptors, \(sample.threads) threads, RSS \(sample.residentKiB) KiB, \(sample.zombies) zombies, \(failed) failed reloads\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "baton-bench: soak: \(reload) reloads: \(sample.descriptors) descriptors, \(sample.threads) threads, RSS \(sample.residentKiB) KiB, \(sample.zombies) zombies, \(failed) failed reloads\n"
+                            .utf8))
             }
         }
         return (samples, load.stop())
@@ -52,8 +55,9 @@ struct Soak {
         let usage = try ProcessUsage(pid: pid)
         let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
         let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").count
-        return Sample(reloads: reloads, descriptors: descriptors, threads: threads, residentKiB: usage.residentKiB,
-                      zombies: Self.zombieChildren(of: pid), failedReloads: failed)
+        return Sample(
+            reloads: reloads, descriptors: descriptors, threads: threads, residentKiB: usage.residentKiB,
+            zombies: Self.zombieChildren(of: pid), failedReloads: failed)
     }
 
     /// Children of `parent` that exited and were not reaped.
@@ -61,7 +65,8 @@ struct Soak {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.count { entry in
             guard Int32(entry) != nil, let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
+                let close = stat.lastIndex(of: ")")
+            else { return false }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             return fields.count > 1 && fields[0] == "Z" && Int32(fields[1]) == parent
         }
@@ -72,7 +77,8 @@ struct Soak {
         text += "\(load.requests) requests, \(load.totalFailures) failed.\n\n"
         text += "| reloads | descriptors | threads | RSS (MB) | zombies | failed reloads |\n|---|---|---|---|---|---|\n"
         for sample in samples {
-            text += "| \(sample.reloads) | \(sample.descriptors) | \(sample.threads) | "
+            text +=
+                "| \(sample.reloads) | \(sample.descriptors) | \(sample.threads) | "
                 + String(format: "%.1f", Double(sample.residentKiB) / 1024) + " | \(sample.zombies) | \(sample.failedReloads) |\n"
         }
         return text

@@ -30,29 +30,31 @@ final class SupervisordServer: ServerUnderTest {
         configuration = "\(scratch)/supervisord.conf"
         controlSocket = "\(scratch)/baton.sock"
         var program = try String(contentsOfFile: "\(units)/supervisord-baton.conf", encoding: .utf8)
-        for (from, to) in [("/usr/local/bin/", products + "/"), ("127.0.0.1:8080", "127.0.0.1:\(port)"),
-                           ("--workers 4", "--workers \(workers)"), ("/run/baton-demo.sock", controlSocket),
-                           ("/var/log/supervisor/baton-demo.log", "\(scratch)/baton-demo.log")] {
+        for (from, to) in [
+            ("/usr/local/bin/", products + "/"), ("127.0.0.1:8080", "127.0.0.1:\(port)"),
+            ("--workers 4", "--workers \(workers)"), ("/run/baton-demo.sock", controlSocket),
+            ("/var/log/supervisor/baton-demo.log", "\(scratch)/baton-demo.log"),
+        ] {
             guard program.contains(from) else { throw BenchError("\(units)/supervisord-baton.conf no longer mentions \(from)") }
             program = program.replacingOccurrences(of: from, with: to)
         }
         try program.write(toFile: "\(scratch)/baton-demo.conf", atomically: true, encoding: .utf8)
         try """
-            [unix_http_server]
-            file=\(scratch)/supervisor.sock
-            [supervisord]
-            nodaemon=true
-            logfile=\(scratch)/supervisord.log
-            pidfile=\(scratch)/supervisord.pid
-            childlogdir=\(scratch)
-            [rpcinterface:supervisor]
-            supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
-            [supervisorctl]
-            serverurl=unix://\(scratch)/supervisor.sock
-            [include]
-            files=\(scratch)/baton-demo.conf
+        [unix_http_server]
+        file=\(scratch)/supervisor.sock
+        [supervisord]
+        nodaemon=true
+        logfile=\(scratch)/supervisord.log
+        pidfile=\(scratch)/supervisord.pid
+        childlogdir=\(scratch)
+        [rpcinterface:supervisor]
+        supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+        [supervisorctl]
+        serverurl=unix://\(scratch)/supervisor.sock
+        [include]
+        files=\(scratch)/baton-demo.conf
 
-            """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        """.write(toFile: configuration, atomically: true, encoding: .utf8)
         // Through Debian's Python, which clears an inherited signal mask (supervisord must
         // see its SIGTERM) and executes supervisord in its place.
         supervisor.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
@@ -72,7 +74,8 @@ final class SupervisordServer: ServerUnderTest {
         switch action {
         case .signal:
             guard let before = servingGeneration(),
-                  control("signal", "HUP", Self.program) else { return false }
+                control("signal", "HUP", Self.program)
+            else { return false }
             return (try? waitUntilServing { $0 > before }) != nil
         case .restart:
             // Returns once the new Baton has been up for startsecs.
@@ -118,7 +121,8 @@ final class SupervisordServer: ServerUnderTest {
 
     private func servingGeneration() -> Int? {
         guard let status = try? ControlClient.send(ControlRequest(command: .status), to: controlSocket).status,
-              status.phase == .running else { return nil }
+            status.phase == .running
+        else { return nil }
         return status.generations.last { $0.role == .serving && $0.workers.allSatisfy { $0.state == .ready } }?.number
     }
 

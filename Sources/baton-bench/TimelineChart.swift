@@ -4,12 +4,18 @@ import Foundation
 /// (log scale), its failed requests (red bars) and its reload windows (shaded).
 enum TimelineChart {
     static func svg(_ report: BenchReport) -> String {
-        let width = 960.0, panelHeight = 130.0, left = 70.0, right = 20.0, top = 30.0, gap = 34.0
+        let width = 960.0
+        let panelHeight = 130.0
+        let left = 70.0
+        let right = 20.0
+        let top = 30.0
+        let gap = 34.0
         let plotWidth = width - left - right
         let height = top + Double(report.scenarios.count) * (panelHeight + gap) + 20
         let duration = max(report.scenarios.map(\.seconds).max() ?? 1, 1)
         // Latency axis: 0.1 ms to 1 s, logarithmic.
-        let lowest = log10(100.0), highest = log10(1_000_000.0)
+        let lowest = log10(100.0)
+        let highest = log10(1_000_000.0)
         func x(_ seconds: Double) -> Double { left + seconds / duration * plotWidth }
 
         var svg = """
@@ -26,12 +32,14 @@ enum TimelineChart {
                 let value = min(max(log10(Double(max(microseconds, 1))), lowest), highest)
                 return panelTop + panelHeight - (value - lowest) / (highest - lowest) * panelHeight
             }
-            svg += "<text x=\"\(left)\" y=\"\(panelTop - 4)\" font-weight=\"bold\">\(result.scenario.rawValue): "
+            svg +=
+                "<text x=\"\(left)\" y=\"\(panelTop - 4)\" font-weight=\"bold\">\(result.scenario.rawValue): "
                 + "\(result.failedRequests) failed of \(result.requests)</text>\n"
             svg += "<rect x=\"\(left)\" y=\"\(panelTop)\" width=\"\(plotWidth)\" height=\"\(panelHeight)\" fill=\"none\" stroke=\"#999\"/>\n"
             for window in result.reloadWindows where window.count == 2 {
                 let start = x(window[0])
-                svg += "<rect x=\(format(start)) y=\"\(panelTop)\" width=\(format(max(x(window[1]) - start, 0.6))) "
+                svg +=
+                    "<rect x=\(format(start)) y=\"\(panelTop)\" width=\(format(max(x(window[1]) - start, 0.6))) "
                     + "height=\"\(panelHeight)\" fill=\"#dde6f3\"/>\n"
             }
             for (label, microseconds) in [("0.1 ms", 100), ("1 ms", 1000), ("10 ms", 10_000), ("100 ms", 100_000), ("1 s", 1_000_000)] {
@@ -44,7 +52,8 @@ enum TimelineChart {
             svg += "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"1\" points=\"\(points.joined(separator: " "))\"/>\n"
             for slice in result.timeline where slice.failures > 0 {
                 let barHeight = min(panelHeight, 8 + Double(slice.failures) * 4)
-                svg += "<rect x=\(format(x(slice.at))) y=\(format(panelTop + panelHeight - barHeight)) "
+                svg +=
+                    "<rect x=\(format(x(slice.at))) y=\(format(panelTop + panelHeight - barHeight)) "
                     + "width=\(format(max(plotWidth / duration / 10, 1.5))) height=\(format(barHeight)) fill=\"#d62728\"/>\n"
             }
         }

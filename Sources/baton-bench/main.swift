@@ -64,7 +64,9 @@ struct BenchCommand: ParsableCommand {
     var sampleEvery = 1000
 
     func run() throws {
-        let directory = products ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let directory =
+            products
+            ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().path
         if let soak {
             guard soak > 0, sampleEvery > 0 else { throw ValidationError("--soak and --sample-every must be positive") }
@@ -74,15 +76,18 @@ struct BenchCommand: ParsableCommand {
             if let markdown { try text.write(toFile: markdown, atomically: true, encoding: .utf8) }
             // Against the first sample after a warm-up, with a margin for a control
             // connection still closing when the sample is taken.
-            let grew = samples.count > 2 && (samples[samples.count - 1].descriptors > samples[1].descriptors + 2
-                || samples[samples.count - 1].threads > samples[1].threads + 2)
+            let grew =
+                samples.count > 2
+                && (samples[samples.count - 1].descriptors > samples[1].descriptors + 2
+                    || samples[samples.count - 1].threads > samples[1].threads + 2)
             if load.totalFailures > 0 || samples.contains(where: { $0.zombies > 0 || $0.failedReloads > 0 }) || grew {
                 throw ExitCode(1)
             }
             return
         }
-        let plan = BenchPlan(workers: workers, duration: duration, reloadIntervalMilliseconds: reloadEvery,
-                             mode: mode, clients: clients, rate: rate, idle: idle)
+        let plan = BenchPlan(
+            workers: workers, duration: duration, reloadIntervalMilliseconds: reloadEvery,
+            mode: mode, clients: clients, rate: rate, idle: idle)
         let runner = ScenarioRunner(plan: plan, products: directory, configurations: configurations)
         var results: [ScenarioResult] = []
         for scenario in scenarios {
@@ -102,8 +107,9 @@ struct BenchCommand: ParsableCommand {
             log("measuring reloads with \(count) workers")
             points.append(.init(workers: count, reloadMilliseconds: try Measurements.reloadTime(products: directory, workers: count, reloads: 5)))
         }
-        let report = BenchReport(plan: plan, machine: Measurements.machine(), scenarios: results,
-                                 workerStartupMilliseconds: startup, scaling: points)
+        let report = BenchReport(
+            plan: plan, machine: Measurements.machine(), scenarios: results,
+            workerStartupMilliseconds: startup, scaling: points)
         print(report.markdown)
         if let markdown {
             try report.markdown.write(toFile: markdown, atomically: true, encoding: .utf8)
@@ -167,7 +173,8 @@ enum Measurements {
     }
 
     static func machine() -> String {
-        let cpu = ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
+        let cpu =
+            ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "")
             .split(separator: "\n").first { $0.hasPrefix("model name") }?
             .split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
         var system = utsname()

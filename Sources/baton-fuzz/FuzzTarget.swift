@@ -55,10 +55,12 @@ enum FuzzTarget: String, CaseIterable {
         case .control:
             guard case .success(let request) = ControlRequest.decode(text) else { return }
             let line = request.encodedLine()
-            precondition(line.last == "\n" && line.dropLast().allSatisfy { $0 != "\n" },
-                         "a request encodes as one line: \(line.debugDescription)")
-            precondition(ControlRequest.decode(String(line.dropLast())) == .success(request),
-                         "a request decodes as it was encoded: \(line.debugDescription)")
+            precondition(
+                line.last == "\n" && line.dropLast().allSatisfy { $0 != "\n" },
+                "a request encodes as one line: \(line.debugDescription)")
+            precondition(
+                ControlRequest.decode(String(line.dropLast())) == .success(request),
+                "a request decodes as it was encoded: \(line.debugDescription)")
         case .notify:
             let message = NotifyMessage(text)
             precondition(!message.ready || text.contains("READY=1"), "ready only when the message says READY=1: \(text.debugDescription)")
@@ -70,8 +72,11 @@ enum FuzzTarget: String, CaseIterable {
                 guard let equals = line.firstIndex(of: "=") else { continue }
                 environment[String(line[..<equals])] = String(line[line.index(after: equals)...])
             }
-            guard let listeners = try? InheritedListeners.parse(environment: environment,
-                                                                processID: Self.environmentProcessID) else { return }
+            guard
+                let listeners = try? InheritedListeners.parse(
+                    environment: environment,
+                    processID: Self.environmentProcessID)
+            else { return }
             precondition(!listeners.entries.isEmpty, "listeners are nil rather than none")
             for entry in listeners.entries {
                 precondition((try? listeners.descriptor(named: entry.name)) != nil, "\(entry.name) is not found by its name")
@@ -81,61 +86,61 @@ enum FuzzTarget: String, CaseIterable {
 }
 
 #if FUZZING
-import Glibc
+    import Glibc
 
-/// The target `BATON_FUZZ_TARGET` names.
-let selectedTarget: FuzzTarget = {
-    let name = getenv("BATON_FUZZ_TARGET").map { String(cString: $0) } ?? ""
-    guard let target = FuzzTarget(rawValue: name) else {
-        let known = FuzzTarget.allCases.map(\.rawValue).joined(separator: ", ")
-        let message = "baton-fuzz: set BATON_FUZZ_TARGET to one of: \(known)\n"
-        _ = message.withCString { write(2, $0, strlen($0)) }
-        exit(2)
-    }
-    return target
-}()
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    selectedTarget.run(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
-
-/// libFuzzer's driver, which its own `main` calls.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ test: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-) -> CInt
-
-/// The executable's entry point: SwiftPM links an executable target's `main` to
-/// `<target>_main`, which libFuzzer's `main` is not, so this one starts libFuzzer.
-@_cdecl("baton_fuzz_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var argc = argc
-    var argv = argv
-    return runFuzzerDriver(&argc, &argv) { data, size in fuzzOneInput(data, size) }
-}
-#else
-import Foundation
-
-/// Built without the fuzzer: `baton-fuzz TARGET FILE…` runs the target on each file,
-/// to replay a crash or a corpus under the debugger.
-@main
-struct BatonFuzz {
-    static func main() throws {
-        let arguments = CommandLine.arguments.dropFirst()
-        guard let name = arguments.first, let target = FuzzTarget(rawValue: name) else {
-            let known = FuzzTarget.allCases.map(\.rawValue).joined(separator: "|")
-            FileHandle.standardError.write(Data("usage: baton-fuzz \(known) FILE...\n".utf8))
+    /// The target `BATON_FUZZ_TARGET` names.
+    let selectedTarget: FuzzTarget = {
+        let name = getenv("BATON_FUZZ_TARGET").map { String(cString: $0) } ?? ""
+        guard let target = FuzzTarget(rawValue: name) else {
+            let known = FuzzTarget.allCases.map(\.rawValue).joined(separator: ", ")
+            let message = "baton-fuzz: set BATON_FUZZ_TARGET to one of: \(known)\n"
+            _ = message.withCString { write(2, $0, strlen($0)) }
             exit(2)
         }
-        for path in arguments.dropFirst() {
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            data.withUnsafeBytes { target.run($0) }
-            print("\(path): ok")
+        return target
+    }()
+
+    @_cdecl("LLVMFuzzerTestOneInput")
+    public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+        selectedTarget.run(UnsafeRawBufferPointer(start: data, count: size))
+        return 0
+    }
+
+    /// libFuzzer's driver, which its own `main` calls.
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func runFuzzerDriver(
+        _ argc: UnsafeMutablePointer<CInt>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ test: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
+
+    /// The executable's entry point: SwiftPM links an executable target's `main` to
+    /// `<target>_main`, which libFuzzer's `main` is not, so this one starts libFuzzer.
+    @_cdecl("baton_fuzz_main")
+    public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+        var argc = argc
+        var argv = argv
+        return runFuzzerDriver(&argc, &argv) { data, size in fuzzOneInput(data, size) }
+    }
+#else
+    import Foundation
+
+    /// Built without the fuzzer: `baton-fuzz TARGET FILE…` runs the target on each file,
+    /// to replay a crash or a corpus under the debugger.
+    @main
+    struct BatonFuzz {
+        static func main() throws {
+            let arguments = CommandLine.arguments.dropFirst()
+            guard let name = arguments.first, let target = FuzzTarget(rawValue: name) else {
+                let known = FuzzTarget.allCases.map(\.rawValue).joined(separator: "|")
+                FileHandle.standardError.write(Data("usage: baton-fuzz \(known) FILE...\n".utf8))
+                exit(2)
+            }
+            for path in arguments.dropFirst() {
+                let data = try Data(contentsOf: URL(fileURLWithPath: path))
+                data.withUnsafeBytes { target.run($0) }
+                print("\(path): ok")
+            }
         }
     }
-}
 #endif

@@ -104,7 +104,9 @@ struct BatonCommand: ParsableCommand {
         // other one-line option would be silently overridden by the file.
         let ignored = oneLine.givenOptions.filter { $0 != "--\(Settings.controlSocket.option)" }
         if config != nil && !ignored.isEmpty {
-            throw ValidationError("\(ignored.joined(separator: ", ")) \(ignored.count == 1 ? "is" : "are") for the one-line form; with --config, set \(ignored.count == 1 ? "it" : "them") in the file (such as metrics = \"tcp://HOST:PORT\", or count = 4 in [workers]; Docs/configuration.md)")
+            throw ValidationError(
+                "\(ignored.joined(separator: ", ")) \(ignored.count == 1 ? "is" : "are") for the one-line form; with --config, set \(ignored.count == 1 ? "it" : "them") in the file (such as metrics = \"tcp://HOST:PORT\", or count = 4 in [workers]; Docs/configuration.md)"
+            )
         }
         if config == nil && command.isEmpty {
             throw ValidationError("give a worker command after --, or --config FILE")

@@ -14,7 +14,10 @@ struct ControlOptions: ParsableArguments {
     @Option(name: [.customShort("s"), .customLong("control")], help: "Path of Baton's control socket.")
     var controlSocket: String?
 
-    @Option(help: "How long to wait for each line of Baton's answer, in seconds (default: 30; 900 for reload and scale with --wait; for upgrade, also how long to wait for the new binary to answer).")
+    @Option(
+        help:
+            "How long to wait for each line of Baton's answer, in seconds (default: 30; 900 for reload and scale with --wait; for upgrade, also how long to wait for the new binary to answer)."
+    )
     var timeout: Double?
 
     var path: String { controlSocket ?? ControlSocketPath.default() }
@@ -57,7 +60,9 @@ extension BatonControl {
                 print("batonctl: \(reply.error ?? "no status in the answer")")
                 throw ExitCode.failure
             }
-            let text = json ? StatusFormatter.json(status)
+            let text =
+                json
+                ? StatusFormatter.json(status)
                 : prometheus ? PrometheusText.render(status) : StatusFormatter.table(status)
             print(text, terminator: "")
         }
@@ -66,7 +71,9 @@ extension BatonControl {
     struct Scale: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run N workers: a reload whose new generation has N slots.",
-            discussion: "The count holds for every later reload, until the next scale or a restart of Baton. With --wait, prints progress and exits 0 only if the new generation took over.")
+            discussion:
+                "The count holds for every later reload, until the next scale or a restart of Baton. With --wait, prints progress and exits 0 only if the new generation took over."
+        )
         @OptionGroup var options: ControlOptions
         @Argument(help: "The number of workers, 1 to 1024.") var workers: Int
         @Flag(help: "Wait until the reload is over.") var wait = false
@@ -86,7 +93,10 @@ extension BatonControl {
         var strategy: String?
         @Option(help: "For this reload only: with the rolling strategy, how many slots are replaced at a time (implies --strategy rolling).")
         var batch: Int?
-        @Option(help: "Start only this many workers of the new generation, as a canary taking a share of new connections beside the old workers, until batonctl promote or batonctl rollback (Docs/rollouts.md).")
+        @Option(
+            help:
+                "Start only this many workers of the new generation, as a canary taking a share of new connections beside the old workers, until batonctl promote or batonctl rollback (Docs/rollouts.md)."
+        )
         var canary: Int?
         @Option(help: "The canary's share of new connections, in percent, 1 to 99 (default: 10).")
         var weight: String?
@@ -123,8 +133,10 @@ extension BatonControl {
 
         func run() throws {
             let after = promoteAfter ? "promote" : rollbackAfter ? "rollback" : nil
-            try Self.send(ControlRequest(command: .reload, wait: wait, strategy: strategy, batch: batch,
-                                         canary: canary, weight: percent, hold: hold, after: after), options)
+            try Self.send(
+                ControlRequest(
+                    command: .reload, wait: wait, strategy: strategy, batch: batch,
+                    canary: canary, weight: percent, hold: hold, after: after), options)
         }
 
         /// Sends a request that reloads, printing progress as it comes.

@@ -7,17 +7,26 @@ import Testing
         StatusReport(
             pid: 7, phase: .running, configuration: "command line", command: ["./server"],
             generations: [
-                .init(number: 2, role: .draining,
-                      workers: [.init(slot: 0, restarts: 0, pid: 10, state: .stopping, status: nil, uptime: nil)],
-                      restartingSlots: [], crashLoopingSlots: []),
-                .init(number: 3, role: .serving,
-                      workers: [.init(slot: 0, restarts: 2, pid: 11, state: .ready, status: nil, uptime: 1),
-                                .init(slot: 1, restarts: 0, pid: 12, state: .ready, status: nil, uptime: 1)],
-                      restartingSlots: [], crashLoopingSlots: [1]),
+                .init(
+                    number: 2, role: .draining,
+                    workers: [.init(slot: 0, restarts: 0, pid: 10, state: .stopping, status: nil, uptime: nil)],
+                    restartingSlots: [], crashLoopingSlots: []),
+                .init(
+                    number: 3, role: .serving,
+                    workers: [
+                        .init(slot: 0, restarts: 2, pid: 11, state: .ready, status: nil, uptime: 1),
+                        .init(slot: 1, restarts: 0, pid: 12, state: .ready, status: nil, uptime: 1),
+                    ],
+                    restartingSlots: [], crashLoopingSlots: [1]),
             ],
-            listeners: [.init(name: "web \"main\"", address: "tcp://127.0.0.1:8080", reusePort: .perWorker,
-                              sockets: [.init(slot: 0, queued: 3, backlog: 128), .init(slot: nil),
-                                        .init(slot: 1, generation: 3, inRotation: true, queued: 0, backlog: 128, steered: 42)])],
+            listeners: [
+                .init(
+                    name: "web \"main\"", address: "tcp://127.0.0.1:8080", reusePort: .perWorker,
+                    sockets: [
+                        .init(slot: 0, queued: 3, backlog: 128), .init(slot: nil),
+                        .init(slot: 1, generation: 3, inRotation: true, queued: 0, backlog: 128, steered: 42),
+                    ])
+            ],
             reloads: [.init(started: 1, finished: 2, result: .tookOver, generation: 3)],
             pendingReloads: 1, upgrades: 0, reloadStatistics: statistics)
     }
@@ -53,9 +62,11 @@ import Testing
     @Test func aRolloutAndItsCanaryAreGauges() {
         var status = Self.status()
         #expect(!PrometheusText.render(status).contains("baton_canary_weight_percent{"))
-        status.rollout = .init(from: 3, to: 4, batch: 1, replacedSlots: [], batchSlots: [],
-                               canary: .init(workers: 1, weight: 10, slots: [0], holdLeft: 42, after: "promote",
-                                             connections: StatusReport.RolloutStatus.GenerationConnections.shares([(3, 900), (4, 100)])))
+        status.rollout = .init(
+            from: 3, to: 4, batch: 1, replacedSlots: [], batchSlots: [],
+            canary: .init(
+                workers: 1, weight: 10, slots: [0], holdLeft: 42, after: "promote",
+                connections: StatusReport.RolloutStatus.GenerationConnections.shares([(3, 900), (4, 100)])))
         let text = PrometheusText.render(status)
         for line in [
             #"baton_rollout_replaced_slots{from="3",to="4",direction="forward"} 0"#,

@@ -17,18 +17,20 @@ import Testing
         let status = StatusReport(
             pid: 7, phase: .reloading, configuration: "command line", command: ["./server"],
             generations: [
-                .init(number: 1, role: .rollingBack,
-                      workers: [.init(slot: 0, restarts: 2, pid: 11, state: .stopping, status: nil, uptime: nil)],
-                      restartingSlots: [1], crashLoopingSlots: []),
+                .init(
+                    number: 1, role: .rollingBack,
+                    workers: [.init(slot: 0, restarts: 2, pid: 11, state: .stopping, status: nil, uptime: nil)],
+                    restartingSlots: [1], crashLoopingSlots: [])
             ],
             listeners: [.init(name: "http", address: "tcp://127.0.0.1:8080", reusePort: .perWorker, sockets: [.init(slot: nil)])],
             reloads: [.init(started: 1.5, finished: 2.5, result: .tookOver, generation: 1)],
             pendingReloads: 0)
         let line = ControlReply(ok: true, final: true, status: status).encodedLine()
-        #expect(line == #"""
-            {"final":true,"ok":true,"status":{"command":[".\/server"],"configuration":"command line","generations":[{"crashLoopingSlots":[],"number":1,"restartingSlots":[1],"role":"rolling-back","workers":[{"pid":11,"restarts":2,"slot":0,"state":"stopping"}]}],"listeners":[{"address":"tcp:\/\/127.0.0.1:8080","name":"http","reusePort":"per-worker","sockets":[{}]}],"pendingReloads":0,"phase":"reloading","pid":7,"reloads":[{"finished":2.5,"generation":1,"result":"took-over","started":1.5}]}}
+        #expect(
+            line == #"""
+                {"final":true,"ok":true,"status":{"command":[".\/server"],"configuration":"command line","generations":[{"crashLoopingSlots":[],"number":1,"restartingSlots":[1],"role":"rolling-back","workers":[{"pid":11,"restarts":2,"slot":0,"state":"stopping"}]}],"listeners":[{"address":"tcp:\/\/127.0.0.1:8080","name":"http","reusePort":"per-worker","sockets":[{}]}],"pendingReloads":0,"phase":"reloading","pid":7,"reloads":[{"finished":2.5,"generation":1,"result":"took-over","started":1.5}]}}
 
-            """#)
+                """#)
     }
 
     @Test func decodesTheDocumentedExample() throws {

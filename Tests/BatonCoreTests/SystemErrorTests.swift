@@ -4,7 +4,8 @@ import Testing
 
 @Suite struct SystemErrorTests {
     @Test func namesTheSubjectTheCallAndTheReason() {
-        #expect(SystemError("bind", errno: EADDRINUSE, subject: "listener http tcp://127.0.0.1:8080").description
+        #expect(
+            SystemError("bind", errno: EADDRINUSE, subject: "listener http tcp://127.0.0.1:8080").description
                 == "listener http tcp://127.0.0.1:8080: bind: Address already in use")
         #expect(SystemError("socket", errno: EMFILE).description == "socket: Too many open files")
     }

@@ -18,8 +18,9 @@ import Testing
     @Test func aSecondBatonOnTheSameAddressRefusesToStart() throws {
         let scratch = ScratchDirectory()
         let port = freePort()
-        let first = try BatonUnderTest(["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--", Products.path("baton-demo")],
-                                       in: scratch)
+        let first = try BatonUnderTest(
+            ["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--", Products.path("baton-demo")],
+            in: scratch)
         defer { first.stop() }
         try first.waitUntilServing()
 
@@ -28,13 +29,16 @@ import Testing
         defer { second.stop() }
         let code = second.waitForExit()
         #expect(code != 0 && code != -1, "the second Baton must exit, failing, by itself:\n\(second.log)")
-        #expect(second.log.contains("tcp://0.0.0.0:\(port): already served by another process (pid \(first.process.processIdentifier)"),
-                "\(second.log)")
+        #expect(
+            second.log.contains("tcp://0.0.0.0:\(port): already served by another process (pid \(first.process.processIdentifier)"),
+            "\(second.log)")
         #expect(try first.status().phase == .running)
         #expect(Self.answers(port: port), "the first Baton must serve on")
 
         // Told to share, it starts beside the first.
-        try secondScratch.write("share.toml", """
+        try secondScratch.write(
+            "share.toml",
+            """
             [[listener]]
             name = "http"
             address = "tcp://127.0.0.1:\(port)"

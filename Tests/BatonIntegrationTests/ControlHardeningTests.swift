@@ -41,8 +41,9 @@ import Testing
         let before = try baton.waitUntilServing()
         for (line, error) in Self.outOfRange {
             try scratch.write("baton.toml", Self.configuration(with: line))
-            let reply = try ControlClient.send(ControlRequest(command: .reload, wait: true), to: baton.controlSocket,
-                                               timeout: .seconds(60))
+            let reply = try ControlClient.send(
+                ControlRequest(command: .reload, wait: true), to: baton.controlSocket,
+                timeout: .seconds(60))
             #expect(!reply.ok)
             #expect(reply.error?.contains("baton.toml: " + error) == true, "\(line): \(reply)")
             let after = try baton.status()
@@ -53,8 +54,9 @@ import Testing
         // A file on which the TOML parser (toml++) fails an assertion: refused, naming the
         // line; the serving Baton is not the process that aborts.
         try scratch.write("baton.toml", Self.configuration + "\n[é]\n")
-        let aborting = try ControlClient.send(ControlRequest(command: .reload, wait: true), to: baton.controlSocket,
-                                              timeout: .seconds(60))
+        let aborting = try ControlClient.send(
+            ControlRequest(command: .reload, wait: true), to: baton.controlSocket,
+            timeout: .seconds(60))
         #expect(!aborting.ok)
         #expect(aborting.error?.contains("baton.toml:6: not valid TOML: the TOML parser (toml++) stopped with SIGABRT") == true, "\(aborting)")
         #expect(try baton.status().generations.map(\.number) == [1])
@@ -62,8 +64,11 @@ import Testing
         try scratch.write("baton.toml", "control_socket = \"\(scratch.path)/elsewhere.sock\"\n" + Self.configuration)
         let moved = try ControlClient.send(ControlRequest(command: .reload, wait: true), to: baton.controlSocket, timeout: .seconds(60))
         #expect(!moved.ok)
-        #expect(moved.error?.contains("control_socket = \"\(scratch.path)/elsewhere.sock\": the control socket cannot move at a reload; it stays at \"\(baton.controlSocket)\"") == true,
-                "\(moved)")
+        #expect(
+            moved.error?.contains(
+                "control_socket = \"\(scratch.path)/elsewhere.sock\": the control socket cannot move at a reload; it stays at \"\(baton.controlSocket)\"")
+                == true,
+            "\(moved)")
         #expect(try baton.status().generations.map(\.number) == [1])
         // And a good configuration still reloads.
         try scratch.write("baton.toml", Self.configuration)
@@ -104,8 +109,12 @@ import Testing
                 && status.generations[0].workers.contains { $0.slot == 0 && $0.pid != nil && $0.pid != victim && $0.state == .ready }
         }
         #expect(restarted.generations[0].workers.first { $0.slot == 0 }?.restarts == 1)
-        let scrape = try run("/usr/bin/curl", ["-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
-                                              "http://127.0.0.1:\(metricsPort)/metrics"])
+        let scrape = try run(
+            "/usr/bin/curl",
+            [
+                "-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                "http://127.0.0.1:\(metricsPort)/metrics",
+            ])
         #expect(scrape.output == "200")
         release(configuration)
         try baton.waitUntilServing(generation: 2)
@@ -127,10 +136,11 @@ import Testing
     @Test func aLogReaderThatDoesNotReadStallsNothing() throws {
         let scratch = ScratchDirectory()
         let unread = Pipe()
-        let baton = try BatonUnderTest([
-            "--output", "prefix", "--ready", "delay:50ms", "--drain-timeout", "5s", "--",
-            "/bin/sh", "-c", "yes 0123456789012345678901234567890123456789 | head -c 8000000; exec sleep 1000",
-        ], in: scratch, output: unread)
+        let baton = try BatonUnderTest(
+            [
+                "--output", "prefix", "--ready", "delay:50ms", "--drain-timeout", "5s", "--",
+                "/bin/sh", "-c", "yes 0123456789012345678901234567890123456789 | head -c 8000000; exec sleep 1000",
+            ], in: scratch, output: unread)
         try baton.waitUntilServing()
         // Starting the new generation's worker is what the old relay blocked.
         let reply = try ControlClient.send(ControlRequest(command: .reload, wait: true), to: baton.controlSocket, timeout: .seconds(60))
@@ -200,8 +210,9 @@ import Testing
     /// (no retrying accept in a loop) and a crashed worker is still restarted.
     @Test func withFewDescriptorsIdleConnectionsNeitherSpinNorStarveWorkers() throws {
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest(["--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch,
-                                       launcher: ["/usr/bin/prlimit", "--nofile=48:48", "--"])
+        let baton = try BatonUnderTest(
+            ["--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch,
+            launcher: ["/usr/bin/prlimit", "--nofile=48:48", "--"])
         let serving = try baton.waitUntilServing()
         let idle = try (0..<60).map { _ in try Self.connect(to: baton.controlSocket) }
         defer { idle.forEach { close($0) } }

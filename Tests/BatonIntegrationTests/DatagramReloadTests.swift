@@ -91,7 +91,9 @@ import Testing
         let scratch = ScratchDirectory()
         let port = freePort()
         try scratch.write("echo.py", Self.echoWorker)
-        try scratch.write("baton.toml", """
+        try scratch.write(
+            "baton.toml",
+            """
             [[listener]]
             name = "echo"
             address = "udp://127.0.0.1:\(port)"

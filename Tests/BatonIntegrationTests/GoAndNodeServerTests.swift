@@ -42,8 +42,9 @@ extension ReloadUnderLoadTests.ThirdPartyServerTests {
         let scratch = ScratchDirectory()
         let server = try buildGoServer(in: scratch)
         for mode in [ConnectionMode.newConnection, .keepAlive] {
-            let (report, baton) = try reloadUnderLoad([], command: [server], expectedHeader: "X-Pid",
-                                                      in: scratch, port: freePort(), mode: mode)
+            let (report, baton) = try reloadUnderLoad(
+                [], command: [server], expectedHeader: "X-Pid",
+                in: scratch, port: freePort(), mode: mode)
             #expect(report.distinctResponders > 2, "several generations must have answered")
             #expect(baton.stop() == 0)
         }
@@ -52,13 +53,16 @@ extension ReloadUnderLoadTests.ThirdPartyServerTests {
     /// `server.listen({ fd: 3 })`, `READY=1` through `systemd-notify` (Node has no unix
     /// datagram sockets), and `server.close()` with `closeIdleConnections()` on `SIGTERM`
     /// after a second of `Connection: close`.
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: node) && FileManager.default.isExecutableFile(atPath: systemdNotify),
-                   "needs Node.js and systemd-notify (apt-get install nodejs systemd)"))
+    @Test(
+        .enabled(
+            if: FileManager.default.isExecutableFile(atPath: node) && FileManager.default.isExecutableFile(atPath: systemdNotify),
+            "needs Node.js and systemd-notify (apt-get install nodejs systemd)"))
     func nodeServerListensOnFd3() throws {
         let scratch = ScratchDirectory()
         for mode in [ConnectionMode.newConnection, .keepAlive] {
-            let (report, baton) = try reloadUnderLoad([], command: [Self.node, "\(Self.servers)/node/server.js"],
-                                                      expectedHeader: "X-Pid", in: scratch, port: freePort(), mode: mode)
+            let (report, baton) = try reloadUnderLoad(
+                [], command: [Self.node, "\(Self.servers)/node/server.js"],
+                expectedHeader: "X-Pid", in: scratch, port: freePort(), mode: mode)
             #expect(report.distinctResponders > 2, "several generations must have answered")
             #expect(baton.stop() == 0)
         }

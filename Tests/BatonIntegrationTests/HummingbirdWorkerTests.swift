@@ -15,10 +15,11 @@ import Testing
     func noRequestIsLostAcrossReloads(_ mode: ConnectionMode) throws {
         let scratch = ScratchDirectory()
         let port = freePort()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--drain-timeout", "10s",
-            "--", Self.example,
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--drain-timeout", "10s",
+                "--", Self.example,
+            ], in: scratch)
         try baton.waitUntilServing()
 
         var fast = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
@@ -51,9 +52,11 @@ import Testing
     /// by `LISTEN_FDS` and execs the server, as PID 1 does for a socket unit).
     @Test func servesUnderSystemdSocketActivation() throws {
         let port = freePort()
-        let worker = try ExampleProcess("/usr/bin/systemd-socket-activate", [
-            "--listen=127.0.0.1:\(port)", "--fdname=http", Self.example,
-        ])
+        let worker = try ExampleProcess(
+            "/usr/bin/systemd-socket-activate",
+            [
+                "--listen=127.0.0.1:\(port)", "--fdname=http", Self.example,
+            ])
         // It starts the server on the first connection, which the server then answers.
         let responder = try worker.waitForAnswer(port: port)
         #expect(responder == "\(worker.process.processIdentifier)", "the server itself, exec'd with the socket, answers")
@@ -62,9 +65,11 @@ import Testing
 
     @Test func wrongListenerNameIsAClearError() throws {
         let port = freePort()
-        let worker = try ExampleProcess("/usr/bin/systemd-socket-activate", [
-            "--listen=127.0.0.1:\(port)", "--fdname=admin", Self.example,
-        ])
+        let worker = try ExampleProcess(
+            "/usr/bin/systemd-socket-activate",
+            [
+                "--listen=127.0.0.1:\(port)", "--fdname=admin", Self.example,
+            ])
         // systemd-socket-activate starts the server on the first connection.
         let deadline = Date().addingTimeInterval(30)
         while worker.process.isRunning && Date() < deadline {

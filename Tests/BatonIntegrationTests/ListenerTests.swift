@@ -39,7 +39,9 @@ import Testing
         let scratch = ScratchDirectory()
         let (v4, v6, udp, shared) = (freePort(), freePort(), freePort(), freePort())
         try scratch.write("probe.py", Self.probe)
-        try scratch.write("baton.toml", """
+        try scratch.write(
+            "baton.toml",
+            """
             [[listener]]
             name = "v4"
             address = "tcp://127.0.0.1:\(v4)"
@@ -99,8 +101,9 @@ import Testing
         #expect((attributes[.posixPermissions] as? Int) == 0o660)
         let listeners = Dictionary(uniqueKeysWithValues: status.listeners.map { ($0.name, $0) })
         #expect(listeners["v4"]?.sockets.map(\.backlog) == [77, 77])
-        let somaxconn = UInt32(try String(contentsOfFile: "/proc/sys/net/core/somaxconn", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines))
+        let somaxconn = UInt32(
+            try String(contentsOfFile: "/proc/sys/net/core/somaxconn", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(listeners["v6"]?.sockets.map(\.backlog) == [somaxconn, somaxconn], "the default backlog is net.core.somaxconn")
         #expect(listeners["shared"]?.sockets.count == 1)
 

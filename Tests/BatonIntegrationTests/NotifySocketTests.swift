@@ -62,9 +62,10 @@ import Testing
             return
         }
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "delay:100ms", "--", "/bin/sleep", "1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "delay:100ms", "--", "/bin/sleep", "1000",
+            ], in: scratch)
         defer { baton.stop() }
         let worker = try #require(try baton.waitUntilServing().generations[0].workers[0].pid)
         let address = try #require(Self.notifySocket(of: worker))
@@ -94,10 +95,11 @@ import Testing
             return
         }
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "notify", "--ready-timeout", "120s",
-            "--", "/bin/sleep", "1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "notify", "--ready-timeout", "120s",
+                "--", "/bin/sleep", "1000",
+            ], in: scratch)
         defer { baton.stop() }
         let status = try baton.waitForStatus("a started worker") { $0.generations.first?.workers.first?.pid != nil }
         let worker = try #require(status.generations[0].workers[0].pid)
@@ -155,10 +157,11 @@ import Testing
                 os._exit(0)
             time.sleep(1000)
             """#
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "notify", "--ready-timeout", "120s",
-            "--", "/usr/bin/python3", "-c", worker, trigger,
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "notify", "--ready-timeout", "120s",
+                "--", "/usr/bin/python3", "-c", worker, trigger,
+            ], in: scratch)
         defer { baton.stop() }
         try baton.waitUntilServing(generation: 1)
         let reply = try ControlClient.send(ControlRequest(command: .reload), to: baton.controlSocket)

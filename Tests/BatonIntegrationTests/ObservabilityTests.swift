@@ -16,10 +16,11 @@ import Testing
         try Self.requireParser()
         let scratch = ScratchDirectory()
         let (port, metricsPort) = (freePort(), freePort())
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--metrics", "tcp://127.0.0.1:\(metricsPort)",
-            "--", Products.path("baton-demo"),
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--metrics", "tcp://127.0.0.1:\(metricsPort)",
+                "--", Products.path("baton-demo"),
+            ], in: scratch)
         try baton.waitUntilServing()
         let url = "http://127.0.0.1:\(metricsPort)/metrics"
         let before = try Self.samples(Self.scrape(url, into: "\(scratch.path)/before.txt"))
@@ -98,8 +99,10 @@ import Testing
         let scratch = ScratchDirectory()
         let (port, first, second) = (freePort(), freePort(), freePort())
         func write(metrics: Int) throws {
-            try scratch.write("baton.toml", "metrics = \"tcp://127.0.0.1:\(metrics)\"\n"
-                + serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: 1))
+            try scratch.write(
+                "baton.toml",
+                "metrics = \"tcp://127.0.0.1:\(metrics)\"\n"
+                    + serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: 1))
         }
         try write(metrics: first)
         let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
@@ -118,8 +121,9 @@ import Testing
         let holder = try LoadTarget.freeLoopbackPort()
         let taken = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(taken) }
-        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(holder).bigEndian),
-                                  sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var address = sockaddr_in(
+            sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(holder).bigEndian),
+            sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(taken, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -139,10 +143,11 @@ import Testing
     @Test func slowClientsCannotLockScrapersOut() throws {
         let scratch = ScratchDirectory()
         let metricsPort = freePort()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--metrics", "tcp://127.0.0.1:\(metricsPort)",
-            "--", Products.path("baton-demo"),
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--metrics", "tcp://127.0.0.1:\(metricsPort)",
+                "--", Products.path("baton-demo"),
+            ], in: scratch)
         try baton.waitUntilServing()
         let url = "http://127.0.0.1:\(metricsPort)/metrics"
         #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "200")
@@ -168,10 +173,11 @@ import Testing
     @Test func aClientThatPipelinesAndNeverReadsDoesNotGrowBaton() throws {
         let scratch = ScratchDirectory()
         let metricsPort = freePort()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "4", "--metrics", "tcp://127.0.0.1:\(metricsPort)",
-            "--", Products.path("baton-demo"),
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "4", "--metrics", "tcp://127.0.0.1:\(metricsPort)",
+                "--", Products.path("baton-demo"),
+            ], in: scratch)
         try baton.waitUntilServing()
         let url = "http://127.0.0.1:\(metricsPort)/metrics"
         #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "200")
@@ -224,10 +230,11 @@ import Testing
         try Self.requireParser()
         let scratch = ScratchDirectory()
         let metricsPort = freePort()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--metrics", "tcp://127.0.0.1:\(metricsPort)",
-            "--", Products.path("baton-demo"),
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--metrics", "tcp://127.0.0.1:\(metricsPort)",
+                "--", Products.path("baton-demo"),
+            ], in: scratch)
         try baton.waitUntilServing()
         #expect(try baton.reload().ok)
         _ = try baton.waitForStatus("generation 2 alone") { $0.generations.map(\.number) == [2] && $0.phase == .running }
@@ -249,10 +256,11 @@ import Testing
     /// `worker`, with the text as they wrote it.
     @Test func jsonLogLinesCarryWorkerAndReload() throws {
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "2", "--log-format", "json", "--output", "prefix",
-            "--", Products.path("baton-demo"),
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "2", "--log-format", "json", "--output", "prefix",
+                "--", Products.path("baton-demo"),
+            ], in: scratch)
         let first = try baton.waitUntilServing()
         #expect(try baton.reload().ok)
         try baton.waitUntilServing(generation: 2)
@@ -270,10 +278,11 @@ import Testing
             guard let object else { continue }
             if object["label"] as? String == "worker" { workerLines.append(object) } else { objects.append(object) }
         }
-        #expect(workerLines.contains {
-            $0["generation"] as? Int == 2 && $0["slot"] as? Int == 1 && $0["pid"] is Int
-                && ($0["text"] as? String)?.hasPrefix("baton-demo[") == true
-        }, "\(workerLines)")
+        #expect(
+            workerLines.contains {
+                $0["generation"] as? Int == 2 && $0["slot"] as? Int == 1 && $0["pid"] is Int
+                    && ($0["text"] as? String)?.hasPrefix("baton-demo[") == true
+            }, "\(workerLines)")
         #expect(objects.allSatisfy { $0["time"] is String && $0["level"] is String && $0["message"] is String })
 
         let started = objects.filter { ($0["message"] as? String)?.hasPrefix("started worker") == true }
@@ -321,10 +330,11 @@ import Testing
             trap - TERM
             exec sleep 1000
             """
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--log-format", "json", "--output", "prefix",
-            "--ready", "delay:10ms", "--drain-timeout", "5s", "--", "/bin/sh", "-c", script,
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--log-format", "json", "--output", "prefix",
+                "--ready", "delay:10ms", "--drain-timeout", "5s", "--", "/bin/sh", "-c", script,
+            ], in: scratch)
         try baton.waitUntilServing()
         let reloads = 3
         for _ in 1...reloads {
@@ -378,7 +388,8 @@ import Testing
             """
         let result = try run("/usr/bin/python3", ["-c", script, text])
         guard result.status == 0, let data = result.output.data(using: .utf8),
-              let object = try JSONSerialization.jsonObject(with: data) as? [String: Double] else {
+            let object = try JSONSerialization.jsonObject(with: data) as? [String: Double]
+        else {
             throw TestFailure("Prometheus' parser rejected:\n\(text)\n\(result.output)")
         }
         return object
@@ -409,8 +420,9 @@ import Testing
     /// A TCP connection to 127.0.0.1:`port`.
     static func connect(port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
-                                  sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var address = sockaddr_in(
+            sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
+            sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -430,7 +442,8 @@ import Testing
 
     static func peakResidentKilobytes(of pid: Int32) -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        else { return nil }
         return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
     }
 }

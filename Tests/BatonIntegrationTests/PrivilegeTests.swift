@@ -45,12 +45,16 @@ struct PrivilegeTests {
         let user = try TestUser(primaryGroup: "nogroup", supplementary: [group.name])
         let scratch = ScratchDirectory()
         let port = freePort()
-        try scratch.write("baton.toml", Self.configuration(port: port, """
-            user = "\(user.name)"
-            no_new_privileges = true
-            umask = "0027"
-            limits = { nofile = 4096, core = 0 }
-            """))
+        try scratch.write(
+            "baton.toml",
+            Self.configuration(
+                port: port,
+                """
+                user = "\(user.name)"
+                no_new_privileges = true
+                umask = "0027"
+                limits = { nofile = 4096, core = 0 }
+                """))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
         defer { baton.stop() }
         // Serving means each worker reached its notify socket as that user.
@@ -59,7 +63,8 @@ struct PrivilegeTests {
         #expect(pids.count == 2)
         for pid in pids {
             let fields = try Self.processStatus(pid)
-            let uid = user.uid, nogroup = try TestGroup.id(of: "nogroup")
+            let uid = user.uid
+            let nogroup = try TestGroup.id(of: "nogroup")
             #expect(fields["Uid"] == "\(uid)\t\(uid)\t\(uid)\t\(uid)", "\(fields)")
             #expect(fields["Gid"] == "\(nogroup)\t\(nogroup)\t\(nogroup)\t\(nogroup)", "\(fields)")
             #expect(Set(fields["Groups"]?.split(separator: " ").compactMap { UInt32($0) } ?? []) == [nogroup, group.gid], "\(fields)")
@@ -92,7 +97,8 @@ struct PrivilegeTests {
         // Baton, root, keeps only CAP_CHOWN, CAP_KILL, CAP_SETGID, CAP_SETUID,
         // CAP_NET_BIND_SERVICE and CAP_BPF, in its own sets and its bounding set.
         let batonStatus = try Self.processStatus(baton.process.processIdentifier)
-        #expect(batonStatus["CapEff"] == "00000080000004e1" && batonStatus["CapPrm"] == "00000080000004e1"
+        #expect(
+            batonStatus["CapEff"] == "00000080000004e1" && batonStatus["CapPrm"] == "00000080000004e1"
                 && batonStatus["CapBnd"] == "00000080000004e1" && batonStatus["CapInh"] == "0000000000000000", "\(batonStatus)")
         var load = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
         load.clients = 16
@@ -121,11 +127,14 @@ struct PrivilegeTests {
         }
         let scratch = ScratchDirectory()
         try scratch.write("baton.toml", Self.configuration(port: freePort(), workers: 1, "user = \"nobody\"\nlimits = { core = 0 }"))
-        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch,
-                                       launcher: ["/usr/bin/setpriv", "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource", "--"])
+        let baton = try BatonUnderTest(
+            ["--config", "baton.toml"], in: scratch,
+            launcher: ["/usr/bin/setpriv", "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource", "--"])
         defer { baton.stop() }
         _ = try baton.waitUntilServing()
-        #expect(baton.log.contains("Baton keeps only CAP_CHOWN, CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_NET_BIND_SERVICE, CAP_BPF of root's capabilities"), "\(baton.log)")
+        #expect(
+            baton.log.contains("Baton keeps only CAP_CHOWN, CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_NET_BIND_SERVICE, CAP_BPF of root's capabilities"),
+            "\(baton.log)")
         #expect(!baton.log.contains("CAP_SYS_RESOURCE"), "\(baton.log)")
         #expect(baton.stop() == 0)
     }
@@ -177,14 +186,20 @@ struct PrivilegeTests {
         let port = try Self.freePrivilegedPort()
         let home = "\(scratch.path)/home"
         #expect(mkdir(home, 0o700) == 0 && chown(home, 65534, 65534) == 0)
-        try scratch.write("baton.toml", Self.configuration(port: port, workers: 2, """
-            user = "nobody"
-            group = "nogroup"
-            directory = "\(home)"
-            """))
-        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch, launcher: [
-            "/usr/bin/setpriv", "--bounding-set=-all,+chown,+kill,+setuid,+setgid,+net_bind_service,+bpf", "--inh-caps=-all",
-        ])
+        try scratch.write(
+            "baton.toml",
+            Self.configuration(
+                port: port, workers: 2,
+                """
+                user = "nobody"
+                group = "nogroup"
+                directory = "\(home)"
+                """))
+        let baton = try BatonUnderTest(
+            ["--config", "baton.toml"], in: scratch,
+            launcher: [
+                "/usr/bin/setpriv", "--bounding-set=-all,+chown,+kill,+setuid,+setgid,+net_bind_service,+bpf", "--inh-caps=-all",
+            ])
         defer { baton.stop() }
         try baton.waitUntilServing()
         #expect(try Self.processStatus(baton.process.processIdentifier)["CapEff"] == "00000080000004e1")
@@ -213,8 +228,9 @@ struct PrivilegeTests {
         for pid in Self.workerPIDs(after) {
             let path = try #require(try Self.environment(pid)["NOTIFY_SOCKET"])
             var info = stat()
-            #expect(stat(path, &info) == 0 && info.st_uid == 65534 && info.st_mode & 0o777 == 0o600,
-                    "\(path): uid \(info.st_uid), mode \(String(info.st_mode & 0o777, radix: 8))")
+            #expect(
+                stat(path, &info) == 0 && info.st_uid == 65534 && info.st_mode & 0o777 == 0o600,
+                "\(path): uid \(info.st_uid), mode \(String(info.st_mode & 0o777, radix: 8))")
             var directory = stat()
             #expect(stat((path as NSString).deletingLastPathComponent, &directory) == 0 && directory.st_mode & 0o777 == 0o711)
         }
@@ -249,13 +265,16 @@ struct PrivilegeTests {
     /// control_group members reload, control_readonly_group members see the status and
     /// are refused the rest by name, anyone else cannot connect and is told why.
     @Test func theControlSocketLetsEachGroupDoWhatItMay() throws {
-        let deploy = try TestGroup(), monitoring = try TestGroup()
+        let deploy = try TestGroup()
+        let monitoring = try TestGroup()
         let deployer = try TestUser(primaryGroup: "nogroup", supplementary: [deploy.name])
         let monitor = try TestUser(primaryGroup: monitoring.name)
         let outsider = try TestUser(primaryGroup: "nogroup")
         let scratch = ScratchDirectory()
         let socket = "\(scratch.path)/control.sock"
-        try scratch.write("baton.toml", """
+        try scratch.write(
+            "baton.toml",
+            """
             control_socket = "\(socket)"
             control_group = "\(deploy.name)"
             control_readonly_group = "\(monitoring.name)"
@@ -308,15 +327,19 @@ struct PrivilegeTests {
         #expect(status.phase == .running)
         #expect(baton.log.contains("control request refused: uid \(monitor.uid)"), "\(baton.log)")
         // Who may use the socket does not change at a reload: refused, saying so.
-        try scratch.write("baton.toml", """
+        try scratch.write(
+            "baton.toml",
+            """
             control_socket = "\(socket)"
             control_group = "\(deploy.name)"
 
             """ + Self.configuration(port: freePort(), workers: 1, "user = \"nobody\""))
         let regrouped = try baton.reload()
         #expect(!regrouped.ok)
-        #expect(regrouped.error?.contains("control_group: who may use the control socket (control_group, control_readonly_group) cannot change at a reload") == true,
-                "\(regrouped)")
+        #expect(
+            regrouped.error?.contains("control_group: who may use the control socket (control_group, control_readonly_group) cannot change at a reload")
+                == true,
+            "\(regrouped)")
         print("deployer reloaded; stop refused: \(stopByDeployer.output.trimmingCharacters(in: .whitespacesAndNewlines))")
         print("monitor: status ok; \(reloadByMonitor.output.trimmingCharacters(in: .whitespacesAndNewlines))")
         print("outsider: \(outside.output.trimmingCharacters(in: .whitespacesAndNewlines))")
@@ -332,8 +355,11 @@ struct PrivilegeTests {
         try baton.waitUntilServing()
         let refused = try Self.batonctl(as: outsider.name, ["status"], socket: baton.controlSocket)
         #expect(refused.status != 0)
-        #expect(refused.output.contains("permission denied: the socket is owned by root, group root, mode 0600, and uid \(outsider.uid) (\(outsider.name)) may not connect; only root may use it; ask for Baton's control_group"),
-                "\(refused.output)")
+        #expect(
+            refused.output.contains(
+                "permission denied: the socket is owned by root, group root, mode 0600, and uid \(outsider.uid) (\(outsider.name)) may not connect; only root may use it; ask for Baton's control_group"
+            ),
+            "\(refused.output)")
         #expect(baton.stop() == 0)
     }
 
@@ -399,8 +425,10 @@ final class TestUser {
     var home: String { "/nonexistent/\(name)" }
 
     init(primaryGroup: String, supplementary: [String] = []) throws {
-        var arguments = ["--no-create-home", "--home-dir", "/nonexistent/\(name)", "--shell", "/usr/sbin/nologin",
-                         "--gid", primaryGroup]
+        var arguments = [
+            "--no-create-home", "--home-dir", "/nonexistent/\(name)", "--shell", "/usr/sbin/nologin",
+            "--gid", primaryGroup,
+        ]
         if !supplementary.isEmpty { arguments += ["--groups", supplementary.joined(separator: ",")] }
         let made = try runLockingUserDatabase("/usr/sbin/useradd", arguments + [name])
         guard made.status == 0 else { throw TestFailure("useradd \(name): \(made.output)") }

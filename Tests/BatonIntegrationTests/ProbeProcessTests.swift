@@ -45,10 +45,11 @@ import Testing
         let sleep = Self.uniqueSleep(301)
         let flag = "\(scratch.path)/ready"
         let runs = "\(scratch.path)/runs"
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "exec:sleep \(sleep) & echo $! >> \(runs); test -e \(flag)",
-            "--ready-timeout", "120s", "--", "/bin/sleep", "1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "exec:sleep \(sleep) & echo $! >> \(runs); test -e \(flag)",
+                "--ready-timeout", "120s", "--", "/bin/sleep", "1000",
+            ], in: scratch)
         defer {
             baton.stop()
             Self.killAll(sleep)
@@ -64,10 +65,11 @@ import Testing
     @Test func aProbeStillRunningWhenBatonStopsIsKilled() throws {
         let scratch = ScratchDirectory()
         let sleep = Self.uniqueSleep(302)
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "exec:sleep \(sleep)", "--ready-timeout", "120s",
-            "--", "/bin/sleep", "1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "exec:sleep \(sleep)", "--ready-timeout", "120s",
+                "--", "/bin/sleep", "1000",
+            ], in: scratch)
         defer { Self.killAll(sleep) }
         _ = try baton.waitForStatus(timeout: 60, "the probe running") { _ in !Self.processes(withArgument: sleep).isEmpty }
         #expect(baton.stop() == 0)
@@ -81,8 +83,10 @@ import Testing
         let sleep = Self.uniqueSleep(300)
         let runs = "\(scratch.path)/runs"
         let check = "exec:sleep \(sleep) & echo $! >> \(runs); echo started"
-        try scratch.write("baton.toml", serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: 2)
-            + "\ncanary_check = \"\(check)\"\ncanary_check_interval = \"200ms\"\ncanary_check_failures = 3\n")
+        try scratch.write(
+            "baton.toml",
+            serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: 2)
+                + "\ncanary_check = \"\(check)\"\ncanary_check_interval = \"200ms\"\ncanary_check_failures = 3\n")
         let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
         defer {
             baton.stop()

@@ -135,13 +135,17 @@ import Testing
         var unixPath: String { "\(scratch.path)/admin.sock" }
 
         var listenOptions: [String] {
-            ["--listen", "http=tcp://127.0.0.1:\(ports.tcp)", "--listen", "v6=tcp://[::1]:\(ports.tcp6)",
-             "--listen", "dns=udp://127.0.0.1:\(ports.udp)", "--listen", "admin=unix://\(unixPath)"]
+            [
+                "--listen", "http=tcp://127.0.0.1:\(ports.tcp)", "--listen", "v6=tcp://[::1]:\(ports.tcp6)",
+                "--listen", "dns=udp://127.0.0.1:\(ports.udp)", "--listen", "admin=unix://\(unixPath)",
+            ]
         }
 
         var expectedSockets: [(family: String, type: String, address: Dump.Address)] {
-            [("AF_INET", "SOCK_STREAM", .ip("127.0.0.1", ports.tcp)), ("AF_INET6", "SOCK_STREAM", .ip("::1", ports.tcp6)),
-             ("AF_INET", "SOCK_DGRAM", .ip("127.0.0.1", ports.udp)), ("AF_UNIX", "SOCK_STREAM", .path(unixPath))]
+            [
+                ("AF_INET", "SOCK_STREAM", .ip("127.0.0.1", ports.tcp)), ("AF_INET6", "SOCK_STREAM", .ip("::1", ports.tcp6)),
+                ("AF_INET", "SOCK_DGRAM", .ip("127.0.0.1", ports.udp)), ("AF_UNIX", "SOCK_STREAM", .path(unixPath)),
+            ]
         }
 
         init() throws {
@@ -150,8 +154,9 @@ import Testing
         }
 
         func start(_ options: [String], arguments: [String] = []) throws -> BatonUnderTest {
-            try BatonUnderTest(listenOptions + options + ["--ready", "delay:100ms", "--", "/usr/bin/python3", "\(scratch.path)/dump.py"] + arguments,
-                               in: scratch, environment: ["DUMP_DIRECTORY": dumps])
+            try BatonUnderTest(
+                listenOptions + options + ["--ready", "delay:100ms", "--", "/usr/bin/python3", "\(scratch.path)/dump.py"] + arguments,
+                in: scratch, environment: ["DUMP_DIRECTORY": dumps])
         }
 
         /// The dump of worker `pid`, waiting (bounded) for it to be written.
@@ -170,14 +175,17 @@ import Testing
             #expect(descriptors.count == expectedSockets.count)
             for (descriptor, expected) in zip(descriptors, expectedSockets) {
                 let socket = dump.sockets[descriptor]
-                #expect(socket?.family == expected.family && socket?.type == expected.type && socket?.address == expected.address,
-                        "fd \(descriptor): \(String(describing: socket)), expected \(expected)")
+                #expect(
+                    socket?.family == expected.family && socket?.type == expected.type && socket?.address == expected.address,
+                    "fd \(descriptor): \(String(describing: socket)), expected \(expected)")
             }
         }
     }
 
-    static let protocolVariables = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "EINHORN_FD_COUNT", "EINHORN_MASTER_PID",
-                                    "SERVER_STARTER_PORT", "SERVER_STARTER_GENERATION", "BATON_PRELOAD_FD_COUNT"]
+    static let protocolVariables = [
+        "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "EINHORN_FD_COUNT", "EINHORN_MASTER_PID",
+        "SERVER_STARTER_PORT", "SERVER_STARTER_GENERATION", "BATON_PRELOAD_FD_COUNT",
+    ]
 
     func expectOnly(_ variables: Set<String>, in dump: Dump) {
         let present = Set(dump.environment.keys.filter { Self.protocolVariables.contains($0) || $0.hasPrefix("EINHORN_FD_") })
@@ -229,8 +237,9 @@ import Testing
         let baton = try service.start(["--protocol", "server-starter"])
         let first = try service.dump(of: try baton.waitUntilServing().generations[0].workers[0].pid)
         let ports = service.ports
-        #expect(first.environment["SERVER_STARTER_PORT"]
-            == "127.0.0.1:\(ports.tcp)=3;[::1]:\(ports.tcp6)=4;127.0.0.1:\(ports.udp)=5;\(service.unixPath)=6")
+        #expect(
+            first.environment["SERVER_STARTER_PORT"]
+                == "127.0.0.1:\(ports.tcp)=3;[::1]:\(ports.tcp6)=4;127.0.0.1:\(ports.udp)=5;\(service.unixPath)=6")
         #expect(first.environment["SERVER_STARTER_GENERATION"] == "1")
         // As Server::Starter's own server_ports() reads it.
         let entries = (first.environment["SERVER_STARTER_PORT"] ?? "").split(separator: ";").map { $0.split(separator: "=", maxSplits: 1) }
@@ -251,16 +260,20 @@ import Testing
         let path = "\(service.scratch.path)/starter.sock"
         let starter = Process()
         starter.executableURL = URL(fileURLWithPath: "/usr/bin/start_server")
-        starter.arguments = ["--port=127.0.0.1:\(other.tcp)", "--port=[::1]:\(other.tcp6)", "--port=127.0.0.1:u\(other.udp)",
-                             "--path=\(path)", "--", "/usr/bin/python3", "\(service.scratch.path)/dump.py"]
+        starter.arguments = [
+            "--port=127.0.0.1:\(other.tcp)", "--port=[::1]:\(other.tcp6)", "--port=127.0.0.1:u\(other.udp)",
+            "--path=\(path)", "--", "/usr/bin/python3", "\(service.scratch.path)/dump.py",
+        ]
         starter.environment = ProcessInfo.processInfo.environment.merging(["DUMP_DIRECTORY": service.dumps]) { $1 }
         starter.standardError = FileHandle.nullDevice
         try starter.run()
         defer {
             // start_server runs its worker with nearly every signal blocked, so a SIGTERM
             // would never end it: kill both by pid.
-            let children = (try? String(contentsOfFile: "/proc/\(starter.processIdentifier)/task/\(starter.processIdentifier)/children",
-                                        encoding: .utf8)) ?? ""
+            let children =
+                (try? String(
+                    contentsOfFile: "/proc/\(starter.processIdentifier)/task/\(starter.processIdentifier)/children",
+                    encoding: .utf8)) ?? ""
             kill(starter.processIdentifier, SIGKILL)
             for child in children.split(separator: " ").compactMap({ Int32($0) }) {
                 kill(child, SIGKILL)
@@ -273,7 +286,8 @@ import Testing
             let files = (try? FileManager.default.contentsOfDirectory(atPath: service.dumps)) ?? []
             for file in files where file.hasSuffix(".json") {
                 if let dump = try? JSONDecoder().decode(Dump.self, from: Data(contentsOf: URL(fileURLWithPath: "\(service.dumps)/\(file)"))),
-                   dump.ppid == starter.processIdentifier {
+                    dump.ppid == starter.processIdentifier
+                {
                     starterDump = dump
                 }
             }
@@ -281,8 +295,9 @@ import Testing
         }
         let theirs = try #require(starterDump?.environment["SERVER_STARTER_PORT"], "start_server's worker never wrote its dump")
         let theirKeys = theirs.split(separator: ";").map { String($0.split(separator: "=", maxSplits: 1)[0]) }
-        #expect(theirKeys == ["127.0.0.1:\(other.tcp)", "[::1]:\(other.tcp6)", "127.0.0.1:\(other.udp)", path],
-                "start_server wrote \(theirs)")
+        #expect(
+            theirKeys == ["127.0.0.1:\(other.tcp)", "[::1]:\(other.tcp6)", "127.0.0.1:\(other.udp)", path],
+            "start_server wrote \(theirs)")
         #expect(starterDump?.environment["SERVER_STARTER_GENERATION"] == "1")
     }
 
@@ -316,8 +331,9 @@ import Testing
         #expect(preload.address == [.text("127.0.0.1"), .number(service.ports.tcp)])
         #expect(preload.other_port != service.ports.tcp && preload.other_port != 0, "a bind to another address is untouched")
         #expect(preload.inherited_cloexec, "the original descriptor is kept from programs the server runs")
-        #expect(preload.short_bind_errno == Int(EINVAL),
-                "a bind() with an address too short for its family reaches the C library, unread (the fuzz target's find)")
+        #expect(
+            preload.short_bind_errno == Int(EINVAL),
+            "a bind() with an address too short for its family reaches the C library, unread (the fuzz target's find)")
         service.expectSockets(dump, at: ["3", "4", "5", "6"])
 
         // The server shut down and closed its socket; Baton's still listens.
@@ -424,8 +440,9 @@ import Testing
         defer { baton.stop() }
         let pid = try #require(try baton.waitUntilServing().generations[0].workers[0].pid)
         #expect(baton.stop(timeout: 60) == 0)
-        #expect(FileManager.default.fileExists(atPath: "\(service.dumps)/\(pid).drained"),
-                "the server's own SIGTERM handler must run after the grace:\n\(baton.log)")
+        #expect(
+            FileManager.default.fileExists(atPath: "\(service.dumps)/\(pid).drained"),
+            "the server's own SIGTERM handler must run after the grace:\n\(baton.log)")
         #expect(!baton.log.contains("SIGKILL"), "the server must not need killing:\n\(baton.log)")
     }
 

@@ -11,9 +11,10 @@ import Testing
     /// `baton-demo` under Baton with `workers` workers on a fresh port.
     func startDemo(workers: Int, in scratch: ScratchDirectory, extra: [String] = []) throws -> (BatonUnderTest, Int) {
         let port = freePort()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "\(workers)", "--drain-timeout", "10s",
-        ] + extra + ["--", Products.path("baton-demo")], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "\(workers)", "--drain-timeout", "10s",
+            ] + extra + ["--", Products.path("baton-demo")], in: scratch)
         try baton.waitUntilServing()
         return (baton, port)
     }
@@ -194,10 +195,11 @@ import Testing
         let scratch = ScratchDirectory()
         // Workers slow to get ready keep the first reload running while the others arrive,
         // however busy the machine is.
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "2",
-            "--", Products.path("baton-demo"), "--ready-delay-ms", "1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "2",
+                "--", Products.path("baton-demo"), "--ready-delay-ms", "1000",
+            ], in: scratch)
         try baton.waitUntilServing()
         let replies = Mutex<[ControlReply]>([])
         let controlSocket = baton.controlSocket

@@ -237,8 +237,10 @@ import Testing
         let flag = "\(scratch.path)/unhealthy"
         let runs = "\(scratch.path)/checks.log"
         let check = "exec:echo $BATON_GENERATION >> \(runs); test ! -e \(flag)"
-        try scratch.write("baton.toml", serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: Self.workers)
-            + Self.rolling + "canary_check = \"\(check)\"\ncanary_check_interval = \"200ms\"\ncanary_check_failures = 3\n")
+        try scratch.write(
+            "baton.toml",
+            serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: Self.workers)
+                + Self.rolling + "canary_check = \"\(check)\"\ncanary_check_interval = \"200ms\"\ncanary_check_failures = 3\n")
         let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
         try baton.waitUntilServing()
         func checksRun() -> [String] {
@@ -279,8 +281,10 @@ import Testing
         let port = freePort()
         let pids = "\(scratch.path)/sleepers"
         let check = "exec:sleep 600 & echo $! >> \(pids); wait"
-        try scratch.write("baton.toml", serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: Self.workers)
-            + Self.rolling + "canary_check = \"\(check)\"\ncanary_check_interval = \"300ms\"\ncanary_check_failures = 2\n")
+        try scratch.write(
+            "baton.toml",
+            serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: Self.workers)
+                + Self.rolling + "canary_check = \"\(check)\"\ncanary_check_interval = \"300ms\"\ncanary_check_failures = 2\n")
         let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
         try baton.waitUntilServing()
         let reload = try batonctl(["reload", "--canary", "1", "--wait"], baton)

@@ -13,7 +13,9 @@ import Testing
         try scratch.write("\(tool).bash", script.output)
         // bash calls the completion function with the command, the word being completed
         // and the one before it, and reads COMPREPLY.
-        try scratch.write("complete.sh", """
+        try scratch.write(
+            "complete.sh",
+            """
             source "$1"; shift
             COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
             "_$1" "$1" "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"

@@ -35,20 +35,25 @@ import Testing
         """
 
     /// `baton` with `sockets` (name, address: HOST:PORT or a unix path) passed in.
-    func activate(_ sockets: [(name: String, address: String)], baton arguments: [String],
-                  in scratch: ScratchDirectory) throws -> BatonUnderTest {
+    func activate(
+        _ sockets: [(name: String, address: String)], baton arguments: [String],
+        in scratch: ScratchDirectory
+    ) throws -> BatonUnderTest {
         try scratch.write("launcher.py", Self.launcher)
         let specs = sockets.map { "\($0.name)=\($0.address)" }
-        return try BatonUnderTest(arguments, in: scratch,
-                                  launcher: ["/usr/bin/env", "python3", "\(scratch.path)/launcher.py", "\(specs.count)"] + specs)
+        return try BatonUnderTest(
+            arguments, in: scratch,
+            launcher: ["/usr/bin/env", "python3", "\(scratch.path)/launcher.py", "\(specs.count)"] + specs)
     }
 
     @Test func namedSocketIsAdoptedAndTheRestIsReportedAndClosed() throws {
         let scratch = ScratchDirectory()
         let (http, extra) = (freePort(), freePort())
-        let baton = try activate([("http", "127.0.0.1:\(http)"), ("extra", "127.0.0.1:\(extra)")], baton: [
-            "--listen", "http=tcp://127.0.0.1:\(http)", "--workers", "2", "--", Products.path("baton-demo"),
-        ], in: scratch)
+        let baton = try activate(
+            [("http", "127.0.0.1:\(http)"), ("extra", "127.0.0.1:\(extra)")],
+            baton: [
+                "--listen", "http=tcp://127.0.0.1:\(http)", "--workers", "2", "--", Products.path("baton-demo"),
+            ], in: scratch)
         let status = try baton.waitUntilServing()
 
         #expect(baton.log.contains("listener http tcp://127.0.0.1:\(http) adopted fd 3 from systemd"), "\(baton.log)")
@@ -58,31 +63,38 @@ import Testing
         let listener = try #require(status.listeners.first)
         #expect(listener.reusePort == .shared && listener.sockets.count == 1, "\(status.listeners)")
         #expect(try run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(http)/"]).output.contains("generation=1"))
-        #expect(try run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(extra)/"]).status == 7,
-                "the unclaimed socket must be closed, so connecting to it is refused")
+        #expect(
+            try run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(extra)/"]).status == 7,
+            "the unclaimed socket must be closed, so connecting to it is refused")
         #expect(baton.stop() == 0)
     }
 
     @Test func socketOfAnotherAddressIsRefused() throws {
         let scratch = ScratchDirectory()
         let (configured, passed) = (freePort(), freePort())
-        let baton = try activate([("http", "127.0.0.1:\(passed)")], baton: [
-            "--listen", "http=tcp://127.0.0.1:\(configured)", "--", Products.path("baton-demo"),
-        ], in: scratch)
+        let baton = try activate(
+            [("http", "127.0.0.1:\(passed)")],
+            baton: [
+                "--listen", "http=tcp://127.0.0.1:\(configured)", "--", Products.path("baton-demo"),
+            ], in: scratch)
         #expect(baton.waitForExit() != 0)
-        #expect(baton.log.contains("listener http is tcp://127.0.0.1:\(configured), but the socket systemd passed as fd 3 named http is tcp://127.0.0.1:\(passed)"),
-                "\(baton.log)")
-        #expect(try run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(configured)/"]).status == 7,
-                "nothing may be opened in its place")
+        #expect(
+            baton.log.contains("listener http is tcp://127.0.0.1:\(configured), but the socket systemd passed as fd 3 named http is tcp://127.0.0.1:\(passed)"),
+            "\(baton.log)")
+        #expect(
+            try run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(configured)/"]).status == 7,
+            "nothing may be opened in its place")
     }
 
     @Test func socketOfAnotherKindIsRefused() throws {
         let scratch = ScratchDirectory()
         let port = freePort()
         let socket = "\(scratch.path)/app.sock"
-        let baton = try activate([("admin", "127.0.0.1:\(port)"), ("http", socket)], baton: [
-            "--listen", "http=tcp://127.0.0.1:\(port)", "--", Products.path("baton-demo"),
-        ], in: scratch)
+        let baton = try activate(
+            [("admin", "127.0.0.1:\(port)"), ("http", socket)],
+            baton: [
+                "--listen", "http=tcp://127.0.0.1:\(port)", "--", Products.path("baton-demo"),
+            ], in: scratch)
         #expect(baton.waitForExit() != 0)
         #expect(baton.log.contains("but the socket systemd passed as fd 4 named http is unix://\(socket)"), "\(baton.log)")
     }
@@ -90,9 +102,11 @@ import Testing
     @Test func socketWithReusePortGetsPerWorkerSiblings() throws {
         let scratch = ScratchDirectory()
         let port = freePort()
-        let baton = try activate([("http+reuseport", "127.0.0.1:\(port)")], baton: [
-            "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "3", "--", Products.path("baton-demo"),
-        ], in: scratch)
+        let baton = try activate(
+            [("http+reuseport", "127.0.0.1:\(port)")],
+            baton: [
+                "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "3", "--", Products.path("baton-demo"),
+            ], in: scratch)
         let status = try baton.waitUntilServing()
         let listener = try #require(status.listeners.first)
         #expect(listener.reusePort == .perWorker && listener.sockets.map(\.slot) == [0, 1, 2], "\(status.listeners)")

@@ -8,8 +8,10 @@ import Testing
 /// is leaving. Each test asserts counts of failed requests, never durations.
 @Suite(.serialized) struct SteeringTests {
     /// A configuration file for `baton-demo` on one `http` listener.
-    func configuration(port: Int, workers: Int, reusePort: String = "per-worker", command: [String] = [Products.path("baton-demo")],
-                       extra: String = "") -> String {
+    func configuration(
+        port: Int, workers: Int, reusePort: String = "per-worker", command: [String] = [Products.path("baton-demo")],
+        extra: String = ""
+    ) -> String {
         """
         [[listener]]
         name = "http"
@@ -50,12 +52,17 @@ import Testing
         let port = freePort()
         // Slot 2 serves until the marker file exists; from then on its worker exits at every start.
         let marker = "\(scratch.path)/break-slot-2"
-        try scratch.write("worker.sh", """
+        try scratch.write(
+            "worker.sh",
+            """
             if [ "$BATON_SLOT" = 2 ] && [ -e \(marker) ]; then exit 3; fi
             exec \(Products.path("baton-demo"))
             """)
-        try scratch.write("baton.toml", configuration(port: port, workers: 4, command: ["/bin/sh", "\(scratch.path)/worker.sh"],
-                                                      extra: "restart_delay = \"100ms\"\nrestart_delay_max = \"1s\""))
+        try scratch.write(
+            "baton.toml",
+            configuration(
+                port: port, workers: 4, command: ["/bin/sh", "\(scratch.path)/worker.sh"],
+                extra: "restart_delay = \"100ms\"\nrestart_delay_max = \"1s\""))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
         let before = try baton.waitUntilServing()
         try requireSteering(baton)
@@ -99,8 +106,9 @@ import Testing
             }
         }
         let report = load.stop()
-        #expect(report.failures[.timedOut] == nil && report.failures[.refused] == nil,
-                "no connection may wait on a dead slot: \(report.failures) \(report.failureSamples)")
+        #expect(
+            report.failures[.timedOut] == nil && report.failures[.refused] == nil,
+            "no connection may wait on a dead slot: \(report.failures) \(report.failureSamples)")
         #expect(report.totalFailures <= kills * clients, "at most what the killed workers held: \(report.failures)")
         #expect(report.succeeded > 100, "the load must actually have run")
         print("\(kills) workers killed under load: \(report.succeeded) answered, \(report.totalFailures) failed (\(report.failures))")
@@ -113,8 +121,11 @@ import Testing
     @Test func aStoppedWorkerIsTakenOutOfRotationAndReplaced() throws {
         let scratch = ScratchDirectory()
         let port = freePort()
-        try scratch.write("baton.toml", configuration(port: port, workers: 4,
-                                                      extra: "stall_timeout = \"500ms\"\nrestart_delay = \"100ms\""))
+        try scratch.write(
+            "baton.toml",
+            configuration(
+                port: port, workers: 4,
+                extra: "stall_timeout = \"500ms\"\nrestart_delay = \"100ms\""))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
         try baton.waitUntilServing()
         try requireSteering(baton)
@@ -131,8 +142,9 @@ import Testing
                 && workers.contains { $0.pid == victim && $0.state == .draining }
         }
         #expect(baton.log.contains("accepted no connection for 500ms"), "\(baton.log)")
-        #expect(replaced.listeners.first?.sockets.allSatisfy { $0.inRotation == true } == true,
-                "the slot's socket is back in rotation under its new worker: \(replaced.listeners)")
+        #expect(
+            replaced.listeners.first?.sockets.allSatisfy { $0.inRotation == true } == true,
+            "the slot's socket is back in rotation under its new worker: \(replaced.listeners)")
         kill(victim, SIGCONT)
         _ = try baton.waitForStatus("the stopped worker drained") { status in
             status.generations.allSatisfy { $0.workers.allSatisfy { $0.pid != victim } }
@@ -155,9 +167,11 @@ import Testing
     @Test func scalingWhileWorkersAreSlowToAcceptMigratesTheirQueues() throws {
         let scratch = ScratchDirectory()
         let port = freePort()
-        try scratch.write("baton.toml", configuration(
-            port: port, workers: 4, command: [Products.path("baton-demo"), "--accept-pause-ms", "20"],
-            extra: "drain_grace = \"0s\""))
+        try scratch.write(
+            "baton.toml",
+            configuration(
+                port: port, workers: 4, command: [Products.path("baton-demo"), "--accept-pause-ms", "20"],
+                extra: "drain_grace = \"0s\""))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
         try baton.waitUntilServing()
         try requireSteering(baton)
@@ -173,7 +187,9 @@ import Testing
         #expect(outputs.allSatisfy { $0.0 == 0 }, "\(outputs.filter { $0.0 != 0 })")
         #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")
         #expect(migrations.success > 0, "queued connections must have moved: \(migrations)")
-        print("scale 4→1→4→1→4, slow accepts: \(report.succeeded) answered, \(report.totalFailures) failed, migrated \(migrations.success), migration failures \(migrations.failure)")
+        print(
+            "scale 4→1→4→1→4, slow accepts: \(report.succeeded) answered, \(report.totalFailures) failed, migrated \(migrations.success), migration failures \(migrations.failure)"
+        )
         #expect(baton.stop() == 0)
     }
 
@@ -185,21 +201,23 @@ import Testing
         let removedPort = freePort()
         let keptPort = freePort()
         func listeners(removing: Bool) -> String {
-            (removing ? "" : """
+            (removing
+                ? ""
+                : """
                 [[listener]]
                 name = "http"
                 address = "tcp://127.0.0.1:\(removedPort)"
 
                 """) + """
-                [[listener]]
-                name = "api"
-                address = "tcp://127.0.0.1:\(keptPort)"
+                    [[listener]]
+                    name = "api"
+                    address = "tcp://127.0.0.1:\(keptPort)"
 
-                [workers]
-                command = ["\(Products.path("baton-demo"))"]
-                count = 2
-                drain_timeout = "10s"
-                """
+                    [workers]
+                    command = ["\(Products.path("baton-demo"))"]
+                    count = 2
+                    drain_timeout = "10s"
+                    """
         }
         // baton-demo serves the listener named http, else the first: port `removedPort`
         // before the reload, `keptPort` after.
@@ -243,8 +261,11 @@ import Testing
     func reloadRudeServer(reusePort: String) throws -> LoadReport {
         let scratch = ScratchDirectory()
         let port = freePort()
-        try scratch.write("baton.toml", configuration(port: port, workers: 2, reusePort: reusePort,
-                                                      command: [Products.path("baton-demo"), "--rude-drain"]))
+        try scratch.write(
+            "baton.toml",
+            configuration(
+                port: port, workers: 2, reusePort: reusePort,
+                command: [Products.path("baton-demo"), "--rude-drain"]))
         let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
         try baton.waitUntilServing()
         if reusePort == "per-worker" { try requireSteering(baton) }
@@ -273,7 +294,10 @@ import Testing
         let scratch = ScratchDirectory()
         let port = freePort()
         let baton = try BatonUnderTest(
-            ["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--drain-timeout", "10s", "--stall-timeout", "5s", "--", Products.path("baton-demo")],
+            [
+                "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--drain-timeout", "10s", "--stall-timeout", "5s", "--",
+                Products.path("baton-demo"),
+            ],
             in: scratch, launcher: ["/usr/bin/setpriv", "--bounding-set", "-bpf,-sys_admin", "--inh-caps", "-bpf,-sys_admin", "--"])
         try baton.waitUntilServing()
         #expect(baton.log.contains("steering is off"), "\(baton.log)")

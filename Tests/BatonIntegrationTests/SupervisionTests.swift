@@ -6,9 +6,10 @@ import Testing
 @Suite(.serialized) struct SupervisionTests {
     @Test func crashedWorkerIsRestartedInItsSlotAndOthersAreUntouched() throws {
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest([
-            "--workers", "3", "--ready", "delay:50ms", "--", "/bin/sleep", "1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--workers", "3", "--ready", "delay:50ms", "--", "/bin/sleep", "1000",
+            ], in: scratch)
         let before = try baton.waitUntilServing()
         let workers = before.generations[0].workers
         kill(try #require(workers[1].pid), SIGKILL)
@@ -53,7 +54,8 @@ import Testing
         // The option column reads `--name`, or `in --listen …` for a listener's keys.
         let options = table.compactMap { row -> String? in
             guard let cell = row.split(separator: "|").dropFirst().first?.trimmingCharacters(in: .whitespaces),
-                  cell.hasPrefix("`--") else { return nil }
+                cell.hasPrefix("`--")
+            else { return nil }
             return cell.dropFirst().prefix { $0 != "`" && $0 != " " }.description
         }
         #expect(options.count > 15, "the table's options: \(options)")
@@ -71,10 +73,11 @@ import Testing
 
     @Test func stopDrainsThenKillsWorkersThatIgnoreTheDrainSignal() throws {
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest([
-            "--workers", "2", "--ready", "delay:50ms", "--drain-timeout", "500ms", "--",
-            "/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.05; done",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--workers", "2", "--ready", "delay:50ms", "--drain-timeout", "500ms", "--",
+                "/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.05; done",
+            ], in: scratch)
         try baton.waitUntilServing()
         #expect(baton.stop() == 0)
         #expect(baton.log.contains("sending SIGKILL to worker g1/s0"))
@@ -83,9 +86,10 @@ import Testing
     @Test func orphansOfWorkersAreReaped() throws {
         let scratch = ScratchDirectory()
         // The worker leaves a child behind that outlives it; Baton, as subreaper, inherits and reaps it.
-        let baton = try BatonUnderTest([
-            "--ready", "delay:50ms", "--", "/bin/sh", "-c", "sleep 0.3 & exec sleep 1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--ready", "delay:50ms", "--", "/bin/sh", "-c", "sleep 0.3 & exec sleep 1000",
+            ], in: scratch)
         let status = try baton.waitUntilServing()
         kill(try #require(status.generations[0].workers[0].pid), SIGKILL)
         _ = try baton.waitForStatus("the restarted worker") { $0.generations[0].workers.first?.restarts == 1 }
@@ -93,7 +97,8 @@ import Testing
         let batonPID = baton.process.processIdentifier
         let zombies = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.range(of: ")") else { return false }
+                let close = stat.range(of: ")")
+            else { return false }
             let fields = stat[close.upperBound...].split(separator: " ")
             return fields[0] == "Z" && fields[1] == "\(batonPID)"
         }
@@ -109,17 +114,19 @@ import Testing
         let after = try baton.waitUntilServing(generation: 2)
         let serving = try #require(after.generations.last { $0.role == .serving })
         #expect(serving.number == 2)
-        #expect(Set(serving.workers.compactMap(\.pid))
-            .isDisjoint(with: before.generations.flatMap(\.workers).compactMap(\.pid)), "generation 2 runs new workers")
+        #expect(
+            Set(serving.workers.compactMap(\.pid))
+                .isDisjoint(with: before.generations.flatMap(\.workers).compactMap(\.pid)), "generation 2 runs new workers")
         #expect(after.reloads.map(\.result) == [.tookOver])
         #expect(baton.stop() == 0)
     }
 
     @Test func secondSignalKillsAtOnce() throws {
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest([
-            "--ready", "delay:50ms", "--drain-timeout", "10m", "--", "/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.05; done",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--ready", "delay:50ms", "--drain-timeout", "10m", "--", "/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.05; done",
+            ], in: scratch)
         try baton.waitUntilServing()
         kill(baton.process.processIdentifier, SIGTERM)
         _ = try baton.waitForStatus("stopping") { $0.phase == .stopping }
@@ -208,8 +215,9 @@ import Testing
         let baton = try BatonUnderTest(["--workers", "2", "--ready", "delay:50ms", "--", "/bin/sleep", "1000"], in: scratch)
         try baton.waitUntilServing()
         let refused = try run(Products.path("batonctl"), ["scale", "0", "--wait", "-s", baton.controlSocket])
-        #expect(refused.status != 0 && refused.output.contains("expected a number of workers from 1 to 1024, got 0; nothing changed"),
-                "\(refused.output)")
+        #expect(
+            refused.status != 0 && refused.output.contains("expected a number of workers from 1 to 1024, got 0; nothing changed"),
+            "\(refused.output)")
         #expect(try baton.status().generations.map(\.number) == [1])
 
         let scaled = try run(Products.path("batonctl"), ["scale", "3", "--wait", "-s", baton.controlSocket])
@@ -227,8 +235,11 @@ import Testing
 
     @Test func statusInPrometheusTextFormat() throws {
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest(["--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "2",
-                                        "--", Products.path("baton-demo")], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "2",
+                "--", Products.path("baton-demo"),
+            ], in: scratch)
         try baton.waitUntilServing()
         #expect(try baton.reload().ok)
         try baton.waitUntilServing(generation: 2)

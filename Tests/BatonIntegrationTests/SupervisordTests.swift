@@ -10,8 +10,11 @@ extension ReloadUnderLoadTests {
     /// drains and answers the request in flight, `supervisorctl status` follows Baton.
     /// Nested in the serialized ``ReloadUnderLoadTests`` so that no two load tests share
     /// the CPU.
-    @Suite(.serialized, .enabled(if: SupervisordUnderTest.unavailableReason == nil,
-                                 "needs /usr/bin/supervisord and supervisorctl (apt-get install supervisor)"))
+    @Suite(
+        .serialized,
+        .enabled(
+            if: SupervisordUnderTest.unavailableReason == nil,
+            "needs /usr/bin/supervisord and supervisorctl (apt-get install supervisor)"))
     struct SupervisordTests {
         static let reloads = 20
 
@@ -20,8 +23,9 @@ extension ReloadUnderLoadTests {
             let supervisord = try SupervisordUnderTest(in: scratch)
             try supervisord.waitForState("RUNNING")
             let status = try supervisord.waitUntilServing(generation: 1)
-            #expect(try supervisord.programPID() == status.pid,
-                    "supervisord must watch Baton itself, in the foreground")
+            #expect(
+                try supervisord.programPID() == status.pid,
+                "supervisord must watch Baton itself, in the foreground")
             return supervisord
         }
 
@@ -73,8 +77,9 @@ extension ReloadUnderLoadTests {
             #expect(stop.status == 0 && stop.output.contains("stopped"), "\(stop.output)\n\(supervisord.logs)")
             #expect(response.hasPrefix("HTTP/1.1 200"), "the request in flight must be answered: \(response)\n\(supervisord.logs)")
             #expect(try supervisord.state() == "STOPPED")
-            #expect(supervisord.supervisordLog.contains("stopped: \(SupervisordUnderTest.program) (exit status 0)"),
-                    "Baton must exit 0 after draining:\n\(supervisord.logs)")
+            #expect(
+                supervisord.supervisordLog.contains("stopped: \(SupervisordUnderTest.program) (exit status 0)"),
+                "Baton must exit 0 after draining:\n\(supervisord.logs)")
             #expect(workers.allSatisfy { kill($0, 0) != 0 }, "every worker must be gone with Baton")
             #expect(try LoadTarget.tcp(host: "127.0.0.1", port: supervisord.port).responder() == nil, "the port must be closed")
 

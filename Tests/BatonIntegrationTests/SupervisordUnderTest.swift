@@ -38,13 +38,17 @@ final class SupervisordUnderTest {
         let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../Units/supervisord-baton.conf").standardized.path
         var program = try String(contentsOfFile: shipped, encoding: .utf8)
-        for (from, to) in [("/usr/local/bin/", Products.directory + "/"), ("127.0.0.1:8080", "127.0.0.1:\(port)"),
-                           ("/run/baton-demo.sock", controlSocket), ("/var/log/supervisor/baton-demo.log", batonLog)] {
+        for (from, to) in [
+            ("/usr/local/bin/", Products.directory + "/"), ("127.0.0.1:8080", "127.0.0.1:\(port)"),
+            ("/run/baton-demo.sock", controlSocket), ("/var/log/supervisor/baton-demo.log", batonLog),
+        ] {
             guard program.contains(from) else { throw TestFailure("\(shipped) no longer mentions \(from)") }
             program = program.replacingOccurrences(of: from, with: to)
         }
         try scratch.write("baton-demo.conf", program)
-        try scratch.write("supervisord.conf", """
+        try scratch.write(
+            "supervisord.conf",
+            """
             [unix_http_server]
             file=\(scratch.path)/supervisor.sock
             chmod=0700
@@ -74,7 +78,8 @@ final class SupervisordUnderTest {
         // (supervisord's own) clears the mask and executes it, keeping the pid.
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = [
-            "-c", """
+            "-c",
+            """
             import os, signal, sys
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             for ignored in (signal.SIGPIPE, signal.SIGXFSZ): signal.signal(ignored, signal.SIG_DFL)

@@ -70,9 +70,11 @@ final class BatonUnderTest {
     /// `arguments` are baton's, without `--control`; `environment` is added to the test's.
     /// A `launcher` (program and options) runs in front of baton and execs it. Baton's
     /// standard output goes to its log unless `output` is given.
-    init(_ arguments: [String], in scratch: ScratchDirectory, environment: [String: String] = [:],
-         launcher: [String] = [], executable: String = Products.path("baton"),
-         controlSocket: String? = nil, output: Pipe? = nil) throws {
+    init(
+        _ arguments: [String], in scratch: ScratchDirectory, environment: [String: String] = [:],
+        launcher: [String] = [], executable: String = Products.path("baton"),
+        controlSocket: String? = nil, output: Pipe? = nil
+    ) throws {
         self.controlSocket = controlSocket ?? "\(scratch.path)/baton.sock"
         logPath = "\(scratch.path)/baton-\(UUID().uuidString.prefix(8)).log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -106,9 +108,10 @@ final class BatonUnderTest {
             guard process.isRunning else { throw TestFailure("baton exited (\(process.terminationStatus)):\n\(log)") }
             if let status = try? status() {
                 if let serving = status.generations.last(where: { $0.role == .serving }),
-                   generation == nil || serving.number == generation,
-                   !serving.workers.isEmpty, serving.workers.allSatisfy({ $0.state == .ready }),
-                   status.phase == .running {
+                    generation == nil || serving.number == generation,
+                    !serving.workers.isEmpty, serving.workers.allSatisfy({ $0.state == .ready }),
+                    status.phase == .running
+                {
                     return status
                 }
                 last = "\(status.phase), generations \(status.generations.map { "\($0.number):\($0.role)" })"

@@ -46,8 +46,9 @@ import Testing
             serviceConfiguration(port: port, command: command, workers: 2)
         }
         try scratch.write("baton.toml", configuration([Products.path("baton-demo")]))
-        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch,
-                                       environment: ["NOTIFY_SOCKET": receiver.path, "WATCHDOG_USEC": "2000000"])
+        let baton = try BatonUnderTest(
+            ["--config", "baton.toml"], in: scratch,
+            environment: ["NOTIFY_SOCKET": receiver.path, "WATCHDOG_USEC": "2000000"])
         // Read all along, as systemd does: a queue nobody reads loses what Baton sends.
         let collected = Mutex<[String]>([])
         let reading = Atomic<Bool>(true)
@@ -85,8 +86,9 @@ import Testing
             #expect(messages[reload].contains(/MONOTONIC_USEC=\d+/), "RELOADING=1 carries MONOTONIC_USEC")
             #expect(firstIndex("READY=1", after: reload + 1) != nil, "READY=1 after each reload, whether it took over or rolled back")
         }
-        #expect(messages.contains { $0.contains("STATUS=generation 2: 2/2 ready") && $0.contains("last reload rolled-back") },
-                "STATUS= sums up what serves and how the last reload went: \(messages)")
+        #expect(
+            messages.contains { $0.contains("STATUS=generation 2: 2/2 ready") && $0.contains("last reload rolled-back") },
+            "STATUS= sums up what serves and how the last reload went: \(messages)")
         let stopping = try #require(firstIndex("STOPPING=1"))
         #expect(stopping > reloads.max() ?? 0)
         #expect(messages.filter { $0.contains("WATCHDOG=1") }.count >= 3, "WATCHDOG=1 while WATCHDOG_USEC is set")

@@ -62,8 +62,9 @@ import Testing
         let worker = try #require(started.generations.first?.workers.first?.pid)
         let workerSocket = try systemd.run(["readlink", "/proc/\(worker)/fd/3"]).output
         let systemdSockets = try systemd.run(["sh", "-c", "readlink /proc/1/fd/*"]).output
-        #expect(workerSocket.hasPrefix("socket:[") && systemdSockets.contains(workerSocket.trimmingCharacters(in: .whitespacesAndNewlines)),
-                "worker fd 3 is \(workerSocket); systemd holds \(systemdSockets)")
+        #expect(
+            workerSocket.hasPrefix("socket:[") && systemdSockets.contains(workerSocket.trimmingCharacters(in: .whitespacesAndNewlines)),
+            "worker fd 3 is \(workerSocket); systemd holds \(systemdSockets)")
     }
 
     @Test func systemctlReloadUnderLoadLosesNoRequest() throws {
@@ -81,8 +82,9 @@ import Testing
         #expect(failedReloads.isEmpty, "\(failedReloads)\n\(systemd.journal("baton-demo.service"))")
         expectNoFailures(report, systemd.journal("baton-demo.service"), what: "\(Self.reloads) × systemctl reload")
         #expect(report.distinctResponders > 4, "several generations must have answered")
-        #expect(try systemd.property("StatusText", of: "baton-demo.service")
-                    == "generation \(Self.reloads + 1): 4/4 ready; last reload took-over")
+        #expect(
+            try systemd.property("StatusText", of: "baton-demo.service")
+                == "generation \(Self.reloads + 1): 4/4 ready; last reload took-over")
     }
 
     @Test func reloadThatRollsBackFailsSystemctlReloadAndKeepsServing() throws {
@@ -93,7 +95,10 @@ import Testing
         let load = load(systemd, port: 8080)
         load.start()
         // A broken upgrade: the new binary exits at once.
-        try systemd.run(["sh", "-c", "mv /usr/local/bin/baton-demo /usr/local/bin/baton-demo.good && printf '#!/bin/sh\\nexit 3\\n' > /usr/local/bin/baton-demo && chmod +x /usr/local/bin/baton-demo"])
+        try systemd.run([
+            "sh", "-c",
+            "mv /usr/local/bin/baton-demo /usr/local/bin/baton-demo.good && printf '#!/bin/sh\\nexit 3\\n' > /usr/local/bin/baton-demo && chmod +x /usr/local/bin/baton-demo",
+        ])
         let reload = try systemd.run(["systemctl", "reload", "baton-demo.service"])
         try systemd.run(["mv", "/usr/local/bin/baton-demo.good", "/usr/local/bin/baton-demo"])
         let report = load.stop()
@@ -121,14 +126,17 @@ import Testing
         let started = try JSONDecoder().decode(StatusReport.self, from: Data(status.output.utf8))
         let worker = try #require(started.generations.first?.workers.first?.pid)
         let capabilities = try systemd.run(["grep", "^Cap", "/proc/\(worker)/status"]).output
-        #expect(capabilities.contains("CapAmb:\t0000000000000000") && capabilities.contains("CapEff:\t0000000000000000"),
-                "a worker keeps no capability of Baton's: \(capabilities)")
+        #expect(
+            capabilities.contains("CapAmb:\t0000000000000000") && capabilities.contains("CapEff:\t0000000000000000"),
+            "a worker keeps no capability of Baton's: \(capabilities)")
         let credentials = try systemd.run(["grep", "-E", "^(Uid|Gid)", "/proc/\(worker)/status"]).output
-        #expect(credentials.contains("Uid:\t65534\t65534\t65534\t65534") && credentials.contains("Gid:\t65534\t65534\t65534\t65534"),
-                "the unit runs its workers as nobody: \(credentials)")
+        #expect(
+            credentials.contains("Uid:\t65534\t65534\t65534\t65534") && credentials.contains("Gid:\t65534\t65534\t65534\t65534"),
+            "the unit runs its workers as nobody: \(credentials)")
         let baton = try systemd.run(["grep", "-E", "^(Uid|CapBnd)", "/proc/\(firstPID)/status"]).output
-        #expect(baton.contains("Uid:\t0\t0\t0\t0") && baton.contains("CapBnd:\t\(Self.batonCapabilities)"),
-                "Baton keeps only the capabilities its unit names: \(baton)")
+        #expect(
+            baton.contains("Uid:\t0\t0\t0\t0") && baton.contains("CapBnd:\t\(Self.batonCapabilities)"),
+            "Baton keeps only the capabilities its unit names: \(baton)")
         let load = load(systemd, port: 8081)
         load.start()
         var failedRestarts: [String] = []
@@ -142,7 +150,11 @@ import Testing
         // binary back, a restart works as before.
         let beforeFailure = try systemd.property("MainPID", of: unit)
         #expect(try systemd.run(["cp", "/usr/local/bin/baton", "/usr/local/bin/baton.good"]).status == 0)
-        #expect(try systemd.run(["sh", "-c", "printf '#!/bin/sh\\nexit 1\\n' > /usr/local/bin/baton.new && chmod 755 /usr/local/bin/baton.new && mv /usr/local/bin/baton.new /usr/local/bin/baton"]).status == 0)
+        #expect(
+            try systemd.run([
+                "sh", "-c",
+                "printf '#!/bin/sh\\nexit 1\\n' > /usr/local/bin/baton.new && chmod 755 /usr/local/bin/baton.new && mv /usr/local/bin/baton.new /usr/local/bin/baton",
+            ]).status == 0)
         let failed = try systemd.run(["batonctl", "upgrade", "-s", "/run/baton-demo-standalone/baton.sock"])
         #expect(failed.status != 0 && failed.output.contains("exited with status 1"), "\(failed.output)")
         #expect(try systemd.property("MainPID", of: unit) == beforeFailure)
@@ -185,7 +197,9 @@ import Testing
         done.wait()
         let response = slow.withLock { $0 }
         #expect(stop.status == 0)
-        #expect(response?.output.hasPrefix("HTTP/1.1 200") == true, "the request in flight must complete: \(String(describing: response))\n\(systemd.journal("baton-demo.service"))")
+        #expect(
+            response?.output.hasPrefix("HTTP/1.1 200") == true,
+            "the request in flight must complete: \(String(describing: response))\n\(systemd.journal("baton-demo.service"))")
         #expect(try systemd.property("Result", of: "baton-demo.service") == "success")
         #expect(try systemd.property("ActiveState", of: "baton-demo.service") == "inactive")
     }
@@ -216,8 +230,9 @@ import Testing
         #expect(try systemd.run(["kill", "-KILL", killed]).status == 0)
         done.wait()
         let response = slow.withLock { $0 }
-        #expect(response?.output.hasPrefix("HTTP/1.1 200") == true,
-                "the request in flight must complete: \(String(describing: response))\n\(systemd.journal("baton-demo.service"))")
+        #expect(
+            response?.output.hasPrefix("HTTP/1.1 200") == true,
+            "the request in flight must complete: \(String(describing: response))\n\(systemd.journal("baton-demo.service"))")
         var restarted = ""
         for _ in 0..<300 {
             restarted = try systemd.property("MainPID", of: "baton-demo.service")

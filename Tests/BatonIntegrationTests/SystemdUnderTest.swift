@@ -64,8 +64,10 @@ final class SystemdUnderTest: @unchecked Sendable {
         unshare.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
         // Its own IPC namespace too: two namespaces booting at once must not share System V
         // shared memory (a host's PostgreSQL, started by both, failed in the second).
-        unshare.arguments = ["--fork", "--pid", "--mount", "--net", "--uts", "--ipc", "--mount-proc", "--propagation", "private",
-                             "/bin/bash", "\(scratch.path)/systemd.sh"]
+        unshare.arguments = [
+            "--fork", "--pid", "--mount", "--net", "--uts", "--ipc", "--mount-proc", "--propagation", "private",
+            "/bin/bash", "\(scratch.path)/systemd.sh",
+        ]
         unshare.standardOutput = output
         unshare.standardError = output
         try unshare.run()

@@ -28,9 +28,11 @@ extension ReloadUnderLoadTests {
         /// `--workers 2` slots of `command` under Baton on a fresh port, loaded by 8 clients
         /// (on new connections unless `mode` says otherwise) while it is reloaded `reloads`
         /// times; returns what the load saw.
-        func reloadUnderLoad(_ options: [String], command: [String], expectedHeader: String?,
-                             in scratch: ScratchDirectory, port: Int,
-                             mode: ConnectionMode = .newConnection) throws -> (LoadReport, BatonUnderTest) {
+        func reloadUnderLoad(
+            _ options: [String], command: [String], expectedHeader: String?,
+            in scratch: ScratchDirectory, port: Int,
+            mode: ConnectionMode = .newConnection
+        ) throws -> (LoadReport, BatonUnderTest) {
             let baton = try BatonUnderTest(
                 ["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--ready-timeout", "30s", "--drain-timeout", "10s"]
                     + options + ["--"] + command,
@@ -68,7 +70,9 @@ extension ReloadUnderLoadTests {
         @Test(.enabled(if: ThirdPartyServerTests.debianPythonHas("gunicorn"), "needs Debian's gunicorn (apt-get install gunicorn)"))
         func gunicornReadsListenFDs() throws {
             let scratch = ScratchDirectory()
-            try scratch.write("app.py", """
+            try scratch.write(
+                "app.py",
+                """
                 import os
 
                 def application(environ, start_response):
@@ -78,8 +82,11 @@ extension ReloadUnderLoadTests {
                     return [body]
                 """)
             let (report, baton) = try reloadUnderLoad(
-                [], command: [Self.python, "-m", "gunicorn", "--workers", "1", "--graceful-timeout", "10",
-                              "--chdir", scratch.path, "app:application"],
+                [],
+                command: [
+                    Self.python, "-m", "gunicorn", "--workers", "1", "--graceful-timeout", "10",
+                    "--chdir", scratch.path, "app:application",
+                ],
                 expectedHeader: "X-Pid", in: scratch, port: freePort())
             #expect(report.distinctResponders > 2, "several generations must have answered")
             #expect(baton.stop() == 0)
@@ -90,7 +97,9 @@ extension ReloadUnderLoadTests {
         @Test(.enabled(if: ThirdPartyServerTests.debianPythonHas("uvicorn"), "needs Debian's uvicorn (apt-get install uvicorn)"))
         func uvicornTakesTheDescriptorOnItsCommandLine() throws {
             let scratch = ScratchDirectory()
-            try scratch.write("asgi.py", """
+            try scratch.write(
+                "asgi.py",
+                """
                 import os
 
                 async def app(scope, receive, send):
@@ -132,8 +141,9 @@ extension ReloadUnderLoadTests {
             // Without the library the server could not bind a port Baton holds. Its access
             // log, prefixed with generation and slot, shows that generation after generation
             // served.
-            let served = Set(baton.log.split(separator: "\n").filter { $0.contains("\"GET / HTTP/1.") && $0.contains("\" 200 ") }
-                .compactMap { $0.split(separator: "/").first })
+            let served = Set(
+                baton.log.split(separator: "\n").filter { $0.contains("\"GET / HTTP/1.") && $0.contains("\" 200 ") }
+                    .compactMap { $0.split(separator: "/").first })
             #expect(served.count > 2, "several generations must have answered: \(served.sorted())")
             #expect(baton.stop() == 0)
         }

@@ -21,8 +21,11 @@ import Testing
         let scratch = ScratchDirectory()
         let executable = try installBaton(in: scratch)
         let port = freePort()
-        let baton = try BatonUnderTest(["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "3", "--drain-timeout", "10s",
-                                        "--", Products.path("baton-demo")], in: scratch, executable: executable)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "3", "--drain-timeout", "10s",
+                "--", Products.path("baton-demo"),
+            ], in: scratch, executable: executable)
         let before = try baton.waitUntilServing()
         var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
         configuration.clients = 8
@@ -96,8 +99,11 @@ import Testing
         let scratch = ScratchDirectory()
         let executable = try installBaton(in: scratch)
         let port = freePort()
-        let baton = try BatonUnderTest(["--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--drain-timeout", "10s",
-                                        "--", Products.path("baton-demo")], in: scratch, executable: executable)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--drain-timeout", "10s",
+                "--", Products.path("baton-demo"),
+            ], in: scratch, executable: executable)
         defer { baton.stop() }
         let before = try baton.waitUntilServing()
         var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))

@@ -33,7 +33,8 @@ import Testing
         let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return names.compactMap(Int32.init).filter { pid in
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.range(of: ")", options: .backwards) else { return false }
+                let close = stat.range(of: ")", options: .backwards)
+            else { return false }
             let fields = stat[close.upperBound...].split(separator: " ")
             return fields.count > 2 && fields[0] != "Z" && fields[2] == "\(group)"
         }
@@ -41,7 +42,8 @@ import Testing
 
     static func isAlive(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.range(of: ")", options: .backwards) else { return false }
+            let close = stat.range(of: ")", options: .backwards)
+        else { return false }
         return stat[close.upperBound...].split(separator: " ").first != "Z"
     }
 
@@ -62,10 +64,11 @@ import Testing
         let scratch = ScratchDirectory()
         try scratch.write("server.py", Self.server)
         let port = freePort()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(port)", "--ready", "delay:100ms", "--drain-timeout", "20s",
-            "--", "/bin/sh", "-c", "/usr/bin/python3 \(scratch.path)/server.py \(scratch.path) & wait",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(port)", "--ready", "delay:100ms", "--drain-timeout", "20s",
+                "--", "/bin/sh", "-c", "/usr/bin/python3 \(scratch.path)/server.py \(scratch.path) & wait",
+            ], in: scratch)
         defer { baton.stop() }
         let first = try #require(try baton.waitUntilServing().generations[0].workers[0].pid)
         defer { kill(-first, SIGKILL) }
@@ -75,11 +78,13 @@ import Testing
         #expect(try baton.reload().ok)
         let second = try #require(try baton.waitUntilServing(generation: 2).generations.last?.workers[0].pid)
         defer { kill(-second, SIGKILL) }
-        #expect(Self.waitFor { Self.members(of: first).isEmpty },
-                "the old generation's group must be gone: \(Self.members(of: first))\n\(baton.log)")
+        #expect(
+            Self.waitFor { Self.members(of: first).isEmpty },
+            "the old generation's group must be gone: \(Self.members(of: first))\n\(baton.log)")
         if let oldServer {
-            #expect(FileManager.default.fileExists(atPath: "\(scratch.path)/\(oldServer).drained"),
-                    "the server behind the wrapper must get the drain signal")
+            #expect(
+                FileManager.default.fileExists(atPath: "\(scratch.path)/\(oldServer).drained"),
+                "the server behind the wrapper must get the drain signal")
         }
 
         #expect(Self.waitFor { Self.members(of: second).count == 2 })
@@ -91,10 +96,11 @@ import Testing
     /// only until the drain timeout: then it gets SIGKILL, and Baton exits after it.
     @Test func whatIgnoresTheDrainSignalIsKilledAtTheDrainTimeout() throws {
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "delay:100ms", "--drain-timeout", "2s",
-            "--", "/bin/sh", "-c", "(trap '' TERM; exec sleep 1000) & wait",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--ready", "delay:100ms", "--drain-timeout", "2s",
+                "--", "/bin/sh", "-c", "(trap '' TERM; exec sleep 1000) & wait",
+            ], in: scratch)
         defer { baton.stop() }
         let group = try #require(try baton.waitUntilServing().generations[0].workers[0].pid)
         defer { kill(-group, SIGKILL) }
@@ -110,10 +116,11 @@ import Testing
         let scratch = ScratchDirectory()
         try scratch.write("server.py", Self.server)
         let port = freePort()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--ready", "delay:100ms",
-            "--", "/usr/bin/python3", "\(scratch.path)/server.py", scratch.path,
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "2", "--ready", "delay:100ms",
+                "--", "/usr/bin/python3", "\(scratch.path)/server.py", scratch.path,
+            ], in: scratch)
         let pids = try baton.waitUntilServing().generations[0].workers.compactMap(\.pid)
         defer { pids.forEach { kill(-$0, SIGKILL) } }
         #expect(pids.count == 2)
@@ -131,8 +138,9 @@ import Testing
         #expect(report.succeeded > 20)
         #expect(allExited, "workers must exit when Baton dies: \(pids.filter(Self.isAlive)) still run")
         for pid in pids {
-            #expect(FileManager.default.fileExists(atPath: "\(scratch.path)/\(pid).drained"),
-                    "worker \(pid) must exit through its drain signal")
+            #expect(
+                FileManager.default.fileExists(atPath: "\(scratch.path)/\(pid).drained"),
+                "worker \(pid) must exit through its drain signal")
         }
     }
 }

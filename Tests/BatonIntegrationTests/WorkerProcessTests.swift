@@ -11,14 +11,16 @@ import Testing
     @Test func workerGetsItsSocketsAndNothingElse() throws {
         let scratch = ScratchDirectory()
         let port = freePort()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(port)", "--listen", "admin=unix://\(scratch.path)/admin.sock",
-            "--workers", "2", "--ready", "delay:100ms", "--", "/bin/sleep", "1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(port)", "--listen", "admin=unix://\(scratch.path)/admin.sock",
+                "--workers", "2", "--ready", "delay:100ms", "--", "/bin/sleep", "1000",
+            ], in: scratch)
         let status = try baton.waitUntilServing()
-        let batonSockets = try Set(FileManager.default.contentsOfDirectory(atPath: "/proc/\(baton.process.processIdentifier)/fd")
-            .compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(baton.process.processIdentifier)/fd/\($0)") }
-            .filter { $0.hasPrefix("socket:") })
+        let batonSockets = try Set(
+            FileManager.default.contentsOfDirectory(atPath: "/proc/\(baton.process.processIdentifier)/fd")
+                .compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(baton.process.processIdentifier)/fd/\($0)") }
+                .filter { $0.hasPrefix("socket:") })
 
         var workerSockets: [Int: String] = [:]
         for worker in status.generations[0].workers {
@@ -51,10 +53,11 @@ import Testing
 
     @Test func reloadHandsTheSameSocketsToTheNextGeneration() throws {
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest([
-            "--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "2", "--ready", "delay:50ms",
-            "--", "/bin/sleep", "1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--listen", "http=tcp://127.0.0.1:\(freePort())", "--workers", "2", "--ready", "delay:50ms",
+                "--", "/bin/sleep", "1000",
+            ], in: scratch)
         func socketOf(_ pid: Int32?) throws -> String {
             try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(try #require(pid))/fd/3")
         }
@@ -64,17 +67,19 @@ import Testing
         let after = try baton.waitUntilServing(generation: 2).generations.last!.workers.map { try socketOf($0.pid) }
         // Steered: each generation has sockets of its own in the same reuseport group, so
         // that the old one's queue is its own to finish (Docs/steering.md).
-        #expect(before.count == 2 && after.count == 2 && Set(before).isDisjoint(with: after),
-                "the new generation gets sockets of its own")
+        #expect(
+            before.count == 2 && after.count == 2 && Set(before).isDisjoint(with: after),
+            "the new generation gets sockets of its own")
         #expect(baton.stop() == 0)
     }
 
     @Test func readinessFromAChildOfTheWorkerCounts() throws {
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest([
-            "--workers", "2", "--ready-timeout", "20s", "--",
-            "/bin/sh", "-c", "sleep 0.2; systemd-notify --ready --status='from a child'; exec sleep 1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--workers", "2", "--ready-timeout", "20s", "--",
+                "/bin/sh", "-c", "sleep 0.2; systemd-notify --ready --status='from a child'; exec sleep 1000",
+            ], in: scratch)
         let status = try baton.waitUntilServing()
         #expect(status.generations[0].workers.allSatisfy { $0.status == "from a child" })
         #expect(baton.stop() == 0)
@@ -83,9 +88,10 @@ import Testing
     @Test func execProbeDecidesReadiness() throws {
         let scratch = ScratchDirectory()
         let flag = "\(scratch.path)/ready-$BATON_SLOT"
-        let baton = try BatonUnderTest([
-            "--workers", "2", "--ready", "exec:test -e \(flag)", "--", "/bin/sleep", "1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--workers", "2", "--ready", "exec:test -e \(flag)", "--", "/bin/sleep", "1000",
+            ], in: scratch)
         let starting = try baton.waitForStatus("two starting workers") { status in
             status.generations.first?.workers.filter { $0.state == .starting }.count == 2
         }
@@ -98,10 +104,11 @@ import Testing
 
     @Test func prefixedOutputNamesGenerationAndSlot() throws {
         let scratch = ScratchDirectory()
-        let baton = try BatonUnderTest([
-            "--output", "prefix", "--ready", "delay:100ms", "--",
-            "/bin/sh", "-c", "echo hello from $BATON_SLOT; echo oops >&2; exec sleep 1000",
-        ], in: scratch)
+        let baton = try BatonUnderTest(
+            [
+                "--output", "prefix", "--ready", "delay:100ms", "--",
+                "/bin/sh", "-c", "echo hello from $BATON_SLOT; echo oops >&2; exec sleep 1000",
+            ], in: scratch)
         try baton.waitUntilServing()
         #expect(baton.stop() == 0)
         #expect(baton.log.contains("[g1/s0] hello from 0\n"))

@@ -6,9 +6,12 @@ import Testing
 /// and the nasty orders, driven by event sequences.
 @Suite struct CanaryReloadTests {
     /// Generation 1 serves `workers` workers; a canary reload (id 1) of generation 2 started.
-    static func canary(workers: Int = 4, strategy: ReloadStrategy = .rolling, _ canary: Canary = Canary(workers: 1),
-                       check: CanaryCheck? = nil, failures: Int = 3)
-        -> (SupervisorStateMachine, [SupervisorAction]) {
+    static func canary(
+        workers: Int = 4, strategy: ReloadStrategy = .rolling, _ canary: Canary = Canary(workers: 1),
+        check: CanaryCheck? = nil, failures: Int = 3
+    )
+        -> (SupervisorStateMachine, [SupervisorAction])
+    {
         var machine = SupervisorStateMachineTests.serving(workers: workers)
         _ = machine.handle(.reloadRequested(1, ReloadOptions(canary: canary)))
         var configuration = RollingReloadTests.rolling(workers: workers)
@@ -51,7 +54,8 @@ import Testing
         var (machine, _) = Self.canary()
         _ = machine.handle(.workerReady(g(2, 0)))
         let refused = machine.handle(.reloadRequested(2))
-        #expect(refused == [.reportReload([2], .failed("a canary of generation 2 holds: promote it (batonctl promote) or roll it back (batonctl rollback) first"))])
+        #expect(
+            refused == [.reportReload([2], .failed("a canary of generation 2 holds: promote it (batonctl promote) or roll it back (batonctl rollback) first"))])
         #expect(machine.pendingReloads.isEmpty)
     }
 
@@ -91,7 +95,10 @@ import Testing
         #expect(promoting.handle(.timerFired(.canaryHold(generation: 2))).reports.first == .promoted(generation: 2, strategy: .rolling))
         var (rollingBack, _) = Self.canary(workers: 2, Canary(workers: 1, hold: .seconds(5), after: .rollback))
         _ = rollingBack.handle(.workerReady(g(2, 0)))
-        #expect(rollingBack.handle(.timerFired(.canaryHold(generation: 2))).reports == [.rolledBack(generation: 2, reason: "the canary held for 5s and was to be rolled back then")])
+        #expect(
+            rollingBack.handle(.timerFired(.canaryHold(generation: 2))).reports == [
+                .rolledBack(generation: 2, reason: "the canary held for 5s and was to be rolled back then")
+            ])
         var (holding, _) = Self.canary(workers: 2, Canary(workers: 1, hold: .seconds(5)))
         _ = holding.handle(.workerReady(g(2, 0)))
         #expect(holding.handle(.timerFired(.canaryHold(generation: 2))).isEmpty)
@@ -135,7 +142,10 @@ import Testing
         _ = machine.handle(.slotQueuesEmpty(g(1, 0)))
         _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
         let died = machine.handle(.workerExited(g(2, 0), .exited(1)))
-        #expect(died.reports == [.rolledBack(generation: 2, reason: "slot 0: worker g2/s0 exited with status 1 after it took over; slot 0 goes back to generation 1")])
+        #expect(
+            died.reports == [
+                .rolledBack(generation: 2, reason: "slot 0: worker g2/s0 exited with status 1 after it took over; slot 0 goes back to generation 1")
+            ])
         #expect(died.contains(.evacuate(generation: 2, slot: 0)))
         // The batch of slot 1 stops; once its worker has exited, slot 0's old configuration starts again.
         #expect(died.signals == [Signal(g(2, 1), 15)])
@@ -200,7 +210,10 @@ import Testing
         #expect(machine.rollout?.canaryCheckFailures == 2)
         _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
         let back = machine.handle(.canaryCheckResult(generation: 2, .failed("exited with status 1")))
-        #expect(back.reports == [.rolledBack(generation: 2, reason: "canary health check \"exec:test ! -e /tmp/bad\" failed 3 times in a row: exited with status 1")])
+        #expect(
+            back.reports == [
+                .rolledBack(generation: 2, reason: "canary health check \"exec:test ! -e /tmp/bad\" failed 3 times in a row: exited with status 1")
+            ])
         #expect(back.contains(.cancelTimer(.canaryHold(generation: 2))))
         #expect(back.contains(.cancelTimer(.canaryCheck(generation: 2))))
         #expect(!back.timers.contains(.canaryCheck(generation: 2)))
@@ -220,7 +233,11 @@ import Testing
         #expect(machine.rollout?.canaryCheckFailures == 1)
         _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
         let back = machine.handle(.canaryCheckResult(generation: 2, .failed("did not finish within 2s and was killed")))
-        #expect(back.reports == [.rolledBack(generation: 2, reason: "canary health check \"exec:test ! -e /tmp/bad\" failed 2 times in a row: did not finish within 2s and was killed")])
+        #expect(
+            back.reports == [
+                .rolledBack(
+                    generation: 2, reason: "canary health check \"exec:test ! -e /tmp/bad\" failed 2 times in a row: did not finish within 2s and was killed")
+            ])
     }
 
     @Test func aResultAfterThePromotionOrTheRollbackIsIgnored() {
@@ -244,7 +261,8 @@ import Testing
         var (machine, _) = Self.canary(workers: 2, check: Self.check, failures: 1)
         _ = machine.handle(.workerReady(g(2, 0)))
         _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
-        #expect(machine.handle(.canaryCheckResult(generation: 2, .failed("exited with status 3"))).reports
-            == [.rolledBack(generation: 2, reason: "canary health check \"exec:test ! -e /tmp/bad\" failed once: exited with status 3")])
+        #expect(
+            machine.handle(.canaryCheckResult(generation: 2, .failed("exited with status 3"))).reports
+                == [.rolledBack(generation: 2, reason: "canary health check \"exec:test ! -e /tmp/bad\" failed once: exited with status 3")])
     }
 }

@@ -9,7 +9,8 @@ import Testing
     }
 
     @Test func readsEveryKey() throws {
-        let configuration = try parse("""
+        let configuration = try parse(
+            """
             control_socket = "/run/app/baton.sock"
 
             [[listener]]
@@ -65,7 +66,8 @@ import Testing
 
     @Test(arguments: SocketProtocol.allCases)
     func readsEveryProtocol(_ socketProtocol: SocketProtocol) throws {
-        let configuration = try parse("""
+        let configuration = try parse(
+            """
             [[listener]]
             name = "http"
             address = "tcp://127.0.0.1:8080"
@@ -79,7 +81,8 @@ import Testing
     }
 
     @Test func defaultsAreThoseOfTheProduct() throws {
-        let configuration = try parse("""
+        let configuration = try parse(
+            """
             [workers]
             command = "./server"
             """)
@@ -95,52 +98,163 @@ import Testing
     @Test(arguments: [
         ("[workers]\ncommand = [\"x\"]\ncount = \"four\"", "baton.toml: workers.count = \"four\": expected an integer"),
         ("[workers]\ncommand = [\"x\"]\ncount = 0", "baton.toml: workers.count = 0: expected a number of workers from 1 to 1024"),
-        ("[workers]\ncommand = [\"x\"]\ncuont = 2", "baton.toml: workers.cuont: unknown key; known keys here: batch, canary_check, canary_check_failures, canary_check_interval, command, count, directory, drain_grace, drain_signal, drain_timeout, environment, group, limits, no_new_privileges, output, preload_library, protocol, readiness, ready_timeout, restart_delay, restart_delay_max, stall_timeout, strategy, umask, user"),
+        (
+            "[workers]\ncommand = [\"x\"]\ncuont = 2",
+            "baton.toml: workers.cuont: unknown key; known keys here: batch, canary_check, canary_check_failures, canary_check_interval, command, count, directory, drain_grace, drain_signal, drain_timeout, environment, group, limits, no_new_privileges, output, preload_library, protocol, readiness, ready_timeout, restart_delay, restart_delay_max, stall_timeout, strategy, umask, user"
+        ),
         // Workers' credentials: names are looked up when the file is read.
-        ("[workers]\ncommand = [\"x\"]\nuser = \"baton-no-such-user\"", "baton.toml: workers.user = \"baton-no-such-user\": no such user (looked up with getpwnam): create the user, or name an existing one"),
-        ("[workers]\ncommand = [\"x\"]\ngroup = \"baton-no-such-group\"", "baton.toml: workers.group = \"baton-no-such-group\": no such group (looked up with getgrnam): create the group, or name an existing one"),
-        ("[workers]\ncommand = [\"x\"]\nlimits = { nofiles = 10 }", "baton.toml: workers.limits = { nofiles = 10 }: unknown limit \"nofiles\"; known limits: as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack"),
-        ("[workers]\ncommand = [\"x\"]\nlimits = { nofile = -1 }", "baton.toml: workers.limits = { nofile = -1 }: nofile = -1: expected a number of 0 or more, or \"infinity\""),
+        (
+            "[workers]\ncommand = [\"x\"]\nuser = \"baton-no-such-user\"",
+            "baton.toml: workers.user = \"baton-no-such-user\": no such user (looked up with getpwnam): create the user, or name an existing one"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ngroup = \"baton-no-such-group\"",
+            "baton.toml: workers.group = \"baton-no-such-group\": no such group (looked up with getgrnam): create the group, or name an existing one"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\nlimits = { nofiles = 10 }",
+            "baton.toml: workers.limits = { nofiles = 10 }: unknown limit \"nofiles\"; known limits: as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\nlimits = { nofile = -1 }",
+            "baton.toml: workers.limits = { nofile = -1 }: nofile = -1: expected a number of 0 or more, or \"infinity\""
+        ),
         ("[workers]\ncommand = [\"x\"]\nlimits = { nofile = 1.5 }", "baton.toml: workers.limits.nofile: expected an integer"),
         ("[workers]\ncommand = [\"x\"]\nno_new_privileges = \"yes\"", "baton.toml: workers.no_new_privileges = \"yes\": expected true or false"),
         ("[workers]\ncommand = [\"x\"]\numask = \"0999\"", "baton.toml: workers.umask = \"0999\": expected an octal file mode such as \"0660\""),
-        ("[workers]\ncommand = [\"x\"]\nprotocol = \"inetd\"", "baton.toml: workers.protocol = \"inetd\": unknown protocol: expected one of systemd, einhorn, server-starter, preload, none"),
+        (
+            "[workers]\ncommand = [\"x\"]\nprotocol = \"inetd\"",
+            "baton.toml: workers.protocol = \"inetd\": unknown protocol: expected one of systemd, einhorn, server-starter, preload, none"
+        ),
         ("[workers]\ncommand = [\"x\"]\npreload_library = \"/x.so\"", "baton.toml: workers.preload_library = \"/x.so\": only used with protocol = \"preload\""),
-        ("[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:80\"\n[workers]\ncommand = [\"x\", \"--fd={fd:htp}\"]", "baton.toml: workers.command = \"--fd={fd:htp}\": {fd:htp} names no listener; listeners: \"http\""),
-        ("[workers]\ncommand = [\"x\"]\ndrain_timeout = \"soon\"", "baton.toml: workers.drain_timeout = \"soon\": expected a duration such as \"30s\", \"500ms\" or \"2m\""),
-        ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"TERMINATE\"", "baton.toml: workers.drain_signal = \"TERMINATE\": unknown signal: use a name such as TERM, QUIT or WINCH"),
+        (
+            "[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:80\"\n[workers]\ncommand = [\"x\", \"--fd={fd:htp}\"]",
+            "baton.toml: workers.command = \"--fd={fd:htp}\": {fd:htp} names no listener; listeners: \"http\""
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ndrain_timeout = \"soon\"",
+            "baton.toml: workers.drain_timeout = \"soon\": expected a duration such as \"30s\", \"500ms\" or \"2m\""
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ndrain_signal = \"TERMINATE\"",
+            "baton.toml: workers.drain_signal = \"TERMINATE\": unknown signal: use a name such as TERM, QUIT or WINCH"
+        ),
         // Out of range: each would have trapped, spun or stalled Baton.
-        ("[workers]\ncommand = [\"x\"]\ndrain_timeout = \"1e300s\"", "baton.toml: workers.drain_timeout = \"1e300s\": out of range: expected a duration from 0s to 24h"),
-        ("[workers]\ncommand = [\"x\"]\ndrain_timeout = \"25h\"", "baton.toml: workers.drain_timeout = \"25h\": out of range: expected a duration from 0s to 24h"),
-        ("[workers]\ncommand = [\"x\"]\nready_timeout = \"1e10s\"", "baton.toml: workers.ready_timeout = \"1e10s\": out of range: expected a duration from 100ms to 24h"),
-        ("[workers]\ncommand = [\"x\"]\nready_timeout = \"0s\"", "baton.toml: workers.ready_timeout = \"0s\": out of range: expected a duration from 100ms to 24h"),
-        ("[workers]\ncommand = [\"x\"]\ndrain_grace = \"2000h\"", "baton.toml: workers.drain_grace = \"2000h\": out of range: expected a duration from 0s to 24h"),
-        ("[workers]\ncommand = [\"x\"]\nrestart_delay = \"0s\"", "baton.toml: workers.restart_delay = \"0s\": out of range: expected a duration from 100ms to 24h"),
-        ("[workers]\ncommand = [\"x\"]\nrestart_delay_max = \"1e12s\"", "baton.toml: workers.restart_delay_max = \"1e12s\": out of range: expected a duration from 100ms to 24h"),
-        ("[workers]\ncommand = [\"x\"]\nreadiness = \"delay:1e12s\"", "baton.toml: workers.readiness = \"delay:1e12s\": expected delay:<duration>, such as delay:2s"),
-        ("[workers]\ncommand = [\"x\"]\nreadiness = \"delay:25h\"", "baton.toml: workers.readiness = \"delay:25h\": out of range: expected delay:<duration> of 24h or less"),
-        ("[workers]\ncommand = [\"x\"]\ncanary_check = \"curl -f http://x\"", "baton.toml: workers.canary_check = \"curl -f http://x\": expected exec:<shell command>"),
-        ("[workers]\ncommand = [\"x\"]\ncanary_check = \"exec: \"", "baton.toml: workers.canary_check = \"exec: \": expected exec:<shell command>, the command is empty"),
-        ("[workers]\ncommand = [\"x\"]\ncanary_check_interval = \"50ms\"", "baton.toml: workers.canary_check_interval = \"50ms\": out of range: expected a duration from 100ms to 1h"),
-        ("[workers]\ncommand = [\"x\"]\ncanary_check_interval = \"2h\"", "baton.toml: workers.canary_check_interval = \"2h\": out of range: expected a duration from 100ms to 1h"),
-        ("[workers]\ncommand = [\"x\"]\ncanary_check_failures = 0", "baton.toml: workers.canary_check_failures = 0: expected a number of failures from 1 to 100"),
-        ("[workers]\ncommand = [\"x\"]\ncanary_check_failures = 101", "baton.toml: workers.canary_check_failures = 101: expected a number of failures from 1 to 100"),
+        (
+            "[workers]\ncommand = [\"x\"]\ndrain_timeout = \"1e300s\"",
+            "baton.toml: workers.drain_timeout = \"1e300s\": out of range: expected a duration from 0s to 24h"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ndrain_timeout = \"25h\"",
+            "baton.toml: workers.drain_timeout = \"25h\": out of range: expected a duration from 0s to 24h"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\nready_timeout = \"1e10s\"",
+            "baton.toml: workers.ready_timeout = \"1e10s\": out of range: expected a duration from 100ms to 24h"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\nready_timeout = \"0s\"",
+            "baton.toml: workers.ready_timeout = \"0s\": out of range: expected a duration from 100ms to 24h"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ndrain_grace = \"2000h\"",
+            "baton.toml: workers.drain_grace = \"2000h\": out of range: expected a duration from 0s to 24h"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\nrestart_delay = \"0s\"",
+            "baton.toml: workers.restart_delay = \"0s\": out of range: expected a duration from 100ms to 24h"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\nrestart_delay_max = \"1e12s\"",
+            "baton.toml: workers.restart_delay_max = \"1e12s\": out of range: expected a duration from 100ms to 24h"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\nreadiness = \"delay:1e12s\"",
+            "baton.toml: workers.readiness = \"delay:1e12s\": expected delay:<duration>, such as delay:2s"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\nreadiness = \"delay:25h\"",
+            "baton.toml: workers.readiness = \"delay:25h\": out of range: expected delay:<duration> of 24h or less"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ncanary_check = \"curl -f http://x\"",
+            "baton.toml: workers.canary_check = \"curl -f http://x\": expected exec:<shell command>"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ncanary_check = \"exec: \"",
+            "baton.toml: workers.canary_check = \"exec: \": expected exec:<shell command>, the command is empty"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ncanary_check_interval = \"50ms\"",
+            "baton.toml: workers.canary_check_interval = \"50ms\": out of range: expected a duration from 100ms to 1h"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ncanary_check_interval = \"2h\"",
+            "baton.toml: workers.canary_check_interval = \"2h\": out of range: expected a duration from 100ms to 1h"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ncanary_check_failures = 0",
+            "baton.toml: workers.canary_check_failures = 0: expected a number of failures from 1 to 100"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ncanary_check_failures = 101",
+            "baton.toml: workers.canary_check_failures = 101: expected a number of failures from 1 to 100"
+        ),
         ("[workers]\ncommand = [\"x\"]\ncount = 2000", "baton.toml: workers.count = 2000: expected a number of workers from 1 to 1024"),
-        ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"STOP\"", "baton.toml: workers.drain_signal = \"STOP\": this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"),
-        ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"19\"", "baton.toml: workers.drain_signal = \"19\": this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"),
-        ("[workers]\ncommand = [\"x\"]\ndrain_signal = \"SIGCHLD\"", "baton.toml: workers.drain_signal = \"SIGCHLD\": this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"),
-        ("[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:80\"\nbacklog = 0\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].backlog = 0: expected a positive number"),
-        ("[workers]\ncommand = [\"x\"]\nreadiness = \"magic\"", "baton.toml: workers.readiness = \"magic\": expected notify, delay:<duration> or exec:<command>"),
-        ("[[listener]]\nname = \"http\"\naddress = \"tcp://localhost:80\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].address = \"tcp://localhost:80\": 'localhost' is not an IP address: use an IPv4 literal or [IPv6] in brackets"),
-        ("[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:99999\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].address = \"tcp://127.0.0.1:99999\": '99999' is not a port number (0-65535)"),
-        ("[[listener]]\nname = \"a:b\"\naddress = \"tcp://127.0.0.1:80\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].name = \"a:b\": a name is 1 to 255 letters, digits, '-', '_' or '.'"),
-        ("[[listener]]\nname = \"s\"\naddress = \"unix:///tmp/s\"\nreuseport = \"per-worker\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener[0].reuseport = \"per-worker\": unix sockets can only be shared"),
-        ("[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:80\"\n[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:81\"\n[workers]\ncommand = [\"x\"]", "baton.toml: listener.name = \"a\": two listeners have this name"),
+        (
+            "[workers]\ncommand = [\"x\"]\ndrain_signal = \"STOP\"",
+            "baton.toml: workers.drain_signal = \"STOP\": this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ndrain_signal = \"19\"",
+            "baton.toml: workers.drain_signal = \"19\": this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\ndrain_signal = \"SIGCHLD\"",
+            "baton.toml: workers.drain_signal = \"SIGCHLD\": this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"
+        ),
+        (
+            "[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:80\"\nbacklog = 0\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: listener[0].backlog = 0: expected a positive number"
+        ),
+        (
+            "[workers]\ncommand = [\"x\"]\nreadiness = \"magic\"",
+            "baton.toml: workers.readiness = \"magic\": expected notify, delay:<duration> or exec:<command>"
+        ),
+        (
+            "[[listener]]\nname = \"http\"\naddress = \"tcp://localhost:80\"\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: listener[0].address = \"tcp://localhost:80\": 'localhost' is not an IP address: use an IPv4 literal or [IPv6] in brackets"
+        ),
+        (
+            "[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:99999\"\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: listener[0].address = \"tcp://127.0.0.1:99999\": '99999' is not a port number (0-65535)"
+        ),
+        (
+            "[[listener]]\nname = \"a:b\"\naddress = \"tcp://127.0.0.1:80\"\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: listener[0].name = \"a:b\": a name is 1 to 255 letters, digits, '-', '_' or '.'"
+        ),
+        (
+            "[[listener]]\nname = \"s\"\naddress = \"unix:///tmp/s\"\nreuseport = \"per-worker\"\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: listener[0].reuseport = \"per-worker\": unix sockets can only be shared"
+        ),
+        (
+            "[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:80\"\n[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:81\"\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: listener.name = \"a\": two listeners have this name"
+        ),
         ("[listener]\nname = \"a\"", "baton.toml: listener: use [[listener]] tables"),
         ("control_socket = \"/x\"", "baton.toml: workers: a [workers] table is required"),
-        ("metrics = \"unix:///run/m.sock\"\n[workers]\ncommand = [\"x\"]", "baton.toml: metrics = \"unix:///run/m.sock\": expected \"tcp://HOST:PORT\", such as \"tcp://127.0.0.1:9102\""),
-        ("metrics = \"tcp://localhost:9102\"\n[workers]\ncommand = [\"x\"]", "baton.toml: metrics = \"tcp://localhost:9102\": 'localhost' is not an IP address: use an IPv4 literal or [IPv6] in brackets"),
-        ("metrics = \"tcp://127.0.0.1:80\"\n[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:80\"\n[workers]\ncommand = [\"x\"]", "baton.toml: metrics = \"tcp://127.0.0.1:80\": a listener has this address"),
+        (
+            "metrics = \"unix:///run/m.sock\"\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: metrics = \"unix:///run/m.sock\": expected \"tcp://HOST:PORT\", such as \"tcp://127.0.0.1:9102\""
+        ),
+        (
+            "metrics = \"tcp://localhost:9102\"\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: metrics = \"tcp://localhost:9102\": 'localhost' is not an IP address: use an IPv4 literal or [IPv6] in brackets"
+        ),
+        (
+            "metrics = \"tcp://127.0.0.1:80\"\n[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:80\"\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: metrics = \"tcp://127.0.0.1:80\": a listener has this address"
+        ),
     ])
     func badValuesAreNamedWithTheirKeyAndFile(text: String, message: String) {
         #expect(throws: ConfigurationError.self) { try parse(text) }
@@ -192,7 +306,8 @@ import Testing
     /// Run as root (as CI is), the names resolve to the entries' numbers and groups.
     @Test(.enabled(if: geteuid() == 0, "running workers as nobody needs root"))
     func workerCredentialsAndLimitsAreRead() throws {
-        let configuration = try parse("""
+        let configuration = try parse(
+            """
             [workers]
             command = ["x"]
             user = "nobody"
@@ -231,7 +346,10 @@ import Testing
             _ = try ConfigurationFile.load(path: "\(directory)/large.toml", defaultControlSocket: "/run/x.sock")
             Issue.record("a file past the limit was read")
         } catch {
-            #expect(error.description == "\(directory)/large.toml: the file is larger than 4194304 bytes (4 MiB), the largest configuration Baton reads; nothing was read from it")
+            #expect(
+                error.description
+                    == "\(directory)/large.toml: the file is larger than 4194304 bytes (4 MiB), the largest configuration Baton reads; nothing was read from it"
+            )
         }
     }
 }
@@ -265,14 +383,20 @@ import Testing
         #expect(workers.preloadLibrary == "/opt/baton/libbaton-preload.so")
 
         oneLine[Settings.socketProtocol] = "einhorn"
-        #expect(throws: ConfigurationError(source: "command line", key: "--preload-library", value: "/opt/baton/libbaton-preload.so",
-                                           problem: "only used with --protocol preload")) {
+        #expect(
+            throws: ConfigurationError(
+                source: "command line", key: "--preload-library", value: "/opt/baton/libbaton-preload.so",
+                problem: "only used with --protocol preload")
+        ) {
             try oneLine.configuration()
         }
         oneLine[Settings.preloadLibrary] = nil
         oneLine[Settings.socketProtocol] = "upstart"
-        #expect(throws: ConfigurationError(source: "command line", key: "--protocol", value: "upstart",
-                                           problem: "unknown protocol: expected one of systemd, einhorn, server-starter, preload, none")) {
+        #expect(
+            throws: ConfigurationError(
+                source: "command line", key: "--protocol", value: "upstart",
+                problem: "unknown protocol: expected one of systemd, einhorn, server-starter, preload, none")
+        ) {
             try oneLine.configuration()
         }
     }
@@ -281,8 +405,11 @@ import Testing
         var oneLine = CommandLineConfiguration()
         oneLine.listen = ["http=tcp://127.0.0.1:8080", "admin=unix:///tmp/admin.sock"]
         oneLine.command = ["uvicorn", "--fd", "{fd:metrics}"]
-        #expect(throws: ConfigurationError(source: "command line", key: "workers.command", value: "\"{fd:metrics}\"",
-                                           problem: "{fd:metrics} names no listener; listeners: \"http\", \"admin\"")) {
+        #expect(
+            throws: ConfigurationError(
+                source: "command line", key: "workers.command", value: "\"{fd:metrics}\"",
+                problem: "{fd:metrics} names no listener; listeners: \"http\", \"admin\"")
+        ) {
             try oneLine.configuration()
         }
     }
@@ -291,8 +418,11 @@ import Testing
         var oneLine = CommandLineConfiguration()
         oneLine.listen = ["tcp://127.0.0.1:8080"]
         oneLine.command = ["./server"]
-        #expect(throws: ConfigurationError(source: "command line", key: "--listen", value: "tcp://127.0.0.1:8080",
-                                           problem: "expected NAME=ADDRESS, such as http=tcp://0.0.0.0:8080")) {
+        #expect(
+            throws: ConfigurationError(
+                source: "command line", key: "--listen", value: "tcp://127.0.0.1:8080",
+                problem: "expected NAME=ADDRESS, such as http=tcp://0.0.0.0:8080")
+        ) {
             try oneLine.configuration()
         }
     }
@@ -331,7 +461,8 @@ import Testing
     }
 
     @Test func durationsOfAllowedLengthsAreAccepted() throws {
-        let configuration = try ConfigurationFile.parse("""
+        let configuration = try ConfigurationFile.parse(
+            """
             [workers]
             command = ["x"]
             ready_timeout = "100ms"
@@ -359,8 +490,11 @@ import Testing
         var oneLine = CommandLineConfiguration()
         oneLine.command = ["x"]
         oneLine[Settings.readyTimeout] = "1e10s"
-        #expect(throws: ConfigurationError(source: "command line", key: "--ready-timeout", value: "1e10s",
-                                           problem: "out of range: expected a duration from 100ms to 24h")) {
+        #expect(
+            throws: ConfigurationError(
+                source: "command line", key: "--ready-timeout", value: "1e10s",
+                problem: "out of range: expected a duration from 100ms to 24h")
+        ) {
             try oneLine.configuration()
         }
     }
@@ -408,16 +542,18 @@ import Testing
     static var documentation: String {
         func rows<Root>(_ settings: [any AnySetting<Root>], table: String) -> [String] {
             settings.map { setting in
-                let commandLine = switch setting.commandLine {
-                case .option(let name): "`--\(name)`"
-                case .within(let usage): "in `\(usage)`"
-                case .none: ""
-                }
+                let commandLine =
+                    switch setting.commandLine {
+                    case .option(let name): "`--\(name)`"
+                    case .within(let usage): "in `\(usage)`"
+                    case .none: ""
+                    }
                 let defaultValue = setting.defaultValueText.map { "`\($0)`" } ?? setting.defaultDescription ?? "required"
                 return "| `\(table)\(setting.key)` | \(commandLine) | \(setting.valueDescription) | \(defaultValue) | \(setting.help). |"
             }
         }
-        let rows = rows(Settings.configuration, table: "") + rows(Settings.listener, table: "listener.")
+        let rows =
+            rows(Settings.configuration, table: "") + rows(Settings.listener, table: "listener.")
             + rows(Settings.workers, table: "workers.")
         return (["| Key | Command line | Value | Default | |", "|---|---|---|---|---|"] + rows).joined(separator: "\n")
     }
@@ -435,7 +571,8 @@ import Testing
 
     @Test func everyOptionReadsLikeItsKey() throws {
         // The command line and the file read an option's value with the same parser.
-        let file = try ConfigurationFile.parse("""
+        let file = try ConfigurationFile.parse(
+            """
             metrics = "tcp://[::1]:9102"
 
             [workers]

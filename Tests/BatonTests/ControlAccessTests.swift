@@ -34,10 +34,11 @@ import Testing
         }
         let monitor = peer(uid: 1600, groups: [2002])
         #expect(access.refusal(of: .status, by: monitor) == nil)
-        #expect(access.refusal(of: .reload, by: monitor) == """
-            uid 1600 (pid 42) may not run reload: members of control_group "deploy" may run status, reload, scale, promote and rollback; \
-            members of control_readonly_group "monitoring" may run status; root and uid 1000 may do everything; nothing changed
-            """)
+        #expect(
+            access.refusal(of: .reload, by: monitor) == """
+                uid 1600 (pid 42) may not run reload: members of control_group "deploy" may run status, reload, scale, promote and rollback; \
+                members of control_readonly_group "monitoring" may run status; root and uid 1000 may do everything; nothing changed
+                """)
         #expect(access.refusal(of: .status, by: peer(uid: 1700, groups: [100])) != nil)
     }
 
@@ -56,7 +57,8 @@ import Testing
     @Test func withoutGroupsOnlyRootAndTheOwnerMay() {
         var access = ControlAccess()
         access.owner = 1000
-        #expect(access.refusal(of: .status, by: peer(uid: 1500, gid: 2001, groups: [2002])) ==
-                "uid 1500 (pid 42) may not run status: root and uid 1000 may do everything; nothing changed")
+        #expect(
+            access.refusal(of: .status, by: peer(uid: 1500, gid: 2001, groups: [2002]))
+                == "uid 1500 (pid 42) may not run status: root and uid 1000 may do everything; nothing changed")
     }
 }

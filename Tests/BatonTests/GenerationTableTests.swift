@@ -138,8 +138,9 @@ import Testing
         var rollout = Rollout(from: 1, to: 2, batch: 1, slots: 4)
         rollout.replaced = [0, 1]
         #expect(Rotation.of(Self.table(ready: [0, 1, 2, 3], newReady: [0, 1, 2]), rollout: rollout) == [1: [2, 3], 2: [0, 1]])
-        #expect(Rotation.of(Self.table(ready: [0, 1, 2, 3], newReady: [1]), rollout: rollout) == [1: [2, 3], 2: [1]],
-                "a replaced slot whose new worker is gone leaves the rotation; the old one does not come back")
+        #expect(
+            Rotation.of(Self.table(ready: [0, 1, 2, 3], newReady: [1]), rollout: rollout) == [1: [2, 3], 2: [1]],
+            "a replaced slot whose new worker is gone leaves the rotation; the old one does not come back")
     }
 
     @Test func aCanaryTakesItsWeightBesideEveryOldWorker() {

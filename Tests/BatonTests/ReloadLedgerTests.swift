@@ -18,8 +18,10 @@ import Testing
     @Test func anAskerWhoWaitsHearsEveryStepAndTheOutcome() {
         var ledger = Ledger()
         let id = ledger.request(from: "ctl", wait: true)
-        let steps: [ReloadProgress] = [.loadingConfiguration, .starting(generation: 2, workers: 1),
-                                       .workerReady(WorkerID(generation: 2, slot: 0), ready: 1, of: 1)]
+        let steps: [ReloadProgress] = [
+            .loadingConfiguration, .starting(generation: 2, workers: 1),
+            .workerReady(WorkerID(generation: 2, slot: 0), ready: 1, of: 1),
+        ]
         for step in steps {
             let replies = ledger.record(step, for: [id], at: 100)
             #expect(replies.count == 1 && !replies[0].1.final && replies[0].1.ok)
@@ -80,8 +82,10 @@ import Testing
     /// The counters behind /metrics: every finished reload, by outcome, with its duration.
     @Test func statisticsCountEveryFinishedReloadAndItsDuration() {
         var ledger = Ledger()
-        for (index, outcome) in [ReloadProgress.tookOver(generation: 2, replaced: 1), .rolledBack(generation: 3, reason: "x"),
-                                 .failed("bad file"), .tookOver(generation: 4, replaced: 2)].enumerated() {
+        for (index, outcome) in [
+            ReloadProgress.tookOver(generation: 2, replaced: 1), .rolledBack(generation: 3, reason: "x"),
+            .failed("bad file"), .tookOver(generation: 4, replaced: 2),
+        ].enumerated() {
             let id = ledger.request(from: nil)
             let start = Double(100 * index)
             _ = ledger.record(.loadingConfiguration, for: [id], at: start)

@@ -24,8 +24,9 @@ import Testing
         _ = machine.handle(.queuesEmpty(generation: 1))
         _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
         let next = machine.handle(.workerExited(g(1, 1), .exited(0)))
-        #expect(next.contains(.loadConfiguration(ReloadOptions(strategy: .allAtOnce, batch: nil, canary: Canary(workers: 1)))),
-                "the strategy comes with its own batch; the canary asked earlier still holds")
+        #expect(
+            next.contains(.loadConfiguration(ReloadOptions(strategy: .allAtOnce, batch: nil, canary: Canary(workers: 1)))),
+            "the strategy comes with its own batch; the canary asked earlier still holds")
         #expect(machine.phase == .loadingConfiguration([2, 3, 4]))
     }
 

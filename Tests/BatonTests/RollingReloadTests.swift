@@ -1,7 +1,7 @@
+import BatonCore
 import Testing
 
 @testable import Baton
-import BatonCore
 
 /// Rolling reloads in the state machine: batches, the N + K bound, rolling back, and the
 /// nasty orders, driven by event sequences.
@@ -134,7 +134,10 @@ import BatonCore
         replace(0, in: &machine)
         replace(1, in: &machine)
         let failed = machine.handle(.workerExited(g(2, 2), .exited(1)))
-        #expect(failed.reports == [.rolledBack(generation: 2, reason: "slot 2: worker g2/s2 exited with status 1 before it was ready; slots 0, 1 go back to generation 1")])
+        #expect(
+            failed.reports == [
+                .rolledBack(generation: 2, reason: "slot 2: worker g2/s2 exited with status 1 before it was ready; slots 0, 1 go back to generation 1")
+            ])
         #expect(machine.phase == .running)
         // Last replaced first: an old-configuration worker starts again in slot 1.
         #expect(failed.spawned == [g(1, 1, 1)])
@@ -175,7 +178,10 @@ import BatonCore
         let crashed = machine.handle(.workerExited(g(2, 0), .signaled(11)))
         #expect(crashed.contains(.steer([1: [2], 2: [1]])))
         #expect(crashed.contains(.evacuate(generation: 2, slot: 0)))
-        #expect(crashed.reports == [.rolledBack(generation: 2, reason: "slot 0: worker g2/s0 killed by SIGSEGV after it took over; slots 0, 1 go back to generation 1")])
+        #expect(
+            crashed.reports == [
+                .rolledBack(generation: 2, reason: "slot 0: worker g2/s0 killed by SIGSEGV after it took over; slots 0, 1 go back to generation 1")
+            ])
         #expect(crashed.spawned.isEmpty, "slot 1's old worker is still alive")
         let exited = machine.handle(.workerExited(g(1, 1), .exited(0)))
         #expect(exited.spawned == [g(1, 1, 1)])
@@ -282,7 +288,10 @@ import BatonCore
         var report = StatusProjection(machine: machine, workers: WorkerTable(), reloads: [])
             .report(pid: 1, configurationName: "baton.toml", listeners: [], now: 0, scaledTo: nil, upgrades: 0, upgradeError: nil)
         report.rollout = back
-        #expect(StatusFormatter.table(report).contains("rolling back: generation 2 failed (slot 1: worker g2/s1 exited with status 2 before it was ready); slots still to give back to generation 1: 0; starting again: 0"))
+        #expect(
+            StatusFormatter.table(report).contains(
+                "rolling back: generation 2 failed (slot 1: worker g2/s1 exited with status 2 before it was ready); slots still to give back to generation 1: 0; starting again: 0"
+            ))
     }
 
     @Test func aRollingReloadThatChangesTheWorkerCountGoesAllAtOnce() {

@@ -11,11 +11,14 @@ import Testing
         ListenerConfiguration(name: "admin", address: .unix(path: "/run/app/admin.sock")),
     ]
 
-    func handoff(_ socketProtocol: SocketProtocol, command: [String] = ["./server"],
-                 inheritedPreload: String? = nil) -> SocketHandoff {
-        SocketHandoff(socketProtocol, command: command, listeners: listeners, generation: 7, slot: 2,
-                      supervisorPID: 4242, preloadLibrary: "/opt/baton/libbaton-preload.so",
-                      inheritedPreload: inheritedPreload)
+    func handoff(
+        _ socketProtocol: SocketProtocol, command: [String] = ["./server"],
+        inheritedPreload: String? = nil
+    ) -> SocketHandoff {
+        SocketHandoff(
+            socketProtocol, command: command, listeners: listeners, generation: 7, slot: 2,
+            supervisorPID: 4242, preloadLibrary: "/opt/baton/libbaton-preload.so",
+            inheritedPreload: inheritedPreload)
     }
 
     @Test func systemd() {
@@ -25,36 +28,41 @@ import Testing
     }
 
     @Test func systemdWithoutListenersSaysNothing() {
-        let result = SocketHandoff(.systemd, command: ["./server"], listeners: [], generation: 1, slot: 0,
-                                   supervisorPID: 1, preloadLibrary: "/x.so")
+        let result = SocketHandoff(
+            .systemd, command: ["./server"], listeners: [], generation: 1, slot: 0,
+            supervisorPID: 1, preloadLibrary: "/x.so")
         #expect(result.environment.isEmpty)
         #expect(result.processIDVariable == nil)
     }
 
     @Test func einhorn() {
         let result = handoff(.einhorn)
-        #expect(result.environment == [
-            "EINHORN_FD_COUNT": "4", "EINHORN_FD_0": "3", "EINHORN_FD_1": "4", "EINHORN_FD_2": "5", "EINHORN_FD_3": "6",
-            "EINHORN_MASTER_PID": "4242", "EINHORN_CHILD_INDEX": "2",
-        ])
+        #expect(
+            result.environment == [
+                "EINHORN_FD_COUNT": "4", "EINHORN_FD_0": "3", "EINHORN_FD_1": "4", "EINHORN_FD_2": "5", "EINHORN_FD_3": "6",
+                "EINHORN_MASTER_PID": "4242", "EINHORN_CHILD_INDEX": "2",
+            ])
         #expect(result.processIDVariable == nil)
     }
 
     @Test func serverStarter() {
         let result = handoff(.serverStarter)
-        #expect(result.environment == [
-            "SERVER_STARTER_PORT": "127.0.0.1:8080=3;[::1]:8443=4;0.0.0.0:5353=5;/run/app/admin.sock=6",
-            "SERVER_STARTER_GENERATION": "7",
-        ])
+        #expect(
+            result.environment == [
+                "SERVER_STARTER_PORT": "127.0.0.1:8080=3;[::1]:8443=4;0.0.0.0:5353=5;/run/app/admin.sock=6",
+                "SERVER_STARTER_GENERATION": "7",
+            ])
         #expect(result.processIDVariable == nil)
     }
 
     @Test func preloadKeepsAnInheritedPreload() {
-        #expect(handoff(.preload).environment == [
-            "LD_PRELOAD": "/opt/baton/libbaton-preload.so", "BATON_PRELOAD_FD_COUNT": "4", "BATON_PRELOAD_DRAIN_SIGNAL": "15",
-        ])
-        #expect(handoff(.preload, inheritedPreload: "/usr/lib/libjemalloc.so").environment["LD_PRELOAD"]
-            == "/opt/baton/libbaton-preload.so /usr/lib/libjemalloc.so")
+        #expect(
+            handoff(.preload).environment == [
+                "LD_PRELOAD": "/opt/baton/libbaton-preload.so", "BATON_PRELOAD_FD_COUNT": "4", "BATON_PRELOAD_DRAIN_SIGNAL": "15",
+            ])
+        #expect(
+            handoff(.preload, inheritedPreload: "/usr/lib/libjemalloc.so").environment["LD_PRELOAD"]
+                == "/opt/baton/libbaton-preload.so /usr/lib/libjemalloc.so")
     }
 
     @Test func noneSaysNothing() {

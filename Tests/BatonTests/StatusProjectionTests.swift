@@ -6,8 +6,10 @@ import Testing
 @Suite struct StatusProjectionTests {
     typealias Machine = SupervisorStateMachineTests
 
-    func projection(_ machine: SupervisorStateMachine, pids: [WorkerID: Int32] = [:],
-                    reloads: [StatusReport.ReloadRecord] = []) -> StatusProjection {
+    func projection(
+        _ machine: SupervisorStateMachine, pids: [WorkerID: Int32] = [:],
+        reloads: [StatusReport.ReloadRecord] = []
+    ) -> StatusProjection {
         var workers = WorkerTable()
         for (worker, pid) in pids {
             workers.add(worker, .init(pid: pid, started: 10, notifySocket: nil))
@@ -16,10 +18,12 @@ import Testing
     }
 
     @Test func aServingGenerationShowsItsWorkersWithPidsAndUptimes() {
-        let g1s0 = WorkerID(generation: 1, slot: 0), g1s1 = WorkerID(generation: 1, slot: 1)
+        let g1s0 = WorkerID(generation: 1, slot: 0)
+        let g1s1 = WorkerID(generation: 1, slot: 1)
         let status = projection(Machine.serving(workers: 2), pids: [g1s0: 500, g1s1: 501])
-        let report = status.report(pid: 42, configurationName: "command line", listeners: [], now: 13.5,
-                                   scaledTo: nil, upgrades: 0, upgradeError: nil)
+        let report = status.report(
+            pid: 42, configurationName: "command line", listeners: [], now: 13.5,
+            scaledTo: nil, upgrades: 0, upgradeError: nil)
         #expect(report.phase == .running)
         #expect(report.command == ["./server"])
         #expect(report.generations.map(\.number) == [1])
@@ -33,8 +37,9 @@ import Testing
     @Test func aReloadShowsBothGenerationsAndTheirRoles() {
         var machine = Machine.reloading(workers: 2)
         _ = machine.handle(.workerReady(WorkerID(generation: 2, slot: 0)))
-        let report = projection(machine).report(pid: 1, configurationName: "x", listeners: [], now: 0,
-                                                scaledTo: 3, upgrades: 1, upgradeError: nil)
+        let report = projection(machine).report(
+            pid: 1, configurationName: "x", listeners: [], now: 0,
+            scaledTo: 3, upgrades: 1, upgradeError: nil)
         #expect(report.phase == .reloading)
         #expect(report.generations.map(\.role) == [.serving, .starting])
         #expect(report.generations[1].workers.map(\.state) == [.ready, .starting])
@@ -49,8 +54,9 @@ import Testing
         _ = machine.handle(.queuesEmpty(generation: 1))
         _ = machine.handle(.workerStopping(WorkerID(generation: 1, slot: 0)))
         let status = projection(machine)
-        let report = status.report(pid: 1, configurationName: "x", listeners: [], now: 0,
-                                   scaledTo: nil, upgrades: 0, upgradeError: nil)
+        let report = status.report(
+            pid: 1, configurationName: "x", listeners: [], now: 0,
+            scaledTo: nil, upgrades: 0, upgradeError: nil)
         #expect(report.generations.map(\.role) == [.draining, .serving])
         #expect(report.generations[0].workers.map(\.state) == [.stopping])
         #expect(status.line == "generation 2: 1/1 ready; 1 draining")

@@ -144,8 +144,9 @@ struct SteeringGroupTests {
             // closes, and its queue migrates, only when that copy goes.
             let after = try MigrationCounters.read()
             let answered = Loopback.exchange(clients: clients, accepted: accepted)
-            return Retired(queuedBefore: queuedBefore, success: after.success - before.success,
-                           failure: after.failure - before.failure, accepted: accepted.count, answered: answered)
+            return Retired(
+                queuedBefore: queuedBefore, success: after.success - before.success,
+                failure: after.failure - before.failure, accepted: accepted.count, answered: answered)
         }
     }
 
@@ -197,9 +198,11 @@ struct SteeringGroupTests {
         defer { try? FileManager.default.removeItem(at: report) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        process.arguments = ["--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--",
-                             try FileContents.link("/proc/self/exe"), "--testing-library", "swift-testing",
-                             "--filter", "SteeringProbe"]
+        process.arguments = [
+            "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--",
+            try FileContents.link("/proc/self/exe"), "--testing-library", "swift-testing",
+            "--filter", "SteeringProbe",
+        ]
         process.environment = ProcessInfo.processInfo.environment.merging(["BATON_STEERING_PROBE_REPORT": report.path]) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -214,8 +217,10 @@ struct SteeringGroupTests {
 /// The unprivileged half of `SteeringGroupTests.withoutCapBPFCreatingFails`, outside
 /// that suite so that the suite's own check for BPF does not skip it.
 @Suite struct SteeringProbe {
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["BATON_STEERING_PROBE_REPORT"] != nil,
-                   "runs only as the unprivileged copy started by SteeringGroupTests.withoutCapBPFCreatingFails"))
+    @Test(
+        .enabled(
+            if: ProcessInfo.processInfo.environment["BATON_STEERING_PROBE_REPORT"] != nil,
+            "runs only as the unprivileged copy started by SteeringGroupTests.withoutCapBPFCreatingFails"))
     func unprivileged() throws {
         let path = try #require(ProcessInfo.processInfo.environment["BATON_STEERING_PROBE_REPORT"])
         let report: String
@@ -260,8 +265,10 @@ enum PrivateNetwork {
         let input = Pipe()
         let output = Pipe()
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        holder.arguments = ["--net", "--", "/bin/sh", "-c",
-                            "PATH=/usr/sbin:/sbin:$PATH ip link set lo up && echo ready && read line"]
+        holder.arguments = [
+            "--net", "--", "/bin/sh", "-c",
+            "PATH=/usr/sbin:/sbin:$PATH ip link set lo up && echo ready && read line",
+        ]
         holder.standardInput = input
         holder.standardOutput = output
         try holder.run()
@@ -301,7 +308,9 @@ enum Loopback {
     static func group(_ count: Int, protocol kind: Kind = .tcp) throws -> Group {
         var group = Group(fds: [], port: 0)
         for _ in 0..<count {
-            let address: ListenerAddress = kind == .tcp ? .tcp(host: "127.0.0.1", port: group.port)
+            let address: ListenerAddress =
+                kind == .tcp
+                ? .tcp(host: "127.0.0.1", port: group.port)
                 : .udp(host: "127.0.0.1", port: group.port)
             let fd = try ListenerSocket.open(ListenerConfiguration(name: "steered", address: address), backlog: 512)
             group.fds.append(fd)

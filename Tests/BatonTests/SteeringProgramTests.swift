@@ -51,9 +51,11 @@ import Testing
             if let match = try instruction.firstMatch(in: line) {
                 let fields = (1...6).map { String(match.output[$0].substring ?? "") }
                 #expect(Int(fields[0]) == instructions.count, "instructions are listed in order: \(line)")
-                instructions.append(Instruction(code: Int(fields[1], radix: 16) ?? -1, destination: Int(fields[2]) ?? -1,
-                                                source: Int(fields[3]) ?? -1, offset: Int(fields[4]) ?? 0,
-                                                immediate: Int(fields[5]) ?? 0))
+                instructions.append(
+                    Instruction(
+                        code: Int(fields[1], radix: 16) ?? -1, destination: Int(fields[2]) ?? -1,
+                        source: Int(fields[3]) ?? -1, offset: Int(fields[4]) ?? 0,
+                        immediate: Int(fields[5]) ?? 0))
             } else if let match = try load.firstMatch(in: line) {
                 loads.append((String(match.output[1].substring ?? ""), Int(match.output[2].substring ?? "") ?? -1))
             }

@@ -339,8 +339,11 @@ import Testing
             #expect(restart.spawned == [g(1, 0, start)])
             return actions.compactMap { if case .startTimer(.restart, let delay) = $0 { delay } else { nil } }.first
         }
-        #expect(delays == [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800),
-                           .milliseconds(800), .milliseconds(800)])
+        #expect(
+            delays == [
+                .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800),
+                .milliseconds(800), .milliseconds(800),
+            ])
         #expect(machine.serving?.isCrashLooping(slot: 0) == true)
         #expect(machine.serving?.isCrashLooping(slot: 1) == false)
         #expect(machine.serving?.workers[1]?.state == .ready)
@@ -462,8 +465,9 @@ import Testing
             actions += machine.handle(.workerExited(worker, .exited(0)))
         }
         #expect(actions.contains(.exit(code: 0, reason: nil)))
-        #expect(!actions.contains { if case .retainSockets = $0 { true } else { false } },
-                "sockets closed while stopping would reset what is queued in them")
+        #expect(
+            !actions.contains { if case .retainSockets = $0 { true } else { false } },
+            "sockets closed while stopping would reset what is queued in them")
     }
 
     @Test func secondStopKillsAtOnce() {

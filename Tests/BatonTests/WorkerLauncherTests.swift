@@ -4,8 +4,9 @@ import Testing
 
 /// What a worker and a readiness probe are started with, without starting them.
 @Suite struct WorkerLauncherTests {
-    let launcher = WorkerLauncher(environment: ["PATH": "/usr/bin", "KEEP": "1", "LD_PRELOAD": "/lib/other.so"],
-                                  logger: .init(label: "test"))
+    let launcher = WorkerLauncher(
+        environment: ["PATH": "/usr/bin", "KEEP": "1", "LD_PRELOAD": "/lib/other.so"],
+        logger: .init(label: "test"))
 
     func configuration(_ socketProtocol: SocketProtocol = .systemd) -> Configuration {
         var settings = WorkerConfiguration(command: ["./server", "--fd", "{fd:admin}"])
@@ -13,14 +14,17 @@ import Testing
         settings.socketProtocol = socketProtocol
         settings.directory = "/srv"
         return Configuration(
-            listeners: [ListenerConfiguration(name: "http", address: .tcp(host: "127.0.0.1", port: 8080)),
-                        ListenerConfiguration(name: "admin", address: .tcp(host: "127.0.0.1", port: 8081))],
+            listeners: [
+                ListenerConfiguration(name: "http", address: .tcp(host: "127.0.0.1", port: 8080)),
+                ListenerConfiguration(name: "admin", address: .tcp(host: "127.0.0.1", port: 8081)),
+            ],
             workers: settings, controlSocket: "/tmp/test.sock")
     }
 
     @Test func aWorkerGetsItsSocketsItsNotifySocketAndWhoItIs() {
-        let request = launcher.request(for: WorkerID(generation: 3, slot: 1), configuration(),
-                                       sockets: [("http", 17), ("admin", 18)], notifyAddress: "@baton/1/g3/s1")
+        let request = launcher.request(
+            for: WorkerID(generation: 3, slot: 1), configuration(),
+            sockets: [("http", 17), ("admin", 18)], notifyAddress: "@baton/1/g3/s1")
         #expect(request.sockets == [17, 18])
         #expect(request.processIDVariable == "LISTEN_PID")
         #expect(request.parentDeathSignal == 15, "a worker drains when Baton dies")
@@ -58,8 +62,9 @@ import Testing
     }
 
     @Test func thePreloadProtocolPutsTheLibraryBeforeTheInheritedOne() {
-        let request = launcher.request(for: WorkerID(generation: 1, slot: 0), configuration(.preload),
-                                       sockets: [("http", 5)], notifyAddress: "@n", preloadLibrary: "/opt/libbaton-preload.so")
+        let request = launcher.request(
+            for: WorkerID(generation: 1, slot: 0), configuration(.preload),
+            sockets: [("http", 5)], notifyAddress: "@n", preloadLibrary: "/opt/libbaton-preload.so")
         #expect(request.environment["LD_PRELOAD"] == "/opt/libbaton-preload.so /lib/other.so")
         #expect(request.environment["BATON_PRELOAD_FD_COUNT"] == "1")
         #expect(request.processIDVariable == "BATON_PRELOAD_PID", "the library acts in the worker alone")
@@ -68,8 +73,9 @@ import Testing
     @Test func aProbeIsToldWhichWorkerItChecksAndRunsThroughTheShell() {
         var settings = WorkerConfiguration(command: ["./server"])
         settings.directory = "/srv"
-        let request = ReadinessProbe.request("curl -fs http://127.0.0.1:8080/", for: WorkerID(generation: 2, slot: 3),
-                                             pid: 777, settings: settings, environment: ["PATH": "/bin"], output: 9)
+        let request = ReadinessProbe.request(
+            "curl -fs http://127.0.0.1:8080/", for: WorkerID(generation: 2, slot: 3),
+            pid: 777, settings: settings, environment: ["PATH": "/bin"], output: 9)
         #expect(request.command == ["/bin/sh", "-c", "curl -fs http://127.0.0.1:8080/"])
         #expect(request.environment == ["PATH": "/bin", "BATON_WORKER_PID": "777", "BATON_GENERATION": "2", "BATON_SLOT": "3"])
         #expect(request.directory == "/srv")
@@ -79,7 +85,8 @@ import Testing
 
     @Test func notifyMessagesBecomeEventsForTheirWorker() {
         let worker = WorkerID(generation: 1, slot: 0)
-        #expect(NotifyMessage("STATUS=warming up\nREADY=1").events(for: worker)
+        #expect(
+            NotifyMessage("STATUS=warming up\nREADY=1").events(for: worker)
                 == [.workerStatus(worker, "warming up"), .workerReady(worker)])
         #expect(NotifyMessage("STOPPING=1").events(for: worker) == [.workerStopping(worker)])
         #expect(NotifyMessage("WATCHDOG=1\nREADY=0").events(for: worker).isEmpty)

@@ -35,7 +35,8 @@ import Testing
         #expect(object["message"] == nil)
         #expect(object["text"] as? String == forged + "\\x1b[2K\\x0d\\xff")
         let journal = WorkerOutputLine(worker: worker, stream: "stderr", format: .text, journal: true)
-        #expect(String(decoding: journal.render(Array("<3>fake error".utf8)[...], pid: 42, continued: false), as: UTF8.self)
+        #expect(
+            String(decoding: journal.render(Array("<3>fake error".utf8)[...], pid: 42, continued: false), as: UTF8.self)
                 == "<6>[g3/s1] <3>fake error\n")
     }
 }

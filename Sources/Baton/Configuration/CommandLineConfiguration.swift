@@ -28,9 +28,10 @@ public struct CommandLineConfiguration: Sendable {
                 throw error("--listen", text, problem: "expected NAME=ADDRESS, such as http=tcp://0.0.0.0:8080")
             }
             do throws(SettingProblem) {
-                listeners.append(ListenerConfiguration(
-                    name: try Settings.listenerName.value(.text(String(text[..<equals]))),
-                    address: try Settings.listenerAddress.value(.text(String(text[text.index(after: equals)...])))))
+                listeners.append(
+                    ListenerConfiguration(
+                        name: try Settings.listenerName.value(.text(String(text[..<equals]))),
+                        address: try Settings.listenerAddress.value(.text(String(text[text.index(after: equals)...])))))
             } catch {
                 throw self.error("--listen", text, problem: error.message(.commandLine))
             }

@@ -15,8 +15,10 @@ public struct Configuration: Sendable, Equatable, Codable {
     /// Whose members may see the status through the control socket.
     var controlReadOnlyGroup: SystemGroup?
 
-    init(listeners: [ListenerConfiguration], workers: WorkerConfiguration, controlSocket: String,
-                metrics: ListenerAddress? = nil) {
+    init(
+        listeners: [ListenerConfiguration], workers: WorkerConfiguration, controlSocket: String,
+        metrics: ListenerAddress? = nil
+    ) {
         self.listeners = listeners
         self.workers = workers
         self.controlSocket = controlSocket
@@ -29,33 +31,39 @@ public struct Configuration: Sendable, Equatable, Codable {
         var addresses = Set<ListenerAddress>()
         for listener in listeners {
             guard names.insert(listener.name).inserted else {
-                throw ConfigurationError(source: source, key: "listener.name", value: listener.name.quoted,
-                                         problem: "two listeners have this name")
+                throw ConfigurationError(
+                    source: source, key: "listener.name", value: listener.name.quoted,
+                    problem: "two listeners have this name")
             }
             guard addresses.insert(listener.address).inserted else {
-                throw ConfigurationError(source: source, key: "listener.address", value: "\(listener.address)".quoted,
-                                         problem: "two listeners have this address")
+                throw ConfigurationError(
+                    source: source, key: "listener.address", value: "\(listener.address)".quoted,
+                    problem: "two listeners have this address")
             }
         }
         if let metrics, addresses.contains(metrics) {
-            throw ConfigurationError(source: source, key: "metrics", value: "\(metrics)".quoted,
-                                     problem: "a listener has this address")
+            throw ConfigurationError(
+                source: source, key: "metrics", value: "\(metrics)".quoted,
+                problem: "a listener has this address")
         }
         if workers.command.isEmpty {
-            throw ConfigurationError(source: source, key: "workers.command", value: "[]",
-                                     problem: "a command to run is required")
+            throw ConfigurationError(
+                source: source, key: "workers.command", value: "[]",
+                problem: "a command to run is required")
         }
         for argument in workers.command {
             for name in DescriptorPlaceholder.names(in: argument) where !names.contains(name) {
                 let known = listeners.map { $0.name.quoted }.joined(separator: ", ")
-                throw ConfigurationError(source: source, key: "workers.command", value: argument.quoted,
-                                         problem: "{fd:\(name)} names no listener; listeners: \(known.isEmpty ? "none" : known)")
+                throw ConfigurationError(
+                    source: source, key: "workers.command", value: argument.quoted,
+                    problem: "{fd:\(name)} names no listener; listeners: \(known.isEmpty ? "none" : known)")
             }
         }
         if workers.restartDelayMax < workers.restartDelay {
-            throw ConfigurationError(source: source, key: "workers.restart_delay_max",
-                                     value: "\(workers.restartDelayMax)",
-                                     problem: "must not be shorter than restart_delay (\(workers.restartDelay))")
+            throw ConfigurationError(
+                source: source, key: "workers.restart_delay_max",
+                value: "\(workers.restartDelayMax)",
+                problem: "must not be shorter than restart_delay (\(workers.restartDelay))")
         }
         try DescriptorBudget(self).reserve(source: source, listeners: listeners.count)
     }

@@ -17,8 +17,9 @@ public enum ConfigurationFile {
             throw ConfigurationError(source: path, problem: "cannot read the file: \(error)")
         }
         guard bytes.count <= maximumSize else {
-            throw ConfigurationError(source: path,
-                                     problem: "the file is larger than \(maximumSize) bytes (4 MiB), the largest configuration Baton reads; nothing was read from it")
+            throw ConfigurationError(
+                source: path,
+                problem: "the file is larger than \(maximumSize) bytes (4 MiB), the largest configuration Baton reads; nothing was read from it")
         }
         return try parse(String(decoding: bytes, as: UTF8.self), source: path, defaultControlSocket: defaultControlSocket)
     }
@@ -29,8 +30,9 @@ public enum ConfigurationFile {
         do {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
-            throw ConfigurationError(source: "\(source):\(error.source.begin.line):\(error.source.begin.column)",
-                                     problem: error.description)
+            throw ConfigurationError(
+                source: "\(source):\(error.source.begin.line):\(error.source.begin.column)",
+                problem: error.description)
         } catch {
             throw ConfigurationError(source: source, problem: "not valid TOML: \(error)")
         }
@@ -48,8 +50,9 @@ public enum ConfigurationFile {
                 }
                 let reader = TableReader(table: table, path: "listener[\(index)].", source: source)
                 try reader.allowOnly(Settings.listener)
-                var listener = ListenerConfiguration(name: try reader.required(Settings.listenerName),
-                                                     address: try reader.required(Settings.listenerAddress))
+                var listener = ListenerConfiguration(
+                    name: try reader.required(Settings.listenerName),
+                    address: try reader.required(Settings.listenerAddress))
                 try reader.read(Settings.listener, into: &listener)
                 listeners.append(listener)
             }

@@ -9,8 +9,9 @@ public enum DurationFormat {
         let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
             guard let number = Double(text.dropLast(suffix.count)), number >= 0, number.isFinite,
-                  let microseconds = Int64(exactly: (number * scale * 1e6).rounded()),
-                  microseconds <= longestMicroseconds else { return nil }
+                let microseconds = Int64(exactly: (number * scale * 1e6).rounded()),
+                microseconds <= longestMicroseconds
+            else { return nil }
             return .microseconds(microseconds)
         }
         return nil

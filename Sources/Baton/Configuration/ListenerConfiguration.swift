@@ -10,8 +10,10 @@ public struct ListenerConfiguration: Sendable, Equatable, Codable {
     /// What to do at start when another process serves the address; nil refuses.
     var addressInUse: AddressInUse?
 
-    init(name: String, address: ListenerAddress, reusePort: ReusePortMode? = nil,
-                backlog: Int32? = nil, socketMode: UInt32? = nil) {
+    init(
+        name: String, address: ListenerAddress, reusePort: ReusePortMode? = nil,
+        backlog: Int32? = nil, socketMode: UInt32? = nil
+    ) {
         self.name = name
         self.address = address
         self.reusePort = reusePort ?? (address.supportsReusePort ? .perWorker : .shared)

@@ -16,24 +16,30 @@ public struct Setting<Root, Value: Sendable>: Sendable {
     let check: (@Sendable (Value, Root) -> SettingProblem?)?
     private let write: @Sendable (inout Root, Value) -> Void
 
-    init(_ key: String, _ field: WritableKeyPath<Root, Value> & Sendable, _ format: SettingFormat<Value>,
-         commandLine: CommandLineSpelling = .none, default initial: SettingDefault<Value>, help: String,
-         requires requirement: SettingRequirement<Root>? = nil,
-         check: (@Sendable (Value, Root) -> SettingProblem?)? = nil) {
+    init(
+        _ key: String, _ field: WritableKeyPath<Root, Value> & Sendable, _ format: SettingFormat<Value>,
+        commandLine: CommandLineSpelling = .none, default initial: SettingDefault<Value>, help: String,
+        requires requirement: SettingRequirement<Root>? = nil,
+        check: (@Sendable (Value, Root) -> SettingProblem?)? = nil
+    ) {
         self.init(key, format, commandLine, initial, help, requirement, check) { $0[keyPath: field] = $1 }
     }
 
     /// A setting whose field is nil until it is given.
-    init(_ key: String, _ field: WritableKeyPath<Root, Value?> & Sendable, _ format: SettingFormat<Value>,
-         commandLine: CommandLineSpelling = .none, default initial: SettingDefault<Value>, help: String,
-         requires requirement: SettingRequirement<Root>? = nil) {
+    init(
+        _ key: String, _ field: WritableKeyPath<Root, Value?> & Sendable, _ format: SettingFormat<Value>,
+        commandLine: CommandLineSpelling = .none, default initial: SettingDefault<Value>, help: String,
+        requires requirement: SettingRequirement<Root>? = nil
+    ) {
         self.init(key, format, commandLine, initial, help, requirement, nil) { $0[keyPath: field] = $1 }
     }
 
-    private init(_ key: String, _ format: SettingFormat<Value>, _ commandLine: CommandLineSpelling,
-                 _ initial: SettingDefault<Value>, _ help: String, _ requirement: SettingRequirement<Root>?,
-                 _ check: (@Sendable (Value, Root) -> SettingProblem?)?,
-                 write: @escaping @Sendable (inout Root, Value) -> Void) {
+    private init(
+        _ key: String, _ format: SettingFormat<Value>, _ commandLine: CommandLineSpelling,
+        _ initial: SettingDefault<Value>, _ help: String, _ requirement: SettingRequirement<Root>?,
+        _ check: (@Sendable (Value, Root) -> SettingProblem?)?,
+        write: @escaping @Sendable (inout Root, Value) -> Void
+    ) {
         self.key = key
         self.commandLine = commandLine
         self.help = help

@@ -17,10 +17,12 @@ struct SettingFormat<Value: Sendable>: Sendable {
     let text: @Sendable (Value) -> String
 
     /// A format read from text, with the default checks of the rest.
-    init(_ description: String, written: SettingInput.Kind = .string, problem: SettingProblem,
-         accepts: @escaping @Sendable (Value) -> Bool = { _ in true }, outOfRange: SettingProblem? = nil,
-         text: @escaping @Sendable (Value) -> String,
-         parse: @escaping @Sendable (String) throws(SettingProblem) -> Value?) {
+    init(
+        _ description: String, written: SettingInput.Kind = .string, problem: SettingProblem,
+        accepts: @escaping @Sendable (Value) -> Bool = { _ in true }, outOfRange: SettingProblem? = nil,
+        text: @escaping @Sendable (Value) -> String,
+        parse: @escaping @Sendable (String) throws(SettingProblem) -> Value?
+    ) {
         self.written = written
         self.description = description
         self.problem = problem
@@ -35,9 +37,11 @@ struct SettingFormat<Value: Sendable>: Sendable {
     }
 
     /// A format read from an array or a table.
-    init(_ description: String, written: SettingInput.Kind, problem: SettingProblem,
-         text: @escaping @Sendable (Value) -> String,
-         read: @escaping @Sendable (SettingInput) throws(SettingProblem) -> Value) {
+    init(
+        _ description: String, written: SettingInput.Kind, problem: SettingProblem,
+        text: @escaping @Sendable (Value) -> String,
+        read: @escaping @Sendable (SettingInput) throws(SettingProblem) -> Value
+    ) {
         self.written = written
         self.description = description
         self.problem = problem
@@ -58,8 +62,10 @@ extension SettingFormat where Value == String {
 extension SettingFormat where Value == [String] {
     /// A program and its arguments: an array of strings, or one string for a program alone.
     static var command: Self {
-        Self("array of strings", written: .strings, problem: SettingProblem("expected an array of strings"),
-             text: { "[" + $0.map(\.quoted).joined(separator: ", ") + "]" }) { input throws(SettingProblem) in
+        Self(
+            "array of strings", written: .strings, problem: SettingProblem("expected an array of strings"),
+            text: { "[" + $0.map(\.quoted).joined(separator: ", ") + "]" }
+        ) { input throws(SettingProblem) in
             guard case .strings(let strings) = input else { preconditionFailure("a command is read from strings") }
             return strings
         }
@@ -69,8 +75,10 @@ extension SettingFormat where Value == [String] {
 extension SettingFormat where Value == [String: String] {
     /// Names and values, such as environment variables.
     static var table: Self {
-        Self("table of strings", written: .table, problem: SettingProblem("expected a table of strings"),
-             text: { $0.isEmpty ? "{}" : "{ " + $0.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value.quoted)" }.joined(separator: ", ") + " }" }) {
+        Self(
+            "table of strings", written: .table, problem: SettingProblem("expected a table of strings"),
+            text: { $0.isEmpty ? "{}" : "{ " + $0.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value.quoted)" }.joined(separator: ", ") + " }" }
+        ) {
             input throws(SettingProblem) in
             guard case .table(let table) = input else { preconditionFailure("a table is read from a table") }
             return table
@@ -84,8 +92,10 @@ extension SettingFormat where Value == Duration {
         let bounds = "\(DurationFormat.string(range.lowerBound)) to \(DurationFormat.string(range.upperBound))"
         let problem = SettingProblem { "expected a duration such as \($0.literal("30s")), \($0.literal("500ms")) or \($0.literal("2m"))" }
         let outOfRange = SettingProblem("out of range: expected a duration from \(bounds)")
-        return Self("duration, \(bounds)", problem: problem, accepts: range.contains, outOfRange: outOfRange,
-                    text: DurationFormat.string) { text throws(SettingProblem) in
+        return Self(
+            "duration, \(bounds)", problem: problem, accepts: range.contains, outOfRange: outOfRange,
+            text: DurationFormat.string
+        ) { text throws(SettingProblem) in
             if let duration = DurationFormat.parse(text) { return duration }
             if DurationFormat.writesDuration(text) { throw outOfRange }
             return nil
@@ -97,8 +107,10 @@ extension SettingFormat where Value: FixedWidthInteger {
     /// An integer in `range`, written as an integer in the file; `problem` says what
     /// is expected of it.
     static func integer(in range: ClosedRange<Value>, problem: @escaping @Sendable (ClosedRange<Value>) -> String) -> Self {
-        Self("integer, \(range.lowerBound) to \(range.upperBound)", written: .integer, problem: SettingProblem(problem(range)),
-             accepts: range.contains, text: { "\($0)" }) { Value($0) }
+        Self(
+            "integer, \(range.lowerBound) to \(range.upperBound)", written: .integer, problem: SettingProblem(problem(range)),
+            accepts: range.contains, text: { "\($0)" }
+        ) { Value($0) }
     }
 }
 
@@ -107,19 +119,25 @@ extension SettingFormat where Value == Int32 {
     /// drain: not one that stops, continues or reports a child.
     static var drainSignal: Self {
         let refused = SignalName.refusedForDrain.map { String(SignalName.name($0).trimmingPrefix("SIG")) }
-        return Self("signal name or number, except \(refused.joined(separator: ", "))",
-                    problem: SettingProblem("unknown signal: use a name such as TERM, QUIT or WINCH"),
-                    accepts: { !SignalName.refusedForDrain.contains($0) },
-                    outOfRange: SettingProblem("this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"),
-                    text: { String(SignalName.name($0).trimmingPrefix("SIG")) }) { SignalName.parse($0) }
+        return Self(
+            "signal name or number, except \(refused.joined(separator: ", "))",
+            problem: SettingProblem("unknown signal: use a name such as TERM, QUIT or WINCH"),
+            accepts: { !SignalName.refusedForDrain.contains($0) },
+            outOfRange: SettingProblem(
+                "this signal cannot tell a worker to drain (it stops or continues a process, or reports a child): use TERM, QUIT, INT, USR1, USR2, WINCH or HUP"
+            ),
+            text: { String(SignalName.name($0).trimmingPrefix("SIG")) }
+        ) { SignalName.parse($0) }
     }
 }
 
 extension SettingFormat where Value == UInt32 {
     /// A file mode in octal, such as `0660`.
     static var fileMode: Self {
-        Self("octal file mode", problem: SettingProblem { "expected an octal file mode such as \($0.literal("0660"))" },
-             accepts: { $0 <= 0o777 }, text: { "0" + String($0, radix: 8) }) { UInt32($0, radix: 8) }
+        Self(
+            "octal file mode", problem: SettingProblem { "expected an octal file mode such as \($0.literal("0660"))" },
+            accepts: { $0 <= 0o777 }, text: { "0" + String($0, radix: 8) }
+        ) { UInt32($0, radix: 8) }
     }
 }
 
@@ -156,8 +174,10 @@ extension SettingFormat where Value == ListenerAddress {
     /// A TCP address for an HTTP endpoint.
     static var tcpAddress: Self {
         let problem = SettingProblem { "expected \($0.literal("tcp://HOST:PORT")), such as \($0.literal("tcp://127.0.0.1:9102"))" }
-        return Self("`tcp://HOST:PORT` or `tcp://[IPv6]:PORT`", problem: problem,
-                    accepts: { if case .tcp = $0 { true } else { false } }, text: \.description) { text throws(SettingProblem) in
+        return Self(
+            "`tcp://HOST:PORT` or `tcp://[IPv6]:PORT`", problem: problem,
+            accepts: { if case .tcp = $0 { true } else { false } }, text: \.description
+        ) { text throws(SettingProblem) in
             do throws(FormatError) {
                 return try ListenerAddress(parsing: text)
             } catch {
@@ -169,8 +189,10 @@ extension SettingFormat where Value == ListenerAddress {
 
 extension SettingFormat {
     /// Values read by `initializer`, whose error says what is wrong.
-    private static func parsing(_ description: String,
-                                _ initializer: @escaping @Sendable (String) throws(FormatError) -> Value) -> Self
+    private static func parsing(
+        _ description: String,
+        _ initializer: @escaping @Sendable (String) throws(FormatError) -> Value
+    ) -> Self
     where Value: CustomStringConvertible {
         Self(description, problem: SettingProblem("expected \(description)"), text: \.description) { text throws(SettingProblem) in
             do throws(FormatError) {
@@ -185,8 +207,10 @@ extension SettingFormat {
 extension SettingFormat where Value == String {
     /// A listener's name, as `LISTEN_FDNAMES` can carry it.
     static var listenerName: Self {
-        Self("1 to 255 letters, digits, `-`, `_` or `.`", problem: SettingProblem(ListenerName.rule),
-             accepts: ListenerName.isValid, text: { $0 }) { $0 }
+        Self(
+            "1 to 255 letters, digits, `-`, `_` or `.`", problem: SettingProblem(ListenerName.rule),
+            accepts: ListenerName.isValid, text: { $0 }
+        ) { $0 }
     }
 }
 
@@ -230,8 +254,10 @@ extension SettingFormat where Value == SystemGroup {
 extension SettingFormat where Value == Bool {
     /// `true` or `false`.
     static var boolean: Self {
-        Self("`true` or `false`", written: .boolean, problem: SettingProblem("expected true or false"),
-             text: { $0 ? "true" : "false" }) { ["true": true, "false": false][$0] }
+        Self(
+            "`true` or `false`", written: .boolean, problem: SettingProblem("expected true or false"),
+            text: { $0 ? "true" : "false" }
+        ) { ["true": true, "false": false][$0] }
     }
 }
 
@@ -239,13 +265,18 @@ extension SettingFormat where Value == [ResourceLimit: UInt64] {
     /// Resource limits by name, each a number or `"infinity"`.
     static var limits: Self {
         let names = ResourceLimit.allCases.map(\.rawValue).joined(separator: ", ")
-        return Self("table of limits: \(names); each a number or `\"infinity\"`", written: .integerTable,
-                    problem: SettingProblem("expected a table of limits, such as { nofile = 65536, core = 0 }"),
-                    text: { limits in
-                        limits.isEmpty ? "{}" : "{ " + limits.sorted { $0.key.rawValue < $1.key.rawValue }
-                            .map { "\($0.key.rawValue) = \($0.value == ResourceLimit.unlimited ? "\"infinity\"" : "\($0.value)")" }
-                            .joined(separator: ", ") + " }"
-                    }) { input throws(SettingProblem) in
+        return Self(
+            "table of limits: \(names); each a number or `\"infinity\"`", written: .integerTable,
+            problem: SettingProblem("expected a table of limits, such as { nofile = 65536, core = 0 }"),
+            text: { limits in
+                limits.isEmpty
+                    ? "{}"
+                    : "{ "
+                        + limits.sorted { $0.key.rawValue < $1.key.rawValue }
+                        .map { "\($0.key.rawValue) = \($0.value == ResourceLimit.unlimited ? "\"infinity\"" : "\($0.value)")" }
+                        .joined(separator: ", ") + " }"
+            }
+        ) { input throws(SettingProblem) in
             guard case .table(let table) = input else { preconditionFailure("limits are read from a table") }
             var limits: [ResourceLimit: UInt64] = [:]
             for (name, text) in table.sorted(by: { $0.key < $1.key }) {

@@ -15,12 +15,16 @@ public enum Settings {
     public static let metrics = Setting<Configuration, ListenerAddress>(
         "metrics", \.metrics, .tcpAddress,
         commandLine: .option("metrics"), default: .described("off"),
-        help: "Where Baton serves its own metrics, GET /metrics in Prometheus' text format (Docs/metrics.md); a reload that changes it moves the endpoint once the new generation takes over")
+        help:
+            "Where Baton serves its own metrics, GET /metrics in Prometheus' text format (Docs/metrics.md); a reload that changes it moves the endpoint once the new generation takes over"
+    )
 
     static let controlGroup = Setting<Configuration, SystemGroup>(
         "control_group", \.controlGroup, .controlGroup,
         default: .described("none: only root and Baton's user"),
-        help: "Members of this group may reload, scale, promote or roll back a canary, and see the status through the control socket, which becomes mode 0660 with this group")
+        help:
+            "Members of this group may reload, scale, promote or roll back a canary, and see the status through the control socket, which becomes mode 0660 with this group"
+    )
 
     static let controlReadOnlyGroup = Setting<Configuration, SystemGroup>(
         "control_readonly_group", \.controlReadOnlyGroup, .controlGroup,
@@ -69,13 +73,16 @@ public enum Settings {
         "mode", \.socketMode, .fileMode,
         default: .described("as the umask leaves it"),
         help: "Unix sockets only: the socket file's mode",
-        requires: SettingRequirement(holds: { if case .unix = $0.address { true } else { false } },
-                                     problem: SettingProblem("only unix sockets have a file mode")))
+        requires: SettingRequirement(
+            holds: { if case .unix = $0.address { true } else { false } },
+            problem: SettingProblem("only unix sockets have a file mode")))
 
     static let addressInUse = Setting<ListenerConfiguration, AddressInUse>(
         "address_in_use", \.addressInUse, .choice { "expected \($0.literal("refuse")) or \($0.literal("share"))" },
         default: .described("`refuse`"),
-        help: "When another process already serves the address at start: `refuse` to start, naming the address and its pids, or `share` it (SO_REUSEPORT), both answering; tcp and udp only")
+        help:
+            "When another process already serves the address at start: `refuse` to start, naming the address and its pids, or `share` it (SO_REUSEPORT), both answering; tcp and udp only"
+    )
 
     static let listener: [any AnySetting<ListenerConfiguration>] = [listenerName, listenerAddress, reusePort, backlog, socketMode, addressInUse]
 
@@ -127,7 +134,9 @@ public enum Settings {
     public static let stallTimeout = Setting<WorkerConfiguration, Duration>(
         "stall_timeout", \.stallTimeout, .duration(in: .milliseconds(100)...longestDuration),
         commandLine: .option("stall-timeout"), default: .described("off"),
-        help: "A serving worker whose steered sockets hold connections and that accepts none for this long leaves its slot and the rotation, what it holds moves to the other slots, it is told to drain, and its slot restarts. Off unless set. Needs steering: without a steered listener it can do nothing, and Baton says so in a warning")
+        help:
+            "A serving worker whose steered sockets hold connections and that accepts none for this long leaves its slot and the rotation, what it holds moves to the other slots, it is told to drain, and its slot restarts. Off unless set. Needs steering: without a steered listener it can do nothing, and Baton says so in a warning"
+    )
 
     static let restartDelay = Setting<WorkerConfiguration, Duration>(
         "restart_delay", \.restartDelay, .duration(in: shortestRestartDelay...longestDuration),
@@ -152,19 +161,24 @@ public enum Settings {
     public static let socketProtocol = Setting<WorkerConfiguration, SocketProtocol>(
         "protocol", \.socketProtocol, .choice { _ in "unknown protocol: expected one of \(SocketProtocol.choices)" },
         commandLine: .option("protocol"), default: .value(.systemd),
-        help: "How workers find their sockets: systemd, einhorn, server-starter, preload or none. {fd:NAME} in the command is replaced with listener NAME's descriptor in any case")
+        help:
+            "How workers find their sockets: systemd, einhorn, server-starter, preload or none. {fd:NAME} in the command is replaced with listener NAME's descriptor in any case"
+    )
 
     public static let preloadLibrary = Setting<WorkerConfiguration, String>(
         "preload_library", \.preloadLibrary, .string("path"),
         commandLine: .option("preload-library"), default: .described("libbaton-preload.so beside baton"),
         help: "With the preload protocol: the library to preload",
-        requires: SettingRequirement(holds: { $0.socketProtocol == .preload },
-                                     problem: SettingProblem { "only used with \($0.assignment(socketProtocol, SocketProtocol.preload.rawValue))" }))
+        requires: SettingRequirement(
+            holds: { $0.socketProtocol == .preload },
+            problem: SettingProblem { "only used with \($0.assignment(socketProtocol, SocketProtocol.preload.rawValue))" }))
 
     public static let user = Setting<WorkerConfiguration, WorkerUser>(
         "user", \.user, .user,
         commandLine: .option("user"), default: .described("Baton's own"),
-        help: "The user workers run as, with that user's groups and HOME, USER and LOGNAME; any user other than Baton's own needs Baton to run as root (or with CAP_SETUID and CAP_SETGID)")
+        help:
+            "The user workers run as, with that user's groups and HOME, USER and LOGNAME; any user other than Baton's own needs Baton to run as root (or with CAP_SETUID and CAP_SETGID)"
+    )
 
     public static let group = Setting<WorkerConfiguration, SystemGroup>(
         "group", \.group, .group,
@@ -189,7 +203,9 @@ public enum Settings {
     public static let strategy = Setting<WorkerConfiguration, ReloadStrategy>(
         "strategy", \.strategy, .choice { "expected \($0.literal("all-at-once")) or \($0.literal("rolling"))" },
         commandLine: .option("strategy"), default: .value(.allAtOnce),
-        help: "How a reload replaces the workers: `all-at-once` starts every new worker beside the old ones; `rolling` replaces `batch` slots at a time, so that at most count + batch workers are alive (Docs/rollouts.md)")
+        help:
+            "How a reload replaces the workers: `all-at-once` starts every new worker beside the old ones; `rolling` replaces `batch` slots at a time, so that at most count + batch workers are alive (Docs/rollouts.md)"
+    )
 
     public static let batch = Setting<WorkerConfiguration, Int>(
         "batch", \.batch, .integer(in: slots) { "expected a number of slots from \($0.lowerBound) to \($0.upperBound)" },
@@ -199,7 +215,9 @@ public enum Settings {
     public static let canaryCheck = Setting<WorkerConfiguration, CanaryCheck>(
         "canary_check", \.canaryCheck, .canaryCheck,
         commandLine: .option("canary-check"), default: .described("none"),
-        help: "A health check of a canary during its hold: `exec:COMMAND`, run by /bin/sh -c every `canary_check_interval` (with BATON_GENERATION, BATON_SLOT and BATON_WORKER_PID naming the canary's first worker); exit status 0 passes, and `canary_check_failures` failures in a row roll the canary back (Docs/rollouts.md)")
+        help:
+            "A health check of a canary during its hold: `exec:COMMAND`, run by /bin/sh -c every `canary_check_interval` (with BATON_GENERATION, BATON_SLOT and BATON_WORKER_PID naming the canary's first worker); exit status 0 passes, and `canary_check_failures` failures in a row roll the canary back (Docs/rollouts.md)"
+    )
 
     public static let canaryCheckInterval = Setting<WorkerConfiguration, Duration>(
         "canary_check_interval", \.canaryCheckInterval, .duration(in: .milliseconds(100)...(.seconds(3600))),

@@ -23,21 +23,24 @@ enum TOMLTrial {
         var budget = Budget()
         let outcome = run(text, &budget)
         guard outcome != BATON_TRIAL_RETURNED else { return }
-        let how = switch outcome {
-        case BATON_TRIAL_TIMED_OUT: "did not finish within \(timeoutMilliseconds / 1000) s"
-        case BATON_TRIAL_VANISHED: "stopped without an answer"
-        default: "stopped with \(SignalName.name(outcome)) (a failed assertion) instead of reporting an error"
-        }
+        let how =
+            switch outcome {
+            case BATON_TRIAL_TIMED_OUT: "did not finish within \(timeoutMilliseconds / 1000) s"
+            case BATON_TRIAL_VANISHED: "stopped without an answer"
+            default: "stopped with \(SignalName.name(outcome)) (a failed assertion) instead of reporting an error"
+            }
         // A parser that hangs would hang again on every prefix: no search then.
         let lines = outcome == BATON_TRIAL_TIMED_OUT ? nil : firstFailingLine(of: text, &budget)
-        let place = switch lines {
-        case .some(let range) where range.count == 1: "\(source):\(range.lowerBound)"
-        case .some(let range): "\(source):\(range.lowerBound)-\(range.upperBound)"
-        case nil: source
-        }
+        let place =
+            switch lines {
+            case .some(let range) where range.count == 1: "\(source):\(range.lowerBound)"
+            case .some(let range): "\(source):\(range.lowerBound)-\(range.upperBound)"
+            case nil: source
+            }
         let upTo = lines.map { $0.count == 1 ? " up to this line" : " up to a line in this range (the search for it ran out of time)" } ?? ""
-        throw ConfigurationError(source: place,
-                                 problem: "not valid TOML: the TOML parser (toml++) \(how) reading this file\(upTo); check its brackets, quotes and comments")
+        throw ConfigurationError(
+            source: place,
+            problem: "not valid TOML: the TOML parser (toml++) \(how) reading this file\(upTo); check its brackets, quotes and comments")
     }
 
     /// What is left of ``totalMilliseconds``.

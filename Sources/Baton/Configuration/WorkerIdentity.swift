@@ -28,8 +28,9 @@ public struct WorkerUser: Sendable, Equatable, Codable, CustomStringConvertible 
             }
         }
         let userName = String(cString: entry.pw_name)
-        return WorkerUser(name: userName, uid: entry.pw_uid, gid: entry.pw_gid, home: String(cString: entry.pw_dir),
-                          groups: groupList(of: userName, primary: entry.pw_gid))
+        return WorkerUser(
+            name: userName, uid: entry.pw_uid, gid: entry.pw_gid, home: String(cString: entry.pw_dir),
+            groups: groupList(of: userName, primary: entry.pw_gid))
     }
 
     private static func groupList(of user: String, primary: gid_t) -> [gid_t] {
@@ -76,10 +77,11 @@ enum CredentialPrivilege {
     /// bounding set took them away).
     static var canChangeCredentials: Bool {
         guard let status = try? FileContents.read("/proc/self/status"),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-              let mask = UInt64(line.dropFirst("CapEff:".count).trimmingPrefix { $0 == " " || $0 == "\t" }, radix: 16)
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+            let mask = UInt64(line.dropFirst("CapEff:".count).trimmingPrefix { $0 == " " || $0 == "\t" }, radix: 16)
         else { return geteuid() == 0 }
-        let setgid: UInt64 = 1 << 6, setuid: UInt64 = 1 << 7
+        let setgid: UInt64 = 1 << 6
+        let setuid: UInt64 = 1 << 7
         return mask & (setgid | setuid) == (setgid | setuid)
     }
 
@@ -88,7 +90,8 @@ enum CredentialPrivilege {
     static func problem(uid: uid_t?, gid: gid_t?) -> String? {
         let other = (uid.map { $0 != geteuid() } ?? false) || (gid.map { $0 != getegid() } ?? false)
         guard other, !canChangeCredentials else { return nil }
-        return "Baton runs as uid \(geteuid()) without CAP_SETUID and CAP_SETGID, and only root (or a Baton with those capabilities) can run workers as another user or group: start Baton as root (with both in its capability bounding set), or leave the setting out"
+        return
+            "Baton runs as uid \(geteuid()) without CAP_SETUID and CAP_SETGID, and only root (or a Baton with those capabilities) can run workers as another user or group: start Baton as root (with both in its capability bounding set), or leave the setting out"
     }
 }
 

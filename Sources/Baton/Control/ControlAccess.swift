@@ -97,6 +97,7 @@ struct ControlAccess: Sendable, Equatable {
         let groups = [controlGroup, readOnlyGroup].compactMap { $0?.gid }
         let passable = info.st_mode & S_IXOTH != 0 || (info.st_mode & S_IXGRP != 0 && groups.allSatisfy { $0 == info.st_gid })
         guard !passable else { return nil }
-        return "the control socket's directory \(directory) (mode 0\(String(info.st_mode & 0o7777, radix: 8)), uid \(info.st_uid), gid \(info.st_gid)) does not let the control groups' members through: make it 0711 or 0755"
+        return
+            "the control socket's directory \(directory) (mode 0\(String(info.st_mode & 0o7777, radix: 8)), uid \(info.st_uid), gid \(info.st_gid)) does not let the control groups' members through: make it 0711 or 0755"
     }
 }

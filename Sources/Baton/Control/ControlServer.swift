@@ -37,22 +37,27 @@ final class ControlServer: Sendable {
     ///
     /// Only a stale socket (one nobody listens on) is replaced; any other file at `path`
     /// is an error naming it.
-    init(path: String, eventLoop: EventLoop, access: ControlAccess = ControlAccess(), logger: Logger,
-         submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void) throws {
+    init(
+        path: String, eventLoop: EventLoop, access: ControlAccess = ControlAccess(), logger: Logger,
+        submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void
+    ) throws {
         let longest = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
         guard path.utf8.count <= longest else {
-            throw SystemError("bind", errno: ENAMETOOLONG,
-                              subject: "control socket \(path) (\(path.utf8.count) bytes; a unix socket path has at most \(longest))")
+            throw SystemError(
+                "bind", errno: ENAMETOOLONG,
+                subject: "control socket \(path) (\(path.utf8.count) bytes; a unix socket path has at most \(longest))")
         }
         var existing = stat()
         if lstat(path, &existing) == 0 {
             guard existing.st_mode & S_IFMT == S_IFSOCK else {
-                throw SystemError("bind", errno: EEXIST,
-                                  subject: "control socket \(path) (a file that is not a socket is there; Baton replaces only a stale socket)")
+                throw SystemError(
+                    "bind", errno: EEXIST,
+                    subject: "control socket \(path) (a file that is not a socket is there; Baton replaces only a stale socket)")
             }
             if UnixAddress.isListening(path) {
-                throw SystemError("bind", errno: EADDRINUSE,
-                                  subject: "control socket \(path) (another Baton is running there)")
+                throw SystemError(
+                    "bind", errno: EADDRINUSE,
+                    subject: "control socket \(path) (another Baton is running there)")
             }
             unlink(path)
         }
@@ -227,8 +232,10 @@ private final class ControlConnectionHandler: ChannelInboundHandler {
     private let submit: @Sendable (ControlRequest, ControlResponder) -> Void
     private var answered = false
 
-    init(connections: ControlConnections, peer: ControlAccess.Peer?, access: ControlAccess, logger: Logger,
-         submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void) {
+    init(
+        connections: ControlConnections, peer: ControlAccess.Peer?, access: ControlAccess, logger: Logger,
+        submit: @escaping @Sendable (ControlRequest, ControlResponder) -> Void
+    ) {
         self.connections = connections
         self.peer = peer
         self.access = access
@@ -273,14 +280,15 @@ private final class ControlConnectionHandler: ChannelInboundHandler {
         }
         answered = true
         connections.busy(context.channel)
-        let problem = switch error {
-        case is ByteToMessageDecoderError.PayloadTooLargeError:
-            "the request is longer than \(ControlServer.maximumRequestLength) bytes: send one line such as {\"command\":\"status\"}"
-        case is NIOExtrasErrors.LeftOverBytesError:
-            "the request does not end with a newline"
-        default:
-            "the connection failed: \(error)"
-        }
+        let problem =
+            switch error {
+            case is ByteToMessageDecoderError.PayloadTooLargeError:
+                "the request is longer than \(ControlServer.maximumRequestLength) bytes: send one line such as {\"command\":\"status\"}"
+            case is NIOExtrasErrors.LeftOverBytesError:
+                "the request does not end with a newline"
+            default:
+                "the connection failed: \(error)"
+            }
         ControlResponder(channel: context.channel).send(.failure(problem))
     }
 }

@@ -35,10 +35,12 @@ struct StatusProjection {
 
     /// The status report, with `now` on the monotonic clock for uptimes and the
     /// listeners' sockets as the socket table reports them.
-    func report(pid: Int32, configurationName: String, listeners: [StatusReport.ListenerStatus], now: Double,
-                scaledTo: Int?, upgrades: Int, upgradeError: String?,
-                reloadStatistics: StatusReport.ReloadStatistics? = nil, canaryHoldEnds: Double? = nil,
-                canaryBaseline: CanaryBaseline? = nil) -> StatusReport {
+    func report(
+        pid: Int32, configurationName: String, listeners: [StatusReport.ListenerStatus], now: Double,
+        scaledTo: Int?, upgrades: Int, upgradeError: String?,
+        reloadStatistics: StatusReport.ReloadStatistics? = nil, canaryHoldEnds: Double? = nil,
+        canaryBaseline: CanaryBaseline? = nil
+    ) -> StatusReport {
         let generations = machine.generations.map { generation in
             StatusReport.GenerationStatus(
                 number: generation.number, role: .init(generation.role),
@@ -59,12 +61,14 @@ struct StatusProjection {
             reloads: reloads, pendingReloads: machine.pendingReloads.count,
             scaledTo: scaledTo, upgrades: upgrades, upgradeError: upgradeError, reloadStatistics: reloadStatistics)
         report.rollout = machine.rollout.map {
-            var rollout = StatusReport.RolloutStatus(from: $0.from, to: $0.to, batch: $0.batch, replacedSlots: $0.replaced,
-                                                     batchSlots: $0.batchSlots, rollingBack: $0.failure)
+            var rollout = StatusReport.RolloutStatus(
+                from: $0.from, to: $0.to, batch: $0.batch, replacedSlots: $0.replaced,
+                batchSlots: $0.batchSlots, rollingBack: $0.failure)
             if let canary = $0.canary {
-                rollout.canary = .init(workers: canary.workers, weight: canary.weight, slots: $0.canarySlots,
-                                       holdLeft: canary.hold == nil || $0.canarySlots.isEmpty ? nil : canaryHoldEnds.map { max(0, $0 - now) },
-                                       after: canary.after?.rawValue)
+                rollout.canary = .init(
+                    workers: canary.workers, weight: canary.weight, slots: $0.canarySlots,
+                    holdLeft: canary.hold == nil || $0.canarySlots.isEmpty ? nil : canaryHoldEnds.map { max(0, $0 - now) },
+                    after: canary.after?.rawValue)
                 if !$0.canarySlots.isEmpty, let canaryBaseline, canaryBaseline.generation == $0.to {
                     rollout.canary?.connections = canaryBaseline.connections(from: $0.from, to: $0.to, now: listeners)
                 }
@@ -94,7 +98,8 @@ struct CanaryBaseline: Equatable {
     func connections(from: Int, to: Int, now listeners: [StatusReport.ListenerStatus]) -> [StatusReport.RolloutStatus.GenerationConnections]? {
         guard let now = Self.steered(listeners) else { return nil }
         func since(_ generation: Int) -> UInt64 {
-            let count = now[generation, default: 0], before = steered[generation, default: 0]
+            let count = now[generation, default: 0]
+            let before = steered[generation, default: 0]
             // A counter that went back (a socket closed and opened again) counts from zero.
             return count >= before ? count - before : count
         }

@@ -3,13 +3,14 @@
 
 extension StatusReport.GenerationStatus.Role {
     init(_ role: SupervisorStateMachine.Generation.Role) {
-        self = switch role {
-        case .starting: .starting
-        case .serving: .serving
-        case .leaving: .leaving
-        case .draining: .draining
-        case .rollingBack: .rollingBack
-        }
+        self =
+            switch role {
+            case .starting: .starting
+            case .serving: .serving
+            case .leaving: .leaving
+            case .draining: .draining
+            case .rollingBack: .rollingBack
+            }
     }
 }
 
@@ -17,11 +18,12 @@ extension StatusReport.WorkerStatus.State {
     /// `stopping` is not a state of the machine's: it is a draining worker that said
     /// `STOPPING=1`.
     init(_ state: SupervisorStateMachine.Worker.State) {
-        self = switch state {
-        case .starting: .starting
-        case .ready: .ready
-        case .draining: .draining
-        case .killed: .killed
-        }
+        self =
+            switch state {
+            case .starting: .starting
+            case .ready: .ready
+            case .draining: .draining
+            case .killed: .killed
+            }
     }
 }

@@ -22,8 +22,10 @@ public struct LogLineHandler: LogHandler {
     private let format: LogFormat
     private let journal: Bool
 
-    public init(label: String, level: Logger.Level, format: LogFormat, metadataProvider: Logger.MetadataProvider?,
-                journal: Bool = LogLineHandler.standardErrorIsTheJournal()) {
+    public init(
+        label: String, level: Logger.Level, format: LogFormat, metadataProvider: Logger.MetadataProvider?,
+        journal: Bool = LogLineHandler.standardErrorIsTheJournal()
+    ) {
         self.label = label
         self.logLevel = level
         self.format = format
@@ -41,8 +43,9 @@ public struct LogLineHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let given = event.metadata { merged.merge(given) { _, new in new } }
         var line = journal ? "<\(Self.priority(event.level))>" : ""
-        line += Self.line(format: format, time: Self.now(), level: event.level, label: label,
-                          message: event.message.description, metadata: merged)
+        line += Self.line(
+            format: format, time: Self.now(), level: event.level, label: label,
+            message: event.message.description, metadata: merged)
         line += "\n"
         // Through the relay's writer of standard error, so that no worker line is
         // written into the middle of this one.
@@ -56,15 +59,18 @@ public struct LogLineHandler: LogHandler {
     /// Makes every `Logger` write through this handler, at `level` and in `format`.
     public static func bootstrap(level: Logger.Level, format: LogFormat) {
         bootstrapped.withLock { $0 = format }
-        LoggingSystem.bootstrap({ label, provider in
-            LogLineHandler(label: label, level: level, format: format, metadataProvider: provider)
-        }, metadataProvider: LogMetadata.provider)
+        LoggingSystem.bootstrap(
+            { label, provider in
+                LogLineHandler(label: label, level: level, format: format, metadataProvider: provider)
+            }, metadataProvider: LogMetadata.provider)
     }
 
     /// One line, without its line feed. Metadata keys in a fixed order: those that say
     /// which worker and which reload first, then the others sorted.
-    static func line(format: LogFormat, time: String, level: Logger.Level, label: String, message: String,
-                     metadata: Logger.Metadata) -> String {
+    static func line(
+        format: LogFormat, time: String, level: Logger.Level, label: String, message: String,
+        metadata: Logger.Metadata
+    ) -> String {
         let keys = metadata.keys.sorted { (rank($0), $0) < (rank($1), $1) }
         switch format {
         case .text:

@@ -127,17 +127,20 @@ public final class MetricsEndpoint: @unchecked Sendable {
             }
             .bind(host: host, port: Int(port))
             .flatMapErrorThrowing { error in
-                throw SystemError("bind", errno: (error as? IOError)?.errnoCode ?? EADDRNOTAVAIL,
-                                  subject: "metrics endpoint \(address)")
+                throw SystemError(
+                    "bind", errno: (error as? IOError)?.errnoCode ?? EADDRNOTAVAIL,
+                    subject: "metrics endpoint \(address)")
             }
     }
 
     /// Makes a connection's pipeline read requests and answer them with `render`'s
     /// text; `waiting` hears whether the connection waits for a request (true) or
     /// has one to answer (false). Public for the fuzz target (baton-fuzz `metrics`).
-    package static func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations,
-                                   render: @escaping @Sendable () -> String,
-                                   waiting: @escaping (Bool) -> Void = { _ in }) throws {
+    package static func addHandlers(
+        to pipeline: ChannelPipeline.SynchronousOperations,
+        render: @escaping @Sendable () -> String,
+        waiting: @escaping (Bool) -> Void = { _ in }
+    ) throws {
         try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
         try pipeline.addHandler(MetricsRequestHandler(render: render, waiting: waiting))
     }

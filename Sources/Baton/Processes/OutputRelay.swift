@@ -35,8 +35,9 @@ final class OutputRelay: @unchecked Sendable {
         let error = baton_pipe(&ends)
         guard error == 0 else { throw SystemError("pipe2", errno: error, subject: "output of \(worker)") }
         let journal = target == STDERR_FILENO && LogLineHandler.standardErrorIsTheJournal()
-        let line = WorkerOutputLine(worker: worker, stream: target == STDERR_FILENO ? "stderr" : "stdout",
-                                    format: LogLineHandler.format, journal: journal)
+        let line = WorkerOutputLine(
+            worker: worker, stream: target == STDERR_FILENO ? "stderr" : "stdout",
+            format: LogLineHandler.format, journal: journal)
         let relay = OutputRelay(line: line, writer: target == STDERR_FILENO ? .standardError : .standardOutput)
         // The watcher's handlers must not block: a readiness it reports can be stale (the
         // number closed and reused for this pipe within one batch of events), and a read
@@ -207,7 +208,8 @@ final class OutputWriter: @unchecked Sendable {
         self.target = target
         var output = stat()
         var error = stat()
-        let same = fstat(STDOUT_FILENO, &output) == 0 && fstat(STDERR_FILENO, &error) == 0
+        let same =
+            fstat(STDOUT_FILENO, &output) == 0 && fstat(STDERR_FILENO, &error) == 0
             && output.st_dev == error.st_dev && output.st_ino == error.st_ino
         writing = same ? Self.standardStreamsLock : NIOLock()
     }

@@ -16,7 +16,8 @@ enum ProcessActivity {
             guard let thread = pid_t(name) else { continue }
             // The state follows the command name, which is in parentheses and may hold anything.
             guard let text = try? FileContents.read("/proc/\(pid)/task/\(thread)/stat"),
-                  let close = text.lastIndex(of: ")") else { return false }
+                let close = text.lastIndex(of: ")")
+            else { return false }
             let state = text[text.index(after: close)...].drop { $0 == " " }.first
             if state == "R" { return false }
             threads += 1

@@ -33,7 +33,8 @@ enum ProcessAncestry {
     /// name in parentheses.
     private static func parentAndSession(_ pid: pid_t) -> (pid_t, pid_t)? {
         guard let text = try? FileContents.read("/proc/\(pid)/stat"),
-              let close = text.lastIndex(of: ")") else { return nil }
+            let close = text.lastIndex(of: ")")
+        else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 3, let parent = pid_t(fields[1]), let session = pid_t(fields[3]) else { return nil }
         return (parent, session)

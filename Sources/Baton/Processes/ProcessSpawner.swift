@@ -105,15 +105,17 @@ enum ProcessSpawner {
         }
         // What a supervisor of Baton's own told it, which must not reach a worker as if
         // Baton had said it.
-        for key in [WorkerContract.Systemd.descriptorCount, WorkerContract.Systemd.processID,
-                    WorkerContract.Systemd.descriptorNames, WorkerContract.Systemd.notifySocket,
-                    WorkerContract.Systemd.watchdogInterval, WorkerContract.Systemd.watchdogProcessID,
-                    WorkerContract.Einhorn.masterProcessID, WorkerContract.Einhorn.descriptorCount,
-                    WorkerContract.Einhorn.childIndex, WorkerContract.Einhorn.commandSocketPath,
-                    WorkerContract.Einhorn.commandSocketDescriptor, WorkerContract.ServerStarter.port,
-                    WorkerContract.ServerStarter.generation, WorkerContract.Preload.descriptorCount,
-                    WorkerContract.Preload.processID, WorkerContract.Preload.drainSignal,
-                    UpgradeHandover.variable] {
+        for key in [
+            WorkerContract.Systemd.descriptorCount, WorkerContract.Systemd.processID,
+            WorkerContract.Systemd.descriptorNames, WorkerContract.Systemd.notifySocket,
+            WorkerContract.Systemd.watchdogInterval, WorkerContract.Systemd.watchdogProcessID,
+            WorkerContract.Einhorn.masterProcessID, WorkerContract.Einhorn.descriptorCount,
+            WorkerContract.Einhorn.childIndex, WorkerContract.Einhorn.commandSocketPath,
+            WorkerContract.Einhorn.commandSocketDescriptor, WorkerContract.ServerStarter.port,
+            WorkerContract.ServerStarter.generation, WorkerContract.Preload.descriptorCount,
+            WorkerContract.Preload.processID, WorkerContract.Preload.drainSignal,
+            UpgradeHandover.variable,
+        ] {
             result[key] = nil
         }
         for key in result.keys where key.hasPrefix(WorkerContract.Einhorn.descriptorPrefix) {

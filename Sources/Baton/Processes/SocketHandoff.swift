@@ -15,9 +15,11 @@ struct SocketHandoff: Equatable {
     ///   - preloadLibrary: the path of `libbaton-preload.so`, for `.preload`.
     ///   - inheritedPreload: the `LD_PRELOAD` the worker would otherwise get.
     ///   - drainSignal: for `.preload`, the signal the library holds back for its grace.
-    init(_ socketProtocol: SocketProtocol, command: [String], listeners: [ListenerConfiguration],
-         generation: Int, slot: Int, supervisorPID: Int32, preloadLibrary: String, inheritedPreload: String? = nil,
-         drainSignal: Int32 = SignalName.terminate) {
+    init(
+        _ socketProtocol: SocketProtocol, command: [String], listeners: [ListenerConfiguration],
+        generation: Int, slot: Int, supervisorPID: Int32, preloadLibrary: String, inheritedPreload: String? = nil,
+        drainSignal: Int32 = SignalName.terminate
+    ) {
         let descriptors = listeners.indices.map { WorkerContract.firstListenerDescriptor + Int32($0) }
         var numbers: [String: String] = [:]
         for (listener, descriptor) in zip(listeners, descriptors) {

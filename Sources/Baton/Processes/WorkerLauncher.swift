@@ -25,8 +25,10 @@ struct WorkerLauncher {
     ///   - sockets: the slot's sockets in listener order.
     ///   - notifyAddress: the worker's `NOTIFY_SOCKET`.
     ///   - preloadLibrary: for `protocol = "preload"`, the library's path.
-    func request(for worker: WorkerID, _ configuration: Configuration, sockets: [(name: String, fd: Int32)],
-                 notifyAddress: String, preloadLibrary: String = "") -> ProcessSpawner.Request {
+    func request(
+        for worker: WorkerID, _ configuration: Configuration, sockets: [(name: String, fd: Int32)],
+        notifyAddress: String, preloadLibrary: String = ""
+    ) -> ProcessSpawner.Request {
         let settings = configuration.workers
         var environment = environment
         if let user = settings.user {
@@ -53,8 +55,10 @@ struct WorkerLauncher {
 
     /// Starts `worker` and returns its pid. Throws, having started nothing, when the
     /// preload library is missing or fork or exec fails.
-    func launch(_ worker: WorkerID, _ configuration: Configuration, sockets: [(name: String, fd: Int32)],
-                notifyAddress: String) throws -> pid_t {
+    func launch(
+        _ worker: WorkerID, _ configuration: Configuration, sockets: [(name: String, fd: Int32)],
+        notifyAddress: String
+    ) throws -> pid_t {
         let settings = configuration.workers
         var preloadLibrary = ""
         if settings.socketProtocol == .preload {
@@ -63,8 +67,9 @@ struct WorkerLauncher {
                 throw SpawnError.preloadLibraryUnreadable(path: preloadLibrary, errno: errno)
             }
         }
-        var request = request(for: worker, configuration, sockets: sockets, notifyAddress: notifyAddress,
-                              preloadLibrary: preloadLibrary)
+        var request = request(
+            for: worker, configuration, sockets: sockets, notifyAddress: notifyAddress,
+            preloadLibrary: preloadLibrary)
         // The relays' write ends belong to the worker alone once it has them.
         var writeEnds: [Int32] = []
         var relays: [OutputRelay] = []
@@ -83,8 +88,11 @@ struct WorkerLauncher {
             }
         }
         if settings.output == .inherit, LogLineHandler.format == .json,
-           !Self.warnedOfInheritedOutput.exchange(true, ordering: .relaxed) {
-            logger.warning("workers' output is inherited as they write it (output = \"inherit\"): with --log-format json their lines are not wrapped, so a reader cannot tell them from Baton's; set output = \"prefix\" to wrap each line as a JSON object")
+            !Self.warnedOfInheritedOutput.exchange(true, ordering: .relaxed)
+        {
+            logger.warning(
+                "workers' output is inherited as they write it (output = \"inherit\"): with --log-format json their lines are not wrapped, so a reader cannot tell them from Baton's; set output = \"prefix\" to wrap each line as a JSON object"
+            )
         }
         let pid = try ProcessSpawner.spawn(request)
         relays.forEach { $0.started(pid) }

@@ -23,8 +23,10 @@ final class NotifySocket {
     /// another user, `owner`, gets the socket file (mode 0600) so that it can send;
     /// then a sender that has exited is no longer believed, since any process of that
     /// user can reach the socket too.
-    init(address: String, owner: (uid: uid_t, gid: gid_t)? = nil,
-         deliver: @escaping @Sendable (pid_t, String) -> Void) throws(SystemError) {
+    init(
+        address: String, owner: (uid: uid_t, gid: gid_t)? = nil,
+        deliver: @escaping @Sendable (pid_t, String) -> Void
+    ) throws(SystemError) {
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .last("socket", subject: "notify socket \(address)") }
         var unixAddress = try UnixAddress(address, subject: "notify socket")

@@ -12,8 +12,10 @@ enum ReadinessProbe {
 
     /// The probe process for the worker `worker` with pid `pid`; its output is discarded
     /// into `output` (`/dev/null`).
-    static func request(_ command: String, for worker: WorkerID, pid: pid_t, settings: WorkerConfiguration,
-                        environment: [String: String], output: Int32) -> ProcessSpawner.Request {
+    static func request(
+        _ command: String, for worker: WorkerID, pid: pid_t, settings: WorkerConfiguration,
+        environment: [String: String], output: Int32
+    ) -> ProcessSpawner.Request {
         var environment = environment
         environment[WorkerContract.workerProcessID] = "\(pid)"
         environment[WorkerContract.generation] = "\(worker.generation)"

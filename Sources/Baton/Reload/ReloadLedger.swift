@@ -56,8 +56,9 @@ struct ReloadLedger<Asker> {
         var replies: [(Asker, ControlReply)] = []
         for id in ids {
             guard let (asker, wait) = askers[id] else { continue }
-            var reply = ControlReply(ok: !progress.isFinal || progress.succeeded, final: progress.isFinal,
-                                     message: progress.description)
+            var reply = ControlReply(
+                ok: !progress.isFinal || progress.succeeded, final: progress.isFinal,
+                message: progress.description)
             if case .tookOver(let generation, _) = progress { reply.generation = generation }
             if progress.isFinal && !progress.succeeded { reply.error = progress.description }
             if !wait && !progress.isFinal {

@@ -93,7 +93,8 @@ enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
             "canary: generation \(generation) starts \(workers) worker\(workers == 1 ? "" : "s") for about \(weight)% of new connections"
         case .canaryServing(let generation, let slots, let weight, let hold, let after):
             "canary: generation \(generation) (slot\(slots.count == 1 ? "" : "s") \(Self.list(slots))) takes about \(weight)% of new connections; "
-                + (hold.map { "\(after == .promote ? "promoted" : "rolled back") after \(DurationFormat.string($0))" } ?? "until batonctl promote or batonctl rollback")
+                + (hold.map { "\(after == .promote ? "promoted" : "rolled back") after \(DurationFormat.string($0))" }
+                    ?? "until batonctl promote or batonctl rollback")
         case .promoted(let generation, let strategy):
             "canary promoted: generation \(generation) replaces the other workers \(strategy == .rolling ? "rolling" : "all at once")"
         case .allAtOnceInstead(let reason): "not rolling (\(reason)): all at once instead"

@@ -67,8 +67,12 @@ extension SupervisorStateMachine {
             actions.append(.startTimer(.canaryCheck(generation: rollout.to), after: settings.canaryCheckInterval))
         }
         if case .reloading(let ids) = phase {
-            actions.append(.reportReload(ids, .canaryServing(generation: rollout.to, slots: slots, weight: canary.weight,
-                                                             hold: canary.hold, after: canary.after)))
+            actions.append(
+                .reportReload(
+                    ids,
+                    .canaryServing(
+                        generation: rollout.to, slots: slots, weight: canary.weight,
+                        hold: canary.hold, after: canary.after)))
         }
     }
 
@@ -102,9 +106,9 @@ extension SupervisorStateMachine {
     /// (the first ready one), while that canary holds and has a check.
     func canaryCheckTarget(_ number: Int) -> (worker: WorkerID, check: CanaryCheck, settings: WorkerConfiguration)? {
         guard let rollout, rollout.to == number, rollout.canary != nil, rollout.failure == nil, !rollout.canarySlots.isEmpty,
-              let generation = table.generation(number),
-              let check = generation.configuration.workers.canaryCheck,
-              let worker = rollout.canarySlots.lazy.compactMap({ generation.workers[$0] }).first(where: { $0.state == .ready })
+            let generation = table.generation(number),
+            let check = generation.configuration.workers.canaryCheck,
+            let worker = rollout.canarySlots.lazy.compactMap({ generation.workers[$0] }).first(where: { $0.state == .ready })
         else { return nil }
         return (worker.id, check, generation.configuration.workers)
     }
@@ -136,7 +140,8 @@ extension SupervisorStateMachine {
     /// the rotation and the other slots' workers start, to take over all together.
     mutating func promote(into actions: inout [SupervisorAction]) {
         guard var rollout, canaryCommandRefusal(promoting: true) == nil, rollout.failure == nil,
-              let from = table.index(of: rollout.from), let to = table.index(of: rollout.to) else { return }
+            let from = table.index(of: rollout.from), let to = table.index(of: rollout.to)
+        else { return }
         let slots = rollout.canarySlots
         actions += endCanary(&rollout)
         let configuration = table[to].configuration
@@ -158,8 +163,12 @@ extension SupervisorStateMachine {
             depart(from, slot: slot, into: &actions)
         }
         if case .reloading(let ids) = phase {
-            actions.append(.reportReload(ids, .replacedSlots(generation: rollout.to, slots: slots,
-                                                             replaced: rollout.replaced.count, of: rollout.slots)))
+            actions.append(
+                .reportReload(
+                    ids,
+                    .replacedSlots(
+                        generation: rollout.to, slots: slots,
+                        replaced: rollout.replaced.count, of: rollout.slots)))
         }
         advanceRollout(into: &actions)
     }

@@ -25,8 +25,10 @@ extension SupervisorStateMachine {
             actions.append(.signal(id, generation.configuration.workers.drainSignal))
         }
         if generation.role != .draining && generation.role != .rollingBack {
-            actions.append(.startTimer(.drainDeadline(generation: generation.number),
-                                       after: generation.configuration.workers.drainTimeout))
+            actions.append(
+                .startTimer(
+                    .drainDeadline(generation: generation.number),
+                    after: generation.configuration.workers.drainTimeout))
         }
     }
 
@@ -40,8 +42,10 @@ extension SupervisorStateMachine {
             actions += GenerationTable.cancelTimers(of: worker)
         }
         actions.append(.awaitEmptyQueues(generation: generation.number))
-        actions.append(.startTimer(.drainGrace(generation: generation.number),
-                                   after: generation.configuration.workers.drainGrace))
+        actions.append(
+            .startTimer(
+                .drainGrace(generation: generation.number),
+                after: generation.configuration.workers.drainGrace))
     }
 
     mutating func kill(_ index: Int, into actions: inout [SupervisorAction]) {
@@ -89,7 +93,8 @@ extension SupervisorStateMachine {
     /// A departing worker's slot is empty, or its grace is over: it gets the drain signal.
     mutating func drainDeparted(_ id: WorkerID, into actions: inout [SupervisorAction]) {
         guard let index = table.index(of: id), table[index].departing.contains(id),
-              table[index].retired[id]?.state == .ready else { return }
+            table[index].retired[id]?.state == .ready
+        else { return }
         actions.append(.cancelTimer(.departureGrace(id)))
         signalDrain(retired: id, at: index, into: &actions)
     }

@@ -9,14 +9,17 @@ extension SupervisorStateMachine {
             return "the worker count changes from \(old.workers.count) to \(new.workers.count)"
         }
         if old.listeners.map({ [$0.name, "\($0.address)", $0.reusePort.rawValue] })
-            != new.listeners.map({ [$0.name, "\($0.address)", $0.reusePort.rawValue] }) {
+            != new.listeners.map({ [$0.name, "\($0.address)", $0.reusePort.rawValue] })
+        {
             return "the listeners change"
         }
         return nil
     }
 
-    mutating func startRollout(_ configuration: Configuration, replacing from: Int, ids: [ReloadRequestID],
-                               canary: Canary? = nil, into actions: inout [SupervisorAction]) {
+    mutating func startRollout(
+        _ configuration: Configuration, replacing from: Int, ids: [ReloadRequestID],
+        canary: Canary? = nil, into actions: inout [SupervisorAction]
+    ) {
         let number = table[table.add(configuration)].number
         let count = configuration.workers.count
         let batch = min(configuration.workers.batch, count)
@@ -34,7 +37,8 @@ extension SupervisorStateMachine {
     /// batch once no replaced worker is left alive: at most `count + batch` workers.
     mutating func advanceRollout(into actions: inout [SupervisorAction]) {
         guard let rollout, rollout.batchSlots.isEmpty,
-              let from = table.index(of: rollout.from), let to = table.index(of: rollout.to) else { return }
+            let from = table.index(of: rollout.from), let to = table.index(of: rollout.to)
+        else { return }
         if rollout.failure == nil && rollout.replaced.count == rollout.slots {
             finishRollout(rollout, into: &actions)
             return
@@ -44,7 +48,8 @@ extension SupervisorStateMachine {
             return
         }
         guard table[from].retired.isEmpty, table[to].retired.isEmpty else { return }
-        let slots = rollout.failure == nil
+        let slots =
+            rollout.failure == nil
             ? Array((0..<rollout.slots).filter { !rollout.replaced.contains($0) }.prefix(rollout.batch))
             : Array(rollout.replaced.reversed().prefix(rollout.batch))
         startBatch(slots, into: &actions)
@@ -73,8 +78,9 @@ extension SupervisorStateMachine {
     /// slots and the workers it replaces leave.
     mutating func batchWorkerReady(_ id: WorkerID, into actions: inout [SupervisorAction]) {
         guard var rollout, rollout.starting == id.generation, rollout.batchSlots.contains(id.slot),
-              let starting = table.index(of: rollout.starting), let yielding = table.index(of: rollout.yielding),
-              rollout.batchSlots.allSatisfy({ table[starting].workers[$0]?.state == .ready }) else { return }
+            let starting = table.index(of: rollout.starting), let yielding = table.index(of: rollout.yielding),
+            rollout.batchSlots.allSatisfy({ table[starting].workers[$0]?.state == .ready })
+        else { return }
         let slots = rollout.batchSlots
         rollout.batchSlots = []
         if rollout.canary != nil, rollout.failure == nil {
@@ -92,8 +98,12 @@ extension SupervisorStateMachine {
             depart(yielding, slot: slot, into: &actions)
         }
         if rollout.failure == nil, case .reloading(let ids) = phase {
-            actions.append(.reportReload(ids, .replacedSlots(generation: rollout.to, slots: slots,
-                                                             replaced: rollout.replaced.count, of: rollout.slots)))
+            actions.append(
+                .reportReload(
+                    ids,
+                    .replacedSlots(
+                        generation: rollout.to, slots: slots,
+                        replaced: rollout.replaced.count, of: rollout.slots)))
         }
         advanceRollout(into: &actions)
     }
@@ -106,7 +116,8 @@ extension SupervisorStateMachine {
     /// worker there is ready), and the new generation's worker there leaves.
     mutating func takeBackUnready(slot: Int, into actions: inout [SupervisorAction]) {
         guard var rollout, rollout.failure != nil, rollout.batchSlots.contains(slot),
-              let to = table.index(of: rollout.to) else { return }
+            let to = table.index(of: rollout.to)
+        else { return }
         rollout.batchSlots.removeAll { $0 == slot }
         rollout.replaced.removeAll { $0 == slot }
         self.rollout = rollout
@@ -126,7 +137,9 @@ extension SupervisorStateMachine {
         if worker.state == .ready, inRotation, steer(into: &actions) {
             actions.append(.evacuate(generation: id.generation, slot: id.slot))
         }
-        let when = rollout.canarySlots.contains(id.slot) ? "while the canary held"
+        let when =
+            rollout.canarySlots.contains(id.slot)
+            ? "while the canary held"
             : worker.state == .ready && inRotation ? "after it took over" : "before it was ready"
         rolloutFailed("slot \(id.slot): worker \(id) \(exit) \(when)", into: &actions)
         removeFinishedGenerations(into: &actions)
@@ -163,7 +176,9 @@ extension SupervisorStateMachine {
             }
         }
         if case .reloading(let ids) = phase {
-            let back = rollout.replaced.isEmpty ? ""
+            let back =
+                rollout.replaced.isEmpty
+                ? ""
                 : "; slot\(rollout.replaced.count == 1 ? "" : "s") \(ReloadProgress.list(rollout.replaced)) \(rollout.replaced.count == 1 ? "goes" : "go") back to generation \(rollout.from)"
             actions.append(.reportReload(ids, .rolledBack(generation: rollout.to, reason: reason + back)))
         }

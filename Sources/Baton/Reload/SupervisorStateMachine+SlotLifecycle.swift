@@ -98,8 +98,10 @@ extension SupervisorStateMachine {
     }
 
     /// A worker taken out of its slot (stalled, or replaced by a rolling reload) exited.
-    private mutating func retiredWorkerExited(_ id: WorkerID, _ exit: WorkerExit, at index: Int,
-                                              into actions: inout [SupervisorAction]) {
+    private mutating func retiredWorkerExited(
+        _ id: WorkerID, _ exit: WorkerExit, at index: Int,
+        into actions: inout [SupervisorAction]
+    ) {
         guard let retired = table[index].retired.removeValue(forKey: id) else { return }
         if table[index].departing.remove(id) != nil {
             if retired.state == .ready {
@@ -128,8 +130,9 @@ extension SupervisorStateMachine {
     /// slot that stalls again and again cannot pile up retired workers.
     mutating func workerStalled(_ id: WorkerID, into actions: inout [SupervisorAction]) {
         guard let index = table.index(of: id), table[index].role == .serving,
-              let worker = table.worker(id), worker.state == .ready,
-              let timeout = table[index].configuration.workers.stallTimeout else { return }
+            let worker = table.worker(id), worker.state == .ready,
+            let timeout = table[index].configuration.workers.stallTimeout
+        else { return }
         _ = table.retire(slot: id.slot, at: index)
         actions.append(.cancelTimer(.healthy(id)))
         if steer(into: &actions) {
@@ -144,7 +147,8 @@ extension SupervisorStateMachine {
     /// The slot's restart delay is over: its next worker starts, if its generation still serves.
     mutating func restart(_ number: Int, slot: Int, into actions: inout [SupervisorAction]) {
         guard phase != .stopping, let index = table.index(of: number), table[index].role == .serving,
-              table[index].restarting.remove(slot) != nil else { return }
+            table[index].restarting.remove(slot) != nil
+        else { return }
         actions += table.restartWorker(slot: slot, at: index)
     }
 

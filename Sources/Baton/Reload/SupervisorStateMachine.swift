@@ -148,8 +148,10 @@ struct SupervisorStateMachine: Sendable {
 
     /// Takes over the workers a replaced Baton binary handed over, all ready, as
     /// generation `number`.
-    private mutating func resume(_ configuration: Configuration, _ number: Int, _ workers: [WorkerID],
-                                 into actions: inout [SupervisorAction]) {
+    private mutating func resume(
+        _ configuration: Configuration, _ number: Int, _ workers: [WorkerID],
+        into actions: inout [SupervisorAction]
+    ) {
         phase = .running
         var generation = Generation(number: number, configuration: configuration)
         generation.role = .serving
@@ -168,7 +170,9 @@ struct SupervisorStateMachine: Sendable {
 
     private mutating func reloadRequested(_ id: ReloadRequestID, _ options: ReloadOptions, into actions: inout [SupervisorAction]) {
         if let rollout, rollout.canary != nil, case .reloading = phase {
-            actions.append(.reportReload([id], .failed("a canary of generation \(rollout.to) holds: promote it (batonctl promote) or roll it back (batonctl rollback) first")))
+            actions.append(
+                .reportReload(
+                    [id], .failed("a canary of generation \(rollout.to) holds: promote it (batonctl promote) or roll it back (batonctl rollback) first")))
             return
         }
         switch phase {

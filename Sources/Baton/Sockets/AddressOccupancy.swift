@@ -34,7 +34,8 @@ enum AddressOccupancy {
             return []
         }
         guard let wanted = bytes(of: host, family: table.family),
-              let text = try? FileContents.read("/proc/net/\(table.name)") else { return [] }
+            let text = try? FileContents.read("/proc/net/\(table.name)")
+        else { return [] }
         var inodes: Set<String> = []
         for line in text.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ")

@@ -1,8 +1,8 @@
+import CSystemd
 // Glibc before CSystemd: <systemd/sd-daemon.h> pulls in <sys/socket.h>, and imported
 // first it would own the socket constants (SOCK_STREAM, …) in this compiler job, where
 // files that import only Glibc could then not find them.
 import Glibc
-import CSystemd
 import Logging
 
 /// The sockets systemd passed at start (`LISTEN_FDS`/`LISTEN_FDNAMES`): from socket
@@ -74,7 +74,9 @@ final class InheritedSockets {
     func closeUnclaimed(logger: Logger) -> Set<String> {
         defer { waiting = [] }
         for socket in waiting {
-            logger.warning("systemd passed fd \(socket.fd) named \(socket.name) (\(socket.identity)), but no listener is named \(socket.name); closed it (name the listener after the socket unit's FileDescriptorName=)")
+            logger.warning(
+                "systemd passed fd \(socket.fd) named \(socket.name) (\(socket.identity)), but no listener is named \(socket.name); closed it (name the listener after the socket unit's FileDescriptorName=)"
+            )
             close(socket.fd)
         }
         return Set(waiting.map(\.name))
@@ -133,7 +135,7 @@ struct SocketIdentity: CustomStringConvertible {
         guard let address else { return "is not bound" }
         switch (wanted, address) {
         case (.tcp(let host, let port), .tcp(let actualHost, let actualPort)),
-             (.udp(let host, let port), .udp(let actualHost, let actualPort)):
+            (.udp(let host, let port), .udp(let actualHost, let actualPort)):
             guard port == actualPort, IPAddress.same(host, actualHost) else { return "is \(address)" }
         case (.unix(let path), .unix(let actualPath)):
             guard path == actualPath else { return "is \(address)" }

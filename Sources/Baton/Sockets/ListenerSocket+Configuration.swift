@@ -7,8 +7,9 @@ extension ListenerSocket {
     /// then opens its new sockets beside the old one instead of closing it. `[::]` means
     /// IPv6 only; a second listener takes 0.0.0.0 if both are wanted.
     static func open(_ listener: ListenerConfiguration, backlog: Int32) throws(SystemError) -> Int32 {
-        try open(listener.address, backlog: backlog, reusePort: true, ipv6Only: true, unixMode: listener.socketMode,
-                 subject: "listener \(listener.name) \(listener.address)")
+        try open(
+            listener.address, backlog: backlog, reusePort: true, ipv6Only: true, unixMode: listener.socketMode,
+            subject: "listener \(listener.name) \(listener.address)")
     }
 
     /// The accept queue's current length and limit, for a TCP listening socket.

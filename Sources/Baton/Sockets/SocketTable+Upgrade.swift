@@ -6,8 +6,9 @@ extension SocketTable {
     /// Every socket, for the Baton that replaces this one in place.
     func handOver() -> (sockets: [UpgradeHandover.Socket], sharedInstead: [ListenerAddress], steering: [UpgradeHandover.Steering]) {
         let sockets = descriptors.map { key, fd in
-            UpgradeHandover.Socket(name: key.name, address: key.address, reusePort: key.reusePort,
-                                   slot: key.slot, generation: key.generation, fd: fd, adopted: adopted.contains(key))
+            UpgradeHandover.Socket(
+                name: key.name, address: key.address, reusePort: key.reusePort,
+                slot: key.slot, generation: key.generation, fd: fd, adopted: adopted.contains(key))
         }
         return (sockets, Array(sharedInstead), steering.handOver())
     }
@@ -18,8 +19,9 @@ extension SocketTable {
         steering.take(handover.steering ?? [])
         for socket in handover.sockets {
             _ = fcntl(socket.fd, F_SETFD, FD_CLOEXEC)
-            let key = Key(name: socket.name, address: socket.address, reusePort: socket.reusePort,
-                          slot: socket.slot, generation: socket.generation)
+            let key = Key(
+                name: socket.name, address: socket.address, reusePort: socket.reusePort,
+                slot: socket.slot, generation: socket.generation)
             descriptors[key] = socket.fd
             if socket.adopted { adopted.insert(key) }
             if socket.generation != nil, let listener = handover.configuration.listeners.first(where: { $0.address == socket.address }) {

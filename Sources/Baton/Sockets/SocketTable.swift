@@ -113,7 +113,7 @@ final class SocketTable {
                         // root): the kernel keeps reuseport groups to one user. At start
                         // the listener can still become shared; later it is an error.
                         guard error.errno == EADDRINUSE, listener.reusePort == .perWorker, inherited != nil,
-                              let first = adopted.first(where: { $0.name == listener.name && $0.address == listener.address })
+                            let first = adopted.first(where: { $0.name == listener.name && $0.address == listener.address })
                         else { throw error }
                         opened.append(try share(listener, adopted: first, reason: "a sibling socket cannot be bound (\(error))"))
                         configuration.listeners[index].reusePort = .shared
@@ -151,7 +151,8 @@ final class SocketTable {
         descriptors[sharedKey] = fd
         if adopted.remove(key) != nil { adopted.insert(sharedKey) }
         sharedInstead.insert(listener.address)
-        logger.notice("listener \(listener.name) \(listener.address) is shared by every slot: the socket systemd passed cannot have per-worker siblings, as \(reason)")
+        logger.notice(
+            "listener \(listener.name) \(listener.address) is shared by every slot: the socket systemd passed cannot have per-worker siblings, as \(reason)")
         return sharedKey
     }
 
@@ -244,9 +245,10 @@ final class SocketTable {
     func acceptCounts(generation: Int, slot: Int, configuration: Configuration) -> [(listener: String, steered: UInt64, queued: UInt32)] {
         configuration.listeners.compactMap { listener in
             guard isSteered(listener), listener.address.isStream,
-                  let fd = descriptors[Key(listener, slot: slot, generation: generation)],
-                  let steered = steering.selections(of: fd, at: listener.address),
-                  let queue = ListenerSocket.acceptQueue(fd) else { return nil }
+                let fd = descriptors[Key(listener, slot: slot, generation: generation)],
+                let steered = steering.selections(of: fd, at: listener.address),
+                let queue = ListenerSocket.acceptQueue(fd)
+            else { return nil }
             return (listener.name, steered, queue.depth)
         }
     }
@@ -267,7 +269,8 @@ final class SocketTable {
             }
         }
         for key in descriptors.keys where !needed.contains(key) {
-            logger.info("closing listener \(key.name) \(key.address)\(key.slot.map { " slot \($0)" } ?? "")\(key.generation.map { " of generation \($0)" } ?? "")")
+            logger.info(
+                "closing listener \(key.name) \(key.address)\(key.slot.map { " slot \($0)" } ?? "")\(key.generation.map { " of generation \($0)" } ?? "")")
             close(key)
         }
     }
@@ -292,7 +295,8 @@ final class SocketTable {
         let siblings = descriptors.filter { $0.key.name == key.name }
         // Never the path of a socket systemd made, nor one the fd store keeps.
         if case .unix(let path) = key.address, !wasAdopted, !(exiting && systemd.enabled),
-           !siblings.keys.contains(where: { $0.address == key.address }) {
+            !siblings.keys.contains(where: { $0.address == key.address })
+        {
             unlink(path)
         }
         guard !exiting else { return }

@@ -109,7 +109,8 @@ final class SteeringGroup {
     func steer(to sockets: [Int32]) throws(SystemError) {
         let subject = "reuseport steering"
         guard !sockets.isEmpty else {
-            throw SystemError("steer", errno: EINVAL, subject: "\(subject): an empty rotation would let the kernel pick any socket of the group; the last rotation stays")
+            throw SystemError(
+                "steer", errno: EINVAL, subject: "\(subject): an empty rotation would let the kernel pick any socket of the group; the last rotation stays")
         }
         guard sockets.count <= capacity else {
             throw SystemError("steer", errno: E2BIG, subject: "\(subject): \(sockets.count) sockets for \(capacity) entries")
@@ -125,8 +126,9 @@ final class SteeringGroup {
             }
             // An empty entry, else one whose socket is in neither rotation.
             let kept = inRotation.union(entries)
-            guard let entry = occupants.indices.first(where: { occupants[$0] == nil })
-                ?? occupants.indices.first(where: { !kept.contains(UInt32($0)) })
+            guard
+                let entry = occupants.indices.first(where: { occupants[$0] == nil })
+                    ?? occupants.indices.first(where: { !kept.contains(UInt32($0)) })
             else {
                 throw SystemError("steer", errno: ENOSPC, subject: "\(subject): the old and the new rotation need more than \(capacity) entries")
             }
@@ -135,7 +137,8 @@ final class SteeringGroup {
             }
             let error = baton_steering_place(&steering, UInt32(entry), fd)
             guard error == 0 else {
-                throw SystemError("bpf", errno: error, subject: "\(subject): placing fd \(fd) (a listening or bound SO_REUSEPORT socket, in no other steering group)")
+                throw SystemError(
+                    "bpf", errno: error, subject: "\(subject): placing fd \(fd) (a listening or bound SO_REUSEPORT socket, in no other steering group)")
             }
             occupants[entry] = cookie
             placed[cookie] = UInt32(entry)

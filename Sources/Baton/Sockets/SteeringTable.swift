@@ -44,10 +44,13 @@ final class SteeringTable {
             for group in groups.values { group.close() }
             groups = [:]
             let sysctl = (try? FileContents.read("/proc/sys/net/ipv4/tcp_migrate_req")) ?? "0"
-            let migration = sysctl.hasPrefix("1")
+            let migration =
+                sysctl.hasPrefix("1")
                 ? "net.ipv4.tcp_migrate_req=1 migrates what a closing socket holds"
                 : "a socket that closes (a slot or listener removed) resets what it holds; set net.ipv4.tcp_migrate_req=1"
-            logger.warning("steering is off (\(error)): the kernel's hash spreads new connections over every slot's socket, those of dead or draining workers included, and generations share their sockets; \(migration). \(SteeringGroup.remedy(for: error)) (Docs/steering.md)")
+            logger.warning(
+                "steering is off (\(error)): the kernel's hash spreads new connections over every slot's socket, those of dead or draining workers included, and generations share their sockets; \(migration). \(SteeringGroup.remedy(for: error)) (Docs/steering.md)"
+            )
         }
     }
 
@@ -71,9 +74,11 @@ final class SteeringTable {
             do {
                 try group.refuseNewConnections()
                 closing.insert(address)
-                logger.info("listener \(address) was removed: it takes no new connection; the replaced generation accepts what its sockets hold, then they close")
+                logger.info(
+                    "listener \(address) was removed: it takes no new connection; the replaced generation accepts what its sockets hold, then they close")
             } catch {
-                logger.error("listener \(address) was removed, but its new connections cannot be refused: \(error); what its sockets hold when they close is reset")
+                logger.error(
+                    "listener \(address) was removed, but its new connections cannot be refused: \(error); what its sockets hold when they close is reset")
             }
         }
     }
@@ -105,9 +110,10 @@ final class SteeringTable {
     func handOver() -> [UpgradeHandover.Steering] {
         groups.map { address, group in
             let handed = group.handedOver
-            return UpgradeHandover.Steering(address: address, program: handed.program, sockets: handed.sockets,
-                                            rotation: handed.rotation, count: handed.count, counters: handed.counters,
-                                            capacity: handed.capacity)
+            return UpgradeHandover.Steering(
+                address: address, program: handed.program, sockets: handed.sockets,
+                rotation: handed.rotation, count: handed.count, counters: handed.counters,
+                capacity: handed.capacity)
         }
     }
 
@@ -115,9 +121,10 @@ final class SteeringTable {
     /// their maps (SteeringGroup.init(adopting:)).
     func take(_ handedOver: [UpgradeHandover.Steering]) {
         for handed in handedOver {
-            groups[handed.address] = SteeringGroup(adopting: baton_steering(
-                program: handed.program, sockets: handed.sockets, rotation: handed.rotation, count: handed.count,
-                counters: handed.counters, capacity: handed.capacity))
+            groups[handed.address] = SteeringGroup(
+                adopting: baton_steering(
+                    program: handed.program, sockets: handed.sockets, rotation: handed.rotation, count: handed.count,
+                    counters: handed.counters, capacity: handed.capacity))
         }
     }
 }

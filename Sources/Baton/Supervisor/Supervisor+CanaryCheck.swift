@@ -12,8 +12,9 @@ extension Supervisor {
         }
         let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
         defer { close(devNull) }
-        let request = ReadinessProbe.request(check.command, for: worker, pid: pid, settings: generation.configuration.workers,
-                                             environment: launcher.environment, output: devNull)
+        let request = ReadinessProbe.request(
+            check.command, for: worker, pid: pid, settings: generation.configuration.workers,
+            environment: launcher.environment, output: devNull)
         do {
             let run = try ProcessSpawner.spawn(request)
             workers.addCanaryCheck(run, for: worker)

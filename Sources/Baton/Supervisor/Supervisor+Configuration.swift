@@ -8,12 +8,14 @@ extension Supervisor {
             do {
                 var configuration = try loaded.get()
                 guard configuration.controlSocket == controlSocket else {
-                    throw ConfigurationError(source: source.name, key: "control_socket", value: configuration.controlSocket.quoted,
-                                             problem: "the control socket cannot move at a reload; it stays at \(controlSocket.quoted) until Baton restarts")
+                    throw ConfigurationError(
+                        source: source.name, key: "control_socket", value: configuration.controlSocket.quoted,
+                        problem: "the control socket cannot move at a reload; it stays at \(controlSocket.quoted) until Baton restarts")
                 }
                 if let serving = machine.serving?.configuration, ControlAccess(configuration) != ControlAccess(serving) {
-                    throw ConfigurationError(source: source.name, key: "control_group",
-                                             problem: "who may use the control socket (control_group, control_readonly_group) cannot change at a reload; restart Baton to change it")
+                    throw ConfigurationError(
+                        source: source.name, key: "control_group",
+                        problem: "who may use the control socket (control_group, control_readonly_group) cannot change at a reload; restart Baton to change it")
                 }
                 if let scaledTo = reloads.scaledTo { configuration.workers.count = scaledTo }
                 let prepared = try sockets.prepare(options.applied(to: configuration))

@@ -37,8 +37,11 @@ extension Supervisor {
                 return
             }
             guard let rollout = machine.rollout else { return }
-            responder.send(ControlReply(ok: true, final: true, message: promoting
-                ? "promoting the canary of generation \(rollout.to)" : "rolling back the canary of generation \(rollout.to)"))
+            responder.send(
+                ControlReply(
+                    ok: true, final: true,
+                    message: promoting
+                        ? "promoting the canary of generation \(rollout.to)" : "rolling back the canary of generation \(rollout.to)"))
             feed(promoting ? .promoteRequested : .rollbackRequested)
         case .scale:
             guard let count = request.workers, Settings.workerCount.accepts(count) else {

@@ -12,7 +12,8 @@ extension Supervisor {
         }
         // Every worker thread's state is read from /proc only at what would be the last
         // look: it costs far more than the sockets' queues.
-        let settled = sockets.ownSocketsAreEmpty(generation: generation)
+        let settled =
+            sockets.ownSocketsAreEmpty(generation: generation)
             && (!settlingGenerations.isLastLook(at: generation)
                 || machine.generation(generation)?.workers.values.allSatisfy { worker in
                     workers.pid(of: worker.id).map(ProcessActivity.isWaiting) ?? true
@@ -31,7 +32,8 @@ extension Supervisor {
             settlingSlots.stop(worker)
             return
         }
-        let settled = sockets.ownSocketsAreEmpty(generation: worker.generation, slot: worker.slot)
+        let settled =
+            sockets.ownSocketsAreEmpty(generation: worker.generation, slot: worker.slot)
             && (!settlingSlots.isLastLook(at: worker) || (workers.pid(of: worker).map(ProcessActivity.isWaiting) ?? true))
         if settlingSlots.looked(at: worker, empty: settled) {
             feed(.slotQueuesEmpty(worker))
@@ -51,7 +53,9 @@ extension Supervisor {
         // listener the timeout can do nothing, which is said once per generation.
         if !serving.configuration.listeners.contains(where: sockets.isSteered), stallsUnwatchable != serving.number {
             stallsUnwatchable = serving.number
-            logger.warning("stall_timeout = \(DurationFormat.string(timeout)) does nothing for generation \(serving.number): no listener is steered (steering is off, or every listener is shared or a unix socket), and stalls are seen only through the steering program's counters (Docs/steering.md)")
+            logger.warning(
+                "stall_timeout = \(DurationFormat.string(timeout)) does nothing for generation \(serving.number): no listener is steered (steering is off, or every listener is shared or a unix socket), and stalls are seen only through the steering program's counters (Docs/steering.md)"
+            )
         }
         if !timers.isRunning(.stalls) {
             startTimer(.stalls, after: StallWatch.interval(for: timeout))
@@ -66,8 +70,11 @@ extension Supervisor {
         var stalled: [WorkerID] = []
         for worker in serving.workers.values.sorted(by: { $0.id < $1.id }) where worker.state == .ready {
             let counts = sockets.acceptCounts(generation: serving.number, slot: worker.id.slot, configuration: serving.configuration)
-            for count in counts where stalls.look(at: .init(worker: worker.id, listener: count.listener), steered: count.steered,
-                                                  queued: count.queued, now: now, timeout: timeout) {
+            for count in counts
+            where stalls.look(
+                at: .init(worker: worker.id, listener: count.listener), steered: count.steered,
+                queued: count.queued, now: now, timeout: timeout)
+            {
                 stalled.append(worker.id)
                 break
             }

@@ -89,11 +89,13 @@ extension Supervisor {
 
     func runProbe(for worker: WorkerID) {
         guard let pid = workers.pid(of: worker), let generation = machine.generation(worker.generation),
-              case .exec(let command) = generation.configuration.workers.readiness else { return }
+            case .exec(let command) = generation.configuration.workers.readiness
+        else { return }
         let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
         defer { close(devNull) }
-        let request = ReadinessProbe.request(command, for: worker, pid: pid, settings: generation.configuration.workers,
-                                             environment: launcher.environment, output: devNull)
+        let request = ReadinessProbe.request(
+            command, for: worker, pid: pid, settings: generation.configuration.workers,
+            environment: launcher.environment, output: devNull)
         do {
             workers.addProbe(try ProcessSpawner.spawn(request), for: worker)
         } catch {
@@ -111,8 +113,9 @@ extension Supervisor {
             return
         }
         guard ProcessAncestry.belongs(sender, to: entry.pid, trustingExited: entry.notifySocket?.isPrivate ?? false) else {
-            logger.warning("notification for worker \(worker) from pid \(sender), not the worker or a live descendant of it, dropped",
-                           metadata: LogMetadata.worker(worker, pid: entry.pid))
+            logger.warning(
+                "notification for worker \(worker) from pid \(sender), not the worker or a live descendant of it, dropped",
+                metadata: LogMetadata.worker(worker, pid: entry.pid))
             return
         }
         NotifyMessage(text).events(for: worker).forEach(feed)

@@ -122,8 +122,10 @@ public final class Supervisor: @unchecked Sendable {
         let notifyDirectory = try handover?.notifyDirectory ?? NotifyDirectory.make()
         self.notifyDirectory = notifyDirectory
         defer { notifyDirectory.remove() }
-        let control = try ControlServer(path: configuration.controlSocket, eventLoop: eventLoop, access: ControlAccess(configuration),
-                                        logger: logger) { [self] request, responder in
+        let control = try ControlServer(
+            path: configuration.controlSocket, eventLoop: eventLoop, access: ControlAccess(configuration),
+            logger: logger
+        ) { [self] request, responder in
             post(.control(request, responder))
         }
         defer { control.close() }
@@ -131,7 +133,8 @@ public final class Supervisor: @unchecked Sendable {
         // are of no use from here on (Capabilities).
         do {
             if let kept = try Capabilities.keepOnlyNeeded(for: configuration.workers) {
-                logger.info("workers run as \(configuration.workers.user.map(\.name) ?? "?"): Baton keeps only \(kept.joined(separator: ", ")) of root's capabilities")
+                logger.info(
+                    "workers run as \(configuration.workers.user.map(\.name) ?? "?"): Baton keeps only \(kept.joined(separator: ", ")) of root's capabilities")
             }
         } catch {
             logger.warning("\(error); it keeps them")
@@ -140,7 +143,7 @@ public final class Supervisor: @unchecked Sendable {
         let metrics = MetricsEndpoint(eventLoop: eventLoop, logger: logger) { [self] in PrometheusText.render(status()) }
         do {
             try metrics.start(configuration.metrics)
-        } catch where handover != nil {
+        } catch  where handover != nil {
             // The workers serve on: an upgrade does not fail for want of its metrics port.
             logger.error("metrics endpoint not started after the upgrade: \(error)")
         }
@@ -161,10 +164,14 @@ public final class Supervisor: @unchecked Sendable {
         var finished = eventLoop.makePromise(of: Outcome.self)
         self.finished = finished
         if let handover {
-            logger.info("baton \(getpid()) upgraded in place to \(executable); generation \(handover.generation) serves on with \(handover.workers.count) worker(s); control socket \(control.path)")
+            logger.info(
+                "baton \(getpid()) upgraded in place to \(executable); generation \(handover.generation) serves on with \(handover.workers.count) worker(s); control socket \(control.path)"
+            )
             eventLoop.execute { [self] in resume(handover) }
         } else {
-            logger.info("baton \(getpid()) starting \(configuration.workers.count) worker(s) of \(configuration.workers.command.joined(separator: " ")); control socket \(control.path)")
+            logger.info(
+                "baton \(getpid()) starting \(configuration.workers.count) worker(s) of \(configuration.workers.command.joined(separator: " ")); control socket \(control.path)"
+            )
             eventLoop.execute { [self] in feed(.start(configuration)) }
         }
         // After the workers are known: a child that exited meanwhile is reaped as theirs.
@@ -177,13 +184,14 @@ public final class Supervisor: @unchecked Sendable {
                 return code
             case .upgrade(let handover):
                 let error = InPlaceUpgrade.execute(executable, handover)
-                finished = try mainThread.serve(until: eventLoop.submit { [self] in
-                    upgradeError = "\(error)"
-                    logger.error("upgrade failed, this Baton carries on: \(error)")
-                    let next = eventLoop.makePromise(of: Outcome.self)
-                    self.finished = next
-                    return next
-                })
+                finished = try mainThread.serve(
+                    until: eventLoop.submit { [self] in
+                        upgradeError = "\(error)"
+                        logger.error("upgrade failed, this Baton carries on: \(error)")
+                        let next = eventLoop.makePromise(of: Outcome.self)
+                        self.finished = next
+                        return next
+                    })
             }
         }
     }

@@ -9,8 +9,10 @@ struct TimerSchedule<Key: Hashable & Sendable> {
 
     /// Starts (or restarts) the timer `key`; when it fires, `fire` gets the key and a
     /// token for ``take(_:token:)``.
-    mutating func start(_ key: Key, after delay: Duration, on eventLoop: EventLoop,
-                        fire: @escaping @Sendable (Key, UInt64) -> Void) {
+    mutating func start(
+        _ key: Key, after delay: Duration, on eventLoop: EventLoop,
+        fire: @escaping @Sendable (Key, UInt64) -> Void
+    ) {
         timers[key]?.scheduled.cancel()
         nextToken += 1
         let token = nextToken

@@ -18,7 +18,8 @@ enum InPlaceUpgrade {
     private static func inheritableDescriptors() -> [Int32] {
         var systemdRange: Range<Int32> = 0..<0
         if let pid = getenv(WorkerContract.Systemd.processID).flatMap({ pid_t(String(cString: $0)) }), pid == getpid(),
-           let count = getenv(WorkerContract.Systemd.descriptorCount).flatMap({ Int32(String(cString: $0)) }) {
+            let count = getenv(WorkerContract.Systemd.descriptorCount).flatMap({ Int32(String(cString: $0)) })
+        {
             systemdRange = WorkerContract.firstListenerDescriptor..<(WorkerContract.firstListenerDescriptor + count)
         }
         guard let directory = opendir("/proc/self/fd") else { return [] }

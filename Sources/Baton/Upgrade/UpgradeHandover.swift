@@ -1,9 +1,10 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Glibc
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// What a Baton hands to the new binary it executes in its own place (`batonctl
 /// upgrade`): the serving generation, its workers (still this process's children, as
@@ -59,10 +60,12 @@ struct UpgradeHandover: Codable {
     static let variable = "BATON_UPGRADE_HANDOVER"
 
     /// What Baton hands over of the generation `serving`, whose workers' pids are in `workers`.
-    init(_ serving: SupervisorStateMachine.Generation, workers: WorkerTable,
-         sockets: (sockets: [Socket], sharedInstead: [ListenerAddress], steering: [Steering]),
-         descriptorsFromParent: [Int32], scaledTo: Int?, upgrades: Int, notifyDirectory: NotifyDirectory?,
-         reloadStatistics: StatusReport.ReloadStatistics? = nil) {
+    init(
+        _ serving: SupervisorStateMachine.Generation, workers: WorkerTable,
+        sockets: (sockets: [Socket], sharedInstead: [ListenerAddress], steering: [Steering]),
+        descriptorsFromParent: [Int32], scaledTo: Int?, upgrades: Int, notifyDirectory: NotifyDirectory?,
+        reloadStatistics: StatusReport.ReloadStatistics? = nil
+    ) {
         configuration = serving.configuration
         generation = serving.number
         self.workers = serving.workers.values.sorted { $0.id < $1.id }.compactMap { worker in

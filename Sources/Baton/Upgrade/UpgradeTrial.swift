@@ -13,7 +13,7 @@ import NIOCore
 /// ``deadline``, touching nothing (no socket, no directory, no worker). Only then does
 /// Baton execute it in its own place. A binary that exits, crashes, hangs or says
 /// nothing fails the upgrade with what it did, and this Baton carries on.
-public final class UpgradeTrial: @unchecked Sendable { // owned by the event loop
+public final class UpgradeTrial: @unchecked Sendable {  // owned by the event loop
     /// Set in the trial's environment: read the handover, answer, exit.
     static let variable = "BATON_UPGRADE_TRIAL"
     /// The line a new binary that read the handover writes on its standard output.

@@ -15,13 +15,15 @@ public enum ControlClient {
         let me = "uid \(geteuid())\(userName(geteuid()).map { " (\($0))" } ?? "")"
         guard stat(path, &info) == 0 else {
             let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-            return "permission denied: \(me) cannot reach the socket through its directory \(directory.isEmpty ? "/" : directory); ask the administrator for access to that directory"
+            return
+                "permission denied: \(me) cannot reach the socket through its directory \(directory.isEmpty ? "/" : directory); ask the administrator for access to that directory"
         }
         let owner = userName(info.st_uid) ?? "uid \(info.st_uid)"
         let group = groupName(info.st_gid) ?? "gid \(info.st_gid)"
         let mode = "0" + String(info.st_mode & 0o777, radix: 8)
         let whom = info.st_uid == 0 ? "root" : "\(owner) or root"
-        let advice = info.st_mode & 0o060 == 0o060
+        let advice =
+            info.st_mode & 0o060 == 0o060
             ? "ask to be added to group \(group) (Baton's control_group) or to a group the socket's ACL admits (getfacl \(path); Baton's control_readonly_group, for status only), or run batonctl as \(whom)"
             : "only \(whom == "root" ? "root" : "\(owner) and root") may use it; ask for Baton's control_group (reload, scale, status) or control_readonly_group (status) to include you, or run batonctl as \(whom)"
         return "permission denied: the socket is owned by \(owner), group \(group), mode \(mode), and \(me) may not connect; \(advice)"
@@ -57,8 +59,9 @@ public enum ControlClient {
         guard fd >= 0 else { throw ControlClientError(path: path, .last("socket")) }
         defer { close(fd) }
         let timeout = timeout ?? defaultTimeout(for: request)
-        var limit = timeval(tv_sec: Int(timeout.components.seconds),
-                            tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
+        var limit = timeval(
+            tv_sec: Int(timeout.components.seconds),
+            tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
         for option in [SO_RCVTIMEO, SO_SNDTIMEO] {
             guard setsockopt(fd, SOL_SOCKET, option, &limit, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
                 throw ControlClientError(path: path, .last("setsockopt"))

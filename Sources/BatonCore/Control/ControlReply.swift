@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// One line of Baton's answer.
@@ -18,8 +18,10 @@ public struct ControlReply: Codable, Sendable, Equatable {
     /// For `status`: the whole status.
     public var status: StatusReport?
 
-    public init(ok: Bool, final: Bool, message: String? = nil, error: String? = nil,
-                generation: Int? = nil, status: StatusReport? = nil) {
+    public init(
+        ok: Bool, final: Bool, message: String? = nil, error: String? = nil,
+        generation: Int? = nil, status: StatusReport? = nil
+    ) {
         self.ok = ok
         self.final = final
         self.message = message

@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// The control protocol, spoken over Baton's unix control socket: one JSON object
@@ -33,8 +33,10 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     /// For `reload` with `canary` and `hold`: `promote` or `rollback` at the end of the hold.
     public var after: String?
 
-    public init(command: Command, wait: Bool? = nil, workers: Int? = nil, strategy: String? = nil, batch: Int? = nil,
-                canary: Int? = nil, weight: Int? = nil, hold: String? = nil, after: String? = nil) {
+    public init(
+        command: Command, wait: Bool? = nil, workers: Int? = nil, strategy: String? = nil, batch: Int? = nil,
+        canary: Int? = nil, weight: Int? = nil, hold: String? = nil, after: String? = nil
+    ) {
         self.command = command
         self.wait = wait
         self.workers = workers

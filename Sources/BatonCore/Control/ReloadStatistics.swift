@@ -8,8 +8,10 @@ extension StatusReport {
         public var failed: Int
         public var durations: Histogram
 
-        public init(tookOver: Int = 0, rolledBack: Int = 0, failed: Int = 0,
-                    durations: Histogram = Histogram(bounds: Self.durationBounds)) {
+        public init(
+            tookOver: Int = 0, rolledBack: Int = 0, failed: Int = 0,
+            durations: Histogram = Histogram(bounds: Self.durationBounds)
+        ) {
             self.tookOver = tookOver
             self.rolledBack = rolledBack
             self.failed = failed

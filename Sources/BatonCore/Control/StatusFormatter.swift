@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// `batonctl status` output: a table for people, JSON for programs.
@@ -25,9 +25,11 @@ public enum StatusFormatter {
             let slots = { (slots: [Int]) in slots.isEmpty ? "none" : slots.map(String.init).joined(separator: ", ") }
             if let canary = rollout.canary {
                 let state = canary.slots.isEmpty ? "starting \(canary.workers) worker(s)" : "slots \(slots(canary.slots))"
-                let hold = canary.holdLeft.map { "; \(Int($0.rounded()))s left in the hold, then \(canary.after ?? "nothing")" }
+                let hold =
+                    canary.holdLeft.map { "; \(Int($0.rounded()))s left in the hold, then \(canary.after ?? "nothing")" }
                     ?? "; holds until batonctl promote or batonctl rollback"
-                text += "canary: generation \(rollout.to) (\(state)) takes about \(canary.weight)% of new connections beside generation \(rollout.from)\(hold)\n"
+                text +=
+                    "canary: generation \(rollout.to) (\(state)) takes about \(canary.weight)% of new connections beside generation \(rollout.from)\(hold)\n"
                 if let connections = canary.connections {
                     let shares = connections.map { count in
                         let percent = (count.share * 1000).rounded() / 10
@@ -36,9 +38,11 @@ public enum StatusFormatter {
                     text += "new connections since the canary took its share: \(shares.joined(separator: ", "))\n"
                 }
             } else if let reason = rollout.rollingBack {
-                text += "rolling back: generation \(rollout.to) failed (\(reason)); slots still to give back to generation \(rollout.from): \(slots(rollout.replacedSlots)); starting again: \(slots(rollout.batchSlots))\n"
+                text +=
+                    "rolling back: generation \(rollout.to) failed (\(reason)); slots still to give back to generation \(rollout.from): \(slots(rollout.replacedSlots)); starting again: \(slots(rollout.batchSlots))\n"
             } else {
-                text += "rolling: generation \(rollout.to) replaces generation \(rollout.from), \(rollout.batch) slot(s) at a time; replaced: \(slots(rollout.replacedSlots)); starting: \(slots(rollout.batchSlots))\n"
+                text +=
+                    "rolling: generation \(rollout.to) replaces generation \(rollout.from), \(rollout.batch) slot(s) at a time; replaced: \(slots(rollout.replacedSlots)); starting: \(slots(rollout.batchSlots))\n"
             }
         }
         if status.pendingReloads > 0 {
@@ -57,8 +61,10 @@ public enum StatusFormatter {
             }
             for slot in generation.restartingSlots {
                 let looping = generation.crashLoopingSlots.contains(slot)
-                rows.append(["\(generation.number)", generation.role.rawValue, "\(slot)", "-",
-                             looping ? "crash-looping" : "restarting", "", "", ""])
+                rows.append([
+                    "\(generation.number)", generation.role.rawValue, "\(slot)", "-",
+                    looping ? "crash-looping" : "restarting", "", "", "",
+                ])
             }
         }
         text += "\n" + columns(rows)

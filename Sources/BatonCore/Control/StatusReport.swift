@@ -25,10 +25,12 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// The rolling reload under way (forward, or back after a failed batch); nil when none is.
     public var rollout: RolloutStatus?
 
-    public init(pid: Int32, phase: Phase, configuration: String, command: [String],
-                generations: [GenerationStatus], listeners: [ListenerStatus], reloads: [ReloadRecord],
-                pendingReloads: Int, scaledTo: Int? = nil, upgrades: Int? = nil, upgradeError: String? = nil,
-                reloadStatistics: ReloadStatistics? = nil) {
+    public init(
+        pid: Int32, phase: Phase, configuration: String, command: [String],
+        generations: [GenerationStatus], listeners: [ListenerStatus], reloads: [ReloadRecord],
+        pendingReloads: Int, scaledTo: Int? = nil, upgrades: Int? = nil, upgradeError: String? = nil,
+        reloadStatistics: ReloadStatistics? = nil
+    ) {
         self.pid = pid
         self.phase = phase
         self.configuration = configuration
@@ -147,8 +149,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
         /// steering program has given the socket, migrated ones included.
         public var steered: UInt64?
 
-        public init(slot: Int?, generation: Int? = nil, inRotation: Bool? = nil, queued: UInt32? = nil, backlog: UInt32? = nil,
-                    steered: UInt64? = nil) {
+        public init(
+            slot: Int?, generation: Int? = nil, inRotation: Bool? = nil, queued: UInt32? = nil, backlog: UInt32? = nil,
+            steered: UInt64? = nil
+        ) {
             self.slot = slot
             self.generation = generation
             self.inRotation = inRotation
@@ -219,8 +223,10 @@ extension StatusReport {
             /// nil while the canary starts, or without steering.
             public var connections: [GenerationConnections]?
 
-            public init(workers: Int, weight: Int, slots: [Int], holdLeft: Double? = nil, after: String? = nil,
-                        connections: [GenerationConnections]? = nil) {
+            public init(
+                workers: Int, weight: Int, slots: [Int], holdLeft: Double? = nil, after: String? = nil,
+                connections: [GenerationConnections]? = nil
+            ) {
                 self.workers = workers
                 self.weight = weight
                 self.slots = slots
@@ -247,14 +253,17 @@ extension StatusReport {
             public static func shares(_ counts: [(generation: Int, connections: UInt64)]) -> [GenerationConnections] {
                 let total = counts.reduce(0) { $0 + $1.connections }
                 return counts.map {
-                    GenerationConnections(generation: $0.generation, connections: $0.connections,
-                                          share: total == 0 ? 0 : Double($0.connections) / Double(total))
+                    GenerationConnections(
+                        generation: $0.generation, connections: $0.connections,
+                        share: total == 0 ? 0 : Double($0.connections) / Double(total))
                 }
             }
         }
 
-        public init(from: Int, to: Int, batch: Int, replacedSlots: [Int], batchSlots: [Int], rollingBack: String? = nil,
-                    canary: CanaryStatus? = nil) {
+        public init(
+            from: Int, to: Int, batch: Int, replacedSlots: [Int], batchSlots: [Int], rollingBack: String? = nil,
+            canary: CanaryStatus? = nil
+        ) {
             self.from = from
             self.to = to
             self.batch = batch

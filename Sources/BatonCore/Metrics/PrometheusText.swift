@@ -31,30 +31,38 @@ public enum PrometheusText {
     // MARK: - Phase and generations
 
     static func phase(_ status: StatusReport) -> MetricFamily {
-        MetricFamily("baton_phase", .gauge, help: "1 for the phase Baton is in", samples: StatusReport.Phase.allCases.map {
-            Sample(["phase": $0.rawValue], $0 == status.phase ? 1 : 0)
-        })
+        MetricFamily(
+            "baton_phase", .gauge, help: "1 for the phase Baton is in",
+            samples: StatusReport.Phase.allCases.map {
+                Sample(["phase": $0.rawValue], $0 == status.phase ? 1 : 0)
+            })
     }
 
     static func servingGeneration(_ status: StatusReport) -> MetricFamily {
         let serving = status.generations.last { $0.role == .serving }
-        return MetricFamily("baton_serving_generation", .gauge, help: "The number of the generation that serves",
-                            samples: serving.map { [Sample([:], Double($0.number))] } ?? [])
+        return MetricFamily(
+            "baton_serving_generation", .gauge, help: "The number of the generation that serves",
+            samples: serving.map { [Sample([:], Double($0.number))] } ?? [])
     }
 
     static func generations(_ status: StatusReport) -> MetricFamily {
-        MetricFamily("baton_generation", .gauge, help: "Alive generations and their role", samples: status.generations.map {
-            Sample(["generation": "\($0.number)", "role": $0.role.rawValue], 1)
-        })
+        MetricFamily(
+            "baton_generation", .gauge, help: "Alive generations and their role",
+            samples: status.generations.map {
+                Sample(["generation": "\($0.number)", "role": $0.role.rawValue], 1)
+            })
     }
 
     static func workers(_ status: StatusReport) -> MetricFamily {
-        MetricFamily("baton_workers", .gauge, help: "Workers by generation and state", samples: status.generations.flatMap { generation in
-            StatusReport.WorkerStatus.State.allCases.map { state in
-                Sample(["generation": "\(generation.number)", "state": state.rawValue],
-                       Double(generation.workers.count { $0.state == state }))
-            }
-        })
+        MetricFamily(
+            "baton_workers", .gauge, help: "Workers by generation and state",
+            samples: status.generations.flatMap { generation in
+                StatusReport.WorkerStatus.State.allCases.map { state in
+                    Sample(
+                        ["generation": "\(generation.number)", "state": state.rawValue],
+                        Double(generation.workers.count { $0.state == state }))
+                }
+            })
     }
 
     static func slotsRestarting(_ status: StatusReport) -> MetricFamily {
@@ -75,11 +83,15 @@ public enum PrometheusText {
         }
     }
 
-    private static func perGeneration(_ status: StatusReport, _ name: String, help: String,
-                                      _ value: (StatusReport.GenerationStatus) -> Int) -> MetricFamily {
-        MetricFamily(name, .gauge, help: help, samples: status.generations.map {
-            Sample(["generation": "\($0.number)"], Double(value($0)))
-        })
+    private static func perGeneration(
+        _ status: StatusReport, _ name: String, help: String,
+        _ value: (StatusReport.GenerationStatus) -> Int
+    ) -> MetricFamily {
+        MetricFamily(
+            name, .gauge, help: help,
+            samples: status.generations.map {
+                Sample(["generation": "\($0.number)"], Double(value($0)))
+            })
     }
 
     // MARK: - Listeners
@@ -99,32 +111,42 @@ public enum PrometheusText {
     }
 
     static func socketSteered(_ status: StatusReport) -> MetricFamily {
-        perSocket(status, "baton_socket_steered_total", .counter,
-                  help: "New connections (datagrams for UDP) the steering program gave the socket") { $0.steered.map { Double($0) } }
+        perSocket(
+            status, "baton_socket_steered_total", .counter,
+            help: "New connections (datagrams for UDP) the steering program gave the socket"
+        ) { $0.steered.map { Double($0) } }
     }
 
     /// One sample per socket that has a value: labelled by listener, slot (`shared` for
     /// a socket every slot uses) and generation (`shared` for a socket generations share).
-    private static func perSocket(_ status: StatusReport, _ name: String, _ kind: MetricFamily.Kind = .gauge, help: String,
-                                  _ value: (StatusReport.SocketStatus) -> Double?) -> MetricFamily {
-        MetricFamily(name, kind, help: help, samples: status.listeners.flatMap { listener in
-            listener.sockets.compactMap { socket in
-                value(socket).map {
-                    Sample(["listener": listener.name, "slot": socket.slot.map { "\($0)" } ?? "shared",
-                            "generation": socket.generation.map { "\($0)" } ?? "shared"], $0)
+    private static func perSocket(
+        _ status: StatusReport, _ name: String, _ kind: MetricFamily.Kind = .gauge, help: String,
+        _ value: (StatusReport.SocketStatus) -> Double?
+    ) -> MetricFamily {
+        MetricFamily(
+            name, kind, help: help,
+            samples: status.listeners.flatMap { listener in
+                listener.sockets.compactMap { socket in
+                    value(socket).map {
+                        Sample(
+                            [
+                                "listener": listener.name, "slot": socket.slot.map { "\($0)" } ?? "shared",
+                                "generation": socket.generation.map { "\($0)" } ?? "shared",
+                            ], $0)
+                    }
                 }
-            }
-        })
+            })
     }
 
     // MARK: - Reloads
 
     static func reloads(_ status: StatusReport) -> MetricFamily {
         let finished = StatusReport.ReloadRecord.Outcome.allCases.filter { $0 != .running }
-        return MetricFamily("baton_reloads_total", .counter, help: "Reloads finished since Baton started, by result",
-                            samples: status.reloadStatistics.map { statistics in
-            finished.map { Sample(["result": $0.rawValue], Double(statistics[$0])) }
-        } ?? [])
+        return MetricFamily(
+            "baton_reloads_total", .counter, help: "Reloads finished since Baton started, by result",
+            samples: status.reloadStatistics.map { statistics in
+                finished.map { Sample(["result": $0.rawValue], Double(statistics[$0])) }
+            } ?? [])
     }
 
     static func reloadDuration(_ status: StatusReport) -> MetricFamily {
@@ -140,67 +162,79 @@ public enum PrometheusText {
         }
         samples.append(Sample(suffix: "_sum", [:], histogram.sum))
         samples.append(Sample(suffix: "_count", [:], Double(cumulative)))
-        return MetricFamily("baton_reload_duration_seconds", .histogram,
-                            help: "How long finished reloads took, from reading the configuration to the outcome",
-                            samples: samples)
+        return MetricFamily(
+            "baton_reload_duration_seconds", .histogram,
+            help: "How long finished reloads took, from reading the configuration to the outcome",
+            samples: samples)
     }
 
     static func recentReloads(_ status: StatusReport) -> MetricFamily {
-        MetricFamily("baton_recent_reloads", .gauge, help: "Reloads in Baton's recent history, by result",
-                     samples: StatusReport.ReloadRecord.Outcome.allCases.map { result in
-            Sample(["result": result.rawValue], Double(status.reloads.count { $0.result == result }))
-        })
+        MetricFamily(
+            "baton_recent_reloads", .gauge, help: "Reloads in Baton's recent history, by result",
+            samples: StatusReport.ReloadRecord.Outcome.allCases.map { result in
+                Sample(["result": result.rawValue], Double(status.reloads.count { $0.result == result }))
+            })
     }
 
     static func pendingReloads(_ status: StatusReport) -> MetricFamily {
-        MetricFamily("baton_pending_reloads", .gauge, help: "Reloads waiting for the current one",
-                     samples: [Sample([:], Double(status.pendingReloads))])
+        MetricFamily(
+            "baton_pending_reloads", .gauge, help: "Reloads waiting for the current one",
+            samples: [Sample([:], Double(status.pendingReloads))])
     }
 
     static func upgrades(_ status: StatusReport) -> MetricFamily {
-        MetricFamily("baton_upgrades", .gauge, help: "In-place upgrades of Baton's own binary",
-                     samples: [Sample([:], Double(status.upgrades ?? 0))])
+        MetricFamily(
+            "baton_upgrades", .gauge, help: "In-place upgrades of Baton's own binary",
+            samples: [Sample([:], Double(status.upgrades ?? 0))])
     }
 
     static func droppedOutputBytes(_ status: StatusReport) -> MetricFamily {
-        MetricFamily("baton_dropped_output_bytes", .gauge,
-                     help: "Bytes of worker output dropped because Baton's own output was not read fast enough",
-                     samples: status.droppedOutputBytes.map { [Sample([:], Double($0))] } ?? [])
+        MetricFamily(
+            "baton_dropped_output_bytes", .gauge,
+            help: "Bytes of worker output dropped because Baton's own output was not read fast enough",
+            samples: status.droppedOutputBytes.map { [Sample([:], Double($0))] } ?? [])
     }
 
     // MARK: - Rollouts
 
     static func rolloutReplacedSlots(_ status: StatusReport) -> MetricFamily {
-        MetricFamily("baton_rollout_replaced_slots", .gauge,
-                     help: "A rolling reload under way: slots whose new worker serves instead of the old one",
-                     samples: status.rollout.map { rollout in
-                         [Sample(["from": "\(rollout.from)", "to": "\(rollout.to)", "direction": rollout.rollingBack == nil ? "forward" : "back"],
-                                 Double(rollout.replacedSlots.count))]
-                     } ?? [])
+        MetricFamily(
+            "baton_rollout_replaced_slots", .gauge,
+            help: "A rolling reload under way: slots whose new worker serves instead of the old one",
+            samples: status.rollout.map { rollout in
+                [
+                    Sample(
+                        ["from": "\(rollout.from)", "to": "\(rollout.to)", "direction": rollout.rollingBack == nil ? "forward" : "back"],
+                        Double(rollout.replacedSlots.count))
+                ]
+            } ?? [])
     }
 
     static func canaryWeight(_ status: StatusReport) -> MetricFamily {
-        MetricFamily("baton_canary_weight_percent", .gauge,
-                     help: "A canary that holds: its share of new connections, in percent",
-                     samples: status.rollout.flatMap { rollout in
-                         rollout.canary.map { [Sample(["generation": "\(rollout.to)"], Double($0.weight))] }
-                     } ?? [])
+        MetricFamily(
+            "baton_canary_weight_percent", .gauge,
+            help: "A canary that holds: its share of new connections, in percent",
+            samples: status.rollout.flatMap { rollout in
+                rollout.canary.map { [Sample(["generation": "\(rollout.to)"], Double($0.weight))] }
+            } ?? [])
     }
 
     static func canaryHoldLeft(_ status: StatusReport) -> MetricFamily {
-        MetricFamily("baton_canary_hold_seconds_left", .gauge,
-                     help: "A canary that holds: seconds until it is promoted or rolled back by itself",
-                     samples: status.rollout.flatMap { rollout in
-                         rollout.canary?.holdLeft.map { [Sample(["generation": "\(rollout.to)"], $0)] }
-                     } ?? [])
+        MetricFamily(
+            "baton_canary_hold_seconds_left", .gauge,
+            help: "A canary that holds: seconds until it is promoted or rolled back by itself",
+            samples: status.rollout.flatMap { rollout in
+                rollout.canary?.holdLeft.map { [Sample(["generation": "\(rollout.to)"], $0)] }
+            } ?? [])
     }
 
     static func canaryConnectionShare(_ status: StatusReport) -> MetricFamily {
-        MetricFamily("baton_canary_connections_share", .gauge,
-                     help: "A canary that holds: each generation's share (0 to 1) of the new connections the steering program gave out since the canary took its share",
-                     samples: status.rollout?.canary?.connections.map { counts in
-                         counts.map { Sample(["generation": "\($0.generation)"], $0.share) }
-                     } ?? [])
+        MetricFamily(
+            "baton_canary_connections_share", .gauge,
+            help: "A canary that holds: each generation's share (0 to 1) of the new connections the steering program gave out since the canary took its share",
+            samples: status.rollout?.canary?.connections.map { counts in
+                counts.map { Sample(["generation": "\($0.generation)"], $0.share) }
+            } ?? [])
     }
 
     // MARK: - The text format

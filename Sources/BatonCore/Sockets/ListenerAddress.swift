@@ -34,7 +34,8 @@ public enum ListenerAddress: Hashable, Sendable, Codable, CustomStringConvertibl
         let portText: Substring
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]"),
-                  text[text.index(after: close)...].hasPrefix(":") else {
+                text[text.index(after: close)...].hasPrefix(":")
+            else {
                 throw FormatError("expected [IPv6]:port")
             }
             host = text[text.index(after: text.startIndex)..<close]

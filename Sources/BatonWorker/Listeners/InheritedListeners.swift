@@ -103,7 +103,8 @@ public struct InheritedListeners: Sendable, Equatable {
         var entries: [Entry] = []
         for item in text.split(separator: ";") {
             guard let equals = item.lastIndex(of: "="), let fd = Int32(item[item.index(after: equals)...]), fd >= 0,
-                  equals != item.startIndex else {
+                equals != item.startIndex
+            else {
                 throw BatonWorkerError(
                     .malformedVariable,
                     "SERVER_STARTER_PORT entry '\(item)' is not ADDRESS=DESCRIPTOR"

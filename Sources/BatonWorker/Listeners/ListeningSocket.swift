@@ -14,14 +14,16 @@ public enum ListeningSocket {
         }
         do {
             // IPV6_V6ONLY stays as the system sets it: a standalone worker on [::] takes IPv4 too.
-            return try ListenerSocket.open(address.address, backlog: backlog ?? maximumBacklog, reusePort: reusePort,
-                                           ipv6Only: false, subject: "\(address)")
+            return try ListenerSocket.open(
+                address.address, backlog: backlog ?? maximumBacklog, reusePort: reusePort,
+                ipv6Only: false, subject: "\(address)")
         } catch {
-            let preposition = switch error.call {
-            case "bind": "to"
-            case "listen": "on"
-            default: "for"
-            }
+            let preposition =
+                switch error.call {
+                case "bind": "to"
+                case "listen": "on"
+                default: "for"
+                }
             throw systemError("\(error.call)() \(preposition) \(error.subject ?? "\(address)")", error.errno)
         }
     }

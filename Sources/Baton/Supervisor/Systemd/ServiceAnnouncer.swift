@@ -45,8 +45,9 @@ struct ServiceAnnouncer {
             }
             systemd.send("STATUS=\(statusLine())")
         case .workerStalled(let worker, let timeout, let restartAfter):
-            logger.warning("worker \(worker) accepted no connection for \(DurationFormat.string(timeout)) while its sockets held some: it leaves the rotation and its slot, what it holds goes to the other slots, it is told to drain (and killed at its drain timeout); its slot restarts in \(DurationFormat.string(restartAfter))",
-                           metadata: LogMetadata.worker(worker, pid: pid))
+            logger.warning(
+                "worker \(worker) accepted no connection for \(DurationFormat.string(timeout)) while its sockets held some: it leaves the rotation and its slot, what it holds goes to the other slots, it is told to drain (and killed at its drain timeout); its slot restarts in \(DurationFormat.string(restartAfter))",
+                metadata: LogMetadata.worker(worker, pid: pid))
             systemd.send("STATUS=\(statusLine())")
         case .generationGone(let generation):
             logger.info("generation \(generation) has exited", metadata: LogMetadata.generation(generation))

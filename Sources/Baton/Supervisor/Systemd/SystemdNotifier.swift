@@ -1,9 +1,9 @@
+import CBatonShim
+import CSystemd
 // Glibc before CSystemd: <systemd/sd-daemon.h> pulls in <sys/socket.h>, and imported
 // first it would own the socket constants (SOCK_STREAM, …) in this compiler job, where
 // files that import only Glibc could then not find them.
 import Glibc
-import CBatonShim
-import CSystemd
 
 /// Baton's own notifications to systemd when it runs as a `Type=notify` service.
 /// Without `NOTIFY_SOCKET` every call does nothing.
