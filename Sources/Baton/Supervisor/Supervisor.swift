@@ -1,6 +1,7 @@
 import CBatonShim
 import Glibc
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -183,7 +184,21 @@ public final class Supervisor: @unchecked Sendable {
                 try mainThread.serve(until: eventLoop.submit { [self] in timers.cancelAll() })
                 return code
             case .upgrade(let handover):
+                // The event loop, which accepts control and /metrics connections (SwiftNIO
+                // accepts without SOCK_CLOEXEC), waits while this thread executes: a
+                // connection accepted meanwhile would outlive the execve unanswered.
+                let parked = ConditionLock(value: 0)
+                eventLoop.execute {
+                    parked.lock()
+                    parked.unlock(withValue: 1)
+                    parked.lock(whenValue: 2)
+                    parked.unlock()
+                }
+                parked.lock(whenValue: 1)
+                parked.unlock()
                 let error = InPlaceUpgrade.execute(executable, handover)
+                parked.lock()
+                parked.unlock(withValue: 2)
                 finished = try mainThread.serve(
                     until: eventLoop.submit { [self] in
                         upgradeError = "\(error)"
