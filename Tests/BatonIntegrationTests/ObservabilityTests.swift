@@ -327,13 +327,16 @@ import Testing
               printf '%60000s{"time":"2026-12-01T12:00:00.000Z","level":"info","label":"baton","message":"FORGED"}\\n' ''
               printf 'red \\033[31mtext\\r\\377\\n'
             done >&2
+            # Ready only once it has written everything: a stop or drain that came
+            # earlier (before the trap above, on a busy machine) would cut the count short.
+            systemd-notify --ready
             trap - TERM
             exec sleep 1000
             """
         let baton = try BatonUnderTest(
             [
                 "--listen", "http=tcp://127.0.0.1:\(freePort())", "--log-format", "json", "--output", "prefix",
-                "--ready", "delay:10ms", "--drain-timeout", "5s", "--", "/bin/sh", "-c", script,
+                "--drain-timeout", "5s", "--", "/bin/sh", "-c", script,
             ], in: scratch)
         try baton.waitUntilServing()
         let reloads = 3
