@@ -158,18 +158,6 @@ extension SupervisorStateMachine {
         }
         rollout.replaced = slots
         self.rollout = rollout
-        steer(into: &actions)
-        for slot in slots {
-            depart(from, slot: slot, into: &actions)
-        }
-        if case .reloading(let ids) = phase {
-            actions.append(
-                .reportReload(
-                    ids,
-                    .replacedSlots(
-                        generation: rollout.to, slots: slots,
-                        replaced: rollout.replaced.count, of: rollout.slots)))
-        }
-        advanceRollout(into: &actions)
+        handOver(slots, from: from, into: &actions)
     }
 }

@@ -93,11 +93,17 @@ extension SupervisorStateMachine {
             rollout.replaced.removeAll { slots.contains($0) }
         }
         self.rollout = rollout
+        handOver(slots, from: yielding, into: &actions)
+    }
+
+    /// The slots' sockets of the starting side take their place in the rotation, the
+    /// workers of generation index `yielding` there leave, and the rollout goes on.
+    mutating func handOver(_ slots: [Int], from yielding: Int, into actions: inout [SupervisorAction]) {
         steer(into: &actions)
         for slot in slots {
             depart(yielding, slot: slot, into: &actions)
         }
-        if rollout.failure == nil, case .reloading(let ids) = phase {
+        if let rollout, rollout.failure == nil, case .reloading(let ids) = phase {
             actions.append(
                 .reportReload(
                     ids,
