@@ -44,9 +44,13 @@ struct ReloadLedger<Asker> {
             case .tookOver(let generation, _):
                 entries[index].record.result = .tookOver
                 entries[index].record.generation = generation
-            case .rolledBack(let generation, _):
+            case .rolledBack(let generation, let reason):
                 entries[index].record.result = .rolledBack
                 entries[index].record.generation = generation
+                entries[index].record.reason = reason
+            case .failed(let reason):
+                entries[index].record.result = .failed
+                entries[index].record.reason = reason
             default:
                 entries[index].record.result = .failed
             }
