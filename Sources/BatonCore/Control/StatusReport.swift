@@ -198,6 +198,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
             case tookOver = "took-over"
             /// The new generation failed; the previous one serves on.
             case rolledBack = "rolled-back"
+            /// A canary rolled back as planned (`batonctl rollback`, or the end of a hold
+            /// with `after = "rollback"`): nothing failed; the previous generation serves on.
+            case canceled
             /// Nothing was started, such as for a configuration that does not load.
             case failed
 
