@@ -35,8 +35,10 @@ extension SupervisorStateMachine {
 
     /// Ends the rollout once every slot is replaced (or back), else starts the next
     /// batch once no replaced worker is left alive: at most `count + batch` workers.
+    /// Nothing while a canary holds: its slots are the next batch's, and only a
+    /// promotion hands them over.
     mutating func advanceRollout(into actions: inout [SupervisorAction]) {
-        guard let rollout, rollout.batchSlots.isEmpty,
+        guard let rollout, rollout.batchSlots.isEmpty, rollout.canary == nil,
             let from = table.index(of: rollout.from), let to = table.index(of: rollout.to)
         else { return }
         if rollout.failure == nil && rollout.replaced.count == rollout.slots {
