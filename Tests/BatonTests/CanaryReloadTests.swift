@@ -223,7 +223,7 @@ import Testing
             let again = machine.handle(.canaryCheckResult(generation: 2, .failed("exited with status 1")))
             #expect(again == [.startTimer(.canaryCheck(generation: 2), after: .seconds(2))])
         }
-        #expect(machine.rollout?.canaryCheckFailures == 2)
+        #expect(machine.rollout?.canary?.checkFailures == 2)
         _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
         let back = machine.handle(.canaryCheckResult(generation: 2, .failed("exited with status 1")))
         #expect(
@@ -246,7 +246,7 @@ import Testing
             _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
             #expect(machine.handle(.canaryCheckResult(generation: 2, result)).reports.isEmpty)
         }
-        #expect(machine.rollout?.canaryCheckFailures == 1)
+        #expect(machine.rollout?.canary?.checkFailures == 1)
         _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
         let back = machine.handle(.canaryCheckResult(generation: 2, .failed("did not finish within 2s and was killed")))
         #expect(

@@ -135,7 +135,7 @@ import Testing
     }
 
     @Test func duringARolloutEachSlotIsItsOwnersSocket() {
-        var rollout = Rollout(from: 1, to: 2, batch: 1, slots: 4)
+        var rollout = RolloutStateMachine(from: 1, to: 2, batch: 1, slots: 4)
         rollout.replaced = [0, 1]
         #expect(Rotation.of(Self.table(ready: [0, 1, 2, 3], newReady: [0, 1, 2]), rollout: rollout) == [1: [2, 3], 2: [0, 1]])
         #expect(
@@ -144,8 +144,8 @@ import Testing
     }
 
     @Test func aCanaryTakesItsWeightBesideEveryOldWorker() {
-        var rollout = Rollout(from: 1, to: 2, batch: 1, slots: 4, canary: Canary(workers: 1, weight: 25))
-        rollout.canarySlots = [0]
+        var rollout = RolloutStateMachine(from: 1, to: 2, batch: 1, slots: 4, canary: Canary(workers: 1, weight: 25))
+        rollout.canary?.slots = [0]
         let rotation = Rotation.of(Self.table(ready: [0, 1, 2, 3], newReady: [0]), rollout: rollout)
         let entries = Rotation.entries(old: 4, canary: 1, weight: 25)
         #expect(rotation[1]?.count == 4 * entries.old)

@@ -41,10 +41,6 @@ public final class Supervisor: @unchecked Sendable {
     var settlingGenerations = EmptyQueueWatch<Int>()
     /// Departing workers whose slot's own sockets are watched until they settle empty.
     var settlingSlots = EmptyQueueWatch<WorkerID>()
-    /// When the canary's hold ends, on the monotonic clock.
-    var canaryHoldEnds: Double?
-    /// The steering counters when the canary took its share.
-    var canaryBaseline: CanaryBaseline?
     /// Runs of the canary's health check under way, by pid: how long each may take, and
     /// whether it was killed for taking longer.
     var canaryChecks: [pid_t: (timeout: Duration, killed: Bool)] = [:]
@@ -298,7 +294,6 @@ public final class Supervisor: @unchecked Sendable {
             logger.info("sending \(SignalName.name(signal)) to worker \(worker)'s process group (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
             signalGroup(of: pid, signal)
         case .startTimer(let timer, let delay):
-            if case .canaryHold = timer { canaryHoldEnds = Clock.monotonic() + Double(delay.components.seconds) }
             startTimer(.machine(timer), after: delay)
         case .cancelTimer(let timer):
             cancelTimer(.machine(timer))
@@ -322,6 +317,9 @@ public final class Supervisor: @unchecked Sendable {
             awaitEmptyQueues(generation)
         case .runCanaryCheck(let worker, let check, let timeout):
             runCanaryCheck(check, against: worker, timeout: timeout)
+        case .measureCanary(let generation):
+            let listeners = configuration(of: generation).map { sockets.status(of: $0.listeners) } ?? []
+            feed(.canaryMeasured(generation: generation, at: Clock.monotonic(), steered: StatusProjection.steered(listeners)))
         case .exit(let code, let reason):
             exit(code, reason: reason)
         }
