@@ -41,9 +41,7 @@ public final class Supervisor: @unchecked Sendable {
     var settlingGenerations = EmptyQueueWatch<Int>()
     /// Departing workers whose slot's own sockets are watched until they settle empty.
     var settlingSlots = EmptyQueueWatch<WorkerID>()
-    /// Runs of the canary's health check under way, by pid: how long each may take, and
-    /// whether it was killed for taking longer.
-    var canaryChecks: [pid_t: (timeout: Duration, killed: Bool)] = [:]
+    var canaryChecks = CanaryCheckRuns()
     var stalls = StallWatch()
     /// The generation whose `stall_timeout` was said to do nothing (no steered listener).
     var stallsUnwatchable: Int?
