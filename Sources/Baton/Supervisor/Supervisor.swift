@@ -1,7 +1,6 @@
 import CBatonShim
 import Glibc
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -178,29 +177,7 @@ public final class Supervisor: @unchecked Sendable {
                 try mainThread.serve(until: eventLoop.submit { [self] in timers.cancelAll() })
                 return code
             case .upgrade(let handover):
-                // The event loop, which accepts control and /metrics connections (SwiftNIO
-                // accepts without SOCK_CLOEXEC), waits while this thread executes: a
-                // connection accepted meanwhile would outlive the execve unanswered.
-                let parked = ConditionLock(value: 0)
-                eventLoop.execute {
-                    parked.lock()
-                    parked.unlock(withValue: 1)
-                    parked.lock(whenValue: 2)
-                    parked.unlock()
-                }
-                parked.lock(whenValue: 1)
-                parked.unlock()
-                let error = InPlaceUpgrade.execute(executable, handover)
-                parked.lock()
-                parked.unlock(withValue: 2)
-                finished = try mainThread.serve(
-                    until: eventLoop.submit { [self] in
-                        upgradeError = "\(error)"
-                        logger.error("upgrade failed, this Baton carries on: \(error)")
-                        let next = eventLoop.makePromise(of: Outcome.self)
-                        self.finished = next
-                        return next
-                    })
+                finished = try execute(handover)
             }
         }
     }
@@ -231,24 +208,7 @@ public final class Supervisor: @unchecked Sendable {
             notification(text, for: worker, from: sender)
         case .timer(let key, let token):
             guard timers.take(key, token: token) else { return }
-            switch key {
-            case .machine(let timer):
-                feed(.timerFired(timer))
-            case .readinessDelay(let worker):
-                if workers[worker] != nil { feed(.workerReady(worker)) }
-            case .probe(let worker):
-                runProbe(for: worker)
-            case .queues(let generation):
-                lookAtQueues(of: generation)
-            case .slotQueues(let worker):
-                lookAtSlotQueues(of: worker)
-            case .stalls:
-                lookForStalls()
-            case .lingering(let group):
-                lingeringGroupOutlivedItsDrain(group)
-            case .canaryCheckDeadline(let pid):
-                canaryCheckOutlivedItsTimeout(pid)
-            }
+            timerFired(key)
         case .control(let request, let responder):
             control(request, responder)
         }
