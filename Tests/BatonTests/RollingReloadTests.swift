@@ -305,14 +305,3 @@ import Testing
         #expect(machine.rollout == nil)
     }
 }
-
-extension Array where Element == SupervisorAction {
-    var steerings: [SupervisorAction] {
-        filter {
-            switch $0 {
-            case .steer: true
-            default: false
-            }
-        }
-    }
-}
