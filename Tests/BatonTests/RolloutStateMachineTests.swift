@@ -60,7 +60,22 @@ import Testing
         }
     }
 
+    static func gone(_ workers: [WorkerID], in table: inout GenerationTable) {
+        retire(workers, in: &table)
+        exited(workers, in: &table)
+    }
+
     // MARK: - Rolling
+
+    /// A rolling rollout (batch 1) whose first batch, slot 0, took over.
+    static func firstSlotReplaced(workers: Int) -> (RolloutStateMachine, GenerationTable) {
+        var table = Self.table(workers: workers)
+        var rollout = RolloutStateMachine(from: 1, to: 2, batch: 1, slots: workers)
+        _ = rollout.start(table)
+        Self.ready([g(2, 0)], in: &table)
+        _ = rollout.workerReady(g(2, 0), table)
+        return (rollout, table)
+    }
 
     @Test func aBatchHandsItsSlotsOverTogetherAndTheNextWaitsForTheOldWorkersToExit() {
         var table = Self.table(workers: 3)
@@ -93,18 +108,12 @@ import Testing
     }
 
     @Test func aBatchWorkerThatExitsBeforeItIsReadyTurnsTheRolloutBackLastReplacedFirst() {
-        var table = Self.table(workers: 3)
-        var rollout = RolloutStateMachine(from: 1, to: 2, batch: 1, slots: 3)
-        _ = rollout.start(table)
-        Self.ready([g(2, 0)], in: &table)
-        _ = rollout.workerReady(g(2, 0), table)
-        Self.retire([g(1, 0)], in: &table)
-        Self.exited([g(1, 0)], in: &table)
+        var (rollout, table) = Self.firstSlotReplaced(workers: 3)
+        Self.gone([g(1, 0)], in: &table)
         #expect(rollout.advance(table).first == .startWorkers(generation: 2, slots: [1]))
         Self.ready([g(2, 1)], in: &table)
         _ = rollout.workerReady(g(2, 1), table)
-        Self.retire([g(1, 1)], in: &table)
-        Self.exited([g(1, 1)], in: &table)
+        Self.gone([g(1, 1)], in: &table)
         _ = rollout.advance(table)
         Self.started([g(2, 2)], in: &table)
         let starting = SupervisorStateMachine.Worker(id: g(2, 2))
@@ -124,8 +133,7 @@ import Testing
         #expect(rollout.workerReady(g(2, 1), table).isEmpty, "a worker of the side that yields is no batch worker")
         Self.ready([g(1, 1, 1)], in: &table)
         #expect(rollout.workerReady(g(1, 1, 1), table) == [.handOver(slots: [1], from: 2)])
-        Self.retire([g(2, 1)], in: &table)
-        Self.exited([g(2, 1)], in: &table)
+        Self.gone([g(2, 1)], in: &table)
         #expect(rollout.advance(table) == [.startWorkers(generation: 1, slots: [0])])
         Self.ready([g(1, 0, 1)], in: &table)
         #expect(rollout.workerReady(g(1, 0, 1), table) == [.handOver(slots: [0], from: 2)])
@@ -133,11 +141,7 @@ import Testing
     }
 
     @Test func aReplacedSlotsWorkerThatCrashesLeavesTheRotation() {
-        var table = Self.table(workers: 2)
-        var rollout = RolloutStateMachine(from: 1, to: 2, batch: 1, slots: 2)
-        _ = rollout.start(table)
-        Self.ready([g(2, 0)], in: &table)
-        _ = rollout.workerReady(g(2, 0), table)
+        let (rollout, _) = Self.firstSlotReplaced(workers: 2)
         let exit = rollout.exited(.init(id: g(2, 0), state: .ready), .signaled(11))
         #expect(exit.leavesRotation)
         #expect(exit.reason == "slot 0: worker g2/s0 killed by SIGSEGV after it took over")
@@ -150,12 +154,10 @@ import Testing
         #expect(rollout.takeBackUnready(slot: 0).isEmpty, "going forward, a crashed old worker restarts as usual")
         Self.ready([g(2, 0)], in: &table)
         _ = rollout.workerReady(g(2, 0), table)
-        Self.retire([g(1, 0)], in: &table)
-        Self.exited([g(1, 0)], in: &table)
+        Self.gone([g(1, 0)], in: &table)
         _ = rollout.advance(table)
         _ = rollout.fail("slot 1: it failed", table)
-        Self.retire([g(2, 1)], in: &table)
-        Self.exited([g(2, 1)], in: &table)
+        Self.gone([g(2, 1)], in: &table)
         #expect(rollout.advance(table) == [.startWorkers(generation: 1, slots: [0])])
         #expect(rollout.takeBackUnready(slot: 0) == [.handOver(slots: [0], from: 2)])
         #expect(rollout.replaced.isEmpty && rollout.batchSlots.isEmpty)
@@ -273,8 +275,7 @@ import Testing
         var table = Self.table(workers: 3)
         var rollout = Self.holding(Canary(workers: 1), &table)
         _ = rollout.promote(table)
-        Self.retire([g(1, 0)], in: &table)
-        Self.exited([g(1, 0)], in: &table)
+        Self.gone([g(1, 0)], in: &table)
         #expect(rollout.advance(table).first == .startWorkers(generation: 2, slots: [1]))
         #expect(rollout.commandRefusal(promoting: true) == "no canary holds")
         #expect(rollout.promote(table).isEmpty)
