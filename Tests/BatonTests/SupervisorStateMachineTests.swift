@@ -262,6 +262,17 @@ import Testing
         #expect(machine.handle(.configurationLoaded(Self.configuration(workers: 1))).spawned == [g(8, 0)])
     }
 
+    /// The new binary's control socket answers before the handed-over workers are
+    /// resumed: a reload asked for then waits, and runs once they serve.
+    @Test func aReloadAskedBeforeTheResumeRunsOnceTheResumedGenerationServes() {
+        var machine = SupervisorStateMachine()
+        #expect(machine.handle(.reloadRequested(1)).reports == [.queued])
+        let resumed = machine.handle(.resume(Self.configuration(workers: 2), generation: 3, workers: [g(3, 0), g(3, 1)]))
+        #expect(resumed.contains(.loadConfiguration(.configured)))
+        #expect(machine.phase == .loadingConfiguration([1]))
+        #expect(machine.pendingReloads.isEmpty)
+    }
+
     // MARK: - Stop
 
     @Test func stopDrainsEverythingAndExitsWhenTheLastWorkerIsGone() {

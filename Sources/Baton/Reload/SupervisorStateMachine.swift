@@ -169,6 +169,8 @@ struct SupervisorStateMachine: Sendable {
         }
         steer(into: &actions)
         actions.append(.announce(.serving(generation: number)))
+        // The control socket answers before the resume: a reload asked for then waited.
+        startPendingReload(into: &actions)
     }
 
     private mutating func reloadRequested(_ id: ReloadRequestID, _ options: ReloadOptions, into actions: inout [SupervisorAction]) {
