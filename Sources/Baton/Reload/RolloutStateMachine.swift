@@ -179,7 +179,7 @@ struct RolloutStateMachine: Sendable, Equatable {
 enum RolloutAction: Sendable, Equatable {
     /// Start the workers of these slots in `generation`: new ones of the rollout's `to`,
     /// or, going back, each slot's next old-configuration worker in `from`. A slot of
-    /// `from` waiting for its restart is started instead.
+    /// `from` waiting for its restart waits no more: this start replaces the restart.
     case startWorkers(generation: Int, slots: [Int])
     /// These slots' workers of `generation`, not yet in rotation, stop: out of their
     /// slots, told to drain, killed at their drain timeout.
