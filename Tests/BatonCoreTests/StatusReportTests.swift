@@ -9,7 +9,7 @@ import Testing
         #expect(StatusReport.Phase.allCases.map(\.rawValue) == ["starting", "running", "reloading", "stopping"])
         #expect(StatusReport.GenerationStatus.Role.allCases.map(\.rawValue) == ["starting", "serving", "leaving", "draining", "rolling-back"])
         #expect(StatusReport.WorkerStatus.State.allCases.map(\.rawValue) == ["starting", "ready", "draining", "stopping", "killed"])
-        #expect(StatusReport.ReloadRecord.Outcome.allCases.map(\.rawValue) == ["running", "took-over", "rolled-back", "failed"])
+        #expect(StatusReport.ReloadRecord.Outcome.allCases.map(\.rawValue) == ["running", "took-over", "rolled-back", "canceled", "failed"])
         #expect(ReusePortMode.allCases.map(\.rawValue) == ["per-worker", "shared"])
     }
 

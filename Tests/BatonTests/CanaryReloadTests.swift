@@ -166,6 +166,22 @@ import Testing
         #expect(machine.handle(.timerFired(.canaryHold(generation: 2))).isEmpty)
     }
 
+    /// A stalled old worker is retired, and its exit is what lets a rolling batch start:
+    /// while a canary holds, no batch may start over the canary's slots.
+    @Test func anOldWorkerThatStallsAndExitsWhileACanaryHoldsStartsNoBatch() {
+        var machine = SupervisorStateMachineTests.servingWithStallTimeout(workers: 3)
+        _ = machine.handle(.reloadRequested(1, ReloadOptions(canary: Canary(workers: 1))))
+        _ = machine.handle(.configurationLoaded(RollingReloadTests.rolling(workers: 3), canary: Canary(workers: 1)))
+        _ = machine.handle(.workerReady(g(2, 0)))
+        #expect(machine.handle(.workerStalled(g(1, 2))).signals == [Signal(g(1, 2), 15)])
+        let exited = machine.handle(.workerExited(g(1, 2), .signaled(9)))
+        #expect(exited.spawned.isEmpty, "the canary holds: no batch starts")
+        #expect(machine.rollout?.batchSlots == [])
+        #expect(machine.generation(2)?.workers[0]?.state == .ready, "the canary's worker is still the one in slot 0")
+        let promoted = machine.handle(.promoteRequested)
+        #expect(promoted.reports == [.promoted(generation: 2, strategy: .rolling), .replacedSlots(generation: 2, slots: [0], replaced: 1, of: 3)])
+    }
+
     @Test func aCanaryAsBigAsTheServiceIsRefused() {
         var machine = SupervisorStateMachineTests.serving(workers: 2)
         _ = machine.handle(.reloadRequested(1))
@@ -207,7 +223,7 @@ import Testing
             let again = machine.handle(.canaryCheckResult(generation: 2, .failed("exited with status 1")))
             #expect(again == [.startTimer(.canaryCheck(generation: 2), after: .seconds(2))])
         }
-        #expect(machine.rollout?.canaryCheckFailures == 2)
+        #expect(machine.rollout?.canary?.checkFailures == 2)
         _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
         let back = machine.handle(.canaryCheckResult(generation: 2, .failed("exited with status 1")))
         #expect(
@@ -230,7 +246,7 @@ import Testing
             _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
             #expect(machine.handle(.canaryCheckResult(generation: 2, result)).reports.isEmpty)
         }
-        #expect(machine.rollout?.canaryCheckFailures == 1)
+        #expect(machine.rollout?.canary?.checkFailures == 1)
         _ = machine.handle(.timerFired(.canaryCheck(generation: 2)))
         let back = machine.handle(.canaryCheckResult(generation: 2, .failed("did not finish within 2s and was killed")))
         #expect(

@@ -2,7 +2,10 @@ import Testing
 
 @testable import Baton
 
-/// The reload, rollback, restart and stop rules, driven by event sequences.
+/// The parent machine's rules, driven by event sequences: starting, reloading and
+/// rolling back, queued reloads, taking over, upgrading in place and stopping. Drain,
+/// slot lifecycle, rotation and rollout have their own suites; the fixtures they share
+/// are here.
 @Suite struct SupervisorStateMachineTests {
     static func configuration(workers: Int = 2, command: String = "./server") -> Configuration {
         var settings = WorkerConfiguration(command: [command])
@@ -31,6 +34,16 @@ import Testing
         var machine = serving(workers: workers)
         _ = machine.handle(.reloadRequested(1))
         _ = machine.handle(.configurationLoaded(configuration(workers: workers, command: "./server-v2")))
+        return machine
+    }
+
+    /// `serving()` whose workers have a stall timeout.
+    static func servingWithStallTimeout(workers: Int) -> SupervisorStateMachine {
+        var configuration = Self.configuration(workers: workers)
+        configuration.workers.stallTimeout = .seconds(2)
+        var machine = SupervisorStateMachine()
+        _ = machine.handle(.start(configuration))
+        for slot in 0..<workers { _ = machine.handle(.workerReady(WorkerID(generation: 1, slot: slot))) }
         return machine
     }
 
@@ -198,42 +211,7 @@ import Testing
         }
     }
 
-    // MARK: - Drain
-
-    @Test func oldWorkerIgnoringTheDrainSignalIsKilledAtTheDeadline() {
-        var machine = Self.reloading()
-        _ = machine.handle(.workerReady(g(2, 0)))
-        _ = machine.handle(.workerReady(g(2, 1)))
-        _ = machine.handle(.queuesEmpty(generation: 1))
-        _ = machine.handle(.workerExited(g(1, 0), .exited(0)))
-        let deadline = machine.handle(.timerFired(.drainDeadline(generation: 1)))
-        #expect(deadline.signals == [Signal(g(1, 1), 9)])
-        let gone = machine.handle(.workerExited(g(1, 1), .signaled(9)))
-        #expect(gone.contains(.announce(.generationGone(1))))
-        #expect(gone.spawned.isEmpty, "a drained worker is never restarted")
-    }
-
-    @Test func workerDyingWhileItsGenerationDrainsIsNotRestarted() {
-        var machine = Self.reloading()
-        _ = machine.handle(.workerReady(g(2, 0)))
-        _ = machine.handle(.workerReady(g(2, 1)))
-        let died = machine.handle(.workerExited(g(1, 1), .signaled(11)))
-        #expect(died.spawned.isEmpty)
-        #expect(!died.timers.contains { if case .restart = $0 { true } else { false } })
-    }
-
-    @Test func crashDuringTheOldGenerationsRestartDelayIsForgottenWhenItIsReplaced() {
-        var machine = Self.serving()
-        _ = machine.handle(.workerExited(g(1, 0), .exited(1)))
-        _ = machine.handle(.reloadRequested(1))
-        _ = machine.handle(.configurationLoaded(Self.configuration()))
-        _ = machine.handle(.workerReady(g(2, 0)))
-        let tookOver = machine.handle(.workerReady(g(2, 1)))
-        #expect(tookOver.contains(.cancelTimer(.restart(generation: 1, slot: 0))))
-        #expect(machine.handle(.timerFired(.restart(generation: 1, slot: 0))).isEmpty)
-    }
-
-    // MARK: - Steering
+    // MARK: - Steering the generation that takes over
 
     @Test func theFirstGenerationIsSteeredToOnceEveryWorkerIsReady() {
         var machine = SupervisorStateMachine()
@@ -252,65 +230,6 @@ import Testing
         #expect(steer < wait)
     }
 
-    @Test func aLeavingGenerationWhoseQueuesNeverEmptyDrainsAtTheGrace() {
-        var machine = Self.reloading()
-        _ = machine.handle(.workerReady(g(2, 0)))
-        _ = machine.handle(.workerReady(g(2, 1)))
-        let grace = machine.handle(.timerFired(.drainGrace(generation: 1)))
-        #expect(grace.signals == [Signal(g(1, 0), 15), Signal(g(1, 1), 15)])
-        #expect(grace.timers == [.drainDeadline(generation: 1)])
-        #expect(machine.handle(.queuesEmpty(generation: 1)).isEmpty, "a late answer changes nothing")
-    }
-
-    @Test func stopWhileAGenerationLeavesDrainsItAtOnce() {
-        var machine = Self.reloading()
-        _ = machine.handle(.workerReady(g(2, 0)))
-        _ = machine.handle(.workerReady(g(2, 1)))
-        let stop = machine.handle(.stopRequested)
-        #expect(Set(stop.signals) == [Signal(g(1, 0), 15), Signal(g(1, 1), 15), Signal(g(2, 0), 15), Signal(g(2, 1), 15)])
-        #expect(stop.contains(.cancelTimer(.drainGrace(generation: 1))))
-        #expect(machine.handle(.timerFired(.drainGrace(generation: 1))).isEmpty)
-    }
-
-    @Test func aLeavingGenerationWhoseWorkersAllExitIsGone() {
-        var machine = Self.reloading()
-        _ = machine.handle(.workerReady(g(2, 0)))
-        _ = machine.handle(.workerReady(g(2, 1)))
-        let first = machine.handle(.workerExited(g(1, 0), .signaled(9)))
-        #expect(first.contains(.evacuate(generation: 1, slot: 0)), "what its socket holds goes to generation 2 now")
-        #expect(first.spawned.isEmpty)
-        let last = machine.handle(.workerExited(g(1, 1), .exited(0)))
-        #expect(last.contains(.announce(.generationGone(1))))
-        #expect(last.contains(.cancelTimer(.drainGrace(generation: 1))))
-        #expect(machine.generations.map(\.number) == [2])
-    }
-
-    @Test func aServingWorkerThatDiesLeavesTheRotationBeforeItsSocketIsEvacuated() throws {
-        var machine = Self.serving(workers: 3)
-        let died = machine.handle(.workerExited(g(1, 1), .exited(1)))
-        let steer = try #require(died.firstIndex(of: .steer([1: [0, 2]])))
-        let evacuate = try #require(died.firstIndex(of: .evacuate(generation: 1, slot: 1)))
-        #expect(steer < evacuate, "a socket still in rotation must not be emptied")
-        _ = machine.handle(.timerFired(.restart(generation: 1, slot: 1)))
-        let back = machine.handle(.workerReady(g(1, 1, 1)))
-        #expect(back.contains(.steer([1: [0, 1, 2]])), "the slot returns once its new worker is ready")
-    }
-
-    @Test func theLastServingWorkerDyingLeavesTheRotationAsItWas() {
-        var machine = Self.serving(workers: 1)
-        let died = machine.handle(.workerExited(g(1, 0), .exited(1)))
-        #expect(!died.contains { if case .steer = $0 { true } else { false } }, "an empty rotation lets the kernel pick any socket")
-        #expect(!died.contains { if case .evacuate = $0 { true } else { false } }, "there is no live socket to move to")
-    }
-
-    @Test func aRestartedWorkerThatNeverGotReadyIsNotEvacuated() {
-        var machine = Self.serving(workers: 2)
-        _ = machine.handle(.workerExited(g(1, 0), .exited(1)))
-        _ = machine.handle(.timerFired(.restart(generation: 1, slot: 0)))
-        let again = machine.handle(.workerExited(g(1, 0, 1), .exited(1)))
-        #expect(!again.contains { if case .evacuate = $0 { true } else { false } }, "its slot was out of rotation")
-    }
-
     @Test func aReloadAskedWhileAGenerationLeavesWaitsForIt() {
         var machine = Self.reloading()
         _ = machine.handle(.workerReady(g(2, 0)))
@@ -327,108 +246,6 @@ import Testing
         #expect(actions.contains(.steer([4: [0, 1]])))
     }
 
-    // MARK: - Supervision
-
-    @Test func crashedWorkerIsRestartedInItsSlotWithDoublingDelay() {
-        var machine = Self.serving()
-        let delays = (1...6).map { start -> Duration? in
-            let crashed = g(1, 0, start - 1)
-            let actions = machine.handle(.workerExited(crashed, .exited(1)))
-            #expect(actions.signals.isEmpty, "other slots are not touched")
-            let restart = machine.handle(.timerFired(.restart(generation: 1, slot: 0)))
-            #expect(restart.spawned == [g(1, 0, start)])
-            return actions.compactMap { if case .startTimer(.restart, let delay) = $0 { delay } else { nil } }.first
-        }
-        #expect(
-            delays == [
-                .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800),
-                .milliseconds(800), .milliseconds(800),
-            ])
-        #expect(machine.serving?.isCrashLooping(slot: 0) == true)
-        #expect(machine.serving?.isCrashLooping(slot: 1) == false)
-        #expect(machine.serving?.workers[1]?.state == .ready)
-    }
-
-    static func servingWithStallTimeout(workers: Int) -> SupervisorStateMachine {
-        var configuration = Self.configuration(workers: workers)
-        configuration.workers.stallTimeout = .seconds(2)
-        var machine = SupervisorStateMachine()
-        _ = machine.handle(.start(configuration))
-        for slot in 0..<workers { _ = machine.handle(.workerReady(WorkerID(generation: 1, slot: slot))) }
-        return machine
-    }
-
-    @Test func aStalledWorkerLeavesTheRotationDrainsAndItsSlotRestarts() {
-        var machine = Self.servingWithStallTimeout(workers: 3)
-        let stalled = machine.handle(.workerStalled(g(1, 1)))
-        let steer = stalled.firstIndex(of: .steer([1: [0, 2]]))
-        let evacuate = stalled.firstIndex(of: .evacuate(generation: 1, slot: 1))
-        let drain = stalled.firstIndex(of: .signal(g(1, 1), 15))
-        #expect(steer != nil && evacuate != nil && drain != nil)
-        if let steer, let evacuate, let drain {
-            #expect(steer < evacuate && evacuate < drain, "out of rotation, then its queue moves, then it is told to drain")
-        }
-        #expect(stalled.contains(.announce(.workerStalled(g(1, 1), after: .seconds(2), restartAfter: .milliseconds(100)))))
-        #expect(stalled.timers == [.retiredDeadline(g(1, 1)), .restart(generation: 1, slot: 1)])
-        #expect(machine.serving?.retired[g(1, 1)]?.state == .draining)
-        #expect(machine.handle(.workerStalled(g(1, 1))).isEmpty, "a retired worker is not handled twice")
-
-        #expect(machine.handle(.timerFired(.restart(generation: 1, slot: 1))).spawned == [g(1, 1, 1)])
-        #expect(machine.handle(.workerReady(g(1, 1, 1))).contains(.steer([1: [0, 1, 2]])))
-        let exited = machine.handle(.workerExited(g(1, 1), .exited(0)))
-        #expect(exited.contains(.cancelTimer(.retiredDeadline(g(1, 1)))))
-        #expect(!exited.contains { if case .steer = $0 { true } else { false } }, "its exit does not touch the rotation")
-        #expect(!exited.contains { if case .startTimer(.restart, _) = $0 { true } else { false } }, "nor restart its slot again")
-        #expect(machine.serving?.retired.isEmpty == true)
-        #expect(machine.serving?.workers[1]?.id == g(1, 1, 1))
-    }
-
-    @Test func aRetiredWorkerThatNeverWakesIsKilledAtItsDrainTimeout() {
-        var machine = Self.servingWithStallTimeout(workers: 2)
-        _ = machine.handle(.workerStalled(g(1, 0)))
-        #expect(machine.handle(.timerFired(.retiredDeadline(g(1, 0)))).signals == [Signal(g(1, 0), 9)])
-        #expect(machine.handle(.timerFired(.retiredDeadline(g(1, 0)))).isEmpty)
-    }
-
-    @Test func aGenerationWithARetiredWorkerIsGoneOnlyOnceItExits() {
-        var machine = Self.servingWithStallTimeout(workers: 1)
-        let stalled = machine.handle(.workerStalled(g(1, 0)))
-        #expect(!stalled.contains { if case .steer = $0 { true } else { false } }, "the rotation is never emptied")
-        #expect(!stalled.contains(.evacuate(generation: 1, slot: 0)), "nowhere to move its queue to")
-        _ = machine.handle(.stopRequested)
-        #expect(machine.phase == .stopping)
-        let second = machine.handle(.stopRequested)
-        #expect(second.signals == [Signal(g(1, 0), 9)], "a second stop kills the retired worker too")
-        let exited = machine.handle(.workerExited(g(1, 0), .signaled(9)))
-        #expect(exited.contains(.exit(code: 0, reason: nil)))
-    }
-
-    @Test func aStallIsIgnoredWithoutATimeout() {
-        var machine = Self.serving()
-        #expect(machine.handle(.workerStalled(g(1, 0))).isEmpty, "no stall_timeout: nothing happens")
-    }
-
-    @Test func slotThatServedLongEnoughForgetsItsCrashes() {
-        var machine = Self.serving()
-        _ = machine.handle(.workerExited(g(1, 0), .exited(1)))
-        _ = machine.handle(.timerFired(.restart(generation: 1, slot: 0)))
-        let ready = machine.handle(.workerReady(g(1, 0, 1)))
-        #expect(ready.contains(.startTimer(.healthy(g(1, 0, 1)), after: SupervisorStateMachine.healthyAfter)))
-        _ = machine.handle(.timerFired(.healthy(g(1, 0, 1))))
-        #expect(machine.serving?.crashes[0] == nil)
-    }
-
-    @Test func restartedWorkerThatNeverGetsReadyIsKilledAndRestartedAgain() {
-        var machine = Self.serving()
-        _ = machine.handle(.workerExited(g(1, 0), .exited(1)))
-        _ = machine.handle(.timerFired(.restart(generation: 1, slot: 0)))
-        let timeout = machine.handle(.timerFired(.readyTimeout(g(1, 0, 1))))
-        #expect(timeout.signals == [Signal(g(1, 0, 1), 9)])
-        let exited = machine.handle(.workerExited(g(1, 0, 1), .signaled(9)))
-        #expect(exited.timers.contains(.restart(generation: 1, slot: 0)))
-        #expect(machine.serving?.number == 1)
-    }
-
     // MARK: - Upgrade in place
 
     @Test func resumedGenerationServesAtOnceAndRestartsAMissingSlot() {
@@ -443,6 +260,17 @@ import Testing
         // Reloads carry on from the resumed generation.
         _ = machine.handle(.reloadRequested(1))
         #expect(machine.handle(.configurationLoaded(Self.configuration(workers: 1))).spawned == [g(8, 0)])
+    }
+
+    /// The new binary's control socket answers before the handed-over workers are
+    /// resumed: a reload asked for then waits, and runs once they serve.
+    @Test func aReloadAskedBeforeTheResumeRunsOnceTheResumedGenerationServes() {
+        var machine = SupervisorStateMachine()
+        #expect(machine.handle(.reloadRequested(1)).reports == [.queued])
+        let resumed = machine.handle(.resume(Self.configuration(workers: 2), generation: 3, workers: [g(3, 0), g(3, 1)]))
+        #expect(resumed.contains(.loadConfiguration(.configured)))
+        #expect(machine.phase == .loadingConfiguration([1]))
+        #expect(machine.pendingReloads.isEmpty)
     }
 
     // MARK: - Stop
@@ -504,33 +332,5 @@ import Testing
         let ready = machine.handle(.workerReady(g(1, 0)))
         #expect(ready.contains(.announce(.serving(generation: 1))))
         #expect(ready.contains(.loadConfiguration(.configured)))
-    }
-}
-
-struct Signal: Hashable, CustomStringConvertible {
-    var worker: WorkerID
-    var signal: Int32
-    init(_ worker: WorkerID, _ signal: Int32) {
-        self.worker = worker
-        self.signal = signal
-    }
-    var description: String { "\(signal)→\(worker)" }
-}
-
-extension Array where Element == SupervisorAction {
-    var spawned: [WorkerID] {
-        compactMap { if case .spawn(let worker, _) = $0 { worker } else { nil } }
-    }
-
-    var signals: [Signal] {
-        compactMap { if case .signal(let worker, let signal) = $0 { Signal(worker, signal) } else { nil } }
-    }
-
-    var timers: [SupervisorTimer] {
-        compactMap { if case .startTimer(let timer, _) = $0 { timer } else { nil } }
-    }
-
-    var reports: [ReloadProgress] {
-        compactMap { if case .reportReload(_, let progress) = $0 { progress } else { nil } }
     }
 }

@@ -38,12 +38,12 @@ import Testing
         let other = WorkerID(generation: 2, slot: 0)
         table.add(worker, .init(pid: 100, started: 0, notifySocket: nil))
         table.addProbe(101, for: worker)
-        table.addCanaryCheck(102, for: worker)
+        table.addProbe(102, for: worker)
         table.addProbe(201, for: other)
         #expect(Set(table.takeProbes(of: worker)) == [101, 102])
         #expect(table.takeProbes(of: worker).isEmpty, "taken once")
         guard case .unknown = table.reaped(102) else {
-            Issue.record("a taken canary check is reaped as an orphan")
+            Issue.record("a taken probe is reaped as an orphan")
             return
         }
         guard case .probe(let probed) = table.reaped(201), probed == other else {

@@ -41,8 +41,8 @@ struct StatusProjection {
     func report(
         pid: Int32, configurationName: String, listeners: [StatusReport.ListenerStatus], now: Double,
         scaledTo: Int?, upgrades: Int, upgradeError: String?,
-        reloadStatistics: StatusReport.ReloadStatistics? = nil, canaryHoldEnds: Double? = nil,
-        canaryBaseline: CanaryBaseline? = nil, restartDue: (_ generation: Int, _ slot: Int) -> Double? = { _, _ in nil }
+        reloadStatistics: StatusReport.ReloadStatistics? = nil,
+        restartDue: (_ generation: Int, _ slot: Int) -> Double? = { _, _ in nil }
     ) -> StatusReport {
         let generations = machine.generations.map { generation in
             StatusReport.GenerationStatus(
@@ -75,11 +75,11 @@ struct StatusProjection {
                 batchSlots: $0.batchSlots, rollingBack: $0.failure)
             if let canary = $0.canary {
                 rollout.canary = .init(
-                    workers: canary.workers, weight: canary.weight, slots: $0.canarySlots,
-                    holdLeft: canary.hold == nil || $0.canarySlots.isEmpty ? nil : canaryHoldEnds.map { max(0, $0 - now) },
-                    after: canary.after?.rawValue)
-                if !$0.canarySlots.isEmpty, let canaryBaseline, canaryBaseline.generation == $0.to {
-                    rollout.canary?.connections = canaryBaseline.connections(from: $0.from, to: $0.to, now: listeners)
+                    workers: canary.asked.workers, weight: canary.asked.weight, slots: canary.slots,
+                    holdLeft: canary.slots.isEmpty ? nil : canary.holdEnds.map { max(0, $0 - now) },
+                    after: canary.asked.after?.rawValue)
+                if !canary.slots.isEmpty, let then = canary.steeredThen {
+                    rollout.canary?.connections = Self.connections(since: then, from: $0.from, to: $0.to, now: listeners)
                 }
             }
             return rollout
@@ -88,34 +88,9 @@ struct StatusProjection {
     }
 }
 
-/// The steering program's counters of each generation's sockets at the moment a canary
-/// took its share, so that status can tell each generation's share since then.
-struct CanaryBaseline: Equatable {
-    /// The canary's generation.
-    var generation: Int
-    /// By generation: the connections its sockets had been given, every listener together.
-    var steered: [Int: UInt64]
-
-    /// Nil when no socket is steered (no counters).
-    init?(generation: Int, _ listeners: [StatusReport.ListenerStatus]) {
-        guard let steered = Self.steered(listeners) else { return nil }
-        self.generation = generation
-        self.steered = steered
-    }
-
-    /// Each generation's connections since the baseline, old generation first.
-    func connections(from: Int, to: Int, now listeners: [StatusReport.ListenerStatus]) -> [StatusReport.RolloutStatus.GenerationConnections]? {
-        guard let now = Self.steered(listeners) else { return nil }
-        func since(_ generation: Int) -> UInt64 {
-            let count = now[generation, default: 0]
-            let before = steered[generation, default: 0]
-            // A counter that went back (a socket closed and opened again) counts from zero.
-            return count >= before ? count - before : count
-        }
-        return StatusReport.RolloutStatus.GenerationConnections.shares([(from, since(from)), (to, since(to))])
-    }
-
-    /// The steered counters summed by generation; nil when there are none.
+extension StatusProjection {
+    /// The steering counters of `listeners`' sockets summed by generation, every
+    /// listener together; nil when no socket is steered (no counters).
     static func steered(_ listeners: [StatusReport.ListenerStatus]) -> [Int: UInt64]? {
         var sums: [Int: UInt64] = [:]
         var any = false
@@ -125,5 +100,19 @@ struct CanaryBaseline: Equatable {
             any = true
         }
         return any ? sums : nil
+    }
+
+    /// Each generation's connections since the counters were `then`, old generation first.
+    static func connections(
+        since then: [Int: UInt64], from: Int, to: Int, now listeners: [StatusReport.ListenerStatus]
+    ) -> [StatusReport.RolloutStatus.GenerationConnections]? {
+        guard let now = steered(listeners) else { return nil }
+        func since(_ generation: Int) -> UInt64 {
+            let count = now[generation, default: 0]
+            let before = then[generation, default: 0]
+            // A counter that went back (a socket closed and opened again) counts from zero.
+            return count >= before ? count - before : count
+        }
+        return StatusReport.RolloutStatus.GenerationConnections.shares([(from, since(from)), (to, since(to))])
     }
 }

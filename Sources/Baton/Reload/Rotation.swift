@@ -9,7 +9,7 @@ enum Rotation {
     /// The rotation for who is where now: the serving generation's ready slots, or
     /// during a rollout each slot's socket of the generation that owns the slot, with
     /// a canary's share beside every old worker. Empty when no worker is ready.
-    static func of(_ table: GenerationTable, rollout: Rollout?) -> [Int: [Int]] {
+    static func of(_ table: GenerationTable, rollout: RolloutStateMachine?) -> [Int: [Int]] {
         if let rollout {
             return of(table, rollout)
         }
@@ -17,8 +17,8 @@ enum Rotation {
         return [serving.number: serving.readySlots]
     }
 
-    private static func of(_ table: GenerationTable, _ rollout: Rollout) -> [Int: [Int]] {
-        if let canary = rollout.canary, !rollout.canarySlots.isEmpty {
+    private static func of(_ table: GenerationTable, _ rollout: RolloutStateMachine) -> [Int: [Int]] {
+        if let canary = rollout.canary, !canary.slots.isEmpty {
             return of(table, rollout, canary)
         }
         var rotation: [Int: [Int]] = [:]
@@ -32,17 +32,17 @@ enum Rotation {
 
     /// With a canary: every ready old worker's socket, and beside them the ready canary
     /// workers' sockets with as many entries as gives them `weight` percent of the rotation.
-    private static func of(_ table: GenerationTable, _ rollout: Rollout, _ canary: Canary) -> [Int: [Int]] {
+    private static func of(_ table: GenerationTable, _ rollout: RolloutStateMachine, _ canary: RolloutStateMachine.CanaryHold) -> [Int: [Int]] {
         func ready(_ number: Int, _ slots: some Sequence<Int>) -> [Int] {
             guard let generation = table.generation(number) else { return [] }
             return slots.filter { generation.workers[$0]?.state == .ready }
         }
         let old = ready(rollout.from, 0..<rollout.slots)
-        let new = ready(rollout.to, rollout.canarySlots)
+        let new = ready(rollout.to, canary.slots)
         guard !old.isEmpty, !new.isEmpty else {
             return old.isEmpty ? (new.isEmpty ? [:] : [rollout.to: new]) : [rollout.from: old]
         }
-        let entries = entries(old: old.count, canary: new.count, weight: canary.weight)
+        let entries = entries(old: old.count, canary: new.count, weight: canary.asked.weight)
         return [
             rollout.from: old.flatMap { Array(repeating: $0, count: entries.old) },
             rollout.to: new.flatMap { Array(repeating: $0, count: entries.canary) },

@@ -33,6 +33,10 @@ enum SupervisorAction: Sendable, Equatable {
     /// after `timeout` is killed and fails. Answer with
     /// ``SupervisorEvent/canaryCheckResult(generation:_:)``.
     case runCanaryCheck(WorkerID, CanaryCheck, timeout: Duration)
+    /// Generation `generation`'s canary just took its share: answer with
+    /// ``SupervisorEvent/canaryMeasured(generation:at:steered:)``, the monotonic clock
+    /// and the steering counters now, where its hold and its share count from.
+    case measureCanary(generation: Int)
     case exit(code: Int32, reason: String?)
 }
 

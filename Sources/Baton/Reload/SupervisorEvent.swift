@@ -96,6 +96,10 @@ enum SupervisorEvent: Sendable, Equatable {
     /// A run of the health check that ``SupervisorAction/runCanaryCheck(_:_:timeout:)``
     /// asked for, against generation `generation`'s canary, is over.
     case canaryCheckResult(generation: Int, CanaryCheckResult)
+    /// What ``SupervisorAction/measureCanary(generation:)`` asked for: when generation
+    /// `generation`'s canary took its share, in seconds on the monotonic clock, and the
+    /// steering counters then, summed by generation (nil when no socket is steered).
+    case canaryMeasured(generation: Int, at: Double, steered: [Int: UInt64]?)
     case workerReady(WorkerID)
     case workerStatus(WorkerID, String)
     case workerStopping(WorkerID)

@@ -13,7 +13,7 @@ extension SupervisorStateMachine {
         case .serving:
             actions.append(.startTimer(.healthy(id), after: Self.healthyAfter))
             steer(into: &actions)
-            batchWorkerReady(id, into: &actions)
+            feedRollout({ $0.workerReady(id, $1) }, into: &actions)
         case .starting:
             let ready = generation.workers.values.filter { $0.state == .ready }.count
             let total = generation.configuration.workers.count
@@ -21,7 +21,7 @@ extension SupervisorStateMachine {
                 actions.append(.reportReload(ids, .workerReady(id, ready: ready, of: total)))
             }
             if rollout?.to == generation.number {
-                batchWorkerReady(id, into: &actions)
+                feedRollout({ $0.workerReady(id, $1) }, into: &actions)
             } else if ready == total {
                 takeOver(index, into: &actions)
             }
@@ -35,7 +35,7 @@ extension SupervisorStateMachine {
         let timeout = DurationFormat.string(table[index].configuration.workers.readyTimeout)
         let reason = "worker \(id) was not ready within \(timeout)"
         if rollout?.to == id.generation {
-            rolloutFailed("slot \(id.slot): \(reason)", into: &actions)
+            feedRollout({ $0.fail("slot \(id.slot): \(reason)", $1) }, into: &actions)
             return
         }
         switch table[index].role {
@@ -84,7 +84,7 @@ extension SupervisorStateMachine {
             actions.append(.announce(.workerExited(id, exit, restartAfter: backoff.delay)))
             actions.append(backoff.restart)
             if worker.state != .ready {
-                takeBackUnready(slot: id.slot, into: &actions)
+                feedRollout({ rollout, _ in rollout.takeBackUnready(slot: id.slot) }, into: &actions)
             }
         case .leaving, .draining:
             // Out of rotation already: what its sockets still hold goes to the serving slots.

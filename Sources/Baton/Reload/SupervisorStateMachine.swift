@@ -38,9 +38,10 @@
 /// This file holds the phase, the dispatch of events, starting, stopping and the queue
 /// of reload requests. Who is where is the ``GenerationTable``; each concern decided on
 /// it has its own file: `+SlotLifecycle` (ready, exit, crash backoff, stall), `+Drain`
-/// (leave the rotation, settle, drain signal, kill, depart), `+Rollout` (rolling, and
-/// the canary with its hold, health check, promote and rollback), and ``Rotation``
-/// (which sockets take new connections).
+/// (leave the rotation, settle, drain signal, kill, depart), and ``Rotation`` (which
+/// sockets take new connections). A rollout (rolling, or a canary with its hold, health
+/// check, promote and rollback) is a sub-machine of its own, ``RolloutStateMachine``,
+/// whose actions `+Rollout` performs.
 struct SupervisorStateMachine: Sendable {
     enum Phase: Sendable, Equatable {
         /// Nothing started yet.
@@ -62,8 +63,8 @@ struct SupervisorStateMachine: Sendable {
     internal(set) var pendingReloads: [ReloadRequestID] = []
     /// What the waiting requests asked for, pooled: the reload they become gets it.
     var pendingOptions = ReloadOptions.configured
-    /// The rolling reload under way, forward or back.
-    internal(set) var rollout: Rollout?
+    /// The rollout under way (rolling, or a canary), forward or back.
+    internal(set) var rollout: RolloutStateMachine?
     var exitCode: Int32 = 0
     var exitReason: String?
 
@@ -100,12 +101,14 @@ struct SupervisorStateMachine: Sendable {
         case .configurationLoaded(let configuration, nil):
             configurationLoaded(configuration, into: &actions)
         case .promoteRequested:
-            promote(into: &actions)
+            feedRollout({ $0.promote($1) }, into: &actions)
         case .rollbackRequested:
-            guard rollout?.canary != nil else { break }
-            rolloutFailed("rolled back by batonctl rollback", into: &actions)
+            feedRollout({ $0.rollbackRequested($1) }, into: &actions)
         case .canaryCheckResult(let number, let result):
-            canaryCheckResult(number, result, into: &actions)
+            feedRollout({ $0.checkResult(number, result, $1) }, into: &actions)
+        case .canaryMeasured(let number, let time, let steered):
+            guard rollout?.to == number else { break }
+            rollout?.canaryMeasured(at: time, steered: steered)
         case .configurationRejected(let reason):
             guard case .loadingConfiguration(let ids) = phase else { break }
             phase = .running
@@ -166,13 +169,13 @@ struct SupervisorStateMachine: Sendable {
         }
         steer(into: &actions)
         actions.append(.announce(.serving(generation: number)))
+        // The control socket answers before the resume: a reload asked for then waited.
+        startPendingReload(into: &actions)
     }
 
     private mutating func reloadRequested(_ id: ReloadRequestID, _ options: ReloadOptions, into actions: inout [SupervisorAction]) {
-        if let rollout, rollout.canary != nil, case .reloading = phase {
-            actions.append(
-                .reportReload(
-                    [id], .failed("a canary of generation \(rollout.to) holds: promote it (batonctl promote) or roll it back (batonctl rollback) first")))
+        if let refusal = rollout?.reloadRefusal, case .reloading = phase {
+            actions.append(.reportReload([id], .failed(refusal)))
             return
         }
         switch phase {
@@ -197,10 +200,10 @@ struct SupervisorStateMachine: Sendable {
         }
         phase = .reloading(ids)
         if configuration.workers.strategy == .rolling, let serving {
-            if let obstacle = Self.rollingObstacle(from: serving.configuration, to: configuration) {
+            if let obstacle = RolloutStateMachine.rollingObstacle(from: serving.configuration, to: configuration) {
                 actions.append(.reportReload(ids, .allAtOnceInstead(obstacle)))
             } else {
-                startRollout(configuration, replacing: serving.number, ids: ids, into: &actions)
+                startRollout(configuration, replacing: serving.number, into: &actions)
                 return
             }
         }
@@ -265,10 +268,9 @@ struct SupervisorStateMachine: Sendable {
         case .departureGrace(let id):
             drainDeparted(id, into: &actions)
         case .canaryHold(let number):
-            canaryHoldEnded(number, into: &actions)
+            feedRollout({ $0.holdEnded(number, $1) }, into: &actions)
         case .canaryCheck(let number):
-            guard let target = canaryCheckTarget(number) else { return }
-            actions.append(.runCanaryCheck(target.worker, target.check, timeout: target.settings.canaryCheckInterval))
+            feedRollout({ $0.checkDue(number, $1) }, into: &actions)
         case .drainGrace(let number):
             guard let index = table.index(of: number), table[index].role == .leaving else { return }
             drain(index, into: &actions)

@@ -1,5 +1,45 @@
 import Glibc
 
+/// The runs of a canary's health check under way, by pid: the worker each runs
+/// against, how long it may take, and whether it was killed for taking longer.
+struct CanaryCheckRuns {
+    struct Run: Equatable {
+        let worker: WorkerID
+        let timeout: Duration
+        var killed = false
+    }
+
+    private var runs: [pid_t: Run] = [:]
+
+    mutating func add(_ pid: pid_t, against worker: WorkerID, timeout: Duration) {
+        runs[pid] = Run(worker: worker, timeout: timeout)
+    }
+
+    subscript(pid: pid_t) -> Run? {
+        runs[pid]
+    }
+
+    /// The run outlived its timeout and is being killed: its exit is a failure.
+    mutating func killed(_ pid: pid_t) {
+        runs[pid]?.killed = true
+    }
+
+    /// Takes a run that exited out of the table; nil if `pid` is no run (any more).
+    mutating func reaped(_ pid: pid_t) -> Run? {
+        runs.removeValue(forKey: pid)
+    }
+
+    /// Takes the runs against `worker`, which is gone, out of the table, for Baton to
+    /// kill: their exits are then reaped as orphans'.
+    mutating func take(against worker: WorkerID) -> [pid_t] {
+        let taken = runs.filter { $0.value.worker == worker }.keys.sorted()
+        for pid in taken {
+            runs[pid] = nil
+        }
+        return taken
+    }
+}
+
 /// Runs of a canary's health check (`canary_check`): one at a time, as the machine
 /// asks, killed with their process group at their timeout; each result goes back to it.
 extension Supervisor {
@@ -17,8 +57,7 @@ extension Supervisor {
             environment: launcher.environment, output: devNull)
         do {
             let run = try ProcessSpawner.spawn(request)
-            workers.addCanaryCheck(run, for: worker)
-            canaryChecks[run] = (timeout, false)
+            canaryChecks.add(run, against: worker, timeout: timeout)
             startTimer(.canaryCheckDeadline(run), after: timeout)
         } catch {
             logger.warning("canary health check against worker \(worker) could not start: \(error)", metadata: LogMetadata.worker(worker, pid: pid))
@@ -28,21 +67,20 @@ extension Supervisor {
 
     /// A run of the canary's health check still runs at its timeout: it is killed, and fails.
     func canaryCheckOutlivedItsTimeout(_ pid: pid_t) {
-        guard workers.isCanaryCheck(pid), let run = canaryChecks[pid] else { return }
-        canaryChecks[pid]?.killed = true
+        guard let run = canaryChecks[pid] else { return }
+        canaryChecks.killed(pid)
         logger.warning("canary health check (pid \(pid)) still runs after \(DurationFormat.string(run.timeout)): sending SIGKILL to its process group")
         if Glibc.kill(-pid, SIGKILL) != 0 { Glibc.kill(pid, SIGKILL) }
     }
 
     /// A run of the canary's health check exited: its result goes to the machine.
-    func canaryCheckExited(_ pid: pid_t, against worker: WorkerID, status: Int32) {
+    func canaryCheckExited(_ pid: pid_t, _ run: CanaryCheckRuns.Run, status: Int32) {
         // What the check started and left behind ends with it: it leads a session and
         // group of its own.
         Glibc.kill(-pid, SIGKILL)
         cancelTimer(.canaryCheckDeadline(pid))
-        let run = canaryChecks.removeValue(forKey: pid)
         let result: CanaryCheckResult
-        if let run, run.killed {
+        if run.killed {
             result = .failed("did not finish within \(DurationFormat.string(run.timeout)) and was killed")
         } else if status == 0 {
             result = .passed
@@ -50,8 +88,17 @@ extension Supervisor {
             result = .failed("\(status < 0 ? WorkerExit.signaled(-status) : .exited(status))")
         }
         if case .failed(let reason) = result {
-            logger.warning("canary health check against worker \(worker) failed: \(reason)", metadata: LogMetadata.worker(worker, pid: pid))
+            logger.warning("canary health check against worker \(run.worker) failed: \(reason)", metadata: LogMetadata.worker(run.worker, pid: pid))
         }
-        feed(.canaryCheckResult(generation: worker.generation, result))
+        feed(.canaryCheckResult(generation: run.worker.generation, result))
+    }
+
+    /// The runs against a worker that is gone have nothing left to check: they are
+    /// killed with their groups.
+    func killCanaryChecks(against worker: WorkerID) {
+        for run in canaryChecks.take(against: worker) {
+            Glibc.kill(-run, SIGKILL)
+            cancelTimer(.canaryCheckDeadline(run))
+        }
     }
 }

@@ -32,17 +32,16 @@ extension Supervisor {
             feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false), options))
         case .promote, .rollback:
             let promoting = request.command == .promote
-            if let refusal = machine.canaryCommandRefusal(promoting: promoting) {
-                responder.send(.failure("\(request.command.rawValue): \(refusal); nothing changed"))
-                return
+            switch machine.canaryCommand(promoting: promoting) {
+            case .failure(let refusal):
+                responder.send(.failure("\(request.command.rawValue): \(refusal.reason); nothing changed"))
+            case .success(let generation):
+                responder.send(
+                    ControlReply(
+                        ok: true, final: true,
+                        message: promoting ? "promoting the canary of generation \(generation)" : "rolling back the canary of generation \(generation)"))
+                feed(promoting ? .promoteRequested : .rollbackRequested)
             }
-            guard let rollout = machine.rollout else { return }
-            responder.send(
-                ControlReply(
-                    ok: true, final: true,
-                    message: promoting
-                        ? "promoting the canary of generation \(rollout.to)" : "rolling back the canary of generation \(rollout.to)"))
-            feed(promoting ? .promoteRequested : .rollbackRequested)
         case .scale:
             guard let count = request.workers, Settings.workerCount.accepts(count) else {
                 let given = request.workers.map { "\($0)" } ?? "no \"workers\""
@@ -59,39 +58,12 @@ extension Supervisor {
         }
     }
 
-    struct CanaryRefusal: Error {
-        var reason: String
-    }
-
-    /// The canary a reload request asks for, checked against the service as it serves now.
-    func canary(_ request: ControlRequest) -> Result<Canary, CanaryRefusal> {
+    /// The canary a reload request asks for, as the machine checks it against the service
+    /// as it serves now.
+    func canary(_ request: ControlRequest) -> Result<Canary, RolloutStateMachine.CanaryRefusal> {
         guard let workers = request.canary else {
             return .failure(.init(reason: "\"weight\", \"hold\" and \"after\" are for a canary: give \"canary\", its number of workers"))
         }
-        if let refusal = machine.canaryRefusal(workers: workers) {
-            return .failure(.init(reason: refusal))
-        }
-        let weight = request.weight ?? Canary.defaultWeight
-        guard Canary.weights.contains(weight) else {
-            return .failure(.init(reason: "a canary's weight is 1 to 99 percent, got \(weight)"))
-        }
-        var hold: Duration?
-        if let text = request.hold {
-            guard let duration = DurationFormat.parse(text), duration > .zero, duration <= Settings.longestDuration else {
-                return .failure(.init(reason: "\"hold\" must be a duration such as \"5m\", more than 0 and at most 24h, got \"\(text)\""))
-            }
-            hold = duration
-        }
-        var after: Canary.After?
-        if let text = request.after {
-            guard let value = Canary.After(rawValue: text) else {
-                return .failure(.init(reason: "\"after\" must be \"promote\" or \"rollback\", got \"\(text)\""))
-            }
-            guard hold != nil else {
-                return .failure(.init(reason: "\"after\" needs a \"hold\": what happens at its end"))
-            }
-            after = value
-        }
-        return .success(Canary(workers: workers, weight: weight, hold: hold, after: after))
+        return machine.canary(workers: workers, weight: request.weight, hold: request.hold, after: request.after)
     }
 }

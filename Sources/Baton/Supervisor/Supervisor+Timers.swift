@@ -28,4 +28,25 @@ extension Supervisor {
     func cancelTimer(_ key: TimerKey) {
         timers.cancel(key)
     }
+
+    func timerFired(_ key: TimerKey) {
+        switch key {
+        case .machine(let timer):
+            feed(.timerFired(timer))
+        case .readinessDelay(let worker):
+            if workers[worker] != nil { feed(.workerReady(worker)) }
+        case .probe(let worker):
+            runProbe(for: worker)
+        case .queues(let generation):
+            lookAtQueues(of: generation)
+        case .slotQueues(let worker):
+            lookAtSlotQueues(of: worker)
+        case .stalls:
+            lookForStalls()
+        case .lingering(let group):
+            lingeringGroupOutlivedItsDrain(group)
+        case .canaryCheckDeadline(let pid):
+            canaryCheckOutlivedItsTimeout(pid)
+        }
+    }
 }

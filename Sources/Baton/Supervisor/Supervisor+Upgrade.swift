@@ -1,4 +1,6 @@
 import Glibc
+import NIOConcurrencyHelpers
+import NIOCore
 
 /// Upgrading in place (`batonctl upgrade`): handing the serving generation over to the
 /// new binary, and taking it over in that binary.
@@ -30,6 +32,35 @@ extension Supervisor {
         } catch {
             responder.send(.failure("upgrade failed: \(executable) could not be tried: \(error); nothing changed"))
         }
+    }
+
+    /// On the main thread: executes the new binary, which replaces this process if it
+    /// can. If it cannot, this Baton carries on: the failure is kept for status, and the
+    /// promise returned is the next outcome to wait for.
+    func execute(_ handover: UpgradeHandover) throws -> EventLoopPromise<Outcome> {
+        // The event loop, which accepts control and /metrics connections (SwiftNIO
+        // accepts without SOCK_CLOEXEC), waits while this thread executes: a
+        // connection accepted meanwhile would outlive the execve unanswered.
+        let parked = ConditionLock(value: 0)
+        eventLoop.execute {
+            parked.lock()
+            parked.unlock(withValue: 1)
+            parked.lock(whenValue: 2)
+            parked.unlock()
+        }
+        parked.lock(whenValue: 1)
+        parked.unlock()
+        let error = InPlaceUpgrade.execute(executable, handover)
+        parked.lock()
+        parked.unlock(withValue: 2)
+        return try mainThread.serve(
+            until: eventLoop.submit { [self] in
+                upgradeError = "\(error)"
+                logger.error("upgrade failed, this Baton carries on: \(error)")
+                let next = eventLoop.makePromise(of: Outcome.self)
+                self.finished = next
+                return next
+            })
     }
 
     /// The new binary's trial ended: executes it if it proved itself, else says why not.

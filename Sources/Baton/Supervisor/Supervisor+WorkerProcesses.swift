@@ -8,6 +8,10 @@ extension Supervisor {
             upgradeTrialEnded(trial, status: status)
             return
         }
+        if let run = canaryChecks.reaped(pid) {
+            canaryCheckExited(pid, run, status: status)
+            return
+        }
         switch workers.reaped(pid) {
         case .worker(let worker, let entry):
             entry.notifySocket?.close()
@@ -15,9 +19,8 @@ extension Supervisor {
             // A probe of a worker that is gone has nothing left to check.
             for probe in workers.takeProbes(of: worker) {
                 Glibc.kill(-probe, SIGKILL)
-                cancelTimer(.canaryCheckDeadline(probe))
-                canaryChecks[probe] = nil
             }
+            killCanaryChecks(against: worker)
             cancelTimer(.readinessDelay(worker))
             cancelTimer(.probe(worker))
             reaped = (worker, entry.pid)
@@ -34,8 +37,6 @@ extension Supervisor {
             } else {
                 startTimer(.probe(worker), after: ReadinessProbe.retry)
             }
-        case .canaryCheck(let worker):
-            canaryCheckExited(pid, against: worker, status: status)
         case .unknown:
             logger.debug("reaped pid \(pid) (an orphan), status \(status)")
             forgetEmptiedGroups()

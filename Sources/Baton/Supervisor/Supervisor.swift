@@ -1,7 +1,6 @@
 import CBatonShim
 import Glibc
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -41,13 +40,7 @@ public final class Supervisor: @unchecked Sendable {
     var settlingGenerations = EmptyQueueWatch<Int>()
     /// Departing workers whose slot's own sockets are watched until they settle empty.
     var settlingSlots = EmptyQueueWatch<WorkerID>()
-    /// When the canary's hold ends, on the monotonic clock.
-    var canaryHoldEnds: Double?
-    /// The steering counters when the canary took its share.
-    var canaryBaseline: CanaryBaseline?
-    /// Runs of the canary's health check under way, by pid: how long each may take, and
-    /// whether it was killed for taking longer.
-    var canaryChecks: [pid_t: (timeout: Duration, killed: Bool)] = [:]
+    var canaryChecks = CanaryCheckRuns()
     var stalls = StallWatch()
     /// The generation whose `stall_timeout` was said to do nothing (no steered listener).
     var stallsUnwatchable: Int?
@@ -184,29 +177,7 @@ public final class Supervisor: @unchecked Sendable {
                 try mainThread.serve(until: eventLoop.submit { [self] in timers.cancelAll() })
                 return code
             case .upgrade(let handover):
-                // The event loop, which accepts control and /metrics connections (SwiftNIO
-                // accepts without SOCK_CLOEXEC), waits while this thread executes: a
-                // connection accepted meanwhile would outlive the execve unanswered.
-                let parked = ConditionLock(value: 0)
-                eventLoop.execute {
-                    parked.lock()
-                    parked.unlock(withValue: 1)
-                    parked.lock(whenValue: 2)
-                    parked.unlock()
-                }
-                parked.lock(whenValue: 1)
-                parked.unlock()
-                let error = InPlaceUpgrade.execute(executable, handover)
-                parked.lock()
-                parked.unlock(withValue: 2)
-                finished = try mainThread.serve(
-                    until: eventLoop.submit { [self] in
-                        upgradeError = "\(error)"
-                        logger.error("upgrade failed, this Baton carries on: \(error)")
-                        let next = eventLoop.makePromise(of: Outcome.self)
-                        self.finished = next
-                        return next
-                    })
+                finished = try execute(handover)
             }
         }
     }
@@ -237,24 +208,7 @@ public final class Supervisor: @unchecked Sendable {
             notification(text, for: worker, from: sender)
         case .timer(let key, let token):
             guard timers.take(key, token: token) else { return }
-            switch key {
-            case .machine(let timer):
-                feed(.timerFired(timer))
-            case .readinessDelay(let worker):
-                if workers[worker] != nil { feed(.workerReady(worker)) }
-            case .probe(let worker):
-                runProbe(for: worker)
-            case .queues(let generation):
-                lookAtQueues(of: generation)
-            case .slotQueues(let worker):
-                lookAtSlotQueues(of: worker)
-            case .stalls:
-                lookForStalls()
-            case .lingering(let group):
-                lingeringGroupOutlivedItsDrain(group)
-            case .canaryCheckDeadline(let pid):
-                canaryCheckOutlivedItsTimeout(pid)
-            }
+            timerFired(key)
         case .control(let request, let responder):
             control(request, responder)
         }
@@ -298,7 +252,6 @@ public final class Supervisor: @unchecked Sendable {
             logger.info("sending \(SignalName.name(signal)) to worker \(worker)'s process group (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
             signalGroup(of: pid, signal)
         case .startTimer(let timer, let delay):
-            if case .canaryHold = timer { canaryHoldEnds = Clock.monotonic() + Double(delay.components.seconds) }
             startTimer(.machine(timer), after: delay)
         case .cancelTimer(let timer):
             cancelTimer(.machine(timer))
@@ -322,6 +275,9 @@ public final class Supervisor: @unchecked Sendable {
             awaitEmptyQueues(generation)
         case .runCanaryCheck(let worker, let check, let timeout):
             runCanaryCheck(check, against: worker, timeout: timeout)
+        case .measureCanary(let generation):
+            let listeners = configuration(of: generation).map { sockets.status(of: $0.listeners) } ?? []
+            feed(.canaryMeasured(generation: generation, at: Clock.monotonic(), steered: StatusProjection.steered(listeners)))
         case .exit(let code, let reason):
             exit(code, reason: reason)
         }

@@ -1,7 +1,8 @@
 import Glibc
 
 /// The processes Baton started and has not reaped yet: every worker with its pid, its
-/// notify socket and when it started, and the readiness probes running for workers.
+/// notify socket and when it started, and the readiness probes running for workers
+/// (the canary's health checks are ``CanaryCheckRuns``).
 ///
 /// One table, so that a worker enters and leaves it in one step and a reaped pid is
 /// found to be a worker, a probe or neither (an orphan Baton reaps as a subreaper).
@@ -22,15 +23,12 @@ struct WorkerTable {
         case worker(WorkerID, Entry)
         /// A readiness probe run for this worker.
         case probe(WorkerID)
-        /// A run of the canary's health check, against this worker.
-        case canaryCheck(WorkerID)
         case unknown
     }
 
     private var entries: [WorkerID: Entry] = [:]
     private var workerByPID: [pid_t: WorkerID] = [:]
     private var probeByPID: [pid_t: WorkerID] = [:]
-    private var canaryCheckByPID: [pid_t: WorkerID] = [:]
 
     mutating func add(_ worker: WorkerID, _ entry: Entry) {
         entries[worker] = entry
@@ -41,24 +39,14 @@ struct WorkerTable {
         probeByPID[pid] = worker
     }
 
-    mutating func addCanaryCheck(_ pid: pid_t, for worker: WorkerID) {
-        canaryCheckByPID[pid] = worker
-    }
-
-    /// Takes the readiness probes and canary health checks still running for `worker`
-    /// out of the table, for Baton to kill: their exits are then reaped as orphans'.
+    /// Takes the readiness probes still running for `worker` out of the table, for
+    /// Baton to kill: their exits are then reaped as orphans'.
     mutating func takeProbes(of worker: WorkerID) -> [pid_t] {
-        let probes = Array(probeByPID.filter { $0.value == worker }.keys) + canaryCheckByPID.filter { $0.value == worker }.keys
+        let probes = Array(probeByPID.filter { $0.value == worker }.keys)
         for pid in probes {
             probeByPID[pid] = nil
-            canaryCheckByPID[pid] = nil
         }
         return probes
-    }
-
-    /// Whether `pid` is a run of the canary's health check not reaped yet.
-    func isCanaryCheck(_ pid: pid_t) -> Bool {
-        canaryCheckByPID[pid] != nil
     }
 
     subscript(worker: WorkerID) -> Entry? {
@@ -76,9 +64,6 @@ struct WorkerTable {
         }
         if let worker = probeByPID.removeValue(forKey: pid) {
             return .probe(worker)
-        }
-        if let worker = canaryCheckByPID.removeValue(forKey: pid) {
-            return .canaryCheck(worker)
         }
         return .unknown
     }
