@@ -63,7 +63,7 @@ import Testing
         var (machine, _) = Self.canary()
         _ = machine.handle(.workerReady(g(2, 0)))
         let back = machine.handle(.rollbackRequested)
-        #expect(back.reports == [.rolledBack(generation: 2, reason: "rolled back by batonctl rollback")])
+        #expect(back.reports == [.canceled(generation: 2, reason: "rolled back by batonctl rollback")])
         #expect(back.contains(.steer([1: [0, 1, 2, 3]])))
         #expect(back.contains(.awaitEmptySlot(g(2, 0))))
         #expect(back.signals.isEmpty)
@@ -97,7 +97,7 @@ import Testing
         _ = rollingBack.handle(.workerReady(g(2, 0)))
         #expect(
             rollingBack.handle(.timerFired(.canaryHold(generation: 2))).reports == [
-                .rolledBack(generation: 2, reason: "the canary held for 5s and was to be rolled back then")
+                .canceled(generation: 2, reason: "the canary held for 5s and was to be rolled back then")
             ])
         var (holding, _) = Self.canary(workers: 2, Canary(workers: 1, hold: .seconds(5)))
         _ = holding.handle(.workerReady(g(2, 0)))
@@ -268,7 +268,7 @@ import Testing
         var (rolledBack, _) = Self.canary(workers: 3, check: Self.check, failures: 1)
         _ = rolledBack.handle(.workerReady(g(2, 0)))
         _ = rolledBack.handle(.timerFired(.canaryCheck(generation: 2)))
-        #expect(rolledBack.handle(.rollbackRequested).reports == [.rolledBack(generation: 2, reason: "rolled back by batonctl rollback")])
+        #expect(rolledBack.handle(.rollbackRequested).reports == [.canceled(generation: 2, reason: "rolled back by batonctl rollback")])
         #expect(rolledBack.handle(.canaryCheckResult(generation: 2, .failed("exited with status 1"))).isEmpty)
         #expect(rolledBack.handle(.canaryCheckResult(generation: 2, .passed)).isEmpty)
     }

@@ -222,7 +222,8 @@ import Testing
         var rollout = Self.canary(Canary(workers: 1, hold: .seconds(5), after: .promote), table)
         #expect(
             rollout.rollbackRequested(table) == [
-                .cancelTimer(.canaryHold(generation: 2)), .stopWorkers(generation: 2, slots: [0]), .rolledBack("rolled back by batonctl rollback"),
+                .cancelTimer(.canaryHold(generation: 2)), .stopWorkers(generation: 2, slots: [0]),
+                .rolledBack("rolled back by batonctl rollback", planned: true),
             ])
         Self.ready([g(2, 0)], in: &table)
         #expect(rollout.workerReady(g(2, 0), table).isEmpty, "the worker is out of its slot and never takes a share")

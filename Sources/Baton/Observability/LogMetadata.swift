@@ -30,7 +30,7 @@ public enum LogMetadata {
             case .tookOver(let generation, let replaced):
                 reloads[generation] = nil
                 if let replaced { reloads[replaced] = id }
-            case .rolledBack(let generation, _):
+            case .rolledBack(let generation, _), .canceled(let generation, _):
                 reloads[generation] = id
             default:
                 break

@@ -68,6 +68,10 @@ struct ReloadLedger<Asker> {
                 entries[index].record.result = .rolledBack
                 entries[index].record.generation = generation
                 entries[index].record.reason = reason
+            case .canceled(let generation, let reason):
+                entries[index].record.result = .canceled
+                entries[index].record.generation = generation
+                entries[index].record.reason = reason
             case .failed(let reason):
                 entries[index].record.result = .failed
                 entries[index].record.reason = reason

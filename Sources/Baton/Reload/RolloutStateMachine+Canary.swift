@@ -138,7 +138,7 @@ extension RolloutStateMachine {
     /// `batonctl rollback`: the canary that holds drains, the old generation serves alone.
     mutating func rollbackRequested(_ table: GenerationTable) -> [RolloutAction] {
         guard canary != nil else { return [] }
-        return fail("rolled back by batonctl rollback", table)
+        return fail("rolled back by batonctl rollback", table, planned: true)
     }
 
     /// The hold of generation `number`'s canary is over: it is promoted or rolled back
@@ -149,7 +149,8 @@ extension RolloutStateMachine {
         case .promote:
             return promote(table)
         case .rollback:
-            return fail("the canary held for \(DurationFormat.string(canary.asked.hold ?? .zero)) and was to be rolled back then", table)
+            return fail(
+                "the canary held for \(DurationFormat.string(canary.asked.hold ?? .zero)) and was to be rolled back then", table, planned: true)
         case nil:
             return []
         }

@@ -150,9 +150,10 @@ struct RolloutStateMachine: Sendable, Equatable {
         return (worker.state == .ready && inRotation, "slot \(id.slot): worker \(id) \(exit) \(when)")
     }
 
-    /// A new worker failed, or the canary is rolled back: the reload is over, and the
-    /// rollout turns back. The batch under way stops (its workers were never in rotation).
-    mutating func fail(_ reason: String, _ table: GenerationTable) -> [RolloutAction] {
+    /// A new worker failed, or the canary is rolled back (`planned`: as the operator
+    /// asked, nothing failed): the reload is over, and the rollout turns back. The batch
+    /// under way stops (its workers were never in rotation).
+    mutating func fail(_ reason: String, _ table: GenerationTable, planned: Bool = false) -> [RolloutAction] {
         guard failure == nil, table.generation(to) != nil else { return [] }
         let canarySlots = canary?.slots ?? []
         var actions = endCanary(table)
@@ -169,7 +170,7 @@ struct RolloutStateMachine: Sendable, Equatable {
             replaced.isEmpty
             ? ""
             : "; slot\(replaced.count == 1 ? "" : "s") \(ReloadProgress.list(replaced)) \(replaced.count == 1 ? "goes" : "go") back to generation \(from)"
-        actions.append(.rolledBack(reason + back))
+        actions.append(.rolledBack(reason + back, planned: planned))
         return actions
     }
 }
@@ -191,9 +192,10 @@ enum RolloutAction: Sendable, Equatable {
     case handOver(slots: [Int], from: Int)
     /// Tell the reload's askers how it goes, while it is under way.
     case report(ReloadProgress)
-    /// The reload failed for this reason (with the slots to give back): it is reported
-    /// rolled back and is over, while the rollout goes on backwards.
-    case rolledBack(String)
+    /// The reload failed for this reason (with the slots to give back), or was canceled
+    /// as planned (a canary rolled back on purpose): it is reported rolled back (or
+    /// canceled) and is over, while the rollout goes on backwards.
+    case rolledBack(String, planned: Bool = false)
     /// Every slot is the new generation's: the rollout is over, `to` serves and `from`
     /// drains.
     case tookOver

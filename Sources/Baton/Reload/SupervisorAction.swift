@@ -68,10 +68,13 @@ enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
     case failed(String)
     /// The new generation failed; the old one keeps serving. Final.
     case rolledBack(generation: Int, reason: String)
+    /// The canary was rolled back as planned (`batonctl rollback`, or the end of its
+    /// hold); nothing failed, and the old generation keeps serving. Final.
+    case canceled(generation: Int, reason: String)
 
     var isFinal: Bool {
         switch self {
-        case .tookOver, .failed, .rolledBack: true
+        case .tookOver, .failed, .rolledBack, .canceled: true
         default: false
         }
     }
@@ -107,6 +110,8 @@ enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
         case .failed(let reason): "reload failed: \(reason)"
         case .rolledBack(let generation, let reason):
             "rolled back: generation \(generation) failed (\(reason)); the previous generation keeps serving"
+        case .canceled(let generation, let reason):
+            "canceled: generation \(generation) \(reason); the previous generation keeps serving"
         }
     }
 

@@ -110,9 +110,11 @@ extension SupervisorStateMachine {
             if case .reloading(let ids) = phase {
                 actions.append(.reportReload(ids, progress))
             }
-        case .rolledBack(let reason):
+        case .rolledBack(let reason, let planned):
             if case .reloading(let ids) = phase {
-                actions.append(.reportReload(ids, .rolledBack(generation: rollout.to, reason: reason)))
+                let progress: ReloadProgress =
+                    planned ? .canceled(generation: rollout.to, reason: reason) : .rolledBack(generation: rollout.to, reason: reason)
+                actions.append(.reportReload(ids, progress))
             }
             phase = .running
         case .tookOver:
