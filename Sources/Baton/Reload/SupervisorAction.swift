@@ -62,12 +62,14 @@ enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
     case tookOver(generation: Int, replaced: Int?)
     /// Nothing changed, for this reason. Final.
     case failed(String)
+    /// The configuration, read again, is invalid: nothing changed. Final.
+    case configurationRejected(String)
     /// The new generation failed; the old one keeps serving. Final.
     case rolledBack(generation: Int, reason: String)
 
     var isFinal: Bool {
         switch self {
-        case .tookOver, .failed, .rolledBack: true
+        case .tookOver, .failed, .configurationRejected, .rolledBack: true
         default: false
         }
     }
@@ -100,7 +102,7 @@ enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
         case .allAtOnceInstead(let reason): "not rolling (\(reason)): all at once instead"
         case .tookOver(let generation, let replaced):
             "generation \(generation) serves" + (replaced.map { "; generation \($0) drains" } ?? "")
-        case .failed(let reason): "reload failed: \(reason)"
+        case .failed(let reason), .configurationRejected(let reason): "reload failed: \(reason)"
         case .rolledBack(let generation, let reason):
             "rolled back: generation \(generation) failed (\(reason)); the previous generation keeps serving"
         }

@@ -11,11 +11,11 @@ extension Supervisor {
             if request.strategy != nil || request.batch != nil {
                 guard let strategy = ReloadStrategy(rawValue: request.strategy ?? ReloadStrategy.rolling.rawValue) else {
                     let given = request.strategy.map { "\"\($0)\"" } ?? ""
-                    responder.send(.failure("reload: unknown strategy \(given); expected \"all-at-once\" or \"rolling\"; nothing changed"))
+                    responder.send(.failure("reload: unknown strategy \(given); expected \"all-at-once\" or \"rolling\"; nothing changed", .invalid))
                     return
                 }
                 if let batch = request.batch, !Settings.batch.accepts(batch) {
-                    responder.send(.failure("reload: expected a batch of 1 to \(Settings.slots.upperBound) slots, got \(batch); nothing changed"))
+                    responder.send(.failure("reload: expected a batch of 1 to \(Settings.slots.upperBound) slots, got \(batch); nothing changed", .invalid))
                     return
                 }
                 options.strategy = strategy
@@ -25,42 +25,68 @@ extension Supervisor {
                 switch canary(request) {
                 case .success(let canary): options.canary = canary
                 case .failure(let refusal):
-                    responder.send(.failure("reload: \(refusal.reason); nothing changed"))
+                    responder.send(.failure("reload: \(refusal.reason); nothing changed", refusal.failure))
                     return
                 }
             }
-            feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false), options))
+            reloadChecked(request, responder, options)
         case .promote, .rollback:
             let promoting = request.command == .promote
             if let refusal = machine.canaryCommandRefusal(promoting: promoting) {
-                responder.send(.failure("\(request.command.rawValue): \(refusal); nothing changed"))
+                responder.send(.failure("\(request.command.rawValue): \(refusal); nothing changed", .refused))
                 return
             }
             guard let rollout = machine.rollout else { return }
-            responder.send(
-                ControlReply(
-                    ok: true, final: true,
-                    message: promoting
-                        ? "promoting the canary of generation \(rollout.to)" : "rolling back the canary of generation \(rollout.to)"))
+            let wait = request.reloadWait
+            let message = promoting ? "promoting the canary of generation \(rollout.to)" : "rolling back the canary of generation \(rollout.to)"
+            responder.send(ControlReply(ok: true, final: wait == .accepted, message: message))
+            if wait != .accepted, case .reloading(let ids) = machine.phase {
+                reloads.follow(ids, by: responder, wait: wait, rollingBack: !promoting)
+            }
             feed(promoting ? .promoteRequested : .rollbackRequested)
         case .scale:
             guard let count = request.workers, Settings.workerCount.accepts(count) else {
                 let given = request.workers.map { "\($0)" } ?? "no \"workers\""
-                responder.send(.failure("scale: expected a number of workers from 1 to 1024, got \(given); nothing changed"))
+                responder.send(.failure("scale: expected a number of workers from 1 to 1024, got \(given); nothing changed", .invalid))
                 return
             }
             logger.info("scaling to \(count) worker(s): reloading")
-            feed(.reloadRequested(reloads.request(from: responder, wait: request.wait ?? false), ReloadOptions(workers: count)))
+            reloadChecked(request, responder, ReloadOptions(workers: count))
         case .upgrade:
             upgrade(answering: responder)
         case .stop:
-            responder.send(ControlReply(ok: true, final: true, message: "stopping: draining every worker"))
-            feed(.stopRequested)
+            let delay = stopBegan ? nil : machine.serving?.configuration.stopDelay
+            let message =
+                delay.map { "stopping: the workers serve for \(DurationFormat.string($0)) more (stop_delay), then drain" } ?? "stopping: draining every worker"
+            responder.send(ControlReply(ok: true, final: request.wait != true, message: message))
+            if request.wait == true { stopWaiters.append(responder) }
+            beginStop()
+        }
+    }
+
+    /// Asks for a reload; one that does not wait for its outcome is told first whether
+    /// the configuration is valid, since that is all it would learn otherwise.
+    func reloadChecked(_ request: ControlRequest, _ responder: ControlResponder, _ options: ReloadOptions) {
+        let wait = request.reloadWait
+        guard wait == .accepted else {
+            feed(.reloadRequested(reloads.request(from: responder, wait: wait), options))
+            return
+        }
+        source.load(on: eventLoop) { [self] loaded in
+            do {
+                try checkReloadable(try loaded.get())
+            } catch {
+                responder.send(.failure("\(request.command.rawValue) refused: \(error); nothing changed", .configuration))
+                return
+            }
+            feed(.reloadRequested(reloads.request(from: responder, wait: wait), options))
         }
     }
 
     struct CanaryRefusal: Error {
         var reason: String
+        /// Invalid unless said otherwise: most refusals are about the request's values.
+        var failure = ControlFailure.invalid
     }
 
     /// The canary a reload request asks for, checked against the service as it serves now.
@@ -69,7 +95,8 @@ extension Supervisor {
             return .failure(.init(reason: "\"weight\", \"hold\" and \"after\" are for a canary: give \"canary\", its number of workers"))
         }
         if let refusal = machine.canaryRefusal(workers: workers) {
-            return .failure(.init(reason: refusal))
+            let busy = machine.phase != .running || machine.generations.count != 1 || machine.serving == nil
+            return .failure(.init(reason: refusal, failure: busy ? .refused : .invalid))
         }
         let weight = request.weight ?? Canary.defaultWeight
         guard Canary.weights.contains(weight) else {
@@ -93,5 +120,12 @@ extension Supervisor {
             after = value
         }
         return .success(Canary(workers: workers, weight: weight, hold: hold, after: after))
+    }
+}
+
+extension ControlRequest {
+    /// How long its asker waits, as `wait` and `drained` say.
+    var reloadWait: ReloadWait {
+        wait == true ? (drained == true ? .drained : .outcome) : .accepted
     }
 }
