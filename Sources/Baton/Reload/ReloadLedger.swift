@@ -29,7 +29,8 @@ struct ReloadLedger<Asker> {
     }
 
     /// A new reload request; `asker` (nil for `SIGHUP` and systemd) hears how it goes:
-    /// every step when it waits, else only that it was accepted.
+    /// every step when it waits, else only that its configuration was read and it began
+    /// (or failed), or that it was queued.
     mutating func request(from asker: Asker?, wait: ReloadWait = .accepted) -> ReloadRequestID {
         let id = nextID
         nextID += 1
@@ -79,7 +80,10 @@ struct ReloadLedger<Asker> {
             guard let followers = askers[id] else { continue }
             var staying: [Follower] = []
             for follower in followers {
-                let reply = reply(to: follower, progress)
+                guard let reply = reply(to: follower, progress) else {
+                    staying.append(follower)
+                    continue
+                }
                 replies.append((follower.asker, reply))
                 if !reply.final && !progress.isFinal { staying.append(follower) }
             }
@@ -88,9 +92,9 @@ struct ReloadLedger<Asker> {
         return replies
     }
 
-    /// What `follower` hears of `progress`; a follower who waits for a generation to be
-    /// gone moves to ``awaitingExit``.
-    private mutating func reply(to follower: Follower, _ progress: ReloadProgress) -> ControlReply {
+    /// What `follower` hears of `progress`, if anything; a follower who waits for a
+    /// generation to be gone moves to ``awaitingExit``.
+    private mutating func reply(to follower: Follower, _ progress: ReloadProgress) -> ControlReply? {
         var reply = ControlReply(ok: true, final: progress.isFinal, message: progress.description)
         if case .tookOver(let generation, _) = progress { reply.generation = generation }
         let succeeded: Bool
@@ -102,9 +106,10 @@ struct ReloadLedger<Asker> {
         case .rolledBack(let generation, _) where follower.rollingBack:
             succeeded = true
             gone = generation
-        case .canaryServing where follower.wait != .accepted:
+        case .canaryServing where follower.wait == .outcome:
             // A deploy script checks the canary and then promotes it: waiting for the
-            // promotion here would never end.
+            // promotion here would never end. Who waits for the old generation to be gone
+            // waits through the promotion (or the rollback).
             reply.final = true
             return reply
         default:
@@ -119,7 +124,9 @@ struct ReloadLedger<Asker> {
             default: reply.failure = .refused
             }
         } else if follower.wait == .accepted {
-            // Without --wait, the answer is that the reload was accepted.
+            // Without --wait, the answer is that the configuration was read and the
+            // reload began, or that it waits its turn.
+            if case .loadingConfiguration = progress { return nil }
             reply.final = true
         } else if reply.final, follower.wait == .drained, let gone {
             reply.final = false
@@ -147,6 +154,7 @@ enum ReloadWait: Sendable, Equatable {
     case accepted
     /// Until the new generation took over, or failed; with a canary, until it holds its share.
     case outcome
-    /// As ``outcome``, and then until the replaced generation's workers have exited.
+    /// Until the new generation took over and the replaced one's workers have exited, or
+    /// it failed; with a canary, through its promotion (or rollback, a failure).
     case drained
 }

@@ -64,11 +64,13 @@ extension Supervisor {
         }
     }
 
-    /// Asks for a reload; one that does not wait for its outcome is told first whether
-    /// the configuration is valid, since that is all it would learn otherwise.
+    /// Asks for a reload. One that does not wait for its outcome still learns whether
+    /// the configuration is valid: the ledger answers it once the file is read, and a
+    /// reload that will wait its turn behind another has the file checked first.
     func reloadChecked(_ request: ControlRequest, _ responder: ControlResponder, _ options: ReloadOptions) {
         let wait = request.reloadWait
-        guard wait == .accepted else {
+        let startsAtOnce = machine.phase == .running && machine.generations.count == 1
+        guard wait == .accepted, !startsAtOnce else {
             feed(.reloadRequested(reloads.request(from: responder, wait: wait), options))
             return
         }
