@@ -23,7 +23,7 @@ struct ControlOptions: ParsableArguments {
 
     @Option(
         help:
-            "How long to wait for each line of Baton's answer, in seconds (default: 30; 900 for reload and scale with --wait; for upgrade, also how long to wait for the new binary to answer)."
+            "How long to wait for each line of Baton's answer, in seconds (default: 30; 900 with --wait or --wait-drained; for upgrade, also how long to wait for the new binary to answer)."
     )
     var timeout: Double?
 
