@@ -37,11 +37,12 @@ extension Supervisor {
                 return
             }
             guard let rollout = machine.rollout else { return }
-            let wait = request.reloadWait
             let message = promoting ? "promoting the canary of generation \(rollout.to)" : "rolling back the canary of generation \(rollout.to)"
-            responder.send(ControlReply(ok: true, final: wait == .accepted, message: message))
-            if wait != .accepted, case .reloading(let ids) = machine.phase {
-                reloads.follow(ids, by: responder, wait: wait, rollingBack: !promoting)
+            if request.reloadWait != .accepted, case .reloading(let ids) = machine.phase {
+                responder.send(ControlReply(ok: true, final: false, message: message))
+                reloads.follow(ids, by: responder, wait: request.reloadWait, rollingBack: !promoting)
+            } else {
+                responder.send(ControlReply(ok: true, final: true, message: message))
             }
             feed(promoting ? .promoteRequested : .rollbackRequested)
         case .scale:
