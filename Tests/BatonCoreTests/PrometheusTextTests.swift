@@ -91,8 +91,9 @@ import Testing
             # TYPE baton_reloads_total counter
             baton_reloads_total{result="took-over"} 2
             baton_reloads_total{result="rolled-back"} 1
+            baton_reloads_total{result="canceled"} 0
             baton_reloads_total{result="failed"} 1
-            # HELP baton_reload_duration_seconds How long finished reloads took, from reading the configuration to the outcome
+            # HELP baton_reload_duration_seconds How long finished reloads took, from reading the configuration to the outcome, a canary's hold excepted
             # TYPE baton_reload_duration_seconds histogram
             baton_reload_duration_seconds_bucket{le="0.05"} 0
             baton_reload_duration_seconds_bucket{le="0.1"} 0

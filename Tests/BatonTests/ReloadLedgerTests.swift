@@ -169,4 +169,19 @@ import Testing
         #expect(gone[0].1 == ControlReply(ok: true, final: true, message: "generation 2 serves; generation 1 drains; generation 1 has exited"))
         #expect(ledger.generationsGone { _ in false }.isEmpty, "answered once")
     }
+
+    /// A canary's hold is the operator's time: a reload's duration runs to its takeover
+    /// without it, however long the canary held.
+    @Test func aCanarysHoldIsNotPartOfTheReloadsDuration() {
+        var ledger = Ledger()
+        let id = ledger.request(from: nil)
+        _ = ledger.record(.loadingConfiguration, for: [id], at: 1000)
+        _ = ledger.record(.startingCanary(generation: 2, workers: 1, weight: 10), for: [id], at: 1000.1)
+        _ = ledger.record(.canaryServing(generation: 2, slots: [0], weight: 10, hold: nil, after: nil), for: [id], at: 1001)
+        _ = ledger.record(.promoted(generation: 2, strategy: .allAtOnce), for: [id], at: 1043)
+        _ = ledger.record(.tookOver(generation: 2, replaced: 1), for: [id], at: 1043.5)
+        #expect(ledger.statistics.tookOver == 1)
+        #expect(abs(ledger.statistics.durations.sum - 1.5) < 1e-6, "1 s to the canary's share, 0.5 s from promote to takeover")
+        #expect(ledger.history.last?.finished == 1043.5, "the history keeps the reload's whole span")
+    }
 }

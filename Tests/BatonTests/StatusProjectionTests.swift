@@ -67,6 +67,13 @@ import Testing
         record.finished = 2
         let status = projection(Machine.serving(workers: 1), reloads: [record])
         #expect(status.line == "generation 1: 1/1 ready; last reload rolled-back")
+        record.reason = "worker g2/s0 exited with status 3 before it was ready; its last output: boom"
+        let why = projection(Machine.serving(workers: 1), reloads: [record])
+        #expect(
+            why.line == "generation 1: 1/1 ready; last reload rolled-back: worker g2/s0 exited with status 3 before it was ready; its last output: boom",
+            "STATUS= says why the last reload failed")
+        record.reason = String(repeating: "x", count: 1000)
+        #expect(projection(Machine.serving(workers: 1), reloads: [record]).line.count < 400, "a long reason is cut")
         let running = projection(Machine.serving(workers: 1), reloads: [.init(started: 3, result: .running)])
         #expect(running.line == "generation 1: 1/1 ready", "a reload under way is not the last result")
     }

@@ -39,4 +39,19 @@ import Testing
             String(decoding: journal.render(Array("<3>fake error".utf8)[...], pid: 42, continued: false), as: UTF8.self)
                 == "<6>[g3/s1] <3>fake error\n")
     }
+
+    /// The last lines a worker wrote on standard error are kept for the reason of its
+    /// exit, bounded in number and length, read to the end of what the pipe holds.
+    @Test func theLastLinesOfStandardErrorAreKeptBounded() throws {
+        let (fd, relay) = try OutputRelay.start(WorkerID(generation: 7, slot: 0), target: STDERR_FILENO)
+        let long = String(repeating: "x", count: 1000)
+        let text = (1...6).map { "line \($0)" }.joined(separator: "\n") + "\n\(long)\n   \n\u{1b}[31mred and last"
+        _ = text.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+        let lines = relay.lastLines()
+        #expect(lines.count == OutputRelay.keptLines)
+        #expect(lines.first == "line 4")
+        #expect(lines[lines.count - 2] == String(repeating: "x", count: OutputRelay.keptLineLength) + "…")
+        #expect(lines.last == "\\x1b[31mred and last", "escaped as the log has it, the unterminated last line included")
+    }
 }

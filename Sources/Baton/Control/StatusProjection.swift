@@ -28,7 +28,10 @@ struct StatusProjection {
         }
         if draining > 0 { parts.append("\(draining) draining") }
         if let last = reloads.last, last.finished != nil {
-            parts.append("last reload \(last.result)")
+            // Why a reload failed, so that `systemctl status` says it; bounded, as
+            // the worker's last output it may quote is.
+            let why = last.reason.map { $0.count > 300 ? $0.prefix(300) + "…" : $0 }
+            parts.append("last reload \(last.result)" + (why.map { ": \($0)" } ?? ""))
         }
         return parts.joined(separator: "; ")
     }
@@ -39,7 +42,7 @@ struct StatusProjection {
         pid: Int32, configurationName: String, listeners: [StatusReport.ListenerStatus], now: Double,
         scaledTo: Int?, upgrades: Int, upgradeError: String?,
         reloadStatistics: StatusReport.ReloadStatistics? = nil, canaryHoldEnds: Double? = nil,
-        canaryBaseline: CanaryBaseline? = nil
+        canaryBaseline: CanaryBaseline? = nil, restartDue: (_ generation: Int, _ slot: Int) -> Double? = { _, _ in nil }
     ) -> StatusReport {
         let generations = machine.generations.map { generation in
             StatusReport.GenerationStatus(
@@ -52,7 +55,13 @@ struct StatusProjection {
                         status: worker.status, uptime: entry.map { now - $0.started })
                 },
                 restartingSlots: generation.restarting.sorted(),
-                crashLoopingSlots: (0..<generation.configuration.workers.count).filter { generation.isCrashLooping(slot: $0) })
+                crashLoopingSlots: (0..<generation.configuration.workers.count).filter { generation.isCrashLooping(slot: $0) },
+                slotRestarts: generation.restarting.sorted().map { slot in
+                    StatusReport.SlotRestart(
+                        slot: slot, restarts: generation.starts[slot, default: 0], crashes: generation.crashes[slot, default: 0],
+                        lastExit: generation.lastExits[slot],
+                        nextStartIn: restartDue(generation.number, slot).map { max(0, $0 - now) })
+                })
         }
         let configuration = machine.generations.last?.configuration
         var report = StatusReport(

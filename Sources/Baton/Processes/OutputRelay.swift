@@ -19,10 +19,23 @@ final class OutputRelay: @unchecked Sendable {
     /// cannot grow Baton's memory.
     static let longestLine = 64 * 1024
 
-    // Touched only by the watcher's handler, which never runs twice at once.
+    /// How many of the worker's last lines on standard error are kept, for the reason of
+    /// its exit (``lastLines()``), and how much of each.
+    static let keptLines = 5
+    static let keptLineLength = 240
+
+    /// Guards what follows: the watcher's handler reads the pipe, and so does
+    /// ``lastLines()`` on the supervisor's loop when the worker has exited.
+    private let lock = NIOLock()
     private var pending: [UInt8] = []
     /// The line under way was cut: its next part is marked as continued.
     private var continuing = false
+    /// The pipe's read end, which the watcher owns and closes once `ended`.
+    private var readEnd: Int32 = -1
+    /// The pipe reached its end (or failed): the watcher closes it.
+    private var ended = false
+    /// The last lines read, escaped and cut to ``keptLineLength`` (standard error only).
+    private var kept: [String] = []
     private let line: WorkerOutputLine
     private let writer: OutputWriter
     /// The worker's pid, once it is known (0 before).
@@ -47,7 +60,10 @@ final class OutputRelay: @unchecked Sendable {
         do throws(SystemError) {
             // The relay lives as long as the watcher holds its handler: until the worker
             // and every process that inherited its output have closed the pipe.
-            try DescriptorWatcher.shared.watch(ends[0], subject: "output of \(worker)") { relay.drain($0) }
+            relay.readEnd = ends[0]
+            try DescriptorWatcher.shared.watch(ends[0], subject: "output of \(worker)") { fd in
+                relay.lock.withLock { relay.drain(fd) }
+            }
         } catch {
             close(ends[0])
             close(ends[1])
@@ -66,13 +82,27 @@ final class OutputRelay: @unchecked Sendable {
         processID.store(pid, ordering: .relaxed)
     }
 
-    /// Copies what the pipe holds; false at its end.
-    private func drain(_ fd: Int32) -> Bool {
+    /// The last lines the worker wrote on standard error (at most ``keptLines``, oldest
+    /// first), after copying what its pipe still holds: a worker that wrote its reason
+    /// and exited has its lines read before its exit is reported.
+    func lastLines() -> [String] {
+        lock.withLock {
+            while !ended, readEnd >= 0, drain(readEnd, untilEmpty: true) {}
+            return kept
+        }
+    }
+
+    /// Copies what the pipe holds (one read, or every read until it is empty); false at
+    /// its end. Called with `lock` held.
+    private func drain(_ fd: Int32, untilEmpty: Bool = false) -> Bool {
+        guard !ended else { return false }
         var buffer = [UInt8](repeating: 0, count: 65536)
         let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         guard count > 0 else {
-            if count < 0 && (errno == EAGAIN || errno == EINTR) { return true }
+            if count < 0 && errno == EINTR { return true }
+            if count < 0 && errno == EAGAIN { return !untilEmpty }
             flush()
+            ended = true
             return false
         }
         pending.append(contentsOf: buffer[0..<count])
@@ -89,6 +119,7 @@ final class OutputRelay: @unchecked Sendable {
                 start += Self.longestLine
             } else if let newline {
                 output += line.render(pending[start..<newline], pid: pid, continued: continuing)
+                keep(pending[start..<newline])
                 continuing = false
                 start = newline + 1
             } else {
@@ -103,7 +134,18 @@ final class OutputRelay: @unchecked Sendable {
     private func flush() {
         guard !pending.isEmpty else { return }
         writer.write(line.render(pending[...], pid: processID.load(ordering: .relaxed), continued: continuing))
+        keep(pending[...])
         pending = []
+    }
+
+    /// Keeps a line of standard error among the last ones, escaped as the log has it.
+    private func keep(_ text: ArraySlice<UInt8>) {
+        guard line.stream == "stderr" else { return }
+        let escaped = WorkerOutputLine.escaped(text.prefix(Self.keptLineLength * 4))
+        let trimmed = Substring(escaped).drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
+        guard !trimmed.isEmpty else { return }
+        kept.append(trimmed.count > Self.keptLineLength ? String(trimmed.prefix(Self.keptLineLength)) + "…" : String(trimmed))
+        if kept.count > Self.keptLines { kept.removeFirst() }
     }
 }
 

@@ -58,7 +58,7 @@ struct WorkerLauncher {
     func launch(
         _ worker: WorkerID, _ configuration: Configuration, sockets: [(name: String, fd: Int32)],
         notifyAddress: String
-    ) throws -> pid_t {
+    ) throws -> (pid: pid_t, standardError: OutputRelay?) {
         let settings = configuration.workers
         var preloadLibrary = ""
         if settings.socketProtocol == .preload {
@@ -96,6 +96,6 @@ struct WorkerLauncher {
         }
         let pid = try ProcessSpawner.spawn(request)
         relays.forEach { $0.started(pid) }
-        return pid
+        return (pid, relays.last)
     }
 }

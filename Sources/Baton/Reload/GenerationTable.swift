@@ -96,6 +96,11 @@ struct GenerationTable: Sendable, Equatable {
         return crashes
     }
 
+    /// Remembers how the slot's worker last ended (shown while the slot waits to restart).
+    mutating func recordExit(of slot: Int, at index: Int, _ description: String) {
+        generations[index].lastExits[slot] = description
+    }
+
     /// The slot waits for its restart: the timer that starts it again.
     mutating func scheduleRestart(slot: Int, at index: Int, after delay: Duration) -> SupervisorAction {
         generations[index].restarting.insert(slot)
@@ -166,6 +171,8 @@ extension SupervisorStateMachine {
         internal(set) var crashes: [Int: Int] = [:]
         /// Slots waiting for their restart delay.
         internal(set) var restarting: Set<Int> = []
+        /// How each slot's worker last ended, when it crashed (with its last output).
+        internal(set) var lastExits: [Int: String] = [:]
         /// Workers taken out of their slot (stalled, or replaced by a rolling reload),
         /// draining until they exit or their drain timeout kills them.
         internal(set) var retired: [WorkerID: Worker] = [:]

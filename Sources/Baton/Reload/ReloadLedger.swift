@@ -14,7 +14,19 @@ struct ReloadLedger<Asker> {
     /// (kept across `batonctl upgrade`).
     var statistics = StatusReport.ReloadStatistics()
 
-    private var entries: [(firstID: ReloadRequestID, record: StatusReport.ReloadRecord)] = []
+    private var entries: [(firstID: ReloadRequestID, record: StatusReport.ReloadRecord, hold: CanaryHold)] = []
+
+    /// How long a reload's canary held: the hold is the operator's time, not the
+    /// reload's, so it is not part of the reload's duration.
+    struct CanaryHold {
+        var began: Double?
+        var held: Double = 0
+
+        mutating func end(at time: Double) {
+            if let began { held += max(0, time - began) }
+            began = nil
+        }
+    }
     private var askers: [ReloadRequestID: [Follower]] = [:]
     /// Askers told of the outcome who wait for a replaced generation's workers to exit.
     private var awaitingExit: [(asker: Asker, generation: Int, message: String)] = []
@@ -56,24 +68,36 @@ struct ReloadLedger<Asker> {
     mutating func record(_ progress: ReloadProgress, for ids: [ReloadRequestID], at time: Double) -> [(Asker, ControlReply)] {
         guard let firstID = ids.first else { return [] }
         if case .loadingConfiguration = progress {
-            entries.append((firstID, .init(started: time, result: .running)))
+            entries.append((firstID, .init(started: time, result: .running), CanaryHold()))
             if entries.count > Self.historyLimit { entries.removeFirst() }
         }
+        if let index = entries.lastIndex(where: { $0.firstID == firstID }) {
+            switch progress {
+            case .canaryServing: entries[index].hold.began = time
+            case .promoted: entries[index].hold.end(at: time)
+            default: break
+            }
+        }
         if progress.isFinal, let index = entries.lastIndex(where: { $0.firstID == firstID }) {
+            entries[index].hold.end(at: time)
             entries[index].record.finished = time
             entries[index].record.message = progress.description
             switch progress {
             case .tookOver(let generation, _):
                 entries[index].record.result = .tookOver
                 entries[index].record.generation = generation
-            case .rolledBack(let generation, _):
+            case .rolledBack(let generation, let reason):
                 entries[index].record.result = .rolledBack
                 entries[index].record.generation = generation
+                entries[index].record.reason = reason
+            case .failed(let reason), .configurationRejected(let reason):
+                entries[index].record.result = .failed
+                entries[index].record.reason = reason
             default:
                 entries[index].record.result = .failed
             }
             let record = entries[index].record
-            statistics.record(record.result, seconds: time - record.started)
+            statistics.record(record.result, seconds: max(0, time - record.started - entries[index].hold.held))
         }
         var replies: [(Asker, ControlReply)] = []
         for id in ids {

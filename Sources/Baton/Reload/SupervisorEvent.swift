@@ -34,6 +34,12 @@ enum WorkerExit: Sendable, Equatable, CustomStringConvertible {
         case .failedToStart(let reason): "could not start: \(reason)"
         }
     }
+
+    /// What ends a reason about the exit of a worker whose last lines on standard error
+    /// were `lastWords`: nothing when there were none.
+    static func lastOutput(_ lastWords: [String]) -> String {
+        lastWords.isEmpty ? "" : "; its last output: " + lastWords.joined(separator: " | ")
+    }
 }
 
 /// Identifies one `reload` request, so that its asker hears how it went.
@@ -93,7 +99,9 @@ enum SupervisorEvent: Sendable, Equatable {
     case workerReady(WorkerID)
     case workerStatus(WorkerID, String)
     case workerStopping(WorkerID)
-    case workerExited(WorkerID, WorkerExit)
+    /// The worker exited; `lastWords` are the last lines it wrote on standard error, when
+    /// Baton read them (`output = "prefix"`).
+    case workerExited(WorkerID, WorkerExit, lastWords: [String] = [])
     /// A serving worker's sockets held connections and it accepted none for its
     /// generation's stall timeout.
     case workerStalled(WorkerID)

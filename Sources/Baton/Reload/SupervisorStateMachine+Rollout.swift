@@ -135,7 +135,7 @@ extension SupervisorStateMachine {
     /// A worker of the new generation exited while the rollout went on: a replaced or
     /// canary slot's worker leaves the rotation (what its sockets hold moves on), and the
     /// rollout turns back.
-    mutating func rolloutWorkerExited(_ worker: Worker, _ exit: WorkerExit, into actions: inout [SupervisorAction]) {
+    mutating func rolloutWorkerExited(_ worker: Worker, _ exit: WorkerExit, lastWords: [String], into actions: inout [SupervisorAction]) {
         guard let rollout else { return }
         let id = worker.id
         actions.append(.announce(.workerExited(id, exit, restartAfter: nil)))
@@ -147,7 +147,7 @@ extension SupervisorStateMachine {
             rollout.canarySlots.contains(id.slot)
             ? "while the canary held"
             : worker.state == .ready && inRotation ? "after it took over" : "before it was ready"
-        rolloutFailed("slot \(id.slot): worker \(id) \(exit) \(when)", into: &actions)
+        rolloutFailed("slot \(id.slot): worker \(id) \(exit) \(when)\(WorkerExit.lastOutput(lastWords))", into: &actions)
         removeFinishedGenerations(into: &actions)
         advanceRollout(into: &actions)
         startPendingReload(into: &actions)

@@ -52,7 +52,7 @@ extension SupervisorStateMachine {
         }
     }
 
-    mutating func workerExited(_ id: WorkerID, _ exit: WorkerExit, into actions: inout [SupervisorAction]) {
+    mutating func workerExited(_ id: WorkerID, _ exit: WorkerExit, lastWords: [String] = [], into actions: inout [SupervisorAction]) {
         if let index = table.index(of: id), table[index].retired[id] != nil {
             retiredWorkerExited(id, exit, at: index, into: &actions)
             return
@@ -65,20 +65,21 @@ extension SupervisorStateMachine {
         }
         let generation = table[index]
         if let rollout, rollout.to == generation.number {
-            rolloutWorkerExited(worker, exit, into: &actions)
+            rolloutWorkerExited(worker, exit, lastWords: lastWords, into: &actions)
             return
         }
         switch generation.role {
         case .starting where phase == .starting:
             actions.append(.announce(.workerExited(id, exit, restartAfter: nil)))
-            fail("worker \(id) \(exit) before it was ready", into: &actions)
+            fail("worker \(id) \(exit) before it was ready\(WorkerExit.lastOutput(lastWords))", into: &actions)
         case .starting:
             actions.append(.announce(.workerExited(id, exit, restartAfter: nil)))
-            rollBack(index, reason: "worker \(id) \(exit) before it was ready", into: &actions)
+            rollBack(index, reason: "worker \(id) \(exit) before it was ready\(WorkerExit.lastOutput(lastWords))", into: &actions)
         case .serving:
             if worker.state == .ready, steer(into: &actions) {
                 actions.append(.evacuate(generation: generation.number, slot: id.slot))
             }
+            table.recordExit(of: id.slot, at: index, "\(exit)\(WorkerExit.lastOutput(lastWords))")
             let backoff = crashed(slot: id.slot, at: index)
             actions.append(.announce(.workerExited(id, exit, restartAfter: backoff.delay)))
             actions.append(backoff.restart)

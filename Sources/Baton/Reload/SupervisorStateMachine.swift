@@ -119,8 +119,8 @@ struct SupervisorStateMachine: Sendable {
             table.update(id) { $0.announcedStopping = true }
         case .workerStalled(let id):
             workerStalled(id, into: &actions)
-        case .workerExited(let id, let exit):
-            workerExited(id, exit, into: &actions)
+        case .workerExited(let id, let exit, let lastWords):
+            workerExited(id, exit, lastWords: lastWords, into: &actions)
         case .timerFired(let timer):
             timerFired(timer, into: &actions)
         case .slotQueuesEmpty(let id):

@@ -1,4 +1,5 @@
 import Glibc
+import NIOCore
 
 /// What the supervisor reports: reload progress to its askers, status and metrics.
 extension Supervisor {
@@ -29,7 +30,12 @@ extension Supervisor {
             pid: getpid(), configurationName: source.name,
             listeners: sockets.status(of: machine.generations.last?.configuration.listeners ?? []),
             now: Clock.monotonic(), scaledTo: reloads.scaledTo, upgrades: upgrades, upgradeError: upgradeError,
-            reloadStatistics: reloads.statistics, canaryHoldEnds: canaryHoldEnds, canaryBaseline: canaryBaseline)
+            reloadStatistics: reloads.statistics, canaryHoldEnds: canaryHoldEnds, canaryBaseline: canaryBaseline,
+            restartDue: { [timers] generation, slot in
+                timers.due(.machine(.restart(generation: generation, slot: slot))).map {
+                    Clock.monotonic() + Double(($0 - .now()).nanoseconds) / 1e9
+                }
+            })
         report.droppedOutputBytes = OutputWriter.droppedBytes
         return report
     }

@@ -22,7 +22,8 @@ extension Supervisor {
             cancelTimer(.probe(worker))
             reaped = (worker, entry.pid)
             defer { reaped = nil }
-            feed(.workerExited(worker, status < 0 ? .signaled(-status) : .exited(status)))
+            let lastWords = entry.standardError?.lastLines() ?? []
+            feed(.workerExited(worker, status < 0 ? .signaled(-status) : .exited(status), lastWords: lastWords))
         case .probe(let worker):
             // What the probe started and left behind (`sleep 300 &`) ends with it: it
             // leads a session and group of its own.
@@ -43,7 +44,7 @@ extension Supervisor {
 
     func spawn(_ worker: WorkerID, _ configuration: Configuration) {
         let notifySocket: NotifySocket
-        let pid: pid_t
+        let launched: (pid: pid_t, standardError: OutputRelay?)
         do {
             notifySocket = try self.notifySocket(for: worker, configuration)
         } catch {
@@ -52,7 +53,7 @@ extension Supervisor {
         }
         do {
             let sockets = try sockets.sockets(for: configuration, slot: worker.slot, generation: worker.generation)
-            pid = try mainThread.perform { [launcher] in
+            launched = try mainThread.perform { [launcher] in
                 try launcher.launch(worker, configuration, sockets: sockets, notifyAddress: notifySocket.address)
             }
         } catch {
@@ -60,7 +61,8 @@ extension Supervisor {
             feed(.workerExited(worker, .failedToStart("\(error)")))
             return
         }
-        workers.add(worker, .init(pid: pid, started: Clock.monotonic(), notifySocket: notifySocket))
+        let pid = launched.pid
+        workers.add(worker, .init(pid: pid, started: Clock.monotonic(), notifySocket: notifySocket, standardError: launched.standardError))
         logger.info("started worker \(worker) (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
         switch configuration.workers.readiness {
         case .notify:

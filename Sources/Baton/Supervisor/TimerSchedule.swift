@@ -4,7 +4,7 @@ import NIOCore
 /// one of the same key, and a timer that was cancelled or replaced never fires, even
 /// when its task had already been queued.
 struct TimerSchedule<Key: Hashable & Sendable> {
-    private var timers: [Key: (token: UInt64, scheduled: Scheduled<Void>)] = [:]
+    private var timers: [Key: (token: UInt64, scheduled: Scheduled<Void>, due: NIODeadline)] = [:]
     private var nextToken: UInt64 = 0
 
     /// Starts (or restarts) the timer `key`; when it fires, `fire` gets the key and a
@@ -16,12 +16,18 @@ struct TimerSchedule<Key: Hashable & Sendable> {
         timers[key]?.scheduled.cancel()
         nextToken += 1
         let token = nextToken
-        let scheduled = eventLoop.scheduleTask(in: .nanoseconds(delay.nanoseconds)) { fire(key, token) }
-        timers[key] = (token, scheduled)
+        let due = NIODeadline.now() + .nanoseconds(delay.nanoseconds)
+        let scheduled = eventLoop.scheduleTask(deadline: due) { fire(key, token) }
+        timers[key] = (token, scheduled, due)
     }
 
     func isRunning(_ key: Key) -> Bool {
         timers[key] != nil
+    }
+
+    /// When the timer `key` fires, on NIO's monotonic clock; nil if it does not run.
+    func due(_ key: Key) -> NIODeadline? {
+        timers[key]?.due
     }
 
     mutating func cancel(_ key: Key) {

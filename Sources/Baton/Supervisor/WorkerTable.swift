@@ -12,6 +12,8 @@ struct WorkerTable {
         var started: Double
         /// The worker's own `NOTIFY_SOCKET`; nil only where nothing listens for it.
         var notifySocket: NotifySocket?
+        /// The relay of its standard error, when Baton reads it (`output = "prefix"`).
+        var standardError: OutputRelay? = nil
     }
 
     /// What a reaped pid was.

@@ -5,17 +5,34 @@ extension StatusReport {
     public struct ReloadStatistics: Codable, Sendable, Equatable {
         public var tookOver: Int
         public var rolledBack: Int
+        public var canceled: Int
         public var failed: Int
         public var durations: Histogram
 
         public init(
-            tookOver: Int = 0, rolledBack: Int = 0, failed: Int = 0,
+            tookOver: Int = 0, rolledBack: Int = 0, canceled: Int = 0, failed: Int = 0,
             durations: Histogram = Histogram(bounds: Self.durationBounds)
         ) {
             self.tookOver = tookOver
             self.rolledBack = rolledBack
+            self.canceled = canceled
             self.failed = failed
             self.durations = durations
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case tookOver, rolledBack, canceled, failed, durations
+        }
+
+        /// Statistics handed over by `batonctl upgrade` from a Baton that counted no
+        /// canceled reloads have none.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            tookOver = try container.decode(Int.self, forKey: .tookOver)
+            rolledBack = try container.decode(Int.self, forKey: .rolledBack)
+            canceled = try container.decodeIfPresent(Int.self, forKey: .canceled) ?? 0
+            failed = try container.decode(Int.self, forKey: .failed)
+            durations = try container.decode(Histogram.self, forKey: .durations)
         }
 
         /// Upper bounds of the duration buckets, in seconds: a reload takes as long as
@@ -28,6 +45,7 @@ extension StatusReport {
             case .running: 0
             case .tookOver: tookOver
             case .rolledBack: rolledBack
+            case .canceled: canceled
             case .failed: failed
             }
         }
@@ -38,6 +56,7 @@ extension StatusReport {
             case .running: return
             case .tookOver: tookOver += 1
             case .rolledBack: rolledBack += 1
+            case .canceled: canceled += 1
             case .failed: failed += 1
             }
             durations.observe(seconds)

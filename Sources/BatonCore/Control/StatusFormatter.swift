@@ -61,9 +61,12 @@ public enum StatusFormatter {
             }
             for slot in generation.restartingSlots {
                 let looping = generation.crashLoopingSlots.contains(slot)
+                let restart = generation.slotRestarts?.first { $0.slot == slot }
+                let why = [restart?.lastExit, restart?.nextStartIn.map { "next start in \(seconds($0))" }].compactMap { $0 }
                 rows.append([
                     "\(generation.number)", generation.role.rawValue, "\(slot)", "-",
-                    looping ? "crash-looping" : "restarting", "", "", "",
+                    looping ? "crash-looping" : "restarting", restart.map { "\($0.restarts)" } ?? "", "-",
+                    why.joined(separator: "; "),
                 ])
             }
         }

@@ -75,13 +75,41 @@ public struct StatusReport: Codable, Sendable, Equatable {
         /// Slots waiting to be restarted after a crash.
         public var restartingSlots: [Int]
         public var crashLoopingSlots: [Int]
+        /// Each slot of `restartingSlots`: why and when it starts again.
+        public var slotRestarts: [SlotRestart]?
 
-        public init(number: Int, role: Role, workers: [WorkerStatus], restartingSlots: [Int], crashLoopingSlots: [Int]) {
+        public init(
+            number: Int, role: Role, workers: [WorkerStatus], restartingSlots: [Int], crashLoopingSlots: [Int],
+            slotRestarts: [SlotRestart]? = nil
+        ) {
             self.number = number
             self.role = role
             self.workers = workers
             self.restartingSlots = restartingSlots
             self.crashLoopingSlots = crashLoopingSlots
+            self.slotRestarts = slotRestarts
+        }
+    }
+
+    /// A slot whose worker crashed, waiting to start again.
+    public struct SlotRestart: Codable, Sendable, Equatable {
+        public var slot: Int
+        /// Restarts of the slot so far.
+        public var restarts: Int
+        /// Crashes in a row.
+        public var crashes: Int
+        /// How its last worker ended: its exit status or signal, and its last lines on
+        /// standard error when Baton read them.
+        public var lastExit: String?
+        /// Seconds until its next worker starts.
+        public var nextStartIn: Double?
+
+        public init(slot: Int, restarts: Int, crashes: Int, lastExit: String?, nextStartIn: Double?) {
+            self.slot = slot
+            self.restarts = restarts
+            self.crashes = crashes
+            self.lastExit = lastExit
+            self.nextStartIn = nextStartIn
         }
     }
 
@@ -170,6 +198,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
             case tookOver = "took-over"
             /// The new generation failed; the previous one serves on.
             case rolledBack = "rolled-back"
+            /// A canary rolled back as planned (`batonctl rollback`, or the end of a hold
+            /// with `after = "rollback"`): nothing failed; the previous generation serves on.
+            case canceled
             /// Nothing was started, such as for a configuration that does not load.
             case failed
 
@@ -181,6 +212,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var finished: Double?
         public var result: Outcome
         public var message: String?
+        /// Why a reload that did not take over failed.
+        public var reason: String?
         public var generation: Int?
 
         public init(started: Double, finished: Double? = nil, result: Outcome, message: String? = nil, generation: Int? = nil) {

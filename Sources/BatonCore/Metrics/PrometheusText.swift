@@ -164,7 +164,7 @@ public enum PrometheusText {
         samples.append(Sample(suffix: "_count", [:], Double(cumulative)))
         return MetricFamily(
             "baton_reload_duration_seconds", .histogram,
-            help: "How long finished reloads took, from reading the configuration to the outcome",
+            help: "How long finished reloads took, from reading the configuration to the outcome, a canary's hold excepted",
             samples: samples)
     }
 
