@@ -56,6 +56,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         headers.add(name: "X-Pid", value: "\(identity.pid)")
         headers.add(name: "X-Generation", value: identity.generation)
         headers.add(name: "X-Slot", value: identity.slot)
+        if let version = identity.version { headers.add(name: "X-Version", value: version) }
         if close { headers.add(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: .ok, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)

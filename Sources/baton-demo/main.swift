@@ -36,6 +36,8 @@ struct Identity: Sendable {
     let pid = getpid()
     let generation = Identity.variable(WorkerContract.generation) ?? "0"
     let slot = Identity.variable(WorkerContract.slot) ?? "0"
+    /// `APP_VERSION`, answered as `X-Version`: which release a client reached, in a rollout.
+    let version = Identity.variable("APP_VERSION")
 
     static func variable(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Baton
+import Glibc
 import Logging
 
 // Before anything else creates a thread: every thread must inherit the blocked signals.
@@ -7,6 +8,11 @@ Supervisor.prepareProcess()
 do {
     // --help throws a clean exit, which exit(withError:) prints.
     try BatonCommand.parse().supervise()
+} catch let error as ConfigurationError {
+    // Its own status, so that a unit can tell it from a crash (RestartPreventExitStatus=78).
+    let line = Array("Error: \(error)\n".utf8)
+    _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    BatonCommand.exit(withError: ExitCode(BatonCommand.configurationInvalid))
 } catch {
     BatonCommand.exit(withError: error)
 }
@@ -20,7 +26,15 @@ struct BatonCommand: ParsableCommand {
             baton --config /etc/app/baton.toml
 
             SIGHUP or `batonctl reload` reloads; SIGTERM or SIGINT drains and exits.
+            Exit statuses: 0 stopped, 1 fatal error, 64 usage, 78 configuration invalid (Docs/command-line.md).
             """)
+
+    /// EX_CONFIG, from sysexits.h: the configuration is invalid.
+    static let configurationInvalid: Int32 = 78
+
+    @Flag(
+        help: "Check the configuration (--config FILE, or the one-line options) and exit: 0 when it is valid, 78 when not. Opens no socket and starts nothing.")
+    var check = false
 
     @Option(name: .shortAndLong, help: "A TOML configuration file (instead of the one-line options).")
     var config: String?
@@ -87,6 +101,9 @@ struct BatonCommand: ParsableCommand {
     @Option(name: .customLong(Settings.metrics.option), help: ArgumentHelp(Settings.metrics.optionHelp))
     var metrics: String?
 
+    @Option(name: .customLong(Settings.stopDelay.option), help: ArgumentHelp(Settings.stopDelay.optionHelp))
+    var stopDelay: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: Logger.Level = .info
 
@@ -116,6 +133,13 @@ struct BatonCommand: ParsableCommand {
     func supervise() throws {
         // Run by a Baton about to upgrade to this binary: prove that the handover is read, do nothing else.
         if try UpgradeTrial.answerIfAsked() { throw ExitCode.success }
+        if check {
+            let configuration = try
+                (config.map { ConfigurationSource.file(path: $0, defaultControlSocket: controlSocket ?? ControlSocketPath.default()) }
+                ?? .fixed(try oneLine.configuration())).load()
+            print("\(config ?? "the command line"): valid (\(configuration.summary))")
+            throw ExitCode.success
+        }
         LogLineHandler.bootstrap(level: logLevel, format: logFormat)
         let source: ConfigurationSource
         if let config {
@@ -151,6 +175,7 @@ struct BatonCommand: ParsableCommand {
         oneLine[Settings.canaryCheckFailures] = canaryCheckFailures
         oneLine[Settings.controlSocket] = controlSocket
         oneLine[Settings.metrics] = metrics
+        oneLine[Settings.stopDelay] = stopDelay
         return oneLine
     }
 }

@@ -7,7 +7,14 @@ struct BatonControl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "batonctl",
         abstract: "Control a running Baton.",
+        discussion:
+            "Exit statuses: 0 done, 1 rolled back, 64 usage, 69 Baton unreachable, 75 refused for now, 76 broken answer, 77 permission denied, 78 configuration invalid, 124 timed out (Docs/command-line.md).",
+        version: BatonVersion.current,
         subcommands: [Status.self, Reload.self, Scale.self, Promote.self, Rollback.self, Upgrade.self, Stop.self])
+
+    // Also before the subcommand, as supervisorctl takes them (batonctl -s SOCK status):
+    // swift-argument-parser fills every group of the same options, wherever they are given.
+    @OptionGroup var options: ControlOptions
 }
 
 struct ControlOptions: ParsableArguments {
@@ -16,7 +23,7 @@ struct ControlOptions: ParsableArguments {
 
     @Option(
         help:
-            "How long to wait for each line of Baton's answer, in seconds (default: 30; 900 for reload and scale with --wait; for upgrade, also how long to wait for the new binary to answer)."
+            "How long to wait for each line of Baton's answer, in seconds (default: 30; 900 with --wait or --wait-drained; for upgrade, also how long to wait for the new binary to answer)."
     )
     var timeout: Double?
 
@@ -36,15 +43,38 @@ struct ControlOptions: ParsableArguments {
             return try ControlClient.send(request, to: path, timeout: duration, onReply: onReply)
         } catch {
             print("batonctl: \(error)")
-            throw ExitCode(2)
+            throw ExitStatus.of(error)
         }
     }
 
-    /// Prints a command's final reply, and fails when it says the command failed.
+    /// Prints a command's final reply, and fails, with the exit status of its kind of
+    /// failure, when it says the command failed.
     func finish(_ reply: ControlReply, _ command: String) throws {
         print(reply.ok ? reply.message ?? "ok" : "batonctl: \(reply.error ?? reply.message ?? "\(command) failed")")
-        if !reply.ok { throw ExitCode.failure }
+        if !reply.ok { throw ExitStatus.of(reply.failure) }
     }
+
+    /// Sends a request whose answer may come with progress, printing it as it comes.
+    func sendShowingProgress(_ request: ControlRequest, _ command: String) throws {
+        let reply = try send(request) { reply in
+            if !reply.final, let message = reply.message {
+                print(message)
+                // Progress must show as it comes, also through a pipe.
+                fflush(nil)
+            }
+        }
+        try finish(reply, command)
+    }
+}
+
+/// How long a command that changes what serves waits.
+struct WaitOptions: ParsableArguments {
+    @Flag(help: "Wait until it is over, and exit 0 only if it succeeded.") var wait = false
+    @Flag(help: "As --wait, and then wait until the replaced generation's workers have exited (so that batonctl upgrade can run next).")
+    var waitDrained = false
+
+    var asked: Bool { wait || waitDrained }
+    var drained: Bool? { waitDrained ? true : nil }
 }
 
 extension BatonControl {
@@ -58,7 +88,7 @@ extension BatonControl {
             let reply = try options.send(ControlRequest(command: .status))
             guard reply.ok, let status = reply.status else {
                 print("batonctl: \(reply.error ?? "no status in the answer")")
-                throw ExitCode.failure
+                throw reply.ok ? ExitStatus.brokenAnswer : ExitStatus.of(reply.failure)
             }
             let text =
                 json
@@ -72,23 +102,28 @@ extension BatonControl {
         static let configuration = CommandConfiguration(
             abstract: "Run N workers: a reload whose new generation has N slots.",
             discussion:
-                "The count holds for every later reload, until the next scale or a restart of Baton. With --wait, prints progress and exits 0 only if the new generation took over."
+                "The count holds for every later reload, until the next scale or a restart of Baton. With --wait, prints progress and exits 0 only if the new generation took over; with --wait-drained, once the old generation has exited too."
         )
         @OptionGroup var options: ControlOptions
         @Argument(help: "The number of workers, 1 to 1024.") var workers: Int
-        @Flag(help: "Wait until the reload is over.") var wait = false
+        @OptionGroup var waiting: WaitOptions
 
         func run() throws {
-            try Reload.send(ControlRequest(command: .scale, wait: wait, workers: workers), options)
+            try options.sendShowingProgress(
+                ControlRequest(command: .scale, wait: waiting.asked, workers: workers, drained: waiting.drained), "scale")
         }
     }
 
     struct Reload: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Start a new generation; the old one drains once the new one is ready.",
-            discussion: "With --wait, prints progress and exits 0 only if the new generation took over.")
+            discussion: """
+                Without --wait, exits 0 once Baton checked the configuration and accepted the reload. With --wait, \
+                prints progress and exits 0 only if the new generation took over (with --canary: once the canary \
+                takes its share); with --wait-drained, once the old generation has exited too.
+                """)
         @OptionGroup var options: ControlOptions
-        @Flag(help: "Wait until the reload is over.") var wait = false
+        @OptionGroup var waiting: WaitOptions
         @Option(help: "For this reload only: all-at-once, or rolling (a batch of slots at a time, Docs/rollouts.md), instead of the configured strategy.")
         var strategy: String?
         @Option(help: "For this reload only: with the rolling strategy, how many slots are replaced at a time (implies --strategy rolling).")
@@ -133,44 +168,34 @@ extension BatonControl {
 
         func run() throws {
             let after = promoteAfter ? "promote" : rollbackAfter ? "rollback" : nil
-            try Self.send(
+            try options.sendShowingProgress(
                 ControlRequest(
-                    command: .reload, wait: wait, strategy: strategy, batch: batch,
-                    canary: canary, weight: percent, hold: hold, after: after), options)
-        }
-
-        /// Sends a request that reloads, printing progress as it comes.
-        static func send(_ request: ControlRequest, _ options: ControlOptions) throws {
-            let reply = try options.send(request) { reply in
-                if !reply.final, let message = reply.message {
-                    print(message)
-                    // Progress must show as it comes, also through a pipe.
-                    fflush(nil)
-                }
-            }
-            try options.finish(reply, "reload")
+                    command: .reload, wait: waiting.asked, strategy: strategy, batch: batch,
+                    canary: canary, weight: percent, hold: hold, after: after, drained: waiting.drained), "reload")
         }
     }
 
     struct Promote: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Complete the reload whose canary holds, by the configured strategy.")
+            abstract: "Complete the reload whose canary holds, by the configured strategy.",
+            discussion: "With --wait, exits 0 once the new generation serves alone; with --wait-drained, once the old one has exited too.")
         @OptionGroup var options: ControlOptions
+        @OptionGroup var waiting: WaitOptions
 
         func run() throws {
-            let reply = try options.send(ControlRequest(command: .promote))
-            try options.finish(reply, "promote")
+            try options.sendShowingProgress(ControlRequest(command: .promote, wait: waiting.asked, drained: waiting.drained), "promote")
         }
     }
 
     struct Rollback: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Drain the canary that holds; the old generation serves alone again.")
+            abstract: "Drain the canary that holds; the old generation serves alone again.",
+            discussion: "With --wait, exits 0 once the canary is out of rotation; with --wait-drained, once its workers have exited.")
         @OptionGroup var options: ControlOptions
+        @OptionGroup var waiting: WaitOptions
 
         func run() throws {
-            let reply = try options.send(ControlRequest(command: .rollback))
-            try options.finish(reply, "rollback")
+            try options.sendShowingProgress(ControlRequest(command: .rollback, wait: waiting.asked, drained: waiting.drained), "rollback")
         }
     }
 
@@ -190,7 +215,7 @@ extension BatonControl {
             let reply = try options.send(ControlRequest(command: .upgrade))
             guard reply.ok else {
                 print("batonctl: \(reply.error ?? "upgrade failed")")
-                throw ExitCode.failure
+                throw ExitStatus.of(reply.failure)
             }
             print(reply.message ?? "upgrading")
             let wanted = (before?.upgrades ?? 0) + 1
@@ -203,39 +228,28 @@ extension BatonControl {
                     }
                     if let error = status.upgradeError {
                         print("batonctl: upgrade failed, the old binary carries on: \(error)")
-                        throw ExitCode.failure
+                        throw ExitStatus.rolledBack
                     }
                 }
                 usleep(50_000)
                 waited += 0.05
             }
             print("batonctl: Baton did not answer upgraded within \(timeout)s; see its log")
-            throw ExitCode.failure
+            throw ExitStatus.timedOut
         }
     }
 
     struct Stop: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Drain every worker and stop Baton.",
-            discussion: "With --wait, returns once Baton has exited, as systemd's ExecStop= needs: what is left of the service after it gets SIGTERM.")
+            discussion:
+                "With --wait, returns once every worker has exited and Baton exits, as systemd's ExecStop= and a Kubernetes preStop hook need (a stop_delay runs first)."
+        )
         @OptionGroup var options: ControlOptions
-        @Flag(help: "Wait until Baton has exited.") var wait = false
+        @Flag(help: "Wait until every worker has exited.") var wait = false
 
         func run() throws {
-            let pid = wait ? try options.send(ControlRequest(command: .status)).status?.pid : nil
-            let reply = try options.send(ControlRequest(command: .stop))
-            try options.finish(reply, "stop")
-            guard let pid else { return }
-            while Self.isRunning(pid) {
-                usleep(50_000)
-            }
-            print("baton \(pid) has exited")
-        }
-
-        /// Whether `pid` runs: it exists and is not a zombie waiting for its parent.
-        static func isRunning(_ pid: Int32) -> Bool {
-            guard let stat = try? FileContents.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return false }
-            return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
+            try options.sendShowingProgress(ControlRequest(command: .stop, wait: wait ? true : nil), "stop")
         }
     }
 }

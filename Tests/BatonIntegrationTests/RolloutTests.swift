@@ -217,13 +217,13 @@ import Testing
         #expect(baton.stop() == 0)
     }
 
-    /// `batonctl reload --canary 1 --hold 10m --promote-after --wait`, left running: it
-    /// exits once the canary it asked for is over (promoted or rolled back).
+    /// `batonctl reload --canary 1 --hold 10m --promote-after --wait-drained`, left
+    /// running: it exits once the canary it asked for is over (promoted or rolled back).
     func startHoldingCanary(_ baton: BatonUnderTest) throws -> (Process, Pipe) {
         let reload = Process()
         let output = Pipe()
         reload.executableURL = URL(fileURLWithPath: Products.path("batonctl"))
-        reload.arguments = ["reload", "--canary", "1", "--hold", "10m", "--promote-after", "--wait", "-s", baton.controlSocket]
+        reload.arguments = ["reload", "--canary", "1", "--hold", "10m", "--promote-after", "--wait-drained", "-s", baton.controlSocket]
         reload.standardOutput = output
         try reload.run()
         return (reload, output)
@@ -288,7 +288,7 @@ import Testing
                 + Self.rolling + "canary_check = \"\(check)\"\ncanary_check_interval = \"300ms\"\ncanary_check_failures = 2\n")
         let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
         try baton.waitUntilServing()
-        let reload = try batonctl(["reload", "--canary", "1", "--wait"], baton)
+        let reload = try batonctl(["reload", "--canary", "1", "--wait-drained"], baton)
         let alone = try waitForAlone(1, baton)
         print("hanging check: reload said:\n\(reload.output)")
         #expect(reload.status == 1)

@@ -45,7 +45,7 @@ import Testing
         for option in ["--json", "--prometheus", "--control"] {
             #expect(statusOptions.contains(option), "\(option) in \(statusOptions)")
         }
-        #expect(Set(try complete("batonctl", ["reload", "--w"], in: scratch)) == ["--wait", "--weight"])
+        #expect(Set(try complete("batonctl", ["reload", "--w"], in: scratch)) == ["--wait", "--wait-drained", "--weight"])
     }
 
     @Test(arguments: ["zsh", "fish"])

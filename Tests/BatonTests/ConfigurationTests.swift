@@ -574,6 +574,7 @@ import Testing
         let file = try ConfigurationFile.parse(
             """
             metrics = "tcp://[::1]:9102"
+            stop_delay = "4s"
 
             [workers]
             command = "./server"
@@ -611,6 +612,7 @@ import Testing
         oneLine[Settings.group] = Self.ownGroup
         oneLine[Settings.controlSocket] = "/run/b.sock"
         oneLine[Settings.metrics] = "tcp://[::1]:9102"
+        oneLine[Settings.stopDelay] = "4s"
         oneLine[Settings.strategy] = "rolling"
         oneLine[Settings.batch] = "2"
         oneLine[Settings.canaryCheck] = "exec:curl -fs http://127.0.0.1:8080/health"
@@ -620,7 +622,7 @@ import Testing
         let options = (Settings.configuration.map(\.commandLine) + Settings.workers.map(\.commandLine)).filter {
             if case .option = $0 { true } else { false }
         }
-        #expect(options.count == 19)
+        #expect(options.count == 20)
         #expect(try oneLine.configuration() == file)
     }
 }

@@ -6,10 +6,11 @@ import Testing
 @Suite struct ReloadLedgerTests {
     typealias Ledger = ReloadLedger<String>
 
-    @Test func anAskerWhoDoesNotWaitHearsOnlyThatTheReloadWasAccepted() {
+    @Test func anAskerWhoDoesNotWaitHearsOnlyThatTheConfigurationWasReadAndTheReloadBegan() {
         var ledger = Ledger()
         let id = ledger.request(from: "ctl", wait: false)
-        let replies = ledger.record(.loadingConfiguration, for: [id], at: 100)
+        #expect(ledger.record(.loadingConfiguration, for: [id], at: 100).isEmpty, "not before the file is read")
+        let replies = ledger.record(.starting(generation: 2, workers: 1), for: [id], at: 100)
         #expect(replies.map(\.0) == ["ctl"])
         #expect(replies[0].1.final && replies[0].1.ok)
         #expect(ledger.record(.tookOver(generation: 2, replaced: 1), for: [id], at: 101).isEmpty, "answered already")
@@ -108,6 +109,65 @@ import Testing
         _ = ledger.record(.failed("Baton is stopping"), for: [id], at: 5)
         #expect(ledger.statistics.durations.count == 0)
         #expect(ledger.statistics.failed == 0)
+    }
+
+    @Test func eachFailureSaysItsKindForTheClientsExitStatus() {
+        var ledger = Ledger()
+        let cases: [(ReloadProgress, ControlFailure)] = [
+            (.rolledBack(generation: 2, reason: "worker g2/s0 exited"), .rolledBack),
+            (.configurationRejected("baton.toml: workers.count = \"x\": expected an integer"), .configuration),
+            (.failed("Baton is stopping"), .refused),
+        ]
+        for (progress, failure) in cases {
+            let id = ledger.request(from: "ctl", wait: true)
+            let replies = ledger.record(progress, for: [id], at: 1)
+            #expect(replies.map(\.1.failure) == [failure], "\(progress)")
+            #expect(replies.allSatisfy { !$0.1.ok && $0.1.final })
+        }
+    }
+
+    @Test func aCanaryWaitEndsWhenTheCanaryHoldsItsShareAndADrainedWaitGoesOn() {
+        var ledger = Ledger()
+        let waiting = ledger.request(from: "wait", wait: .outcome)
+        let drained = ledger.request(from: "drained", wait: .drained)
+        let serving = ReloadProgress.canaryServing(generation: 2, slots: [0], weight: 10, hold: nil, after: nil)
+        let replies = ledger.record(serving, for: [waiting, drained], at: 1)
+        #expect(replies.map(\.0) == ["wait", "drained"])
+        #expect(replies[0].1.final && replies[0].1.ok, "--wait returns once the canary holds")
+        #expect(!replies[1].1.final, "--wait-drained waits through the promotion")
+        let promoted = ledger.record(.promoted(generation: 2, strategy: .allAtOnce), for: [waiting, drained], at: 2)
+        #expect(promoted.map(\.0) == ["drained"])
+    }
+
+    @Test func promoteWaitHearsTheTakeoverAndRollbackWaitTheRollbackAsSuccess() {
+        var ledger = Ledger()
+        let id = ledger.request(from: nil)
+        _ = ledger.record(.loadingConfiguration, for: [id], at: 1)
+        ledger.follow([id], by: "promote", wait: .outcome, rollingBack: false)
+        let tookOver = ledger.record(.tookOver(generation: 2, replaced: 1), for: [id], at: 2)
+        #expect(tookOver.map(\.0) == ["promote"])
+        #expect(tookOver[0].1.ok && tookOver[0].1.final)
+
+        let second = ledger.request(from: nil)
+        _ = ledger.record(.loadingConfiguration, for: [second], at: 3)
+        ledger.follow([second], by: "rollback", wait: .outcome, rollingBack: true)
+        let rolledBack = ledger.record(.rolledBack(generation: 3, reason: "rolled back by batonctl rollback"), for: [second], at: 4)
+        #expect(rolledBack.map(\.0) == ["rollback"])
+        #expect(rolledBack[0].1.ok && rolledBack[0].1.final && rolledBack[0].1.failure == nil)
+    }
+
+    @Test func aDrainedWaitEndsOnlyOnceTheReplacedGenerationIsGone() {
+        var ledger = Ledger()
+        let id = ledger.request(from: "ctl", wait: .drained)
+        _ = ledger.record(.loadingConfiguration, for: [id], at: 1)
+        let tookOver = ledger.record(.tookOver(generation: 2, replaced: 1), for: [id], at: 2)
+        #expect(tookOver.count == 1 && !tookOver[0].1.final && tookOver[0].1.ok)
+        #expect(tookOver[0].1.message == "generation 2 serves; generation 1 drains; waiting for generation 1 to exit")
+        #expect(ledger.generationsGone { _ in true }.isEmpty, "generation 1 still alive")
+        let gone = ledger.generationsGone { $0 == 2 }
+        #expect(gone.map(\.0) == ["ctl"])
+        #expect(gone[0].1 == ControlReply(ok: true, final: true, message: "generation 2 serves; generation 1 drains; generation 1 has exited"))
+        #expect(ledger.generationsGone { _ in false }.isEmpty, "answered once")
     }
 
     /// A canary's hold is the operator's time: a reload's duration runs to its takeover

@@ -130,7 +130,7 @@ import Testing
         var machine = Self.serving()
         _ = machine.handle(.reloadRequested(1))
         let actions = machine.handle(.configurationRejected("baton.toml: workers.count = \"x\": expected an integer"))
-        #expect(actions.reports == [.failed("baton.toml: workers.count = \"x\": expected an integer")])
+        #expect(actions.reports == [.configurationRejected("baton.toml: workers.count = \"x\": expected an integer")])
         #expect(actions.spawned.isEmpty && actions.signals.isEmpty)
         #expect(machine.phase == .running)
         #expect(machine.serving?.number == 1)

@@ -10,6 +10,8 @@ public struct Configuration: Sendable, Equatable, Codable {
     var controlSocket: String
     /// Where Baton serves `/metrics`; nil for nowhere.
     var metrics: ListenerAddress?
+    /// How long the workers serve on, with `/ready` at 503, once a stop was asked; nil: none.
+    var stopDelay: Duration?
     /// Whose members may reload, scale, promote or roll back a canary, and see the status through the control socket.
     var controlGroup: SystemGroup?
     /// Whose members may see the status through the control socket.
@@ -23,6 +25,13 @@ public struct Configuration: Sendable, Equatable, Codable {
         self.workers = workers
         self.controlSocket = controlSocket
         self.metrics = metrics
+    }
+
+    /// What it runs, in a line: its listeners and workers.
+    public var summary: String {
+        let names = listeners.map { "\($0.name) \($0.address)" }.joined(separator: ", ")
+        return "\(listeners.count) listener\(listeners.count == 1 ? "" : "s")\(names.isEmpty ? "" : " (\(names))"), "
+            + "\(workers.count) worker\(workers.count == 1 ? "" : "s") of \(workers.command.joined(separator: " "))"
     }
 
     /// Checks what single values cannot: the whole must make sense.

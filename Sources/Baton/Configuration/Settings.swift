@@ -19,6 +19,13 @@ public enum Settings {
             "Where Baton serves its own metrics, GET /metrics in Prometheus' text format (Docs/metrics.md); a reload that changes it moves the endpoint once the new generation takes over"
     )
 
+    public static let stopDelay = Setting<Configuration, Duration>(
+        "stop_delay", \.stopDelay, .duration(in: .zero...longestDuration),
+        commandLine: .option("stop-delay"), default: .described("none"),
+        help:
+            "On SIGTERM or batonctl stop, how long the workers keep serving, with /ready answering 503, before they drain: the time a load balancer or Kubernetes' endpoints take to stop sending new connections"
+    )
+
     static let controlGroup = Setting<Configuration, SystemGroup>(
         "control_group", \.controlGroup, .controlGroup,
         default: .described("none: only root and Baton's user"),
@@ -31,7 +38,7 @@ public enum Settings {
         default: .described("none"),
         help: "Members of this group may see the status through the control socket, which an ACL entry opens to them (the file system must support POSIX ACLs)")
 
-    static let configuration: [any AnySetting<Configuration>] = [controlSocket, metrics, controlGroup, controlReadOnlyGroup]
+    static let configuration: [any AnySetting<Configuration>] = [controlSocket, metrics, stopDelay, controlGroup, controlReadOnlyGroup]
 
     // MARK: - Ranges
 

@@ -82,7 +82,7 @@ final class ControlServer: Sendable {
                 .childChannelInitializer { channel in
                     ControlServer.peer(of: channel).flatMapThrowing { peer in
                         guard connections.admit(channel) else {
-                            let refusal = ControlReply.failure("too many control connections are waiting for an answer; try again later")
+                            let refusal = ControlReply.failure("too many control connections are waiting for an answer; try again later", .refused)
                             channel.writeAndFlush(ByteBuffer(string: refusal.encodedLine())).whenComplete { _ in
                                 channel.close(promise: nil)
                             }
@@ -205,6 +205,15 @@ struct ControlResponder: Sendable {
     }
 }
 
+extension ControlResponder {
+    /// Sends the final reply; the future completes once the connection is closed.
+    func finish(_ reply: ControlReply) -> EventLoopFuture<Void> {
+        let closed = channel.eventLoop.makePromise(of: Void.self)
+        send(reply) { closed.succeed() }
+        return closed.futureResult
+    }
+}
+
 /// `struct ucred`, as SO_PEERCRED fills it in.
 private struct PeerCredentials: Sendable {
     var pid: Int32 = 0
@@ -252,17 +261,17 @@ private final class ControlConnectionHandler: ChannelInboundHandler {
         switch ControlRequest.decode(String(buffer: unwrapInboundIn(data))) {
         case .success(let request):
             guard let peer else {
-                responder.send(.failure("refused: the peer's credentials (SO_PEERCRED) cannot be read; nothing changed"))
+                responder.send(.failure("refused: the peer's credentials (SO_PEERCRED) cannot be read; nothing changed", .permission))
                 return
             }
             if let refusal = access.refusal(of: request.command, by: peer) {
                 logger.warning("control request refused: \(refusal)")
-                responder.send(.failure("refused: \(refusal)"))
+                responder.send(.failure("refused: \(refusal)", .permission))
                 return
             }
             submit(request, responder)
         case .failure(let error):
-            responder.send(.failure(error.description))
+            responder.send(.failure(error.description, .invalid))
         }
     }
 
@@ -289,6 +298,6 @@ private final class ControlConnectionHandler: ChannelInboundHandler {
             default:
                 "the connection failed: \(error)"
             }
-        ControlResponder(channel: context.channel).send(.failure(problem))
+        ControlResponder(channel: context.channel).send(.failure(problem, .invalid))
     }
 }

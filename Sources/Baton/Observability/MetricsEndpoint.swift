@@ -7,8 +7,8 @@ import NIOPosix
 
 /// Baton's own `/metrics` (the `metrics` setting): an HTTP/1.1 server on the supervisor's
 /// event loop, off until an address is given, and moved when a reload that takes over
-/// gives another. It answers `GET /metrics` with ``PrometheusText`` of the status, and
-/// 404 elsewhere.
+/// gives another. It answers `GET /metrics` with ``PrometheusText`` of the status,
+/// `GET /ready` with 200 or 503 as the supervisor is ready or not, and 404 elsewhere.
 ///
 /// On the event loop, as everything of the supervisor: no thread of its own, and no
 /// timer unless a scraper is connected. Its state is touched on the event loop only.
@@ -38,16 +38,18 @@ public final class MetricsEndpoint: @unchecked Sendable {
     private let eventLoop: EventLoop
     private let logger: Logger
     private let render: @Sendable () -> String
+    private let ready: @Sendable () -> Bool
     private var server: Channel?
     /// The address asked for last, bound or being bound.
     private var address: ListenerAddress?
     private let connections: NIOLoopBoundBox<MetricsConnections>
 
-    /// `render` runs on the event loop, for each scrape.
-    init(eventLoop: EventLoop, logger: Logger, render: @escaping @Sendable () -> String) {
+    /// `render` and `ready` run on the event loop, for each request of theirs.
+    init(eventLoop: EventLoop, logger: Logger, ready: @escaping @Sendable () -> Bool, render: @escaping @Sendable () -> String) {
         self.eventLoop = eventLoop
         self.logger = logger
         self.render = render
+        self.ready = ready
         connections = .makeBoxSendingValue(MetricsConnections(), as: MetricsConnections.self, eventLoop: eventLoop)
     }
 
@@ -110,6 +112,7 @@ public final class MetricsEndpoint: @unchecked Sendable {
             return eventLoop.makeFailedFuture(SystemError("bind", errno: EAFNOSUPPORT, subject: "metrics endpoint \(address) (tcp only)"))
         }
         let render = render
+        let ready = ready
         let connections = connections
         return ServerBootstrap(group: eventLoop)
             .serverChannelOption(.backlog, value: 16)
@@ -120,7 +123,7 @@ public final class MetricsEndpoint: @unchecked Sendable {
                 }
                 channel.closeFuture.whenComplete { _ in connections.value.closed(channel) }
                 return channel.eventLoop.makeCompletedFuture {
-                    try Self.addHandlers(to: channel.pipeline.syncOperations, render: render) { [connections] waiting in
+                    try Self.addHandlers(to: channel.pipeline.syncOperations, render: render, ready: ready) { [connections] waiting in
                         connections.value.waiting(channel, waiting)
                     }
                 }
@@ -139,10 +142,11 @@ public final class MetricsEndpoint: @unchecked Sendable {
     package static func addHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations,
         render: @escaping @Sendable () -> String,
+        ready: @escaping @Sendable () -> Bool = { true },
         waiting: @escaping (Bool) -> Void = { _ in }
     ) throws {
         try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
-        try pipeline.addHandler(MetricsRequestHandler(render: render, waiting: waiting))
+        try pipeline.addHandler(MetricsRequestHandler(render: render, ready: ready, waiting: waiting))
     }
 
     private static func authority(of channel: Channel) -> String? {
@@ -177,13 +181,14 @@ struct MetricsConnections {
 }
 
 /// Answers the requests of one connection, in order and one at a time: `GET` (or
-/// `HEAD`) `/metrics` with the text, anything else with 404 or 405.
+/// `HEAD`) `/metrics` with the text, `/ready` with 200 or 503, anything else with 404 or 405.
 private final class MetricsRequestHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let render: @Sendable () -> String
+    private let ready: @Sendable () -> Bool
     private let waiting: (Bool) -> Void
     /// The request being received.
     private var request: HTTPRequestHead?
@@ -197,8 +202,9 @@ private final class MetricsRequestHandler: ChannelDuplexHandler {
     private var requestDeadline: Scheduled<Void>?
     private var writeDeadline: Scheduled<Void>?
 
-    init(render: @escaping @Sendable () -> String, waiting: @escaping (Bool) -> Void) {
+    init(render: @escaping @Sendable () -> String, ready: @escaping @Sendable () -> Bool, waiting: @escaping (Bool) -> Void) {
         self.render = render
+        self.ready = ready
         self.waiting = waiting
     }
 
@@ -286,16 +292,19 @@ private final class MetricsRequestHandler: ChannelDuplexHandler {
         let status: HTTPResponseStatus
         let body: String
         var headers = HTTPHeaders()
-        if path != "/metrics" {
-            (status, body) = (.notFound, "not found: Baton serves /metrics only\n")
+        if path != "/metrics" && path != "/ready" {
+            (status, body) = (.notFound, "not found: Baton serves /metrics and /ready only\n")
         } else if request.method != .GET && request.method != .HEAD {
             (status, body) = (.methodNotAllowed, "use GET\n")
             headers.add(name: "Allow", value: "GET, HEAD")
+        } else if path == "/ready" {
+            (status, body) = ready() ? (.ok, "ready\n") : (.serviceUnavailable, "not ready: no generation serves, or Baton is stopping\n")
         } else {
             (status, body) = (.ok, render())
         }
         let buffer = context.channel.allocator.buffer(string: body)
-        headers.add(name: "Content-Type", value: status == .ok ? PrometheusText.contentType : "text/plain; charset=utf-8")
+        let metrics = status == .ok && path == "/metrics"
+        headers.add(name: "Content-Type", value: metrics ? PrometheusText.contentType : "text/plain; charset=utf-8")
         headers.add(name: "Content-Length", value: "\(buffer.readableBytes)")
         if !request.isKeepAlive { headers.add(name: "Connection", value: "close") }
         let head = HTTPResponseHead(version: request.version, status: status, headers: headers)

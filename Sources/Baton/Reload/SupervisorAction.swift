@@ -66,6 +66,8 @@ enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
     case tookOver(generation: Int, replaced: Int?)
     /// Nothing changed, for this reason. Final.
     case failed(String)
+    /// The configuration, read again, is invalid: nothing changed. Final.
+    case configurationRejected(String)
     /// The new generation failed; the old one keeps serving. Final.
     case rolledBack(generation: Int, reason: String)
     /// The canary was rolled back as planned (`batonctl rollback`, or the end of its
@@ -74,7 +76,7 @@ enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
 
     var isFinal: Bool {
         switch self {
-        case .tookOver, .failed, .rolledBack, .canceled: true
+        case .tookOver, .failed, .configurationRejected, .rolledBack, .canceled: true
         default: false
         }
     }
@@ -107,7 +109,7 @@ enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
         case .allAtOnceInstead(let reason): "not rolling (\(reason)): all at once instead"
         case .tookOver(let generation, let replaced):
             "generation \(generation) serves" + (replaced.map { "; generation \($0) drains" } ?? "")
-        case .failed(let reason): "reload failed: \(reason)"
+        case .failed(let reason), .configurationRejected(let reason): "reload failed: \(reason)"
         case .rolledBack(let generation, let reason):
             "rolled back: generation \(generation) failed (\(reason)); the previous generation keeps serving"
         case .canceled(let generation, let reason):

@@ -112,7 +112,7 @@ struct SupervisorStateMachine: Sendable {
         case .configurationRejected(let reason):
             guard case .loadingConfiguration(let ids) = phase else { break }
             phase = .running
-            actions.append(.reportReload(ids, .failed(reason)))
+            actions.append(.reportReload(ids, .configurationRejected(reason)))
             startPendingReload(into: &actions)
         case .workerReady(let id):
             workerReady(id, into: &actions)

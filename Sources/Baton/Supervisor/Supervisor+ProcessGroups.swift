@@ -1,4 +1,5 @@
 import Glibc
+import NIOCore
 
 /// A worker's process group: signals reach the whole group, and what outlives the
 /// worker drains and is killed at its drain timeout; Baton exits only once none lingers.
@@ -36,7 +37,13 @@ extension Supervisor {
             return
         }
         pendingExit = nil
-        finished?.succeed(.exit(code))
+        let waiters = stopWaiters
+        stopWaiters = []
+        let reply = ControlReply(ok: true, final: true, message: "every worker has exited; baton \(getpid()) exits with status \(code)")
+        // Baton exits once the waiters have their answer, or gave up reading it.
+        EventLoopFuture.andAllComplete(waiters.map { $0.finish(reply) }, on: eventLoop).whenComplete { [self] _ in
+            finished?.succeed(.exit(code))
+        }
     }
 
     /// The group of an exited worker still has members at the end of its drain timeout.

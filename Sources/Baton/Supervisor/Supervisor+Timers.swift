@@ -19,6 +19,8 @@ extension Supervisor {
         case lingering(group: pid_t)
         /// The run of the canary's health check with this pid is still running: kill it.
         case canaryCheckDeadline(pid_t)
+        /// The `stop_delay` is over: the stop begins.
+        case stopDelay
     }
 
     func startTimer(_ key: TimerKey, after delay: Duration) {
@@ -47,6 +49,8 @@ extension Supervisor {
             lingeringGroupOutlivedItsDrain(group)
         case .canaryCheckDeadline(let pid):
             canaryCheckOutlivedItsTimeout(pid)
+        case .stopDelay:
+            feed(.stopRequested)
         }
     }
 }

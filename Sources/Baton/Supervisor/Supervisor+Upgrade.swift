@@ -11,11 +11,11 @@ extension Supervisor {
     /// and answer before it replaces this one.
     func upgrade(answering responder: ControlResponder) {
         guard upgradeTrial == nil else {
-            responder.send(.failure("upgrade refused: the new binary is on trial already; nothing changed"))
+            responder.send(.failure("upgrade refused: the new binary is on trial already; nothing changed", .refused))
             return
         }
         if let refusal = InPlaceUpgrade.refusal(projection, executable: executable) {
-            responder.send(.failure("upgrade refused: \(refusal); nothing changed"))
+            responder.send(.failure("upgrade refused: \(refusal); nothing changed", .refused))
             return
         }
         guard let serving = machine.serving else { return }
@@ -30,7 +30,7 @@ extension Supervisor {
             upgradeTrial = trial
             logger.info("upgrading in place: trying \(executable) first (pid \(trial.pid))")
         } catch {
-            responder.send(.failure("upgrade failed: \(executable) could not be tried: \(error); nothing changed"))
+            responder.send(.failure("upgrade failed: \(executable) could not be tried: \(error); nothing changed", .rolledBack))
         }
     }
 
@@ -69,7 +69,7 @@ extension Supervisor {
         if let failure = trial.failure(status: status) {
             upgradeError = failure
             logger.error("upgrade failed, this Baton carries on with its workers: \(failure)")
-            trial.responder.send(.failure("upgrade failed: \(failure); this Baton carries on with the same workers"))
+            trial.responder.send(.failure("upgrade failed: \(failure); this Baton carries on with the same workers", .rolledBack))
             return
         }
         executeUpgrade(answering: trial.responder)
@@ -79,7 +79,7 @@ extension Supervisor {
     private func executeUpgrade(answering responder: ControlResponder) {
         // The service may have changed during the trial.
         if let refusal = InPlaceUpgrade.refusal(projection, executable: executable) {
-            responder.send(.failure("upgrade refused: \(refusal); nothing changed"))
+            responder.send(.failure("upgrade refused: \(refusal); nothing changed", .refused))
             return
         }
         guard let serving = machine.serving else { return }

@@ -71,6 +71,10 @@ public final class Supervisor: @unchecked Sendable {
     var notifyDirectory: NotifyDirectory?
     /// `/metrics`, at the serving configuration's address.
     var metrics: MetricsEndpoint?
+    /// A stop was asked for (its `stop_delay` may still run): `/ready` answers 503.
+    var stopBegan = false
+    /// `batonctl stop --wait`s, answered when Baton exits.
+    var stopWaiters: [ControlResponder] = []
 
     private init(source: ConfigurationSource, logger: Logger, eventLoop: EventLoop) {
         self.source = source
@@ -134,7 +138,9 @@ public final class Supervisor: @unchecked Sendable {
             logger.warning("\(error); it keeps them")
         }
         try eventLoop.submit { [self] in controlSocket = control.path }.wait()
-        let metrics = MetricsEndpoint(eventLoop: eventLoop, logger: logger) { [self] in PrometheusText.render(status()) }
+        let metrics = MetricsEndpoint(eventLoop: eventLoop, logger: logger, ready: { [self] in isReady }) { [self] in
+            PrometheusText.render(status())
+        }
         do {
             try metrics.start(configuration.metrics)
         } catch  where handover != nil {
@@ -198,7 +204,7 @@ public final class Supervisor: @unchecked Sendable {
                 feed(.reloadRequested(reloads.request(from: nil)))
             case SIGTERM, SIGINT, SIGQUIT:
                 logger.info("\(SignalName.name(signal)) received")
-                feed(.stopRequested)
+                beginStop()
             default:
                 logger.info("\(SignalName.name(signal)) ignored")
             }
@@ -239,6 +245,9 @@ public final class Supervisor: @unchecked Sendable {
             }
         }
         watchForStalls()
+        for (responder, reply) in reloads.generationsGone(alive: { machine.generation($0) != nil }) {
+            responder.send(reply)
+        }
     }
 
     func perform(_ action: SupervisorAction) {

@@ -40,7 +40,14 @@ enum InPlaceUpgrade {
     static func refusal(_ status: StatusProjection, executable: String) -> String? {
         let machine = status.machine
         guard machine.phase == .running, machine.generations.count == 1, let serving = machine.serving else {
-            return "Baton is \(status.phase) with \(machine.generations.count) generation(s); upgrade once one generation serves alone"
+            let serving = machine.serving?.number ?? 0
+            let replaced = machine.generations.filter { $0.number < serving }.map { "generation \($0.number)" }
+            let reloading = machine.phase != .running || machine.generations.contains { $0.number > serving }
+            let when =
+                reloading || replaced.isEmpty
+                ? "one generation serves alone"
+                : "\(replaced.joined(separator: " and ")) has exited (reload, scale and promote with --wait-drained return then)"
+            return "Baton is \(status.phase) with \(machine.generations.count) generation(s); upgrade once \(when)"
         }
         if let worker = serving.workers.values.sorted(by: { $0.id < $1.id }).first(where: { $0.state != .ready }) {
             return "worker \(worker.id) is \(worker.state.rawValue); upgrade once every worker is ready"

@@ -68,7 +68,7 @@ public enum ControlClient {
             }
         }
         let stalled = ControlClientError(
-            path: path, reason: "Baton did not answer within \(timeout) (stalled, or busy longer than that: see batonctl --timeout)")
+            path: path, reason: "Baton did not answer within \(timeout) (stalled, or busy longer than that: see batonctl --timeout)", .timedOut)
         var address: UnixAddress
         do {
             address = try UnixAddress(path, subject: path)
@@ -78,7 +78,7 @@ public enum ControlClient {
         guard address.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
             let failure = SystemError.last("connect")
             if failure.errno == EAGAIN { throw stalled }
-            if failure.errno == EACCES { throw ControlClientError(path: path, reason: permissionDenied(path)) }
+            if failure.errno == EACCES { throw ControlClientError(path: path, reason: permissionDenied(path), .permissionDenied) }
             let nobody = failure.errno == ENOENT || failure.errno == ECONNREFUSED
             throw ControlClientError(path: path, reason: nobody ? "no Baton is running there (\(failure))" : "\(failure)")
         }
@@ -94,17 +94,17 @@ public enum ControlClient {
             if count < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN { throw stalled }
-                throw ControlClientError(path: path, .last("read"))
+                throw ControlClientError(path: path, .last("read"), .brokenAnswer)
             }
             guard count > 0 else {
-                throw ControlClientError(path: path, reason: "Baton closed the connection without a final answer")
+                throw ControlClientError(path: path, reason: "Baton closed the connection without a final answer", .brokenAnswer)
             }
             pending += buffer[0..<count]
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                 let text = String(decoding: pending[..<newline], as: UTF8.self)
                 pending.removeSubrange(...newline)
                 guard let reply = ControlReply.decode(text) else {
-                    throw ControlClientError(path: path, reason: "unreadable answer: \(text)")
+                    throw ControlClientError(path: path, reason: "unreadable answer: \(text)", .brokenAnswer)
                 }
                 onReply(reply)
                 if reply.final { return reply }

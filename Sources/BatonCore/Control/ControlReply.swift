@@ -13,6 +13,8 @@ public struct ControlReply: Codable, Sendable, Equatable {
     public var message: String?
     /// Why the request failed.
     public var error: String?
+    /// What kind of failure it was; nil from a Baton older than this field.
+    public var failure: ControlFailure?
     /// For `reload`: the generation that serves afterwards.
     public var generation: Int?
     /// For `status`: the whole status.
@@ -30,9 +32,11 @@ public struct ControlReply: Codable, Sendable, Equatable {
         self.status = status
     }
 
-    /// A final reply that refuses the request, saying why.
-    public static func failure(_ error: String) -> ControlReply {
-        ControlReply(ok: false, final: true, error: error)
+    /// A final reply that refuses the request, saying why and what kind of failure it is.
+    public static func failure(_ error: String, _ failure: ControlFailure) -> ControlReply {
+        var reply = ControlReply(ok: false, final: true, error: error)
+        reply.failure = failure
+        return reply
     }
 
     /// The reply as one line of JSON, newline included.

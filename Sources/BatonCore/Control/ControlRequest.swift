@@ -15,8 +15,12 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     }
 
     public var command: Command
-    /// For `reload` and `scale`: stream progress and answer only when the reload is over.
+    /// For `reload`, `scale`, `promote`, `rollback` and `stop`: stream progress and answer
+    /// only when it is over (a canary reload: once the canary holds its share).
     public var wait: Bool?
+    /// With `wait`, for `reload`, `scale`, `promote` and `rollback`: answer only once the
+    /// replaced generation's workers have exited too.
+    public var drained: Bool?
     /// For `scale`: the number of worker slots from now on.
     public var workers: Int?
     /// For `reload`: `all-at-once` or `rolling`, for this reload only, instead of the
@@ -35,10 +39,11 @@ public struct ControlRequest: Codable, Sendable, Equatable {
 
     public init(
         command: Command, wait: Bool? = nil, workers: Int? = nil, strategy: String? = nil, batch: Int? = nil,
-        canary: Int? = nil, weight: Int? = nil, hold: String? = nil, after: String? = nil
+        canary: Int? = nil, weight: Int? = nil, hold: String? = nil, after: String? = nil, drained: Bool? = nil
     ) {
         self.command = command
         self.wait = wait
+        self.drained = drained
         self.workers = workers
         self.strategy = strategy
         self.batch = batch
