@@ -65,6 +65,23 @@ extension Supervisor {
         }
     }
 
+    /// Says so when a leaving generation's (or departing worker's) `drain_grace` ends
+    /// before its sockets settled: it gets its drain signal with connections queued or
+    /// unanswered, which a server whose shutdown drops them loses.
+    func sayIfGraceEnded(_ timer: SupervisorTimer) {
+        switch timer {
+        case .drainGrace(let generation) where settlingGenerations.isWatching(generation):
+            logger.notice(
+                "generation \(generation): drain_grace ended before its sockets were empty with every connection answered; it drains now"
+            )
+        case .departureGrace(let worker) where settlingSlots.isWatching(worker):
+            logger.notice(
+                "worker \(worker): drain_grace ended before its slot's sockets were empty with every connection answered; it drains now")
+        default:
+            break
+        }
+    }
+
     /// Looks for stalls while the serving generation has a stall timeout, else never.
     func watchForStalls() {
         guard let serving = machine.serving, let timeout = serving.configuration.workers.stallTimeout else {

@@ -241,6 +241,7 @@ public final class Supervisor: @unchecked Sendable {
             guard timers.take(key, token: token) else { return }
             switch key {
             case .machine(let timer):
+                sayIfGraceEnded(timer)
                 feed(.timerFired(timer))
             case .readinessDelay(let worker):
                 if workers[worker] != nil { feed(.workerReady(worker)) }
