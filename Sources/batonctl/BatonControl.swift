@@ -2,6 +2,9 @@ import ArgumentParser
 import BatonCore
 import Glibc
 
+// Every command names itself: otherwise ArgumentParser derives each name from the type's
+// name (`String(describing:)`), whose dynamic casts scan every protocol conformance in the
+// statically linked binary, at every call (Docs/benchmarks.md, "batonctl's cost").
 @main
 struct BatonControl: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,7 +52,8 @@ struct ControlOptions: ParsableArguments {
 
 extension BatonControl {
     struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show generations, workers, listeners and recent reloads.")
+        static let configuration = CommandConfiguration(
+            commandName: "status", abstract: "Show generations, workers, listeners and recent reloads.")
         @OptionGroup var options: ControlOptions
         @Flag(help: "Print the status as JSON.") var json = false
         @Flag(help: "Print the status in Prometheus' text format.") var prometheus = false
@@ -70,6 +74,7 @@ extension BatonControl {
 
     struct Scale: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "scale",
             abstract: "Run N workers: a reload whose new generation has N slots.",
             discussion:
                 "The count holds for every later reload, until the next scale or a restart of Baton. With --wait, prints progress and exits 0 only if the new generation took over."
@@ -85,6 +90,7 @@ extension BatonControl {
 
     struct Reload: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "reload",
             abstract: "Start a new generation; the old one drains once the new one is ready.",
             discussion: "With --wait, prints progress and exits 0 only if the new generation took over.")
         @OptionGroup var options: ControlOptions
@@ -154,6 +160,7 @@ extension BatonControl {
 
     struct Promote: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "promote",
             abstract: "Complete the reload whose canary holds, by the configured strategy.")
         @OptionGroup var options: ControlOptions
 
@@ -165,6 +172,7 @@ extension BatonControl {
 
     struct Rollback: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "rollback",
             abstract: "Drain the canary that holds; the old generation serves alone again.")
         @OptionGroup var options: ControlOptions
 
@@ -176,6 +184,7 @@ extension BatonControl {
 
     struct Upgrade: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "upgrade",
             abstract: "Replace Baton's own binary in place, keeping its pid, its sockets and its workers.",
             discussion: """
                 Install the new baton over the file it was started from, then run this. Baton executes \
@@ -216,6 +225,7 @@ extension BatonControl {
 
     struct Stop: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "stop",
             abstract: "Drain every worker and stop Baton.",
             discussion: "With --wait, returns once Baton has exited, as systemd's ExecStop= needs: what is left of the service after it gets SIGTERM.")
         @OptionGroup var options: ControlOptions
