@@ -100,6 +100,8 @@ struct BenchCommand: ParsableCommand {
             let text = DrainTiming.markdown(idle: idle, busy: busy, seconds: duration, reloadEvery: reloadEvery, connections: connections)
             print(text)
             if let markdown { try text.write(toFile: markdown, atomically: true, encoding: .utf8) }
+            // wrk prints these lines only when a request failed.
+            if let wrk = busy.wrkRequests, wrk.contains("Socket errors") || wrk.contains("Non-2xx") { throw ExitCode(1) }
             return
         }
         let plan = BenchPlan(
