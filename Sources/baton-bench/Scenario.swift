@@ -91,7 +91,7 @@ protocol ServerUnderTest {
 /// `baton` with `baton-demo` workers.
 final class BatonServer: ServerUnderTest {
     private let process = Process()
-    private let controlSocket: String
+    let controlSocket: String
     private let logPath: String
     /// For the control scenario: how long a reload that does nothing lasts.
     private let idleReload: Duration?

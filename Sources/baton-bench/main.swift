@@ -63,6 +63,15 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "With --soak: reloads between two samples.")
     var sampleEvery = 1000
 
+    @Flag(
+        help:
+            "Instead of the scenarios: how long a replaced generation stays, idle and under wrk's keep-alive load (--duration seconds of reloads every --reload-every ms; rolling reloads of 4 and 16 workers)."
+    )
+    var drainTiming = false
+
+    @Option(help: "With --drain-timing: wrk's keep-alive connections.")
+    var connections = 64
+
     func run() throws {
         let directory =
             products
@@ -83,6 +92,16 @@ struct BenchCommand: ParsableCommand {
             if load.totalFailures > 0 || samples.contains(where: { $0.zombies > 0 || $0.failedReloads > 0 }) || grew {
                 throw ExitCode(1)
             }
+            return
+        }
+        if drainTiming {
+            let timing = DrainTiming(products: directory, seconds: duration, reloadEvery: reloadEvery, connections: connections)
+            let (idle, busy) = try timing.run()
+            let text = DrainTiming.markdown(idle: idle, busy: busy, seconds: duration, reloadEvery: reloadEvery, connections: connections)
+            print(text)
+            if let markdown { try text.write(toFile: markdown, atomically: true, encoding: .utf8) }
+            // wrk prints these lines only when a request failed.
+            if let wrk = busy.wrkRequests, wrk.contains("Socket errors") || wrk.contains("Non-2xx") { throw ExitCode(1) }
             return
         }
         let plan = BenchPlan(

@@ -2,6 +2,9 @@ import ArgumentParser
 import BatonCore
 import Glibc
 
+// Every command names itself: otherwise ArgumentParser derives each name from the type's
+// name (`String(describing:)`), whose dynamic casts scan every protocol conformance in the
+// statically linked binary, at every call (Docs/benchmarks.md, "batonctl's cost").
 @main
 struct BatonControl: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -79,7 +82,8 @@ struct WaitOptions: ParsableArguments {
 
 extension BatonControl {
     struct Status: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show generations, workers, listeners and recent reloads.")
+        static let configuration = CommandConfiguration(
+            commandName: "status", abstract: "Show generations, workers, listeners and recent reloads.")
         @OptionGroup var options: ControlOptions
         @Flag(help: "Print the status as JSON.") var json = false
         @Flag(help: "Print the status in Prometheus' text format.") var prometheus = false
@@ -100,6 +104,7 @@ extension BatonControl {
 
     struct Scale: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "scale",
             abstract: "Run N workers: a reload whose new generation has N slots.",
             discussion:
                 "The count holds for every later reload, until the next scale or a restart of Baton. With --wait, prints progress and exits 0 only if the new generation took over; with --wait-drained, once the old generation has exited too."
@@ -116,6 +121,7 @@ extension BatonControl {
 
     struct Reload: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "reload",
             abstract: "Start a new generation; the old one drains once the new one is ready.",
             discussion: """
                 Without --wait, exits 0 once Baton checked the configuration and accepted the reload. With --wait, \
@@ -177,6 +183,7 @@ extension BatonControl {
 
     struct Promote: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "promote",
             abstract: "Complete the reload whose canary holds, by the configured strategy.",
             discussion: "With --wait, exits 0 once the new generation serves alone; with --wait-drained, once the old one has exited too.")
         @OptionGroup var options: ControlOptions
@@ -189,6 +196,7 @@ extension BatonControl {
 
     struct Rollback: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "rollback",
             abstract: "Drain the canary that holds; the old generation serves alone again.",
             discussion: "With --wait, exits 0 once the canary is out of rotation; with --wait-drained, once its workers have exited.")
         @OptionGroup var options: ControlOptions
@@ -201,6 +209,7 @@ extension BatonControl {
 
     struct Upgrade: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "upgrade",
             abstract: "Replace Baton's own binary in place, keeping its pid, its sockets and its workers.",
             discussion: """
                 Install the new baton over the file it was started from, then run this. Baton executes \
@@ -241,6 +250,7 @@ extension BatonControl {
 
     struct Stop: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "stop",
             abstract: "Drain every worker and stop Baton.",
             discussion:
                 "With --wait, returns once every worker has exited and Baton exits, as systemd's ExecStop= and a Kubernetes preStop hook need (a stop_delay runs first)."

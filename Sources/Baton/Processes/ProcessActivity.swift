@@ -1,9 +1,9 @@
 import Glibc
 
-/// Whether a process is busy, from `/proc`: a worker out of rotation gets its drain
-/// signal only once it waits with nothing queued, so that a server whose shutdown drops
-/// what it accepted has answered it by then, even when the machine is too busy to run
-/// it at once.
+/// Whether a process is busy, from `/proc`: where a leaving worker's connections cannot
+/// be read (``UnansweredConnections``), and for datagram sockets, it gets its drain signal
+/// only once it waits with nothing queued, so that a server whose shutdown drops what it
+/// took has answered it by then, even when the machine is too busy to run it at once.
 enum ProcessActivity {
     /// True when no thread of the process is running or runnable (`R` in
     /// `/proc/<pid>/task/<tid>/stat`); false also when that cannot be read.

@@ -239,6 +239,16 @@ final class SocketTable {
         }
     }
 
+    /// Generation `generation`'s own listening TCP sockets (of one slot, if given), one
+    /// per address: where its workers' connections are looked up.
+    func ownStreamSockets(generation: Int, slot: Int? = nil) -> [Int32] {
+        var byAddress: [ListenerAddress: Int32] = [:]
+        for (key, fd) in descriptors where key.generation == generation && (slot == nil || key.slot == slot) {
+            if case .tcp = key.address { byAddress[key.address] = fd }
+        }
+        return Array(byAddress.values)
+    }
+
     /// For each steered TCP listener of `configuration`: how many connections the
     /// steering program has given the slot's own socket in generation `generation`, and
     /// how many wait in its accept queue.

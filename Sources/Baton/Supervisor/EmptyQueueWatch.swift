@@ -1,12 +1,13 @@
 /// Watches generations (or, in a rolling reload, slots) out of rotation until their own
-/// sockets are empty and their workers wait for more, by polling, and only while one is
+/// sockets are empty and their workers have answered what they took, by polling, and only while one is
 /// leaving: an idle Baton does not wake.
 struct EmptyQueueWatch<Watched: Hashable> {
     /// How often a leaving generation's sockets are looked at.
     static var interval: Duration { .milliseconds(10) }
-    /// Empty this many looks in a row, with the generation's workers waiting at the last
-    /// one, counts as settled: the workers have answered what they accepted last before
-    /// they get the drain signal.
+    /// Empty this many looks in a row, with the generation's workers holding no
+    /// unanswered connection at the last one, counts as settled: a handshake under way
+    /// when the sockets left the rotation has reached their queue and been accepted, and
+    /// the workers have answered what they accepted before they get the drain signal.
     static var settledAfter: Int { 10 }
 
     private var emptyLooks: [Watched: Int] = [:]
@@ -20,7 +21,7 @@ struct EmptyQueueWatch<Watched: Hashable> {
     }
 
     /// Whether an empty look now would end the watch: the moment to check, once, the
-    /// costlier condition that the workers wait too.
+    /// costlier condition that the workers have answered what they took.
     func isLastLook(at generation: Watched) -> Bool {
         emptyLooks[generation] == Self.settledAfter - 1
     }

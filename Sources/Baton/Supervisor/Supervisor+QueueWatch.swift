@@ -10,14 +10,14 @@ extension Supervisor {
             settlingGenerations.stop(generation)
             return
         }
-        // Every worker thread's state is read from /proc only at what would be the last
-        // look: it costs far more than the sockets' queues.
+        // The workers' connections are looked up only at what would be the last look:
+        // that costs far more than the sockets' queues.
         let settled =
             sockets.ownSocketsAreEmpty(generation: generation)
             && (!settlingGenerations.isLastLook(at: generation)
-                || machine.generation(generation)?.workers.values.allSatisfy { worker in
-                    workers.pid(of: worker.id).map(ProcessActivity.isWaiting) ?? true
-                } ?? true)
+                || haveAnswered(
+                    machine.generation(generation)?.workers.values.compactMap { workers.pid(of: $0.id) } ?? [],
+                    listeners: sockets.ownStreamSockets(generation: generation)))
         if settlingGenerations.looked(at: generation, empty: settled) {
             feed(.queuesEmpty(generation: generation))
         } else {
@@ -26,7 +26,8 @@ extension Supervisor {
     }
 
     /// Feeds ``SupervisorEvent/slotQueuesEmpty(_:)`` once the sockets of the slot a
-    /// rolling reload took from `worker` have settled empty and it waits; looks again meanwhile.
+    /// rolling reload took from `worker` have settled empty and it has answered what it
+    /// took from them; looks again meanwhile.
     func lookAtSlotQueues(of worker: WorkerID) {
         guard machine.generation(worker.generation)?.retired[worker]?.state == .ready else {
             settlingSlots.stop(worker)
@@ -34,11 +35,50 @@ extension Supervisor {
         }
         let settled =
             sockets.ownSocketsAreEmpty(generation: worker.generation, slot: worker.slot)
-            && (!settlingSlots.isLastLook(at: worker) || (workers.pid(of: worker).map(ProcessActivity.isWaiting) ?? true))
+            && (!settlingSlots.isLastLook(at: worker)
+                || haveAnswered(
+                    workers.pid(of: worker).map { [$0] } ?? [],
+                    listeners: sockets.ownStreamSockets(generation: worker.generation, slot: worker.slot)))
         if settlingSlots.looked(at: worker, empty: settled) {
             feed(.slotQueuesEmpty(worker))
         } else {
             startTimer(.slotQueues(worker), after: EmptyQueueWatch<WorkerID>.interval)
+        }
+    }
+
+    /// Whether the processes `pids` (leaving workers) have answered every connection they
+    /// took from `listeners`, their own TCP sockets, as the kernel shows those
+    /// connections. Where it cannot (no sock_diag, another user's `/proc`), from whether
+    /// every thread of theirs waits, which a worker busy with keep-alive clients never does.
+    func haveAnswered(_ pids: [pid_t], listeners: [Int32]) -> Bool {
+        let unanswered = listeners.isEmpty ? nil : UnansweredConnections(listeners: listeners)
+        if unanswered?.isEmpty == true { return true }
+        return pids.allSatisfy { pid in
+            if let held = unanswered?.areHeld(by: pid) { return !held }
+            if !listeners.isEmpty, !connectionsUnreadable {
+                connectionsUnreadable = true
+                logger.warning(
+                    "the connections of worker pid \(pid) cannot be read (sock_diag or /proc/\(pid)/fd): a leaving worker gets its drain signal only once none of its threads runs, which under load waits for drain_grace"
+                )
+            }
+            return ProcessActivity.isWaiting(pid)
+        }
+    }
+
+    /// Says so when a leaving generation's (or departing worker's) `drain_grace` ends
+    /// before its sockets settled: it gets its drain signal with connections queued or
+    /// unanswered, which a server whose shutdown drops them loses.
+    func sayIfGraceEnded(_ timer: SupervisorTimer) {
+        switch timer {
+        case .drainGrace(let generation) where settlingGenerations.isWatching(generation):
+            logger.notice(
+                "generation \(generation): drain_grace ended before its sockets were empty with every connection answered; it drains now"
+            )
+        case .departureGrace(let worker) where settlingSlots.isWatching(worker):
+            logger.notice(
+                "worker \(worker): drain_grace ended before its slot's sockets were empty with every connection answered; it drains now")
+        default:
+            break
         }
     }
 

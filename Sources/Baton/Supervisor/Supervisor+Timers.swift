@@ -34,6 +34,7 @@ extension Supervisor {
     func timerFired(_ key: TimerKey) {
         switch key {
         case .machine(let timer):
+            sayIfGraceEnded(timer)
             feed(.timerFired(timer))
         case .readinessDelay(let worker):
             if workers[worker] != nil { feed(.workerReady(worker)) }

@@ -44,6 +44,8 @@ public final class Supervisor: @unchecked Sendable {
     var stalls = StallWatch()
     /// The generation whose `stall_timeout` was said to do nothing (no steered listener).
     var stallsUnwatchable: Int?
+    /// Whether it was said that leaving workers' connections cannot be read (said once).
+    var connectionsUnreadable = false
     /// Where the control server listens: a reload cannot move it.
     var controlSocket = ""
     /// Made once nothing can fail before the loop runs.

@@ -141,6 +141,28 @@ int baton_accept_queue(int fd, uint32_t *depth, uint32_t *capacity);
 /// The kernel's cookie of a socket (SO_COOKIE), the same for every descriptor of it.
 int baton_socket_cookie(int fd, uint64_t *cookie);
 
+// --- connections.c -----------------------------------------------------------------
+// The connections on a listening TCP socket's port (sock_diag), for the drain.
+
+/// One connection open on the worker's side (established, or closed by the client only).
+typedef struct {
+    /// The inode of its socket, as `/proc/<pid>/fd/*` links name it (`socket:[inode]`).
+    uint64_t inode;
+    /// Bytes received that the worker has not read yet.
+    uint32_t unread;
+    /// Whether `bytes_sent` was reported (Linux >= 4.19).
+    bool has_bytes_sent;
+    uint64_t bytes_received;
+    uint64_t bytes_sent;
+    /// Since the last byte received, or since the connection was set up when none was.
+    uint32_t milliseconds_since_received;
+} baton_connection;
+
+/// Every connection whose local port is that of `listener` (an IPv4 or IPv6 TCP socket),
+/// of every process: up to `capacity` into `connections`, their number into `count`.
+/// ENOBUFS when there were more than `capacity` (`count` says how many).
+int baton_port_connections(int listener, baton_connection *connections, size_t capacity, size_t *count);
+
 // --- steering.c --------------------------------------------------------------------
 // A listener's steering program and its maps (program source: bpf/steering.bpf.c).
 

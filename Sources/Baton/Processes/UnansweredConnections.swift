@@ -1,0 +1,114 @@
+import CBatonShim
+import Glibc
+
+/// The connections on a leaving generation's ports that their server has not answered
+/// yet, from the kernel (sock_diag), and which of them a worker holds (its descriptors in
+/// `/proc`). A worker out of rotation gets its drain signal only once its sockets are
+/// empty and it holds none, so that a server whose shutdown drops what it accepted has
+/// answered it by then, however busy the machine and the worker are.
+///
+/// A connection counts as unanswered while its server has sent nothing on it: a request
+/// received (read or not) and not answered, or, for its first second, a connection on
+/// which the client has not written yet (a client between `connect` and its first
+/// request). A keep-alive connection that was answered once does not hold the drain: the
+/// requests that follow on it are the server's to finish when it drains, and what it
+/// does with them no waiting beforehand can change.
+struct UnansweredConnections {
+    /// A connection on which nothing was written yet holds the drain this long.
+    static let silentConnectionBound: UInt32 = 1000
+
+    /// Inodes of the sockets of unanswered connections on the ports looked at.
+    private let inodes: Set<UInt64>
+
+    /// The unanswered connections on the ports of `listeners` (listening TCP sockets);
+    /// nil when the kernel cannot say, in which case a caller knows nothing.
+    init?(listeners: [Int32]) {
+        var inodes = Set<UInt64>()
+        for listener in listeners {
+            guard let connections = Self.connections(on: listener) else { return nil }
+            for connection in connections {
+                guard connection.has_bytes_sent else { return nil }
+                let silent = connection.bytes_received == 0 && connection.milliseconds_since_received >= Self.silentConnectionBound
+                if connection.bytes_sent == 0 && !silent {
+                    inodes.insert(connection.inode)
+                }
+            }
+        }
+        self.inodes = inodes
+    }
+
+    /// Whether there is none at all: then no worker needs to be looked at.
+    var isEmpty: Bool { inodes.isEmpty }
+
+    /// Whether the process `pid`, or one of its descendants (a server's own workers),
+    /// holds one; nil when its descriptors cannot be read. A process that is gone holds none.
+    func areHeld(by pid: pid_t) -> Bool? {
+        guard !inodes.isEmpty else { return false }
+        var pending = [pid]
+        var seen = Set<pid_t>()
+        while let process = pending.popLast() {
+            guard seen.insert(process).inserted else { continue }
+            switch Self.socketInodes(of: process) {
+            case .gone: continue
+            case .unreadable: return nil
+            case .read(let held): if !held.isDisjoint(with: inodes) { return true }
+            }
+            pending += Self.children(of: process)
+        }
+        return false
+    }
+
+    private static func connections(on listener: Int32) -> [baton_connection]? {
+        var capacity = 256
+        while true {
+            var connections = [baton_connection](repeating: baton_connection(), count: capacity)
+            var count = 0
+            let error = baton_port_connections(listener, &connections, capacity, &count)
+            if error == ENOBUFS, count > capacity {
+                capacity = count + 64
+                continue
+            }
+            guard error == 0 else { return nil }
+            return Array(connections.prefix(count))
+        }
+    }
+
+    private enum Descriptors {
+        case read(Set<UInt64>)
+        case gone
+        case unreadable
+    }
+
+    /// The inodes of the sockets among the process's descriptors (`socket:[inode]`).
+    private static func socketInodes(of pid: pid_t) -> Descriptors {
+        guard let directory = opendir("/proc/\(pid)/fd") else {
+            return errno == ENOENT ? .gone : .unreadable
+        }
+        defer { closedir(directory) }
+        var inodes = Set<UInt64>()
+        var target = [CChar](repeating: 0, count: 64)
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard Int32(name) != nil else { continue }
+            let length = readlink("/proc/\(pid)/fd/\(name)", &target, target.count - 1)
+            guard length > 8 else { continue }
+            let link = String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard link.hasPrefix("socket:["), let inode = UInt64(link.dropFirst(8).dropLast()) else { continue }
+            inodes.insert(inode)
+        }
+        return .read(inodes)
+    }
+
+    /// The children of every thread of the process (`/proc/<pid>/task/<tid>/children`).
+    private static func children(of pid: pid_t) -> [pid_t] {
+        guard let directory = opendir("/proc/\(pid)/task") else { return [] }
+        defer { closedir(directory) }
+        var children: [pid_t] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard pid_t(name) != nil, let text = try? FileContents.read("/proc/\(pid)/task/\(name)/children") else { continue }
+            children += text.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
+        }
+        return children
+    }
+}
