@@ -20,7 +20,8 @@ struct BatonCommand: ParsableCommand {
             baton --config /etc/app/baton.toml
 
             SIGHUP or `batonctl reload` reloads; SIGTERM or SIGINT drains and exits.
-            """)
+            """,
+        version: BatonVersion.current)
 
     @Option(name: .shortAndLong, help: "A TOML configuration file (instead of the one-line options).")
     var config: String?

@@ -141,7 +141,7 @@ public final class Supervisor: @unchecked Sendable {
             logger.warning("\(error); it keeps them")
         }
         try eventLoop.submit { [self] in controlSocket = control.path }.wait()
-        let metrics = MetricsEndpoint(eventLoop: eventLoop, logger: logger) { [self] in PrometheusText.render(status()) }
+        let metrics = MetricsEndpoint(eventLoop: eventLoop, logger: logger) { [self] in PrometheusText.render(status(), process: .ofThisProcess()) }
         do {
             try metrics.start(configuration.metrics)
         } catch  where handover != nil {
