@@ -4,7 +4,10 @@
 enum KeySuggestion {
     static func nearest(to written: String, among keys: [String]) -> String? {
         let allowed = written.count < 4 ? 1 : written.count < 9 ? 2 : 3
-        let ranked = keys.map { (key: $0, distance: distance(Array(written), Array($0))) }
+        // The lengths alone rule most keys out, and keep a key of megabytes from costing a
+        // table of its length times each key's.
+        let ranked = keys.filter { abs($0.count - written.count) <= allowed }
+            .map { (key: $0, distance: distance(Array(written), Array($0))) }
             .filter { $0.distance <= allowed }
             .sorted { ($0.distance, $0.key) < ($1.distance, $1.key) }
         return ranked.first?.key
