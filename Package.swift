@@ -49,10 +49,12 @@ let package = Package(
         .target(
             name: "CBatonPreload",
             cSettings: [.define("_GNU_SOURCE")],
-            // No Swift start-up object: it would make a pure C library call into the Swift
-            // runtime when a server loads it. (swiftc still lists libswiftCore as needed
-            // unless built with --static-swift-stdlib; nothing of it is used.)
-            linkerSettings: [.unsafeFlags(["-nostartfiles"])]
+            // A plain C library, needing libc alone: SwiftPM links every product with swiftc,
+            // which adds the Swift runtime (libswiftCore with a RUNPATH into the toolchain, or
+            // with --static-swift-stdlib libstdc++ and libm) and its start-up object. Embedded
+            // mode makes swiftc link none of them, and -no-static-stdlib keeps it so under
+            // --static-swift-stdlib; a server then needs no Swift to load the library.
+            linkerSettings: [.unsafeFlags(["-enable-experimental-feature", "Embedded", "-no-static-stdlib"])]
         ),
         // libsystemd, for the sd_notify and sd_listen_fds protocols.
         .systemLibrary(

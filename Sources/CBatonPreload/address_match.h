@@ -22,7 +22,7 @@ typedef struct {
 
 // 1 when `wanted` names `entry`'s address exactly, 2 when it is the wildcard address
 // of the same family and port, 0 otherwise.
-static int baton_preload_match(const baton_preload_socket *entry, const struct sockaddr *wanted, socklen_t length) {
+static inline int baton_preload_match(const baton_preload_socket *entry, const struct sockaddr *wanted, socklen_t length) {
     // An address too short to hold its family is the C library's to refuse (EINVAL).
     if (length < sizeof(sa_family_t) || entry->family != wanted->sa_family) {
         return 0;

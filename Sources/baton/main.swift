@@ -27,7 +27,8 @@ struct BatonCommand: ParsableCommand {
 
             SIGHUP or `batonctl reload` reloads; SIGTERM or SIGINT drains and exits.
             Exit statuses: 0 stopped, 1 fatal error, 64 usage, 78 configuration invalid (Docs/command-line.md).
-            """)
+            """,
+        version: BatonVersion.current)
 
     /// EX_CONFIG, from sysexits.h: the configuration is invalid.
     static let configurationInvalid: Int32 = 78

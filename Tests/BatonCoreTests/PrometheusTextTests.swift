@@ -59,6 +59,24 @@ import Testing
         #expect(text.hasSuffix("\n"))
     }
 
+    @Test func batonsOwnProcessFollowsTheStatus() {
+        let process = ProcessMetrics(
+            version: "1.2.3", cpuSeconds: 1.5, residentBytes: 20_000_000, virtualBytes: 90_000_000, openDescriptors: 12,
+            maximumDescriptors: 1024, startTime: 1_700_000_000.25)
+        let text = PrometheusText.render(Self.status(), process: process)
+        for line in [
+            "# TYPE baton_build_info gauge", #"baton_build_info{version="1.2.3"} 1"#,
+            "# TYPE process_cpu_seconds_total counter", "process_cpu_seconds_total 1.5",
+            "process_resident_memory_bytes 20000000", "process_virtual_memory_bytes 90000000",
+            "process_open_fds 12", "process_max_fds 1024", "process_start_time_seconds 1700000000.25",
+        ] {
+            #expect(text.split(separator: "\n").contains(Substring(line)), "missing \(line) in:\n\(text)")
+        }
+        #expect(text.hasPrefix(PrometheusText.render(Self.status())), "the status's families come first, unchanged")
+        let unreadable = PrometheusText.render(Self.status(), process: ProcessMetrics(version: "1.2.3"))
+        #expect(unreadable.contains("baton_build_info") && !unreadable.contains("process_"), "a value not read is left out")
+    }
+
     @Test func aRolloutAndItsCanaryAreGauges() {
         var status = Self.status()
         #expect(!PrometheusText.render(status).contains("baton_canary_weight_percent{"))

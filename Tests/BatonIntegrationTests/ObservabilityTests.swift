@@ -14,6 +14,7 @@ import Testing
     /// moved by exactly the number of reloads, and the generation matches the status.
     @Test func metricsEndpointCountsReloadsWhileScraped() throws {
         try Self.requireParser()
+        let testStart = Date().timeIntervalSince1970
         let scratch = ScratchDirectory()
         let (port, metricsPort) = (freePort(), freePort())
         let baton = try BatonUnderTest(
@@ -79,9 +80,20 @@ import Testing
         #expect(after["baton_serving_generation"] == Double(serving.number))
         #expect(after[#"baton_generation{generation="\#(serving.number)",role="serving"}"#] == 1)
         #expect(after[#"baton_workers{generation="\#(serving.number)",state="ready"}"#] == 2)
-        // batonctl renders the same families from the same status.
+        // Baton's own process, under the names every Prometheus client library uses.
+        #expect(after[#"baton_build_info{version="\#(BatonVersion.current)"}"#] == 1)
+        #expect((after["process_cpu_seconds_total"] ?? 0) > 0)
+        #expect((after["process_resident_memory_bytes"] ?? 0) > 1_000_000)
+        #expect((after["process_virtual_memory_bytes"] ?? 0) >= (after["process_resident_memory_bytes"] ?? .infinity))
+        let descriptors = try #require(after["process_open_fds"])
+        #expect(descriptors > 3 && descriptors <= (after["process_max_fds"] ?? 0), "\(descriptors) of \(after["process_max_fds"] ?? 0)")
+        let started = try #require(after["process_start_time_seconds"])
+        #expect(started >= testStart.rounded(.down) - 2 && started <= Date().timeIntervalSince1970, "\(started), test began \(testStart)")
+        // batonctl renders the same families from the same status; Baton's process is not
+        // batonctl's to describe.
         let printed = try run(Products.path("batonctl"), ["status", "--prometheus", "-s", baton.controlSocket])
         #expect(try Self.samples(printed.output)["baton_reload_duration_seconds_count"] == Double(Self.reloads))
+        #expect(!printed.output.contains("process_") && !printed.output.contains("baton_build_info"))
 
         // Only /metrics, and only GET.
         #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(metricsPort)/"]) == "404")

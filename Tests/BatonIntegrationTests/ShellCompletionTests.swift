@@ -1,3 +1,4 @@
+import BatonCore
 import Foundation
 import Testing
 
@@ -46,6 +47,11 @@ import Testing
             #expect(statusOptions.contains(option), "\(option) in \(statusOptions)")
         }
         #expect(Set(try complete("batonctl", ["reload", "--w"], in: scratch)) == ["--wait", "--wait-drained", "--weight"])
+    }
+
+    @Test func batonPrintsItsVersion() throws {
+        let version = try run(Products.path("baton"), ["--version"])
+        #expect(version.status == 0 && version.output == "\(BatonVersion.current)\n", "\(version.output)")
     }
 
     @Test(arguments: ["zsh", "fish"])

@@ -58,8 +58,13 @@ import Testing
 
         #expect(baton.log.contains("listener http tcp://127.0.0.1:\(http) adopted fd 3 from systemd"), "\(baton.log)")
         #expect(baton.log.contains("systemd passed fd 4 named extra (tcp://127.0.0.1:\(extra)), but no listener is named extra; closed it"), "\(baton.log)")
-        // Without SO_REUSEPORT on the passed socket, per-worker becomes shared, and says so.
-        #expect(baton.log.contains("is shared by every slot"), "\(baton.log)")
+        // Without SO_REUSEPORT on the passed socket, per-worker becomes shared: a warning
+        // that says steering is off and how to turn it on.
+        let warning = baton.log.split(separator: "\n").first { $0.contains("is shared by every slot") }
+        #expect(warning?.contains(" warning baton: ") == true, "\(baton.log)")
+        #expect(
+            warning?.contains("so steering is off for it") == true && warning?.contains("add ReusePort=yes to the socket unit") == true,
+            "\(baton.log)")
         let listener = try #require(status.listeners.first)
         #expect(listener.reusePort == .shared && listener.sockets.count == 1, "\(status.listeners)")
         #expect(try run("/usr/bin/curl", ["-s", "--max-time", "5", "http://127.0.0.1:\(http)/"]).output.contains("generation=1"))

@@ -87,6 +87,93 @@ import Testing
                 == "generation \(Self.reloads + 1): 4/4 ready; last reload took-over")
     }
 
+    /// The shipped socket unit has ReusePort=yes, so Baton steers under socket activation:
+    /// status shows every slot's socket in rotation, a dead slot gets no connection, and a
+    /// server whose shutdown drops what it accepted loses nothing under `systemctl reload`.
+    /// Only the worker command differs from the shipped unit (a drop-in): baton-demo with
+    /// --rude-drain, and slot 2 exiting at every start while a marker file exists.
+    @Test func socketActivatedServiceSteers() throws {
+        let scratch = ScratchDirectory()
+        let marker = "/etc/baton-test/break-slot-2"
+        let worker = """
+            if [ "$BATON_SLOT" = 2 ] && [ -e \(marker) ]; then exit 3; fi
+            exec /usr/local/bin/baton-demo --rude-drain
+            """
+        let dropIn = """
+            [Service]
+            ExecStart=
+            ExecStart=/usr/local/bin/baton --listen http=tcp://127.0.0.1:8080 --workers 4 --user nobody --group nogroup -- /bin/sh /etc/baton-test/worker.sh
+            """
+        guard
+            let systemd = try systemd(
+                ["baton-demo.socket", "baton-demo.service"],
+                files: ["/etc/baton-test/worker.sh": worker, "/run/systemd/system/baton-demo.service.d/worker.conf": dropIn], in: scratch)
+        else { return }
+        let unit = "baton-demo.service"
+        #expect(try systemd.run(["systemctl", "start", "baton-demo.socket", unit]).status == 0, "\(systemd.journal(unit))")
+        func status() throws -> StatusReport {
+            let output = try systemd.run(["batonctl", "status", "--json", "-s", "/run/baton-demo/baton.sock"]).output
+            return try JSONDecoder().decode(StatusReport.self, from: Data(output.utf8))
+        }
+        let started = try status()
+        let listener = try #require(started.listeners.first)
+        #expect(listener.reusePort == .perWorker && listener.sockets.compactMap(\.slot).sorted() == [0, 1, 2, 3], "\(started.listeners)")
+        #expect(listener.sockets.allSatisfy { $0.inRotation == true }, "every slot's socket must be in rotation: \(listener.sockets)")
+        let table = try systemd.run(["batonctl", "status", "-s", "/run/baton-demo/baton.sock"]).output
+        var rotation: [String] = []
+        for line in table.split(separator: "\n") {
+            let columns: [Substring] = line.split(separator: " ")
+            if columns.count > 5 && columns[0] == "http" && columns[2] == "per-worker" { rotation.append(String(columns[5])) }
+        }
+        #expect(rotation == ["in", "in", "in", "in"], "status must show the rotation: \(table)")
+        #expect(!systemd.journal(unit).contains("steering is off"), "\(systemd.journal(unit))")
+        let warnings = try systemd.run(["journalctl", "--no-pager", "-p", "warning", "-u", unit]).output
+        #expect(!warnings.contains("shared by every slot"), "\(warnings)")
+
+        // Slot 2 dies and keeps dying: it leaves the rotation, and new connections go to
+        // the three others only.
+        #expect(try systemd.run(["touch", marker]).status == 0)
+        let slot2 = try #require(started.generations.first?.workers.first { $0.slot == 2 }?.pid)
+        #expect(try systemd.run(["kill", "-KILL", "\(slot2)"]).status == 0)
+        var dead = false
+        for _ in 0..<600 where !dead {
+            let generation = try status().generations.first
+            dead = generation.map { $0.restartingSlots.contains(2) || $0.crashLoopingSlots.contains(2) } ?? false
+            if !dead { usleep(50_000) }
+        }
+        #expect(dead, "slot 2 must be restarting: \(systemd.journal(unit))")
+        let deadSlotLoad = load(systemd, port: 8080)
+        deadSlotLoad.start()
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, deadSlotLoad.answered < 2000 { usleep(50_000) }
+        let deadSlotReport = deadSlotLoad.stop()
+        expectNoFailures(deadSlotReport, systemd.journal(unit), what: "slot 2 of 4 dead")
+        #expect(deadSlotReport.answersBySlot["2"] == nil, "the dead slot answered: \(deadSlotReport.answersBySlot)")
+        #expect(Set(deadSlotReport.answersBySlot.keys) == ["0", "1", "3"], "\(deadSlotReport.answersBySlot)")
+
+        // Slot 2 recovers; then the rude server is reloaded under load.
+        #expect(try systemd.run(["rm", marker]).status == 0)
+        var recovered = false
+        for _ in 0..<1200 where !recovered {
+            let generation = try status().generations.first
+            recovered = generation.map { $0.workers.count { $0.state == .ready } == 4 } ?? false
+            if !recovered { usleep(50_000) }
+        }
+        #expect(recovered, "slot 2 must serve again: \(systemd.journal(unit))")
+        let load = load(systemd, port: 8080)
+        load.start()
+        var failedReloads: [String] = []
+        for _ in 1...Self.reloads {
+            let reload = try systemd.run(["systemctl", "reload", unit])
+            if reload.status != 0 { failedReloads.append(reload.output) }
+        }
+        let report = load.stop()
+        #expect(failedReloads.isEmpty, "\(failedReloads)\n\(systemd.journal(unit))")
+        expectNoFailures(report, systemd.journal(unit), what: "rude server, \(Self.reloads) × systemctl reload, steered")
+        let reloaded = try status()
+        #expect(reloaded.listeners.first?.sockets.filter { $0.inRotation == true }.compactMap(\.generation) == Array(repeating: Self.reloads + 1, count: 4))
+    }
+
     @Test func reloadThatRollsBackFailsSystemctlReloadAndKeepsServing() throws {
         let scratch = ScratchDirectory()
         guard let systemd = try systemd(["baton-demo.socket", "baton-demo.service"], in: scratch) else { return }

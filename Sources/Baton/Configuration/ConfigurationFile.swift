@@ -83,13 +83,27 @@ private struct TableReader {
         ConfigurationError(source: source, key: path + key, value: value, problem: problem)
     }
 
-    /// Checks that every key of the table is one of `settings` or `tables`.
+    /// Checks that every key of the table is one of `settings` or `tables`. An unknown key
+    /// gets the one it most likely meant, or the table it belongs in.
     func allowOnly<Root>(_ settings: [any AnySetting<Root>], tables: [String] = []) throws(ConfigurationError) {
         let keys = Set(settings.map(\.key) + tables)
-        for key in table.keys where !keys.contains(key) {
+        for key in table.keys.sorted() where !keys.contains(key) {
+            if let meant = KeySuggestion.nearest(to: key, among: keys.sorted()) {
+                throw error(key, problem: "unknown key; did you mean `\(meant)`?")
+            }
+            if let home = Self.homes.first(where: { $0.keys.contains(key) && $0.keys != keys }) {
+                throw error(key, problem: "unknown key here; `\(key)` belongs in \(home.table)")
+            }
             throw error(key, problem: "unknown key; known keys here: \(keys.sorted().joined(separator: ", "))")
         }
     }
+
+    /// Where each key of the file belongs.
+    private static let homes: [(table: String, keys: Set<String>)] = [
+        ("the top level", Set(Settings.configuration.map(\.key) + ["listener", "workers"])),
+        ("[[listener]]", Set(Settings.listener.map(\.key))),
+        ("[workers]", Set(Settings.workers.map(\.key))),
+    ]
 
     /// Sets in `root` each of `settings` the table gives, except the required ones.
     func read<Root>(_ settings: [any AnySetting<Root>], into root: inout Root) throws(ConfigurationError) {
@@ -146,7 +160,7 @@ private struct TableReader {
             return (.table(strings), value.debugDescription)
         case .strings:
             if let string = value.string {
-                return (.strings([string]), string.quoted)
+                return (.text(string), string.quoted)
             }
             guard let array = value.array else {
                 throw error(key, value: value.debugDescription, problem: "expected an array of strings")

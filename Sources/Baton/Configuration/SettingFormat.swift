@@ -60,14 +60,26 @@ extension SettingFormat where Value == String {
 }
 
 extension SettingFormat where Value == [String] {
-    /// A program and its arguments: an array of strings, or one string for a program alone.
+    /// A program and its arguments: an array of strings, taken as they are, or one string,
+    /// split into words as systemd splits `ExecStart=` (``CommandWords``).
     static var command: Self {
         Self(
-            "array of strings", written: .strings, problem: SettingProblem("expected an array of strings"),
+            "array of strings, or a string split as systemd splits ExecStart=", written: .strings,
+            problem: SettingProblem("expected an array of strings or a string"),
             text: { "[" + $0.map(\.quoted).joined(separator: ", ") + "]" }
         ) { input throws(SettingProblem) in
-            guard case .strings(let strings) = input else { preconditionFailure("a command is read from strings") }
-            return strings
+            switch input {
+            case .strings(let strings):
+                return strings
+            case .text(let text):
+                let words = try CommandWords.split(text)
+                guard !words.isEmpty else {
+                    throw SettingProblem(#"names no program: write the program and its arguments, such as "./server --flag""#)
+                }
+                return words
+            case .table:
+                preconditionFailure("a command is read from strings or text")
+            }
         }
     }
 }

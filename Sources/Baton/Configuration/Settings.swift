@@ -174,7 +174,7 @@ public enum Settings {
 
     public static let preloadLibrary = Setting<WorkerConfiguration, String>(
         "preload_library", \.preloadLibrary, .string("path"),
-        commandLine: .option("preload-library"), default: .described("libbaton-preload.so beside baton"),
+        commandLine: .option("preload-library"), default: .described("libbaton-preload.so beside baton, else in ../lib/baton from it"),
         help: "With the preload protocol: the library to preload",
         requires: SettingRequirement(
             holds: { $0.socketProtocol == .preload },

@@ -99,7 +99,10 @@ final class SocketTable {
                         if socket.identity.reusePort { steering.join(socket.fd, listener) }
                         if listener.address.isStream, listener.backlog != nil { try? ListenerSocket.setBacklog(socket.fd, backlog) }
                         if listener.reusePort == .perWorker, !socket.identity.reusePort {
-                            opened.append(try share(listener, adopted: key, reason: "it has no SO_REUSEPORT (ReusePort=yes in the socket unit)"))
+                            opened.append(
+                                try share(
+                                    listener, adopted: key, reason: "it has no SO_REUSEPORT",
+                                    remedy: "add ReusePort=yes to the socket unit"))
                             configuration.listeners[index].reusePort = .shared
                             break
                         }
@@ -115,7 +118,12 @@ final class SocketTable {
                         guard error.errno == EADDRINUSE, listener.reusePort == .perWorker, inherited != nil,
                             let first = adopted.first(where: { $0.name == listener.name && $0.address == listener.address })
                         else { throw error }
-                        opened.append(try share(listener, adopted: first, reason: "a sibling socket cannot be bound (\(error))"))
+                        opened.append(
+                            try share(
+                                listener, adopted: first, reason: "a sibling socket cannot be bound (\(error))",
+                                remedy:
+                                    "the kernel keeps a reuseport group to the user that opened its first socket, so run Baton as that user (root for a socket unit: no User= or DynamicUser= in the service; --user runs the workers as another)"
+                            ))
                         configuration.listeners[index].reusePort = .shared
                         break
                     }
@@ -141,7 +149,9 @@ final class SocketTable {
     }
 
     /// Turns a `per-worker` listener into a `shared` one around the socket systemd passed.
-    private func share(_ listener: ListenerConfiguration, adopted key: Key, reason: String) throws(AdoptionError) -> Key {
+    /// A warning, with `remedy`: the listener is not steered, so a dead or draining
+    /// worker's slot still takes new connections.
+    private func share(_ listener: ListenerConfiguration, adopted key: Key, reason: String, remedy: String) throws(AdoptionError) -> Key {
         guard key.slot == 0, let fd = descriptors.removeValue(forKey: key) else {
             throw .cannotServeEverySlot(listener: listener, reason: reason)
         }
@@ -151,8 +161,9 @@ final class SocketTable {
         descriptors[sharedKey] = fd
         if adopted.remove(key) != nil { adopted.insert(sharedKey) }
         sharedInstead.insert(listener.address)
-        logger.notice(
-            "listener \(listener.name) \(listener.address) is shared by every slot: the socket systemd passed cannot have per-worker siblings, as \(reason)")
+        logger.warning(
+            "listener \(listener.name) \(listener.address) is shared by every slot, so steering is off for it: the socket systemd passed cannot have per-worker siblings, as \(reason); \(remedy) (Docs/systemd.md)"
+        )
         return sharedKey
     }
 

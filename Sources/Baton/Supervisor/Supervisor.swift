@@ -141,7 +141,7 @@ public final class Supervisor: @unchecked Sendable {
         }
         try eventLoop.submit { [self] in controlSocket = control.path }.wait()
         let metrics = MetricsEndpoint(eventLoop: eventLoop, logger: logger, ready: { [self] in isReady }) { [self] in
-            PrometheusText.render(status())
+            PrometheusText.render(status(), process: .ofThisProcess())
         }
         do {
             try metrics.start(configuration.metrics)

@@ -8,9 +8,10 @@ public enum PrometheusText {
     /// The `Content-Type` of the text.
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
-    public static func render(_ status: StatusReport) -> String {
+    /// The status's families, then, when given, those of Baton's own process.
+    public static func render(_ status: StatusReport, process: ProcessMetrics? = nil) -> String {
         var text = ""
-        for family in families(status) {
+        for family in families(status) + (process?.families ?? []) {
             family.write(to: &text)
         }
         return text
