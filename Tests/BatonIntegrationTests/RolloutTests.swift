@@ -231,13 +231,14 @@ import Testing
 
     /// A canary with a health check: the check passes while the flag file is absent and
     /// the canary holds; once the file exists the check fails three times in a row, Baton
-    /// rolls back at once, `reload --wait` fails naming the check, and nothing fails.
+    /// rolls back at once, `reload --wait` fails naming the check and quoting its last
+    /// output, and nothing fails.
     @Test func aCanaryThatFailsItsHealthCheckRollsBackAtOnce() throws {
         let scratch = ScratchDirectory()
         let port = freePort()
         let flag = "\(scratch.path)/unhealthy"
         let runs = "\(scratch.path)/checks.log"
-        let check = "exec:echo $BATON_GENERATION >> \(runs); test ! -e \(flag)"
+        let check = "exec:echo $BATON_GENERATION >> \(runs); test ! -e \(flag) || { echo 'unhealthy:' $(cat \(flag)); exit 1; }"
         try scratch.write(
             "baton.toml",
             serviceConfiguration(port: port, command: [Products.path("baton-demo")], workers: Self.workers)
@@ -256,7 +257,7 @@ import Testing
         let passed = try baton.waitForStatus(timeout: 60, "three checks of the canary run") { _ in checksRun().count >= 3 }
         #expect(passed.rollout?.canary != nil, "the canary still holds after passing checks")
         #expect(checksRun().allSatisfy { $0 == "2" }, "the check is told the canary's generation: \(checksRun())")
-        try scratch.write("unhealthy", "")
+        try scratch.write("unhealthy", "database down")
         let status = waitForExit(reload, timeout: 60)
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let alone = try waitForAlone(1, baton)
@@ -264,7 +265,11 @@ import Testing
         let report = load.stop()
         print("canary health check failed: \(report.succeeded) requests, \(report.totalFailures) failed, \(ran) checks; reload said:\n\(text)")
         #expect(status == 1)
-        #expect(text.contains("rolled back: generation 2 failed (canary health check \"\(check)\" failed 3 times in a row: exited with status 1)"))
+        #expect(
+            text.contains(
+                "rolled back: generation 2 failed (canary health check \"\(check)\" failed 3 times in a row: exited with status 1; its last output: unhealthy: database down)"
+            ),
+            "the reason quotes the check's last output: \(text)")
         #expect(alone.reloads.last?.result == .rolledBack)
         #expect(kill(canaryPid, 0) != 0, "the rolled back canary's worker is gone")
         #expect(report.totalFailures == 0, "failures: \(report.failures) \(report.failureSamples)")

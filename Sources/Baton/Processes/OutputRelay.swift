@@ -142,9 +142,9 @@ final class OutputRelay: @unchecked Sendable {
     private func keep(_ text: ArraySlice<UInt8>) {
         guard line.stream == "stderr" else { return }
         let escaped = WorkerOutputLine.escaped(text.prefix(Self.keptLineLength * 4))
-        let trimmed = Substring(escaped).drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
+        let trimmed = escaped.trimmingSpaces
         guard !trimmed.isEmpty else { return }
-        kept.append(trimmed.count > Self.keptLineLength ? String(trimmed.prefix(Self.keptLineLength)) + "…" : String(trimmed))
+        kept.append(trimmed.count > Self.keptLineLength ? String(trimmed.prefix(Self.keptLineLength)) + "…" : trimmed)
         if kept.count > Self.keptLines { kept.removeFirst() }
     }
 }

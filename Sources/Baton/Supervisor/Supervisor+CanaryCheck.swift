@@ -6,13 +6,19 @@ struct CanaryCheckRuns {
     struct Run: Equatable {
         let worker: WorkerID
         let timeout: Duration
+        /// The end of its output, for the reason of its failure.
+        var output: OutputTail? = nil
         var killed = false
+
+        static func == (left: Run, right: Run) -> Bool {
+            left.worker == right.worker && left.timeout == right.timeout && left.output === right.output && left.killed == right.killed
+        }
     }
 
     private var runs: [pid_t: Run] = [:]
 
-    mutating func add(_ pid: pid_t, against worker: WorkerID, timeout: Duration) {
-        runs[pid] = Run(worker: worker, timeout: timeout)
+    mutating func add(_ pid: pid_t, against worker: WorkerID, timeout: Duration, output: OutputTail? = nil) {
+        runs[pid] = Run(worker: worker, timeout: timeout, output: output)
     }
 
     subscript(pid: pid_t) -> Run? {
@@ -50,14 +56,16 @@ extension Supervisor {
             feed(.canaryCheckResult(generation: worker.generation, .failed("worker \(worker) is gone")))
             return
         }
-        let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
-        defer { close(devNull) }
+        // Its output is kept for the reason of a failure; without a pipe, it goes nowhere.
+        let tail = try? OutputTail.start(subject: "output of the canary health check against \(worker)")
+        let output = tail?.fd ?? open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { close(output) }
         let request = ReadinessProbe.request(
             check.command, for: worker, pid: pid, settings: generation.configuration.workers,
-            environment: launcher.environment, output: devNull)
+            environment: launcher.environment, output: output)
         do {
             let run = try ProcessSpawner.spawn(request)
-            canaryChecks.add(run, against: worker, timeout: timeout)
+            canaryChecks.add(run, against: worker, timeout: timeout, output: tail?.tail)
             startTimer(.canaryCheckDeadline(run), after: timeout)
         } catch {
             logger.warning("canary health check against worker \(worker) could not start: \(error)", metadata: LogMetadata.worker(worker, pid: pid))
@@ -85,7 +93,8 @@ extension Supervisor {
         } else if status == 0 {
             result = .passed
         } else {
-            result = .failed("\(status < 0 ? WorkerExit.signaled(-status) : .exited(status))")
+            let exit = status < 0 ? WorkerExit.signaled(-status) : .exited(status)
+            result = .failed("\(exit)\(WorkerExit.lastOutput(run.output?.lastLines() ?? []))")
         }
         if case .failed(let reason) = result {
             logger.warning("canary health check against worker \(run.worker) failed: \(reason)", metadata: LogMetadata.worker(run.worker, pid: pid))
