@@ -1,0 +1,83 @@
+import BatonCore
+import Foundation
+import Testing
+
+/// `flows` on a UDP listener: a flow (remote address and port) stays with the
+/// generation its first datagram went to while that generation's workers live, so a
+/// protocol with per-flow state (Servers/flows/session_server.py) breaks no session
+/// across reloads; with `flows = "none"` the same sessions break, which proves the
+/// test sees it.
+@Suite(.serialized) struct FlowTests {
+    static let servers = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Servers/flows").path
+
+    /// What session_client.py saw.
+    struct Sessions: Decodable {
+        var sessions: Int
+        var completed: Int
+        var broken: [String]
+        var lost: Int
+        var pings: Int
+        var straddled: Int
+        var generations: [String]
+    }
+
+    /// Baton with the session server under `flows`, the session client running while
+    /// `reloads` reloads happen one after another; returns what the client saw once the
+    /// last replaced generation is gone.
+    static func sessionsAcrossReloads(flows: String, reloads: Int) throws -> Sessions {
+        let scratch = ScratchDirectory()
+        let port = freePort()
+        try scratch.write(
+            "baton.toml",
+            """
+            [[listener]]
+            name = "sessions"
+            address = "udp://127.0.0.1:\(port)"
+            flows = "\(flows)"
+
+            [workers]
+            command = ["python3", "\(servers)/session_server.py"]
+            count = 2
+            drain_timeout = "60s"
+            """)
+        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+        try baton.waitUntilServing()
+        if baton.log.contains("steering is off") {
+            throw TestFailure("steering is off on this machine, so flows cannot be tested here: \(baton.log)")
+        }
+        let client = Process()
+        let output = Pipe()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        client.arguments = ["\(servers)/session_client.py", "\(port)", "\(scratch.path)/stop"]
+        client.standardOutput = output
+        try client.run()
+        defer { if client.isRunning { client.terminate() } }
+        for _ in 1...reloads {
+            let reply = try baton.reload()
+            guard reply.ok else { throw TestFailure("reload failed: \(reply)\n\(baton.log)") }
+        }
+        try scratch.write("stop", "")
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        guard waitForExit(client, timeout: 60) == 0 else { throw TestFailure("the session client failed:\n\(baton.log)") }
+        // Every replaced generation exits once its sessions ended, long before its drain timeout.
+        _ = try baton.waitForStatus(timeout: 50, "the last replaced generation gone") { $0.generations.count == 1 }
+        #expect(baton.stop() == 0)
+        return try JSONDecoder().decode(Sessions.self, from: data)
+    }
+
+    @Test func tupleFlowsKeepEverySessionWithItsGenerationAcrossReloads() throws {
+        let reloads = 20
+        let seen = try Self.sessionsAcrossReloads(flows: "tuple", reloads: reloads)
+        print("flows = tuple, \(reloads) reloads: \(seen)")
+        #expect(seen.broken.isEmpty, "broken sessions: \(seen.broken)")
+        #expect(seen.lost == 0, "\(seen.lost) sessions unanswered for 10 s")
+        #expect(seen.straddled > reloads / 2, "sessions must have been open across reloads: \(seen)")
+        #expect(seen.generations.count > reloads / 2, "many generations must have served sessions: \(seen.generations)")
+    }
+
+    @Test func withoutFlowsTheSameSessionsBreak() throws {
+        let seen = try Self.sessionsAcrossReloads(flows: "none", reloads: 3)
+        print("flows = none, 3 reloads: \(seen)")
+        #expect(!seen.broken.isEmpty, "sessions open across a reload must break without flows: \(seen)")
+    }
+}
