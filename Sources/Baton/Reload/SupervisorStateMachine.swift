@@ -178,7 +178,7 @@ struct SupervisorStateMachine: Sendable {
         switch phase {
         case .stopping, .stopped:
             actions.append(.reportReload([id], .failed("Baton is stopping")))
-        case .running where table.count == 1:
+        case .running where generationsHoldingReloads == 1:
             phase = .loadingConfiguration([id])
             actions.append(.loadConfiguration(options))
             actions.append(.reportReload([id], .loadingConfiguration))
@@ -210,7 +210,7 @@ struct SupervisorStateMachine: Sendable {
 
     /// Starts the reloads that waited, once the last one is over and only one generation is left.
     mutating func startPendingReload(into actions: inout [SupervisorAction]) {
-        guard phase == .running, table.count == 1, !pendingReloads.isEmpty else { return }
+        guard phase == .running, generationsHoldingReloads == 1, !pendingReloads.isEmpty else { return }
         let ids = pendingReloads
         let options = pendingOptions
         pendingReloads = []
@@ -229,7 +229,7 @@ struct SupervisorStateMachine: Sendable {
         var replaced: Int?
         for oldIndex in table.indices where table[oldIndex].role == .serving && oldIndex != index {
             replaced = table[oldIndex].number
-            leave(oldIndex, into: &actions)
+            replace(oldIndex, into: &actions)
         }
         switch phase {
         case .starting:
