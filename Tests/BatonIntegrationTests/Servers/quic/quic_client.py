@@ -57,6 +57,10 @@ async def rebind(client):
     old.close()
 
 
+connected = []
+connections = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+
+
 def stopping(stop):
     return os.path.exists(stop)
 
@@ -78,6 +82,10 @@ async def session(index, stop, migrate):
                 generation = await exchange(reader, writer, b"ping %d" % number)
                 if result["generation"] is None:
                     result["generation"] = generation
+                    connected.append(index)
+                    if len(connected) == connections:
+                        # Every connection answered once: the test's reloads may begin.
+                        open(stop + ".connected", "w").close()
                 elif generation != result["generation"]:
                     raise RuntimeError(f"ping {number} answered by generation {generation}")
                 result["answered"] += 1
