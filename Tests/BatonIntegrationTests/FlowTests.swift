@@ -80,4 +80,33 @@ import Testing
         print("flows = none, 3 reloads: \(seen)")
         #expect(!seen.broken.isEmpty, "sessions open across a reload must break without flows: \(seen)")
     }
+
+    /// Without CAP_BPF the program cannot load: `flows` other than `none` is a
+    /// configuration error that says why, never a silent fallback.
+    @Test func flowsWithoutCapBPFAreRefusedSayingWhy() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            print("skipped: needs root and setpriv to take CAP_BPF away")
+            return
+        }
+        let scratch = ScratchDirectory()
+        try scratch.write(
+            "baton.toml",
+            """
+            [[listener]]
+            name = "sessions"
+            address = "udp://127.0.0.1:\(freePort())"
+            flows = "tuple"
+
+            [workers]
+            command = ["python3", "\(Self.servers)/session_server.py"]
+            """)
+        let baton = try BatonUnderTest(
+            ["--config", "baton.toml"], in: scratch,
+            launcher: ["/usr/bin/setpriv", "--bounding-set", "-bpf,-sys_admin", "--inh-caps", "-bpf,-sys_admin", "--"])
+        #expect(baton.waitForExit() != 0)
+        #expect(
+            baton.log.contains(#"listener sessions udp://127.0.0.1"#) && baton.log.contains(#"flows = "tuple" needs Baton's steering program"#)
+                && baton.log.contains("Operation not permitted"),
+            "\(baton.log)")
+    }
 }
