@@ -55,6 +55,13 @@ import Testing
         for _ in 1...reloads {
             let reply = try baton.reload()
             guard reply.ok else { throw TestFailure("reload failed: \(reply)\n\(baton.log)") }
+            guard flows != "none" else { continue }
+            // The next reload once the new generation holds sessions of its own, so that
+            // every generation has sessions open across the reload that replaces it.
+            _ = try baton.waitForStatus("flows held by the serving generation") { status in
+                guard let serving = status.generations.last(where: { $0.role == .serving })?.number else { return false }
+                return (status.listeners.first?.sockets ?? []).filter { $0.generation == serving }.compactMap(\.flows).reduce(0, +) > 0
+            }
         }
         try scratch.write("stop", "")
         let data = output.fileHandleForReading.readDataToEndOfFile()

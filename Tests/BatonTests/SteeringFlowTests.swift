@@ -14,7 +14,7 @@ struct SteeringFlowTests {
     /// rotation, never to the closed socket.
     @Test func aFlowStaysWithItsSocketWhileItIsOpen() async throws {
         let outcome = try await PrivateNetwork.run { () throws -> [String: [Int]] in
-            var group = try Loopback.group(3, protocol: .udp)
+            var group = try Flow.group(3)
             defer { group.fds.forEach { if $0 >= 0 { _ = close($0) } } }
             let steering = try SteeringGroup(capacity: 4, flowCapacity: 64)
             try steering.attach(to: group.fds[0])
@@ -30,8 +30,7 @@ struct SteeringFlowTests {
             defer { new.forEach { _ = close($0) } }
             outcome["new flows after the swap"] = try Flow.send(from: new, to: group)
             outcome["flows held"] = [group.fds[0], group.fds[1]].map { Int(steering.flows(of: [$0])[$0] ?? 0) }
-            close(group.fds[0])
-            group.fds[0] = -1
+            Flow.close(&group.fds[0], in: steering)
             outcome["old flows after their socket closed"] = try Flow.send(from: old, to: group)
             let decisions = try #require(steering.decisions())
             outcome["decisions"] = [decisions.cookie, decisions.flow, decisions.new, decisions.fallback].map { Int($0) }
@@ -50,7 +49,7 @@ struct SteeringFlowTests {
     /// unknown cookie and a long header without one go by flow, then to the rotation.
     @Test func aQUICCookieRoutesToItsSocket() async throws {
         let outcome = try await PrivateNetwork.run { () throws -> [String: [Int]] in
-            var group = try Loopback.group(2, protocol: .udp)
+            var group = try Flow.group(2)
             defer { group.fds.forEach { if $0 >= 0 { _ = close($0) } } }
             let steering = try SteeringGroup(capacity: 4, flowCapacity: 64)
             try steering.attach(to: group.fds[0])
@@ -70,8 +69,7 @@ struct SteeringFlowTests {
             defer { strangers.forEach { _ = close($0) } }
             outcome["short header, unknown cookie"] = try Flow.send(from: strangers, to: group, payload: Flow.shortHeader(cookie: "0badc0de"))
             outcome["long header, random ID"] = try Flow.send(from: strangers, to: group, payload: Flow.longHeader(cookie: "0badc0de"))
-            close(group.fds[1])
-            group.fds[1] = -1
+            Flow.close(&group.fds[1], in: steering)
             outcome["socket 1's cookie after it closed"] = try Flow.send(from: clients, to: group, payload: Flow.shortHeader(cookie: cookie))
             let decisions = try #require(steering.decisions())
             outcome["decisions"] = [decisions.cookie, decisions.flow, decisions.new, decisions.fallback].map { Int($0) }
@@ -128,6 +126,32 @@ struct SteeringFlowTests {
 
 /// Clients and datagrams for SteeringFlowTests.
 enum Flow {
+    /// A UDP group whose sockets no process that other tests start meanwhile inherits,
+    /// so that closing one here closes it.
+    static func group(_ count: Int) throws -> Loopback.Group {
+        let group = try Loopback.group(count, protocol: .udp)
+        for fd in group.fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        return group
+    }
+
+    /// Closes a socket of the group and waits (bounded) until the kernel has emptied its
+    /// entry: a process another test forked may hold it until that process executes.
+    static func close(_ fd: inout Int32, in steering: SteeringGroup) {
+        var cookie: UInt64 = 0
+        _ = baton_socket_cookie(fd, &cookie)
+        _ = Glibc.close(fd)
+        fd = -1
+        var handed = steering.handedOver
+        for _ in 0..<1000 {
+            let held = (0..<UInt32(steering.capacity)).contains { entry in
+                var occupant: UInt64 = 0
+                return baton_steering_occupant(&handed, entry, &occupant) == 0 && occupant == cookie
+            }
+            if !held { return }
+            usleep(10_000)
+        }
+    }
+
     /// `count` UDP clients connected to 127.0.0.1:`port`, each its own flow.
     static func clients(_ count: Int, port: UInt16) throws -> [Int32] {
         try (0..<count).map { _ in try Loopback.connect(port, type: Int32(SOCK_DGRAM.rawValue)) }
