@@ -666,4 +666,15 @@ import Testing
         #expect(read == settings, "everything else as written, drainGrace at its default")
         #expect(read.drainGrace == Settings.drainGrace.defaultValue)
     }
+
+    /// A handover from a Baton without UDP flows: its listeners have `flows = "none"`, and
+    /// its steering groups no flow maps (the program it hands over keeps steering without them).
+    @Test func aHandoverFromABatonWithoutFlowsIsTaken() throws {
+        let listener = #"{"name":"quic","address":{"udp":{"host":"127.0.0.1","port":443}},"reusePort":"per-worker"}"#
+        let read = try JSONDecoder().decode(ListenerConfiguration.self, from: Data(listener.utf8))
+        #expect(read.flows == .none)
+        let steering = #"{"address":{"udp":{"host":"127.0.0.1","port":443}},"program":5,"sockets":6,"rotation":7,"count":8,"counters":9,"capacity":2048}"#
+        let group = try JSONDecoder().decode(UpgradeHandover.Steering.self, from: Data(steering.utf8))
+        #expect(group.flows == nil && group.descriptors == [5, 6, 7, 8, 9])
+    }
 }
