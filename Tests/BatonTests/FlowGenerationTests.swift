@@ -69,4 +69,14 @@ import Testing
         let asked = machine.handle(.reloadRequested(2))
         #expect(asked.reports == [.queued])
     }
+
+    @Test func aRollingReloadOfFlowsGoesAllAtOnce() {
+        var (machine, _) = Self.reloaded(1, flows: .tuple)
+        var rolling = Self.configuration(flows: .tuple, command: "./v3")
+        rolling.workers.strategy = .rolling
+        _ = machine.handle(.reloadRequested(2))
+        let loaded = machine.handle(.configurationLoaded(rolling))
+        #expect(loaded.reports.first == .allAtOnceInstead("a listener keeps UDP flows, which stay with their generation as a whole"))
+        #expect(loaded.spawned == [g(3, 0), g(3, 1)])
+    }
 }

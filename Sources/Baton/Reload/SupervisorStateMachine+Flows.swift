@@ -10,6 +10,13 @@ extension SupervisorStateMachine {
         table.indices.count { !(table[$0].role == .draining && table[$0].configuration.keepsFlows) }
     }
 
+    /// Why a configuration that keeps flows cannot be rolled out slot by slot: a slot's
+    /// replaced worker would leave its socket, which its flows keep reaching, open with
+    /// nobody reading it until the rest of its generation is gone. It reloads all at once.
+    static func flowsObstacle(_ configuration: Configuration) -> String? {
+        configuration.keepsFlows ? "a listener keeps UDP flows, which stay with their generation as a whole" : nil
+    }
+
     /// Takes a replaced generation out of rotation: one that keeps flows drains at once,
     /// any other leaves and drains once its sockets are empty.
     mutating func replace(_ index: Int, into actions: inout [SupervisorAction]) {

@@ -197,7 +197,7 @@ struct SupervisorStateMachine: Sendable {
         }
         phase = .reloading(ids)
         if configuration.workers.strategy == .rolling, let serving {
-            if let obstacle = Self.rollingObstacle(from: serving.configuration, to: configuration) {
+            if let obstacle = Self.flowsObstacle(configuration) ?? Self.rollingObstacle(from: serving.configuration, to: configuration) {
                 actions.append(.reportReload(ids, .allAtOnceInstead(obstacle)))
             } else {
                 startRollout(configuration, replacing: serving.number, ids: ids, into: &actions)
