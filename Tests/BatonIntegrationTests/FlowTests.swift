@@ -51,7 +51,7 @@ import Testing
         client.arguments = ["\(servers)/session_client.py", "\(port)", "\(scratch.path)/stop"]
         client.standardOutput = output
         try client.run()
-        defer { if client.isRunning { client.terminate() } }
+        defer { if client.isRunning { kill(client.processIdentifier, SIGKILL) } }
         for _ in 1...reloads {
             let reply = try baton.reload()
             guard reply.ok else { throw TestFailure("reload failed: \(reply)\n\(baton.log)") }

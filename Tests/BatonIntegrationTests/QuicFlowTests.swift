@@ -75,7 +75,7 @@ import Testing
         client.arguments = ["python3", "\(servers)/quic_client.py", "run", "\(port)", "\(scratch.path)/stop", "16", "\(migrating)"]
         client.standardOutput = output
         try client.run()
-        defer { if client.isRunning { client.terminate() } }
+        defer { if client.isRunning { kill(client.processIdentifier, SIGKILL) } }
         // Every connection begins with generation 1.
         let connected = "\(scratch.path)/stop.connected"
         let deadline = Date().addingTimeInterval(60)
