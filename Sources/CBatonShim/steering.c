@@ -17,6 +17,11 @@ typedef enum {
     BATON_STEERING_MAP_ROTATION,
     BATON_STEERING_MAP_COUNT,
     BATON_STEERING_MAP_COUNTERS,
+    BATON_STEERING_MAP_SETTINGS,
+    BATON_STEERING_MAP_FLOWS,
+    BATON_STEERING_MAP_TAGS,
+    BATON_STEERING_MAP_COOKIES,
+    BATON_STEERING_MAP_DECISIONS,
 } baton_steering_map;
 
 // An instruction of the program that loads a map's descriptor.
@@ -31,16 +36,29 @@ static int baton_bpf(int command, union bpf_attr *attributes) {
     return (int)syscall(SYS_bpf, command, attributes, sizeof(*attributes));
 }
 
-static int baton_map_create(uint32_t type, uint32_t value_size, uint32_t entries, const char *name, int *fd) {
+static int baton_map_create_keyed(uint32_t type, uint32_t key_size, uint32_t value_size, uint32_t entries,
+                                  const char *name, int *fd) {
     union bpf_attr attributes;
     memset(&attributes, 0, sizeof(attributes));
     attributes.map_type = type;
-    attributes.key_size = sizeof(uint32_t);
+    attributes.key_size = key_size;
     attributes.value_size = value_size;
     attributes.max_entries = entries;
     strncpy(attributes.map_name, name, sizeof(attributes.map_name) - 1);
     *fd = baton_bpf(BPF_MAP_CREATE, &attributes);
     return *fd >= 0 ? 0 : errno;
+}
+
+static int baton_map_create(uint32_t type, uint32_t value_size, uint32_t entries, const char *name, int *fd) {
+    return baton_map_create_keyed(type, sizeof(uint32_t), value_size, entries, name, fd);
+}
+
+static int baton_map_delete(int map, const void *key) {
+    union bpf_attr attributes;
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.map_fd = (uint32_t)map;
+    attributes.key = (uint64_t)(uintptr_t)key;
+    return baton_bpf(BPF_MAP_DELETE_ELEM, &attributes) == 0 ? 0 : errno;
 }
 
 static int baton_map_update(int map, uint32_t key, const void *value) {
@@ -71,6 +89,11 @@ static int baton_steering_load(const baton_steering *steering, char *failure, si
         [BATON_STEERING_MAP_ROTATION] = steering->rotation,
         [BATON_STEERING_MAP_COUNT] = steering->count,
         [BATON_STEERING_MAP_COUNTERS] = steering->counters,
+        [BATON_STEERING_MAP_SETTINGS] = steering->settings,
+        [BATON_STEERING_MAP_FLOWS] = steering->flows,
+        [BATON_STEERING_MAP_TAGS] = steering->tags,
+        [BATON_STEERING_MAP_COOKIES] = steering->cookies,
+        [BATON_STEERING_MAP_DECISIONS] = steering->decisions,
     };
     size_t loads = sizeof(baton_steering_map_loads) / sizeof(baton_steering_map_loads[0]);
     for (size_t index = 0; index < loads; index++) {
@@ -133,9 +156,11 @@ static int baton_steering_load(const baton_steering *steering, char *failure, si
     return error;
 }
 
-int baton_steering_create(uint32_t capacity, baton_steering *steering, char *failure, size_t failure_size) {
+int baton_steering_create(uint32_t capacity, uint32_t flow_capacity, baton_steering *steering, char *failure,
+                          size_t failure_size) {
     baton_steering made = {.program = -1, .sockets = -1, .rotation = -1, .count = -1, .counters = -1,
-                           .capacity = capacity};
+                           .settings = -1, .flows = -1, .tags = -1, .cookies = -1, .decisions = -1,
+                           .capacity = capacity, .flow_capacity = flow_capacity};
     int error = 0;
     const char *step = NULL;
     if ((error = baton_map_create(BPF_MAP_TYPE_REUSEPORT_SOCKARRAY, sizeof(uint64_t), capacity,
@@ -150,6 +175,22 @@ int baton_steering_create(uint32_t capacity, baton_steering *steering, char *fai
     } else if ((error = baton_map_create(BPF_MAP_TYPE_ARRAY, sizeof(uint64_t), capacity,
                                          "baton_counters", &made.counters)) != 0) {
         step = "BPF_MAP_CREATE counter array";
+    } else if ((error = baton_map_create(BPF_MAP_TYPE_ARRAY, sizeof(baton_steering_settings), 1,
+                                         "baton_settings", &made.settings)) != 0) {
+        step = "BPF_MAP_CREATE settings array";
+    } else if ((error = baton_map_create_keyed(BPF_MAP_TYPE_LRU_HASH, sizeof(baton_steering_flow_key),
+                                               sizeof(baton_steering_flow), flow_capacity, "baton_flows",
+                                               &made.flows)) != 0) {
+        step = "BPF_MAP_CREATE flow table (LRU hash)";
+    } else if ((error = baton_map_create(BPF_MAP_TYPE_ARRAY, sizeof(uint32_t), capacity,
+                                         "baton_tags", &made.tags)) != 0) {
+        step = "BPF_MAP_CREATE tag array";
+    } else if ((error = baton_map_create(BPF_MAP_TYPE_HASH, sizeof(uint32_t), capacity,
+                                         "baton_cookies", &made.cookies)) != 0) {
+        step = "BPF_MAP_CREATE cookie hash";
+    } else if ((error = baton_map_create(BPF_MAP_TYPE_ARRAY, sizeof(uint64_t), BATON_STEERING_DECISIONS,
+                                         "baton_decisions", &made.decisions)) != 0) {
+        step = "BPF_MAP_CREATE decision array";
     } else {
         error = baton_steering_load(&made, failure, failure_size, &made.program);
     }
@@ -175,8 +216,79 @@ int baton_steering_place(const baton_steering *steering, uint32_t entry, int soc
     if (error != 0) {
         return error;
     }
+    // The tag first: a flow or cookie recorded for the entry's last socket is stale
+    // from now on, before the entry holds the new one. A handed-over group from a
+    // Baton without flows has no tags.
+    if (steering->tags >= 0) {
+        uint64_t cookie = 0;
+        if ((error = baton_socket_cookie(socket_fd, &cookie)) != 0) {
+            return error;
+        }
+        uint32_t tag = (uint32_t)cookie, last = 0;
+        if (baton_map_lookup(steering->tags, entry, &last) == 0 && last != tag) {
+            uint32_t held = 0;
+            if (baton_map_lookup(steering->cookies, last, &held) == 0 && held == entry) {
+                baton_map_delete(steering->cookies, &last);
+            }
+        }
+        if ((error = baton_map_update(steering->tags, entry, &tag)) != 0 ||
+            (error = baton_map_update(steering->cookies, tag, &entry)) != 0) {
+            return error;
+        }
+    }
     uint64_t value = (uint64_t)socket_fd;
     return baton_map_update(steering->sockets, entry, &value);
+}
+
+int baton_steering_configure(const baton_steering *steering, uint32_t mode, uint64_t idle_nanoseconds) {
+    if (steering->settings < 0) {
+        return mode == BATON_STEERING_FLOWS_NONE ? 0 : ENOTSUP;
+    }
+    baton_steering_settings settings = {.mode = mode, .idle_nanoseconds = idle_nanoseconds};
+    return baton_map_update(steering->settings, 0, &settings);
+}
+
+int baton_steering_read_decision(const baton_steering *steering, uint32_t decision, uint64_t *datagrams) {
+    if (steering->decisions < 0) {
+        return ENOENT;
+    }
+    return baton_map_lookup(steering->decisions, decision, datagrams);
+}
+
+int baton_steering_count_flows(const baton_steering *steering, uint64_t *flows, uint32_t *tags, uint32_t capacity) {
+    memset(flows, 0, sizeof(uint64_t) * capacity);
+    if (steering->flows < 0) {
+        return 0;
+    }
+    for (uint32_t entry = 0; entry < capacity; entry++) {
+        if (baton_map_lookup(steering->tags, entry, &tags[entry]) != 0) {
+            tags[entry] = 0;
+        }
+    }
+    baton_steering_flow_key key, next;
+    baton_steering_flow flow;
+    union bpf_attr attributes;
+    int first = 1;
+    for (;;) {
+        memset(&attributes, 0, sizeof(attributes));
+        attributes.map_fd = (uint32_t)steering->flows;
+        attributes.key = first ? 0 : (uint64_t)(uintptr_t)&key;
+        attributes.next_key = (uint64_t)(uintptr_t)&next;
+        if (baton_bpf(BPF_MAP_GET_NEXT_KEY, &attributes) != 0) {
+            return errno == ENOENT ? 0 : errno;
+        }
+        first = 0;
+        key = next;
+        memset(&attributes, 0, sizeof(attributes));
+        attributes.map_fd = (uint32_t)steering->flows;
+        attributes.key = (uint64_t)(uintptr_t)&key;
+        attributes.value = (uint64_t)(uintptr_t)&flow;
+        // A flow of a closed socket counts for nobody: its entry's tag changed, or the
+        // entry is empty (which the caller checks).
+        if (baton_bpf(BPF_MAP_LOOKUP_ELEM, &attributes) == 0 && flow.entry < capacity && tags[flow.entry] == flow.tag) {
+            flows[flow.entry]++;
+        }
+    }
 }
 
 int baton_steering_remove(const baton_steering *steering, uint32_t entry) {
@@ -204,7 +316,8 @@ int baton_steering_read_counter(const baton_steering *steering, uint32_t entry, 
 }
 
 void baton_steering_close(baton_steering *steering) {
-    int *fds[] = {&steering->program, &steering->sockets, &steering->rotation, &steering->count, &steering->counters};
+    int *fds[] = {&steering->program, &steering->sockets, &steering->rotation, &steering->count, &steering->counters,
+                  &steering->settings, &steering->flows, &steering->tags, &steering->cookies, &steering->decisions};
     for (size_t index = 0; index < sizeof(fds) / sizeof(fds[0]); index++) {
         if (*fds[index] >= 0) {
             close(*fds[index]);

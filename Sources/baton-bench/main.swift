@@ -72,6 +72,21 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "With --drain-timing: wrk's keep-alive connections.")
     var connections = 64
 
+    @Flag(
+        help:
+            "Instead of the scenarios: the cost per datagram of a UDP listener's flows (none, tuple, quic) against no steering program, and QUIC connections broken per 1,000 reloads in each mode."
+    )
+    var flows = false
+
+    @Option(help: "With --flows: datagrams sent through each listener.")
+    var flowDatagrams = 200_000
+
+    @Option(help: "With --flows: reloads per mode under QUIC load (0 skips it; needs aioquic).")
+    var flowReloads = 10
+
+    @Option(help: "With --flows: the folder of quic_server.py and quic_client.py.")
+    var quicServers = "Tests/BatonIntegrationTests/Servers/quic"
+
     func run() throws {
         let directory =
             products
@@ -102,6 +117,21 @@ struct BenchCommand: ParsableCommand {
             if let markdown { try text.write(toFile: markdown, atomically: true, encoding: .utf8) }
             // wrk prints these lines only when a request failed.
             if let wrk = busy.wrkRequests, wrk.contains("Socket errors") || wrk.contains("Non-2xx") { throw ExitCode(1) }
+            return
+        }
+        if flows {
+            let bench = FlowBench(products: directory, quicServers: quicServers, datagrams: flowDatagrams, reloads: flowReloads)
+            log("measuring the steering program's cost per datagram")
+            let cost = try bench.costPerDatagram()
+            var breaks: [String: Double]?
+            if flowReloads > 0 {
+                log("counting QUIC connections broken across \(flowReloads) reloads per mode")
+                breaks = try bench.quicBreaksPerThousandReloads()
+            }
+            let text = bench.markdown(cost: cost, breaks: breaks)
+            print(text)
+            if let markdown { try text.write(toFile: markdown, atomically: true, encoding: .utf8) }
+            if let breaks, (breaks["quic"] ?? 0) > 0 || (breaks["tuple"] ?? 0) > 0 { throw ExitCode(1) }
             return
         }
         let plan = BenchPlan(

@@ -28,6 +28,13 @@ import Testing
             address = "udp://[::1]:5353"
             reuseport = "shared"
 
+            [[listener]]
+            name = "quic"
+            address = "udp://0.0.0.0:443"
+            flows = "quic"
+            flow_idle_timeout = "5m"
+            flow_table_size = 1000
+
             [workers]
             command = ["./server", "--flag"]
             count = 4
@@ -42,7 +49,7 @@ import Testing
             output = "prefix"
             """)
         #expect(configuration.controlSocket == "/run/app/baton.sock")
-        #expect(configuration.listeners.map(\.name) == ["http", "admin", "dns"])
+        #expect(configuration.listeners.map(\.name) == ["http", "admin", "dns", "quic"])
         #expect(configuration.listeners[0].address == .tcp(host: "0.0.0.0", port: 8080))
         #expect(configuration.listeners[0].reusePort == .perWorker)
         #expect(configuration.listeners[0].backlog == 1024)
@@ -50,6 +57,10 @@ import Testing
         #expect(configuration.listeners[1].socketMode == 0o660)
         #expect(configuration.listeners[2].address == .udp(host: "::1", port: 5353))
         #expect(configuration.listeners[2].reusePort == .shared)
+        #expect(configuration.listeners[2].flows == .none)
+        #expect(configuration.listeners[3].flows == .quic)
+        #expect(configuration.listeners[3].flowIdleTimeout == .seconds(300))
+        #expect(configuration.listeners[3].flowTableSize == 1000)
         let workers = configuration.workers
         #expect(workers.command == ["./server", "--flag"])
         #expect(workers.count == 4)
@@ -236,6 +247,22 @@ import Testing
         (
             "[[listener]]\nname = \"s\"\naddress = \"unix:///tmp/s\"\nreuseport = \"per-worker\"\n[workers]\ncommand = [\"x\"]",
             "baton.toml: listener[0].reuseport = \"per-worker\": unix sockets can only be shared"
+        ),
+        (
+            "[[listener]]\nname = \"h\"\naddress = \"tcp://127.0.0.1:80\"\nflows = \"tuple\"\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: listener[0].flows = \"tuple\": only a udp listener with reuseport = \"per-worker\" has flows"
+        ),
+        (
+            "[[listener]]\nname = \"q\"\naddress = \"udp://127.0.0.1:443\"\nreuseport = \"shared\"\nflows = \"quic\"\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: listener[0].flows = \"quic\": only a udp listener with reuseport = \"per-worker\" has flows"
+        ),
+        (
+            "[[listener]]\nname = \"q\"\naddress = \"udp://127.0.0.1:443\"\nflows = \"sticky\"\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: listener[0].flows = \"sticky\": expected \"none\", \"tuple\" or \"quic\""
+        ),
+        (
+            "[[listener]]\nname = \"q\"\naddress = \"tcp://127.0.0.1:443\"\nflow_table_size = 10\n[workers]\ncommand = [\"x\"]",
+            "baton.toml: listener[0].flow_table_size = 10: only udp listeners have flows"
         ),
         (
             "[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:80\"\n[[listener]]\nname = \"a\"\naddress = \"tcp://127.0.0.1:81\"\n[workers]\ncommand = [\"x\"]",
@@ -640,5 +667,16 @@ import Testing
         let read = try JSONDecoder().decode(WorkerConfiguration.self, from: older)
         #expect(read == settings, "everything else as written, drainGrace at its default")
         #expect(read.drainGrace == Settings.drainGrace.defaultValue)
+    }
+
+    /// A handover from a Baton without UDP flows: its listeners have `flows = "none"`, and
+    /// its steering groups no flow maps (the program it hands over keeps steering without them).
+    @Test func aHandoverFromABatonWithoutFlowsIsTaken() throws {
+        let listener = #"{"name":"quic","address":{"udp":{"host":"127.0.0.1","port":443}},"reusePort":"per-worker"}"#
+        let read = try JSONDecoder().decode(ListenerConfiguration.self, from: Data(listener.utf8))
+        #expect(read.flows == .none)
+        let steering = #"{"address":{"udp":{"host":"127.0.0.1","port":443}},"program":5,"sockets":6,"rotation":7,"count":8,"counters":9,"capacity":2048}"#
+        let group = try JSONDecoder().decode(UpgradeHandover.Steering.self, from: Data(steering.utf8))
+        #expect(group.flows == nil && group.descriptors == [5, 6, 7, 8, 9])
     }
 }

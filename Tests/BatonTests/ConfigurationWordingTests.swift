@@ -66,7 +66,7 @@ import Testing
         ("[workers]\ncommand = [\"x\"]\nbacklog = 10", "baton.toml: workers.backlog: unknown key here; `backlog` belongs in [[listener]]"),
         (
             "[[listener]]\nname = \"http\"\naddress = \"tcp://127.0.0.1:80\"\nfrobnicate = 1\n[workers]\ncommand = [\"x\"]",
-            "baton.toml: listener[0].frobnicate: unknown key; known keys here: address, address_in_use, backlog, mode, name, reuseport"
+            "baton.toml: listener[0].frobnicate: unknown key; known keys here: address, address_in_use, backlog, flow_idle_timeout, flow_table_size, flows, mode, name, reuseport"
         ),
     ])
     func aMistypedKeyGetsTheKeyItMeant(_ text: String, _ message: String) {

@@ -21,7 +21,7 @@ import Testing
 
     @Test func everyMapLoadTakesAMapDescriptor() throws {
         let (instructions, loads) = try Self.program()
-        #expect(Set(loads.map(\.map)) == ["SOCKETS", "ROTATION", "COUNT", "COUNTERS"])
+        #expect(Set(loads.map(\.map)) == ["SOCKETS", "ROTATION", "COUNT", "COUNTERS", "SETTINGS", "FLOWS", "TAGS", "COOKIES", "DECISIONS"])
         for load in loads {
             try #require(load.instruction + 1 < instructions.count, "instruction \(load.instruction) of \(instructions.count)")
             let first = instructions[load.instruction]

@@ -1,3 +1,5 @@
+import CBatonShim
+import Glibc
 import Testing
 
 @testable import Baton
@@ -38,6 +40,26 @@ import Testing
         #expect(request.environment["KEEP"] == "2", "the configuration's environment wins over Baton's")
         #expect(request.environment["APP"] == "yes" && request.environment["PATH"] == "/usr/bin")
         #expect(request.stdout == -1 && request.stderr == -1, "output is inherited unless prefixed")
+    }
+
+    /// With a `flows = "quic"` listener, each socket's cookie (the low 32 bits of its
+    /// SO_COOKIE, as the steering program knows it) in LISTEN_FDNAMES order; empty for
+    /// the others. Without one, no variable.
+    @Test func aWorkerOfAQuicListenerGetsItsSocketsCookies() throws {
+        var configuration = configuration()
+        var quic = ListenerConfiguration(name: "quic", address: .udp(host: "127.0.0.1", port: 0))
+        quic.flowMode = .quic
+        configuration.listeners.insert(quic, at: 0)
+        let fd = try ListenerSocket.open(quic, backlog: 1)
+        defer { _ = Glibc.close(fd) }
+        var cookie: UInt64 = 0
+        #expect(baton_socket_cookie(fd, &cookie) == 0)
+        let hex = String(UInt32(truncatingIfNeeded: cookie), radix: 16)
+        let request = launcher.request(
+            for: WorkerID(generation: 1, slot: 0), configuration, sockets: [("quic", fd), ("http", 17)], notifyAddress: "@n")
+        #expect(request.environment["BATON_QUIC_COOKIES"] == String(repeating: "0", count: 8 - hex.count) + hex + ":")
+        let plain = launcher.request(for: WorkerID(generation: 1, slot: 0), self.configuration(), sockets: [("http", 17)], notifyAddress: "@n")
+        #expect(plain.environment["BATON_QUIC_COOKIES"] == nil)
     }
 
     /// The user's HOME, USER and LOGNAME, unless the configuration sets them; the rest

@@ -91,7 +91,39 @@ public enum Settings {
             "When another process already serves the address at start: `refuse` to start, naming the address and its pids, or `share` it (SO_REUSEPORT), both answering; tcp and udp only"
     )
 
-    static let listener: [any AnySetting<ListenerConfiguration>] = [listenerName, listenerAddress, reusePort, backlog, socketMode, addressInUse]
+    static let flows = Setting<ListenerConfiguration, Flows>(
+        "flows", \.flowMode, .choice { "expected \($0.literal("none")), \($0.literal("tuple")) or \($0.literal("quic"))" },
+        default: .described("`none`"),
+        help:
+            "UDP `per-worker` listeners only: `none` sends every datagram to the serving generation; `tuple` keeps each flow (remote address and port) with the generation its first datagram went to; `quic` also routes QUIC packets by the cookie in their connection ID (BATON_QUIC_COOKIES). Needs the steering program (Docs/steering.md)",
+        requires: SettingRequirement(
+            holds: { if case .udp = $0.address { $0.reusePort == .perWorker } else { false } },
+            problem: SettingProblem("only a udp listener with reuseport = \"per-worker\" has flows")))
+
+    /// How long a flow may go without a datagram by default: longer than QUIC's usual idle timeouts.
+    static let defaultFlowIdleTimeout: Duration = .seconds(120)
+    static let defaultFlowTableSize = 65536
+
+    static let flowIdleTimeout = Setting<ListenerConfiguration, Duration>(
+        "flow_idle_timeout", \.flowIdleTimeout, .duration(in: .seconds(1)...longestDuration),
+        default: .value(defaultFlowIdleTimeout),
+        help: "With flows: a flow without a datagram for this long is forgotten, and its next datagram goes to the serving generation",
+        requires: SettingRequirement(
+            holds: { if case .udp = $0.address { true } else { false } },
+            problem: SettingProblem("only udp listeners have flows")))
+
+    static let flowTableSize = Setting<ListenerConfiguration, Int>(
+        "flow_table_size", \.flowTableSize, .integer(in: 1...16_777_216) { "expected a number of flows from \($0.lowerBound) to \($0.upperBound)" },
+        default: .value(defaultFlowTableSize),
+        help:
+            "With flows: how many flows the listener's flow table holds; when it is full the least recently used flow is forgotten (its next datagram goes to the serving generation). Fixed when the listener's first socket opens",
+        requires: SettingRequirement(
+            holds: { if case .udp = $0.address { true } else { false } },
+            problem: SettingProblem("only udp listeners have flows")))
+
+    static let listener: [any AnySetting<ListenerConfiguration>] = [
+        listenerName, listenerAddress, reusePort, backlog, socketMode, addressInUse, flows, flowIdleTimeout, flowTableSize,
+    ]
 
     // MARK: - [workers]
 

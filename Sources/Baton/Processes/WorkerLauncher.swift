@@ -46,6 +46,11 @@ struct WorkerLauncher {
         environment[WorkerContract.Systemd.notifySocket] = notifyAddress
         environment[WorkerContract.generation] = "\(worker.generation)"
         environment[WorkerContract.slot] = "\(worker.slot)"
+        if listeners.contains(where: { $0.flows == .quic }) {
+            environment[WorkerContract.quicCookies] = zip(listeners, sockets)
+                .map { listener, socket in listener.flows == .quic ? QuicCookie.of(socket.fd) ?? "" : "" }
+                .joined(separator: ":")
+        }
         return ProcessSpawner.Request(
             command: handoff.command, environment: environment, directory: settings.directory,
             sockets: sockets.map(\.fd), processIDVariable: handoff.processIDVariable,

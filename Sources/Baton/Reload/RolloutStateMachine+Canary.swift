@@ -70,7 +70,7 @@ extension RolloutStateMachine {
 
     /// Why a canary of `canary.workers` workers cannot go from `old` to `new`, if it cannot.
     static func canaryObstacle(from old: Configuration, to new: Configuration, _ canary: Canary) -> String? {
-        if let obstacle = rollingObstacle(from: old, to: new) { return obstacle }
+        if let obstacle = SupervisorStateMachine.flowsObstacle(new) ?? rollingObstacle(from: old, to: new) { return obstacle }
         if canary.workers >= new.workers.count {
             return "a canary of \(canary.workers) worker(s) needs more than \(canary.workers) slots, the service has \(new.workers.count)"
         }

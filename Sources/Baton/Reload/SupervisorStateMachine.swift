@@ -181,7 +181,7 @@ struct SupervisorStateMachine: Sendable {
         switch phase {
         case .stopping, .stopped:
             actions.append(.reportReload([id], .failed("Baton is stopping")))
-        case .running where table.count == 1:
+        case .running where generationsHoldingReloads == 1:
             phase = .loadingConfiguration([id])
             actions.append(.loadConfiguration(options))
             actions.append(.reportReload([id], .loadingConfiguration))
@@ -200,7 +200,7 @@ struct SupervisorStateMachine: Sendable {
         }
         phase = .reloading(ids)
         if configuration.workers.strategy == .rolling, let serving {
-            if let obstacle = RolloutStateMachine.rollingObstacle(from: serving.configuration, to: configuration) {
+            if let obstacle = Self.flowsObstacle(configuration) ?? RolloutStateMachine.rollingObstacle(from: serving.configuration, to: configuration) {
                 actions.append(.reportReload(ids, .allAtOnceInstead(obstacle)))
             } else {
                 startRollout(configuration, replacing: serving.number, into: &actions)
@@ -213,7 +213,7 @@ struct SupervisorStateMachine: Sendable {
 
     /// Starts the reloads that waited, once the last one is over and only one generation is left.
     mutating func startPendingReload(into actions: inout [SupervisorAction]) {
-        guard phase == .running, table.count == 1, !pendingReloads.isEmpty else { return }
+        guard phase == .running, generationsHoldingReloads == 1, !pendingReloads.isEmpty else { return }
         let ids = pendingReloads
         let options = pendingOptions
         pendingReloads = []
@@ -232,7 +232,7 @@ struct SupervisorStateMachine: Sendable {
         var replaced: Int?
         for oldIndex in table.indices where table[oldIndex].role == .serving && oldIndex != index {
             replaced = table[oldIndex].number
-            leave(oldIndex, into: &actions)
+            replace(oldIndex, into: &actions)
         }
         switch phase {
         case .starting:

@@ -133,6 +133,9 @@ final class SocketTable {
                     steering.join(fd, listener)
                 }
             }
+            for listener in configuration.listeners {
+                try steering.configureFlows(listener)
+            }
         } catch {
             for key in opened {
                 close(key)

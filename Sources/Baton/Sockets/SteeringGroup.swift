@@ -35,14 +35,14 @@ final class SteeringGroup {
 
     /// Creates the program and its maps. Fails without `CAP_BPF` (`bpf`, `EPERM`), and
     /// on kernels older than 5.14 (which do not know the select-or-migrate attach type).
-    init(capacity: Int) throws(SystemError) {
+    init(capacity: Int, flowCapacity: Int = Settings.defaultFlowTableSize) throws(SystemError) {
         self.capacity = capacity
-        guard capacity > 0, capacity <= Int(UInt32.max) else {
-            throw SystemError("bpf", errno: EINVAL, subject: "reuseport steering with \(capacity) entries")
+        guard capacity > 0, capacity <= Int(UInt32.max), flowCapacity > 0, flowCapacity <= Int(UInt32.max) else {
+            throw SystemError("bpf", errno: EINVAL, subject: "reuseport steering with \(capacity) entries and \(flowCapacity) flows")
         }
         var steering = baton_steering()
         var failure = [CChar](repeating: 0, count: 256)
-        let error = baton_steering_create(UInt32(capacity), &steering, &failure, failure.count)
+        let error = baton_steering_create(UInt32(capacity), UInt32(flowCapacity), &steering, &failure, failure.count)
         guard error == 0 else {
             let step = String(decoding: failure.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw SystemError("bpf", errno: error, subject: "reuseport steering (\(step))")
@@ -73,7 +73,63 @@ final class SteeringGroup {
 
     /// The program's and maps' descriptors, which an upgrade in place keeps open.
     var descriptors: [Int32] {
-        [steering.program, steering.sockets, steering.rotation, steering.count, steering.counters]
+        [
+            steering.program, steering.sockets, steering.rotation, steering.count, steering.counters,
+            steering.settings, steering.flows, steering.tags, steering.cookies, steering.decisions,
+        ].filter { $0 >= 0 }
+    }
+
+    /// Whether the program and maps can keep flows: not a group handed over by a Baton
+    /// that had no flow maps.
+    var keepsFlows: Bool { steering.flows >= 0 }
+
+    /// Flows the flow table holds at most.
+    var flowCapacity: Int { Int(steering.flow_capacity) }
+
+    /// Sets how the program steers the datagrams of existing flows (a UDP listener's
+    /// `flows`), and how long an idle flow is kept.
+    func configure(_ flows: Flows, idleTimeout: Duration) throws(SystemError) {
+        let mode: UInt32 =
+            switch flows {
+            case .none: UInt32(BATON_STEERING_FLOWS_NONE)
+            case .tuple: UInt32(BATON_STEERING_FLOWS_TUPLE)
+            case .quic: UInt32(BATON_STEERING_FLOWS_QUIC)
+            }
+        let error = baton_steering_configure(&steering, mode, UInt64(max(0, idleTimeout.nanoseconds)))
+        guard error == 0 else {
+            throw SystemError(
+                "bpf", errno: error,
+                subject: error == ENOTSUP
+                    ? "reuseport steering: the program a Baton without flows handed over keeps no flows (restart Baton, or remove the listener and add it back)"
+                    : "reuseport steering: setting flows = \(flows.rawValue)")
+        }
+    }
+
+    /// How many datagrams the program steered by each of its decisions: by QUIC cookie,
+    /// by flow, as a new flow, and back to the rotation after the socket of a known
+    /// flow or cookie had closed.
+    func decisions() -> (cookie: UInt64, flow: UInt64, new: UInt64, fallback: UInt64)? {
+        var values: [UInt64] = []
+        for decision in 0..<UInt32(BATON_STEERING_DECISIONS) {
+            var value: UInt64 = 0
+            guard baton_steering_read_decision(&steering, decision, &value) == 0 else { return nil }
+            values.append(value)
+        }
+        return (values[0], values[1], values[2], values[3])
+    }
+
+    /// How many flows the flow table holds for each socket (by descriptor) of `fds`
+    /// that holds an entry: one pass over the table.
+    func flows(of fds: [Int32]) -> [Int32: UInt64] {
+        guard keepsFlows else { return [:] }
+        var counts = [UInt64](repeating: 0, count: capacity)
+        var tags = [UInt32](repeating: 0, count: capacity)
+        guard baton_steering_count_flows(&steering, &counts, &tags, UInt32(capacity)) == 0 else { return [:] }
+        var result: [Int32: UInt64] = [:]
+        for fd in fds {
+            if let entry = entry(of: fd) { result[fd] = counts[Int(entry)] }
+        }
+        return result
     }
 
     deinit {

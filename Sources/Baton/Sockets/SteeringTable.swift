@@ -35,7 +35,8 @@ final class SteeringTable {
             if let existing = groups[listener.address] {
                 group = existing
             } else {
-                group = try SteeringGroup(capacity: 2 * Settings.slots.upperBound)
+                group = try SteeringGroup(
+                    capacity: 2 * Settings.slots.upperBound, flowCapacity: listener.flowTableSize ?? Settings.defaultFlowTableSize)
             }
             try group.attach(to: fd)
             groups[listener.address] = group
@@ -50,6 +51,29 @@ final class SteeringTable {
                 : "a socket that closes (a slot or listener removed) resets what it holds; set net.ipv4.tcp_migrate_req=1"
             logger.warning(
                 "steering is off (\(error)): the kernel's hash spreads new connections over every slot's socket, those of dead or draining workers included, and generations share their sockets; \(migration). \(SteeringGroup.remedy(for: error)) (Docs/steering.md)"
+            )
+        }
+    }
+
+    /// Sets how the program steers the datagrams of the listener's existing flows. A
+    /// listener with `flows` other than `none` whose group has no program (steering is
+    /// off) or whose program keeps no flows is a configuration error: its flows would
+    /// silently break at every reload.
+    func configureFlows(_ listener: ListenerConfiguration) throws(FlowsUnavailable) {
+        guard let group = groups[listener.address] else {
+            guard listener.flows != .none else { return }
+            throw FlowsUnavailable(listener: listener, reason: unavailable ?? "the listener's sockets are not steered")
+        }
+        guard case .udp = listener.address else { return }
+        do {
+            try group.configure(listener.flows, idleTimeout: listener.flowIdleTimeout ?? Settings.defaultFlowIdleTimeout)
+        } catch {
+            guard listener.flows != .none else { return }
+            throw FlowsUnavailable(listener: listener, reason: "\(error)")
+        }
+        if let size = listener.flowTableSize, size != group.flowCapacity, listener.flows != .none {
+            logger.notice(
+                "listener \(listener.name) \(listener.address): flow_table_size = \(size) takes effect when the listener is opened anew; its flow table keeps \(group.flowCapacity) flows"
             )
         }
     }
@@ -88,6 +112,11 @@ final class SteeringTable {
         groups[address]?.isInRotation(fd) ?? false
     }
 
+    /// The steering group of the listener at `address`, for its flows and decisions.
+    func group(at address: ListenerAddress) -> SteeringGroup? {
+        groups[address]
+    }
+
     /// How many connections the program has given the socket `fd` of the listener at `address`.
     func selections(of fd: Int32, at address: ListenerAddress) -> UInt64? {
         groups[address]?.selections(of: fd)
@@ -110,21 +139,38 @@ final class SteeringTable {
     func handOver() -> [UpgradeHandover.Steering] {
         groups.map { address, group in
             let handed = group.handedOver
+            func optional(_ fd: Int32) -> Int32? { fd >= 0 ? fd : nil }
             return UpgradeHandover.Steering(
                 address: address, program: handed.program, sockets: handed.sockets,
                 rotation: handed.rotation, count: handed.count, counters: handed.counters,
-                capacity: handed.capacity)
+                capacity: handed.capacity, settings: optional(handed.settings), flows: optional(handed.flows),
+                tags: optional(handed.tags), cookies: optional(handed.cookies), decisions: optional(handed.decisions),
+                flowCapacity: handed.flows >= 0 ? handed.flow_capacity : nil)
         }
     }
 
     /// Takes over the programs the replaced Baton handed over: they go on steering by
-    /// their maps (SteeringGroup.init(adopting:)).
+    /// their maps (SteeringGroup.init(adopting:)), flows included. A group from a Baton
+    /// without flow maps keeps its program, which keeps no flows: a listener with
+    /// `flows` is then refused (``configureFlows(_:)``) until Baton restarts.
     func take(_ handedOver: [UpgradeHandover.Steering]) {
         for handed in handedOver {
             groups[handed.address] = SteeringGroup(
                 adopting: baton_steering(
                     program: handed.program, sockets: handed.sockets, rotation: handed.rotation, count: handed.count,
-                    counters: handed.counters, capacity: handed.capacity))
+                    counters: handed.counters, capacity: handed.capacity, settings: handed.settings ?? -1,
+                    flows: handed.flows ?? -1, tags: handed.tags ?? -1, cookies: handed.cookies ?? -1,
+                    decisions: handed.decisions ?? -1, flow_capacity: handed.flowCapacity ?? 0))
         }
+    }
+}
+
+/// A listener asks for `flows` that the steering program cannot keep.
+struct FlowsUnavailable: Error, CustomStringConvertible {
+    var listener: ListenerConfiguration
+    var reason: String
+
+    var description: String {
+        "listener \(listener.name) \(listener.address): flows = \"\(listener.flows.rawValue)\" needs Baton's steering program, which is not available (\(reason)); Run Baton as root or with CAP_BPF on Linux 5.14 or later, or set flows = \"none\" (Docs/steering.md)"
     }
 }

@@ -36,6 +36,18 @@ struct UpgradeHandover: Codable {
         var count: Int32
         var counters: Int32
         var capacity: UInt32
+        /// The maps of UDP flows; missing from a handover by a Baton without them, whose
+        /// program then keeps steering without flows.
+        var settings: Int32?
+        var flows: Int32?
+        var tags: Int32?
+        var cookies: Int32?
+        var decisions: Int32?
+        var flowCapacity: UInt32?
+
+        var descriptors: [Int32] {
+            [program, sockets, rotation, count, counters] + [settings, flows, tags, cookies, decisions].compactMap { $0 }
+        }
     }
 
     var configuration: Configuration
@@ -83,7 +95,7 @@ struct UpgradeHandover: Codable {
 
     /// The descriptors of the handed-over steering programs and maps.
     var steeringDescriptors: [Int32] {
-        (steering ?? []).flatMap { [$0.program, $0.sockets, $0.rotation, $0.count, $0.counters] }
+        (steering ?? []).flatMap(\.descriptors)
     }
 
     /// The handed-over workers as the new Baton names them.

@@ -72,16 +72,21 @@ public enum StatusFormatter {
         }
         text += "\n" + columns(rows)
         if !status.listeners.isEmpty {
-            var socketRows = [["LISTENER", "ADDRESS", "REUSEPORT", "SLOT", "GEN", "ROTATION", "QUEUED", "STEERED"]]
+            // The FLOWS column only when a listener keeps UDP flows.
+            let flows = status.listeners.contains { $0.sockets.contains { $0.flows != nil } }
+            var header = ["LISTENER", "ADDRESS", "REUSEPORT", "SLOT", "GEN", "ROTATION", "QUEUED", "STEERED"]
+            if flows { header.append("FLOWS") }
+            var socketRows = [header]
             for listener in status.listeners {
                 for socket in listener.sockets {
-                    socketRows.append([
-                        listener.name, listener.address, listener.reusePort.rawValue,
-                        socket.slot.map { "\($0)" } ?? "all", socket.generation.map { "\($0)" } ?? "-",
-                        socket.inRotation.map { $0 ? "in" : "out" } ?? "-",
-                        socket.queued.map { "\($0)/\(socket.backlog ?? 0)" } ?? "-",
-                        socket.steered.map { "\($0)" } ?? "-",
-                    ])
+                    var row: [String] = [listener.name, listener.address, listener.reusePort.rawValue]
+                    row.append(socket.slot.map { "\($0)" } ?? "all")
+                    row.append(socket.generation.map { "\($0)" } ?? "-")
+                    row.append(socket.inRotation.map { $0 ? "in" : "out" } ?? "-")
+                    row.append(socket.queued.map { "\($0)/\(socket.backlog ?? 0)" } ?? "-")
+                    row.append(socket.steered.map { "\($0)" } ?? "-")
+                    if flows { row.append(socket.flows.map { "\($0)" } ?? "-") }
+                    socketRows.append(row)
                 }
             }
             text += "\n" + columns(socketRows)

@@ -154,12 +154,41 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var address: String
         public var reusePort: ReusePortMode
         public var sockets: [SocketStatus]
+        /// A UDP listener's `flows` (`none`, `tuple` or `quic`), when steered.
+        public var flows: String?
+        /// With flows: how many datagrams the steering program steered by each decision.
+        public var flowDecisions: FlowDecisions?
 
-        public init(name: String, address: String, reusePort: ReusePortMode, sockets: [SocketStatus]) {
+        public init(
+            name: String, address: String, reusePort: ReusePortMode, sockets: [SocketStatus], flows: String? = nil,
+            flowDecisions: FlowDecisions? = nil
+        ) {
             self.name = name
             self.address = address
             self.reusePort = reusePort
             self.sockets = sockets
+            self.flows = flows
+            self.flowDecisions = flowDecisions
+        }
+    }
+
+    /// What the steering program did with the datagrams of a UDP listener with flows
+    /// (Docs/steering.md, "UDP flows").
+    public struct FlowDecisions: Codable, Sendable, Equatable {
+        /// To the socket a QUIC cookie named.
+        public var cookie: UInt64
+        /// To the socket a known flow was recorded for.
+        public var flow: UInt64
+        /// To the rotation, as a new flow.
+        public var new: UInt64
+        /// To the rotation, because the socket of a known flow or cookie had closed.
+        public var fallback: UInt64
+
+        public init(cookie: UInt64, flow: UInt64, new: UInt64, fallback: UInt64) {
+            self.cookie = cookie
+            self.flow = flow
+            self.new = new
+            self.fallback = fallback
         }
     }
 
@@ -176,11 +205,14 @@ public struct StatusReport: Codable, Sendable, Equatable {
         /// For a steered listener: how many new connections (datagrams, for UDP) the
         /// steering program has given the socket, migrated ones included.
         public var steered: UInt64?
+        /// For a UDP listener with flows: how many flows the flow table holds for the socket.
+        public var flows: UInt64?
 
         public init(
             slot: Int?, generation: Int? = nil, inRotation: Bool? = nil, queued: UInt32? = nil, backlog: UInt32? = nil,
-            steered: UInt64? = nil
+            steered: UInt64? = nil, flows: UInt64? = nil
         ) {
+            self.flows = flows
             self.slot = slot
             self.generation = generation
             self.inRotation = inRotation

@@ -23,6 +23,7 @@ public enum PrometheusText {
             phase(status), servingGeneration(status), generations(status), workers(status),
             slotsRestarting(status), slotsCrashLooping(status), workerRestarts(status),
             acceptQueue(status), acceptQueueLimit(status), socketInRotation(status), socketSteered(status),
+            socketFlows(status), flowDecisions(status),
             reloads(status), reloadDuration(status), recentReloads(status), pendingReloads(status),
             upgrades(status), droppedOutputBytes(status), rolloutReplacedSlots(status), canaryWeight(status),
             canaryHoldLeft(status), canaryConnectionShare(status),
@@ -116,6 +117,24 @@ public enum PrometheusText {
             status, "baton_socket_steered_total", .counter,
             help: "New connections (datagrams for UDP) the steering program gave the socket"
         ) { $0.steered.map { Double($0) } }
+    }
+
+    static func socketFlows(_ status: StatusReport) -> MetricFamily {
+        perSocket(status, "baton_socket_flows", help: "UDP flows the steering program's flow table holds for the socket") {
+            $0.flows.map { Double($0) }
+        }
+    }
+
+    static func flowDecisions(_ status: StatusReport) -> MetricFamily {
+        MetricFamily(
+            "baton_flow_decisions_total", .counter,
+            help:
+                "Datagrams of a UDP listener with flows, by where the steering program sent them: by QUIC cookie, by flow, new flow, or fallback to the rotation after the flow's socket closed",
+            samples: status.listeners.flatMap { listener -> [Sample] in
+                guard let decisions = listener.flowDecisions else { return [] }
+                return [("cookie", decisions.cookie), ("flow", decisions.flow), ("new", decisions.new), ("fallback", decisions.fallback)]
+                    .map { Sample(["listener": listener.name, "decision": $0.0], Double($0.1)) }
+            })
     }
 
     /// One sample per socket that has a value: labelled by listener, slot (`shared` for

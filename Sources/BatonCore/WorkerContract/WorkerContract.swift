@@ -10,6 +10,11 @@ public enum WorkerContract {
     public static let generation = "BATON_GENERATION"
     /// `BATON_SLOT`: the worker's slot, from 0.
     public static let slot = "BATON_SLOT"
+    /// `BATON_QUIC_COOKIES`: with a `flows = "quic"` listener, each socket's cookie as 8
+    /// hexadecimal digits, in `LISTEN_FDNAMES` order, separated by colons (empty for a
+    /// listener without QUIC flows). A QUIC server puts its socket's cookie into bytes 1
+    /// to 4 of every connection ID it issues (Docs/steering.md).
+    public static let quicCookies = "BATON_QUIC_COOKIES"
     /// `BATON_WORKER_PID`: for a readiness probe, the pid of the worker it probes.
     public static let workerProcessID = "BATON_WORKER_PID"
 

@@ -188,18 +188,78 @@ typedef struct {
     int counters;
     /// Entries in `sockets` and indices in `rotation`.
     uint32_t capacity;
+    /// The maps of UDP flows (-1 in a group handed over by a Baton without them).
+    /// BPF_MAP_TYPE_ARRAY of one baton_steering_settings.
+    int settings;
+    /// BPF_MAP_TYPE_LRU_HASH: baton_steering_flow_key -> baton_steering_flow.
+    int flows;
+    /// BPF_MAP_TYPE_ARRAY: entry -> u32 tag (low 32 bits of SO_COOKIE) of its socket.
+    int tags;
+    /// BPF_MAP_TYPE_HASH: u32 tag (a QUIC cookie) -> entry.
+    int cookies;
+    /// BPF_MAP_TYPE_ARRAY: BATON_STEERING_DECISION_* -> u64 datagrams.
+    int decisions;
+    /// Flows the flow table holds at most.
+    uint32_t flow_capacity;
 } baton_steering;
+
+/// A listener's `flows` (bpf/steering.bpf.c has its own copy: enum mode).
+#define BATON_STEERING_FLOWS_NONE 0
+#define BATON_STEERING_FLOWS_TUPLE 1
+#define BATON_STEERING_FLOWS_QUIC 2
+
+/// What the program does with a datagram of a listener with `flows`, counted in
+/// `decisions` (bpf/steering.bpf.c: enum decision).
+#define BATON_STEERING_DECISION_COOKIE 0
+#define BATON_STEERING_DECISION_FLOW 1
+#define BATON_STEERING_DECISION_NEW 2
+#define BATON_STEERING_DECISION_FALLBACK 3
+#define BATON_STEERING_DECISIONS 4
+
+/// The program's settings (bpf/steering.bpf.c: struct settings).
+typedef struct {
+    uint32_t mode;
+    uint32_t unused;
+    uint64_t idle_nanoseconds;
+} baton_steering_settings;
+
+/// A flow: the remote address (IPv4 in the first 4 bytes) and port, as the packet has
+/// them (bpf/steering.bpf.c: struct flow_key).
+typedef struct {
+    uint8_t address[16];
+    uint16_t port;
+    uint16_t family;
+} baton_steering_flow_key;
+
+/// Where a flow goes: the entry, and the tag its socket had (bpf/steering.bpf.c: struct flow).
+typedef struct {
+    uint32_t entry;
+    uint32_t tag;
+    uint64_t seen;
+} baton_steering_flow;
 
 /// Creates the maps and loads the program. On failure, `failure` names the step, and
 /// for a program the verifier refused, the last line of the verifier's log.
-int baton_steering_create(uint32_t capacity, baton_steering *steering, char *failure, size_t failure_size);
+int baton_steering_create(uint32_t capacity, uint32_t flow_capacity, baton_steering *steering, char *failure,
+                          size_t failure_size);
+
+/// Sets the listener's `flows` (BATON_STEERING_FLOWS_*) and how long an idle flow is kept.
+/// ENOTSUP for flows in a handed-over group that has no flow maps.
+int baton_steering_configure(const baton_steering *steering, uint32_t mode, uint64_t idle_nanoseconds);
+
+/// How many datagrams the program steered by `decision` (BATON_STEERING_DECISION_*).
+int baton_steering_read_decision(const baton_steering *steering, uint32_t decision, uint64_t *datagrams);
+
+/// How many live flows the flow table holds for each entry (`flows` and `tags` have
+/// `capacity` elements; `tags` receives each entry's tag).
+int baton_steering_count_flows(const baton_steering *steering, uint64_t *flows, uint32_t *tags, uint32_t capacity);
 
 /// Attaches the program to the reuseport group of `socket_fd` (SO_ATTACH_REUSEPORT_EBPF),
 /// which keeps it while any of its sockets is open.
 int baton_steering_attach(const baton_steering *steering, int socket_fd);
 
 /// Puts a listening (TCP) or bound (UDP) SO_REUSEPORT socket into `entry` of the socket
-/// array and zeroes the entry's counter. EBUSY when the socket is in an entry already.
+/// array, tags the entry with the socket's tag (its QUIC cookie), and zeroes the entry's counter. EBUSY when the socket is in an entry already.
 int baton_steering_place(const baton_steering *steering, uint32_t entry, int socket_fd);
 
 /// Empties `entry` of the socket array (ENOENT when it was empty).
