@@ -7,7 +7,7 @@ import Testing
 @Suite struct StatusReportTests {
     @Test func phasesRolesStatesAndResultsKeepTheirDocumentedWords() {
         #expect(StatusReport.Phase.allCases.map(\.rawValue) == ["starting", "running", "reloading", "stopping"])
-        #expect(StatusReport.GenerationStatus.Role.allCases.map(\.rawValue) == ["starting", "serving", "leaving", "draining", "rolling-back"])
+        #expect(StatusReport.GenerationStatus.Role.allCases.map(\.rawValue) == ["starting", "serving", "canary", "leaving", "draining", "rolling-back"])
         #expect(StatusReport.WorkerStatus.State.allCases.map(\.rawValue) == ["starting", "ready", "draining", "stopping", "killed"])
         #expect(StatusReport.ReloadRecord.Outcome.allCases.map(\.rawValue) == ["running", "took-over", "rolled-back", "canceled", "failed"])
         #expect(ReusePortMode.allCases.map(\.rawValue) == ["per-worker", "shared"])

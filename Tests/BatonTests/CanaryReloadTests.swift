@@ -50,6 +50,20 @@ import Testing
         #expect(machine.phase == .reloading([1]))
     }
 
+    /// A canary's progress counts the canary's workers, and status calls its generation a
+    /// canary once it takes its share, not "starting".
+    @Test func aCanaryIsCountedAndShownAsACanary() {
+        var (machine, _) = Self.canary(workers: 4, Canary(workers: 1))
+        let report = {
+            StatusProjection(machine: machine, workers: WorkerTable(), reloads: []).report(
+                pid: 1, configurationName: "x", listeners: [], now: 0, scaledTo: nil, upgrades: 0, upgradeError: nil)
+        }
+        #expect(report().generations.map(\.role) == [.serving, .starting], "its workers start")
+        let ready = machine.handle(.workerReady(g(2, 0)))
+        #expect(ready.reports.first == .workerReady(g(2, 0), ready: 1, of: 1), "1 of the canary's 1 worker, not 1 of 4")
+        #expect(report().generations.map(\.role) == [.serving, .canary])
+    }
+
     @Test func aReloadAskedWhileACanaryHoldsIsRefused() {
         var (machine, _) = Self.canary()
         _ = machine.handle(.workerReady(g(2, 0)))

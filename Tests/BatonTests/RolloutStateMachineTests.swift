@@ -316,7 +316,8 @@ import Testing
         #expect(
             refusal(1, weight: 0, alone: false)
                 == "a canary starts only while one generation serves alone; ask again once the reload under way is over")
-        #expect(refusal(3, weight: 0) == "a canary needs 1 to 2 workers (the service has 3 slots), got 3")
+        #expect(
+            refusal(3, weight: 0) == "a canary is 1 to 2 workers (the service has 3 slots, and at least one old worker serves beside it), got 3")
         #expect(refusal(1, weight: 100, hold: "x") == "a canary's weight is 1 to 99 percent, got 100")
         #expect(refusal(1, hold: "x", after: "y") == "\"hold\" must be a duration such as \"5m\", more than 0 and at most 24h, got \"x\"")
         #expect(refusal(1, hold: "25h") == "\"hold\" must be a duration such as \"5m\", more than 0 and at most 24h, got \"25h\"")
@@ -326,5 +327,21 @@ import Testing
             RolloutStateMachine.canary(workers: 2, weight: 30, hold: "5m", after: "rollback", servingAlone: serving)
                 == .success(Canary(workers: 2, weight: 30, hold: .seconds(300), after: .rollback)))
         #expect(RolloutStateMachine.canary(workers: 1, weight: nil, hold: nil, after: nil, servingAlone: serving) == .success(Canary(workers: 1)))
+    }
+
+    /// The size a canary may have is said in words that fit the service: no "1 to 1".
+    @Test func aCanaryOfTheWrongSizeIsToldWhatFits() {
+        func refusal(_ workers: Int, slots: Int) -> String? {
+            if case .failure(let refusal) = RolloutStateMachine.canary(
+                workers: workers, weight: nil, hold: nil, after: nil, servingAlone: Self.table(workers: slots).generation(1))
+            {
+                return refusal.reason
+            }
+            return nil
+        }
+        #expect(refusal(2, slots: 2) == "a canary of this service is 1 worker (it has 2 slots, and one old worker serves beside the canary), got 2")
+        #expect(
+            refusal(1, slots: 1)
+                == "a canary needs a service of at least 2 slots, so that an old worker serves beside it; this one has 1 (scale it up first)")
     }
 }

@@ -46,7 +46,8 @@ struct StatusProjection {
     ) -> StatusReport {
         let generations = machine.generations.map { generation in
             StatusReport.GenerationStatus(
-                number: generation.number, role: .init(generation.role),
+                number: generation.number,
+                role: machine.rollout?.to == generation.number && machine.rollout?.canary?.slots.isEmpty == false ? .canary : .init(generation.role),
                 workers: (Array(generation.workers.values) + generation.retired.values).sorted { $0.id < $1.id }.map { worker in
                     let entry = workers[worker.id]
                     return StatusReport.WorkerStatus(

@@ -42,7 +42,13 @@ extension RolloutStateMachine {
         }
         let count = serving.configuration.workers.count
         guard workers >= 1, workers < count else {
-            return .failure(.init(reason: "a canary needs 1 to \(count - 1) workers (the service has \(count) slots), got \(workers)"))
+            let reason =
+                switch count {
+                case 1: "a canary needs a service of at least 2 slots, so that an old worker serves beside it; this one has 1 (scale it up first)"
+                case 2: "a canary of this service is 1 worker (it has 2 slots, and one old worker serves beside the canary), got \(workers)"
+                default: "a canary is 1 to \(count - 1) workers (the service has \(count) slots, and at least one old worker serves beside it), got \(workers)"
+                }
+            return .failure(.init(reason: reason))
         }
         let weight = weight ?? Canary.defaultWeight
         guard Canary.weights.contains(weight) else {

@@ -16,7 +16,11 @@ extension SupervisorStateMachine {
             feedRollout({ $0.workerReady(id, $1) }, into: &actions)
         case .starting:
             let ready = generation.workers.values.filter { $0.state == .ready }.count
-            let total = generation.configuration.workers.count
+            // A canary's generation starts only the canary's workers.
+            let total =
+                rollout?.to == generation.number
+                ? rollout?.canary?.asked.workers ?? generation.configuration.workers.count
+                : generation.configuration.workers.count
             if case .reloading(let ids) = phase {
                 actions.append(.reportReload(ids, .workerReady(id, ready: ready, of: total)))
             }

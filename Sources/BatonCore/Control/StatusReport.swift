@@ -58,6 +58,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
             /// Its workers are starting; it does not serve yet.
             case starting
             case serving
+            /// A canary: some of its workers take a share of new connections beside the
+            /// serving generation, until promoted or rolled back.
+            case canary
             /// Replaced by a newer generation and out of rotation: its workers accept
             /// what its sockets hold, then drain.
             case leaving
