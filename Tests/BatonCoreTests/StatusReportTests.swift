@@ -28,7 +28,7 @@ import Testing
         let line = ControlReply(ok: true, final: true, status: status).encodedLine()
         #expect(
             line == #"""
-                {"final":true,"ok":true,"status":{"command":[".\/server"],"configuration":"command line","generations":[{"crashLoopingSlots":[],"number":1,"restartingSlots":[1],"role":"rolling-back","workers":[{"pid":11,"restarts":2,"slot":0,"state":"stopping"}]}],"listeners":[{"address":"tcp:\/\/127.0.0.1:8080","name":"http","reusePort":"per-worker","sockets":[{}]}],"pendingReloads":0,"phase":"reloading","pid":7,"reloads":[{"finished":2.5,"generation":1,"result":"took-over","started":1.5}]}}
+                {"final":true,"ok":true,"status":{"command":["./server"],"configuration":"command line","generations":[{"crashLoopingSlots":[],"number":1,"restartingSlots":[1],"role":"rolling-back","workers":[{"pid":11,"restarts":2,"slot":0,"state":"stopping"}]}],"listeners":[{"address":"tcp://127.0.0.1:8080","name":"http","reusePort":"per-worker","sockets":[{}]}],"pendingReloads":0,"phase":"reloading","pid":7,"reloads":[{"finished":2.5,"generation":1,"result":"took-over","started":1.5}]}}
 
                 """#)
     }

@@ -90,7 +90,7 @@ enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .queued: "queued behind the reload under way"
         case .loadingConfiguration: "reading the configuration"
-        case .starting(let generation, let workers): "starting generation \(generation) (\(workers) workers)"
+        case .starting(let generation, let workers): "starting generation \(generation) (\(workers) worker\(workers == 1 ? "" : "s"))"
         case .workerReady(let worker, let ready, let total): "worker \(worker) ready (\(ready)/\(total))"
         case .startingRollout(let generation, let workers, let batch):
             "rolling: generation \(generation) replaces \(workers) workers, \(batch) at a time"

@@ -8,7 +8,8 @@
 enum ControlJSON {
     static func line<Value: Encodable>(_ value: Value) -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        // Unescaped slashes: `g3/s1` reads as it is meant in a raw answer.
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Encoding our own plain structs cannot fail.
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self) + "\n"
