@@ -154,6 +154,13 @@ import Testing
         let rolledBack = ledger.record(.rolledBack(generation: 3, reason: "rolled back by batonctl rollback"), for: [second], at: 4)
         #expect(rolledBack.map(\.0) == ["rollback"])
         #expect(rolledBack[0].1.ok && rolledBack[0].1.final && rolledBack[0].1.failure == nil)
+        // What `batonctl rollback` asks for is a canceled reload: its success, too.
+        let third = ledger.request(from: nil)
+        _ = ledger.record(.loadingConfiguration, for: [third], at: 5)
+        ledger.follow([third], by: "rollback", wait: .outcome, rollingBack: true)
+        let canceled = ledger.record(.canceled(generation: 4, reason: "rolled back by batonctl rollback"), for: [third], at: 6)
+        #expect(canceled.map(\.0) == ["rollback"])
+        #expect(canceled[0].1.ok && canceled[0].1.final && canceled[0].1.failure == nil)
     }
 
     @Test func aDrainedWaitEndsOnlyOnceTheReplacedGenerationIsGone() {

@@ -131,7 +131,7 @@ struct ReloadLedger<Asker> {
         case .tookOver(_, let replaced) where !follower.rollingBack:
             succeeded = true
             gone = replaced
-        case .rolledBack(let generation, _) where follower.rollingBack:
+        case .rolledBack(let generation, _) where follower.rollingBack, .canceled(let generation, _) where follower.rollingBack:
             succeeded = true
             gone = generation
         case .canaryServing where follower.wait == .outcome:
@@ -147,7 +147,7 @@ struct ReloadLedger<Asker> {
             reply.ok = false
             reply.error = progress.description
             switch progress {
-            case .rolledBack: reply.failure = .rolledBack
+            case .rolledBack, .canceled: reply.failure = .rolledBack
             case .configurationRejected: reply.failure = .configuration
             default: reply.failure = .refused
             }
