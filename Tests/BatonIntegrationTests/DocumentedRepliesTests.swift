@@ -80,3 +80,18 @@ import Testing
         #expect(baton.stop() == 0)
     }
 }
+
+/// The configuration file the README shows is one `baton --check` accepts.
+@Suite struct ReadmeExampleTests {
+    @Test func theReadmesConfigurationIsValid() throws {
+        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../README.md").standardized.path
+        let text = try String(contentsOfFile: readme, encoding: .utf8)
+        guard let start = text.range(of: "```toml\n"), let end = text.range(of: "```", range: start.upperBound..<text.endIndex) else {
+            throw TestFailure("README.md no longer shows a configuration file")
+        }
+        let scratch = ScratchDirectory()
+        try scratch.write("baton.toml", String(text[start.upperBound..<end.lowerBound]))
+        let check = try run(Products.path("baton"), ["--check", "--config", "\(scratch.path)/baton.toml"])
+        #expect(check.status == 0, "baton --check: \(check.output)")
+    }
+}
