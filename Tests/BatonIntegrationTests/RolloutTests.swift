@@ -40,8 +40,14 @@ import Testing
                 let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? ""
                 pids.formUnion(text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
             }
+            // Live workers only: a child forked but not yet executing its program still runs
+            // Baton's, and one that is exiting (its memory gone, or a zombie) no longer runs
+            // anything: its `exe` cannot be read.
             let baton = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
-            return pids.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\($0)/exe")) != baton }
+            return pids.filter { child in
+                guard let program = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(child)/exe") else { return false }
+                return program != baton
+            }
         }
 
         /// Stops sampling; returns the peak and how many samples were taken.

@@ -20,8 +20,9 @@ struct DescriptorBudget: Sendable, Equatable {
     /// Baton's own: the control socket, `/metrics`, the event loops, signals, the notify
     /// directory, log output. (Control and /metrics connections shrink to fit the limit.)
     static let own = 32
-    /// A steered group's program and its maps.
-    static let perSteeredGroup = 5
+    /// A steered group's program and its nine maps (the flow maps are made for every
+    /// group, so that a reload can turn `flows` on).
+    static let perSteeredGroup = 10
     /// A worker's notify socket, output pipe and pidfd, with room to spare.
     static let perWorker = 4
 
