@@ -26,25 +26,8 @@ import Testing
     /// last replaced generation is gone.
     static func sessionsAcrossReloads(flows: String, reloads: Int) throws -> Sessions {
         let scratch = ScratchDirectory()
-        let port = freePort()
-        try scratch.write(
-            "baton.toml",
-            """
-            [[listener]]
-            name = "sessions"
-            address = "udp://127.0.0.1:\(port)"
-            flows = "\(flows)"
-
-            [workers]
-            command = ["python3", "\(servers)/session_server.py"]
-            count = 2
-            drain_timeout = "60s"
-            """)
-        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
-        try baton.waitUntilServing()
-        if baton.log.contains("steering is off") {
-            throw TestFailure("steering is off on this machine, so flows cannot be tested here: \(baton.log)")
-        }
+        let (baton, port) = try batonWithFlows(
+            flows, listener: "sessions", server: "\(servers)/session_server.py", drainTimeout: "60s", in: scratch)
         let client = Process()
         let output = Pipe()
         client.executableURL = URL(fileURLWithPath: "/usr/bin/python3")

@@ -49,26 +49,9 @@ import Testing
         let check = try run(python, ["python3", "-c", "import aioquic"])
         guard check.status == 0 else { throw TestFailure("aioquic is missing (.ci/run installs it): \(check.output)") }
         let scratch = ScratchDirectory()
-        let port = freePort()
-        try scratch.write(
-            "baton.toml",
-            """
-            [[listener]]
-            name = "quic"
-            address = "udp://127.0.0.1:\(port)"
-            flows = "\(flows)"
-
-            [workers]
-            command = ["python3", "\(servers)/quic_server.py"]
-            count = 2
-            # Longer than the test: the first generation serves its connections to the end.
-            drain_timeout = "10m"
-            """)
-        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
-        try baton.waitUntilServing()
-        if baton.log.contains("steering is off") {
-            throw TestFailure("steering is off on this machine, so flows cannot be tested here: \(baton.log)")
-        }
+        // A drain longer than the test: the first generation serves its connections to the end.
+        let (baton, port) = try batonWithFlows(
+            flows, listener: "quic", server: "\(servers)/quic_server.py", drainTimeout: "10m", in: scratch)
         let client = Process()
         let output = Pipe()
         client.executableURL = URL(fileURLWithPath: python)

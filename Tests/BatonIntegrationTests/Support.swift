@@ -35,6 +35,34 @@ func serviceConfiguration(port: Int, command: [String], workers: Int, readyTimeo
     """
 }
 
+/// Baton serving one UDP listener named `listener` with `flows`, two workers of the
+/// Python `server`, from a configuration file in `scratch`; it fails the test, saying why,
+/// when steering (and so flows) is off on this machine.
+func batonWithFlows(
+    _ flows: String, listener: String, server: String, drainTimeout: String, in scratch: ScratchDirectory
+) throws -> (BatonUnderTest, port: Int) {
+    let port = freePort()
+    try scratch.write(
+        "baton.toml",
+        """
+        [[listener]]
+        name = "\(listener)"
+        address = "udp://127.0.0.1:\(port)"
+        flows = "\(flows)"
+
+        [workers]
+        command = ["python3", "\(server)"]
+        count = 2
+        drain_timeout = "\(drainTimeout)"
+        """)
+    let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
+    try baton.waitUntilServing()
+    if baton.log.contains("steering is off") {
+        throw TestFailure("steering is off on this machine, so flows cannot be tested here: \(baton.log)")
+    }
+    return (baton, port)
+}
+
 /// A scratch directory for one test, removed when the test ends.
 final class ScratchDirectory {
     let path: String
