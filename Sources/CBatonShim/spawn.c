@@ -1,4 +1,5 @@
-// Starting a worker: fork, then in the child only async-signal-safe code until execve
+// Starting a worker: a child that shares the supervisor's memory until execve (as
+// posix_spawn starts one), then in the child only async-signal-safe code until execve
 // (signals reset, descriptors placed at 3..., limits, credentials), with a failing step
 // reported to the parent through a close-on-exec pipe.
 #include "CBatonShim.h"
@@ -6,8 +7,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -148,24 +151,55 @@ static void baton_child(const baton_spawn_request *request, int report_fd) {
     baton_child_fail(report_fd, BATON_SPAWN_EXECVE, errno);
 }
 
+struct baton_child_start {
+    const baton_spawn_request *request;
+    int report_fd;
+};
+
+static int baton_child_entry(void *argument) {
+    struct baton_child_start *start = argument;
+    baton_child(start->request, start->report_fd);
+    return 127;
+}
+
 int baton_spawn(const baton_spawn_request *request, pid_t *pid, int *failed_step) {
     *failed_step = BATON_SPAWN_FORK;
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
         return errno;
     }
-    pid_t child = fork();
-    if (child < 0) {
+    // The child runs on a stack of its own in the supervisor's memory (CLONE_VM) while
+    // the calling thread waits for its execve or exit (CLONE_VFORK): no copy of the
+    // supervisor's page tables for a child that replaces them at once, which fork
+    // cost at every worker start. The child writes only its stack, the report pipe and
+    // the environment entry made for its pid. A child that changes its credentials gets
+    // a copy of the memory instead, as from fork: the kernel marks the memory of a
+    // process whose uid or gid changes as not dumpable, and that must not be Baton's.
+    int flags = request->change_credentials ? SIGCHLD : CLONE_VM | CLONE_VFORK | SIGCHLD;
+    size_t stack_size = 64 * 1024 + (size_t)(request->fd_count > 0 ? request->fd_count : 0) * sizeof(int);
+    stack_size = (stack_size + 4095) & ~(size_t)4095;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
         int error = errno;
         close(report[0]);
         close(report[1]);
         return error;
     }
-    if (child == 0) {
-        close(report[0]);
-        baton_child(request, report[1]);
-    }
+    // Every signal blocked, glibc's own included (the raw system call), until the child
+    // has reset its dispositions: a handler of the supervisor's must never run in the
+    // child, on memory the two share.
+    uint64_t all = ~(uint64_t)0, previous = 0;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &previous, sizeof(all));
+    struct baton_child_start start = {.request = request, .report_fd = report[1]};
+    pid_t child = clone(baton_child_entry, (char *)stack + stack_size, flags, &start);
+    int clone_error = errno;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &previous, NULL, sizeof(previous));
+    munmap(stack, stack_size);
     close(report[1]);
+    if (child < 0) {
+        close(report[0]);
+        return clone_error;
+    }
     int child_report[2] = {0, 0};
     ssize_t count;
     do {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -14,4 +15,8 @@ int baton_enter_network_namespace(pid_t pid) {
     int result = setns(fd, CLONE_NEWNET) == 0 ? 0 : errno;
     close(fd);
     return result;
+}
+
+int baton_is_dumpable(void) {
+    return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
 }
