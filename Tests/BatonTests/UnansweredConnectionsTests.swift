@@ -14,15 +14,16 @@ import Testing
         let client: Int32
         let accepted: Int32
 
-        init() throws {
+        /// `host`: 127.0.0.1, or ::1 for IPv6.
+        init(host: String = "127.0.0.1") throws {
             let listener = try ListenerSocket.open(
-                .tcp(host: "127.0.0.1", port: 0), backlog: 16, reusePort: false, ipv6Only: false, subject: "test listener")
-            var address = sockaddr_in()
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                .tcp(host: host, port: 0), backlog: 16, reusePort: false, ipv6Only: false, subject: "test listener")
+            var address = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             _ = withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
             }
-            let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let client = socket(Int32(address.ss_family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             let connected = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, length) }
             }
@@ -95,5 +96,80 @@ import Testing
         let unanswered = try unanswered(connection)
         #expect(unanswered.areHeld(by: getpid()) == true)
         #expect(unanswered.areHeld(by: 999_999_999) == false)
+    }
+
+    /// The listeners of a generation are asked about in one request per address family,
+    /// filtered by their ports: a connection on any of them counts, one on another port
+    /// does not.
+    @Test func everyListenersPortIsLookedAtAndNoOther() throws {
+        let connections = try [Connection(), Connection(), Connection(host: "::1"), Connection(host: "::1"), Connection()]
+        defer { connections.forEach { $0.close() } }
+        let (looked, other) = (Array(connections.prefix(4)), connections[4])
+        let listeners = looked.map(\.listener)
+        func answer(_ connection: Connection) {
+            connection.send("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", from: connection.accepted)
+            #expect(connection.receive(connection.client).hasPrefix("HTTP/1.1 200"))
+        }
+        for connection in connections {
+            connection.send("GET / HTTP/1.1\r\n\r\n", from: connection.client)
+        }
+        #expect(try #require(UnansweredConnections(listeners: listeners), "sock_diag must answer").areHeld(by: getpid()) == true)
+        // Answered on IPv4: still owed on IPv6.
+        answer(looked[0])
+        answer(looked[1])
+        #expect(try #require(UnansweredConnections(listeners: Array(listeners.prefix(2)))).isEmpty)
+        #expect(try #require(UnansweredConnections(listeners: listeners)).areHeld(by: getpid()) == true)
+        // Answered on IPv6 too: nothing owed on the ports looked at, though `other` still is.
+        answer(looked[2])
+        answer(looked[3])
+        #expect(try #require(UnansweredConnections(listeners: listeners)).isEmpty)
+        #expect(try #require(UnansweredConnections(listeners: [other.listener])).areHeld(by: getpid()) == true)
+    }
+
+    /// Starts `bash -c script` as Baton starts a worker: `inherited` at descriptor 3,
+    /// no other descriptor of this process's but 0 to 2. Returns its pid.
+    func spawn(_ script: String, inheriting inherited: Int32? = nil) throws -> pid_t {
+        try ProcessSpawner.spawn(
+            .init(
+                command: ["/bin/bash", "-c", script], environment: ["PATH": "/usr/bin:/bin"], directory: nil,
+                sockets: inherited.map { [$0] } ?? []))
+    }
+
+    func end(_ pid: pid_t) {
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+
+    /// A worker that holds no socket but the ones Baton (here: this process) holds too,
+    /// its listeners, holds no connection: nothing is owed, and the kernel is not asked.
+    /// One that holds a socket of its own might owe something, and is asked about.
+    @Test func aWorkerHoldingOnlyItsListenersHoldsNoConnection() throws {
+        let connection = try Connection()
+        defer { connection.close() }
+        let listenerOnly = try spawn("exec sleep 60", inheriting: connection.listener)
+        defer { end(listenerOnly) }
+        // Its own connection, to the listener: accepted here once the shell holds it.
+        let connecting = try spawn("port=\(try port(of: connection.listener)); exec 3<>/dev/tcp/127.0.0.1/$port; exec sleep 60")
+        defer { end(connecting) }
+        var ready = pollfd(fd: connection.listener, events: Int16(POLLIN), revents: 0)
+        try #require(poll(&ready, 1, 60_000) == 1, "bash did not connect within 60 s")
+        let accepted = accept(connection.listener, nil, nil)
+        defer { Glibc.close(accepted) }
+        #expect(accepted >= 0)
+        #expect(UnansweredConnections.noneHeld(by: [listenerOnly]))
+        #expect(!UnansweredConnections.noneHeld(by: [connecting]))
+        #expect(!UnansweredConnections.noneHeld(by: [listenerOnly, connecting]))
+        #expect(UnansweredConnections.noneHeld(by: [999_999_999]))
+    }
+
+    func port(of listener: Int32) throws -> UInt16 {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        guard named == 0 else { throw TestError("getsockname: \(errno)") }
+        return UInt16(bigEndian: address.sin_port)
     }
 }

@@ -24,14 +24,12 @@ struct UnansweredConnections {
     /// nil when the kernel cannot say, in which case a caller knows nothing.
     init?(listeners: [Int32]) {
         var inodes = Set<UInt64>()
-        for listener in listeners {
-            guard let connections = Self.connections(on: listener) else { return nil }
-            for connection in connections {
-                guard connection.has_bytes_sent else { return nil }
-                let silent = connection.bytes_received == 0 && connection.milliseconds_since_received >= Self.silentConnectionBound
-                if connection.bytes_sent == 0 && !silent {
-                    inodes.insert(connection.inode)
-                }
+        guard let connections = Self.connections(on: listeners) else { return nil }
+        for connection in connections {
+            guard connection.has_bytes_sent else { return nil }
+            let silent = connection.bytes_received == 0 && connection.milliseconds_since_received >= Self.silentConnectionBound
+            if connection.bytes_sent == 0 && !silent {
+                inodes.insert(connection.inode)
             }
         }
         self.inodes = inodes
@@ -44,26 +42,42 @@ struct UnansweredConnections {
     /// holds one; nil when its descriptors cannot be read. A process that is gone holds none.
     func areHeld(by pid: pid_t) -> Bool? {
         guard !inodes.isEmpty else { return false }
+        return Self.anySocket(heldBy: pid) { inodes.contains($0) }
+    }
+
+    /// Whether none of the processes `pids` nor any of their descendants holds a socket
+    /// that this process (Baton) does not hold too: the sockets they share are the
+    /// listeners Baton gave its workers, so workers with no other hold no connection, and
+    /// owe nothing, without asking the kernel, whose answer costs a walk of its whole
+    /// connection table (about a millisecond). False when descriptors cannot be read.
+    static func noneHeld(by pids: [pid_t]) -> Bool {
+        guard case .read(let own) = socketInodes(of: getpid()) else { return false }
+        return pids.allSatisfy { anySocket(heldBy: $0) { !own.contains($0) } == false }
+    }
+
+    /// Whether `pid` or a descendant holds a socket whose inode `matches`; nil when
+    /// descriptors cannot be read. Stops at the first.
+    private static func anySocket(heldBy pid: pid_t, where matches: (UInt64) -> Bool) -> Bool? {
         var pending = [pid]
         var seen = Set<pid_t>()
         while let process = pending.popLast() {
             guard seen.insert(process).inserted else { continue }
-            switch Self.socketInodes(of: process) {
+            switch socketInodes(of: process, until: matches) {
             case .gone: continue
             case .unreadable: return nil
-            case .read(let held): if !held.isDisjoint(with: inodes) { return true }
+            case .read(let held): if held.contains(where: matches) { return true }
             }
-            pending += Self.children(of: process)
+            pending += children(of: process)
         }
         return false
     }
 
-    private static func connections(on listener: Int32) -> [baton_connection]? {
+    private static func connections(on listeners: [Int32]) -> [baton_connection]? {
         var capacity = 256
         while true {
             var connections = [baton_connection](repeating: baton_connection(), count: capacity)
             var count = 0
-            let error = baton_port_connections(listener, &connections, capacity, &count)
+            let error = baton_listener_connections(listeners, listeners.count, &connections, capacity, &count)
             if error == ENOBUFS, count > capacity {
                 capacity = count + 64
                 continue
@@ -79,8 +93,9 @@ struct UnansweredConnections {
         case unreadable
     }
 
-    /// The inodes of the sockets among the process's descriptors (`socket:[inode]`).
-    private static func socketInodes(of pid: pid_t) -> Descriptors {
+    /// The inodes of the sockets among the process's descriptors (`socket:[inode]`), read
+    /// in descriptor order up to the first that `stop` is true for.
+    private static func socketInodes(of pid: pid_t, until stop: (UInt64) -> Bool = { _ in false }) -> Descriptors {
         guard let directory = opendir("/proc/\(pid)/fd") else {
             return errno == ENOENT ? .gone : .unreadable
         }
@@ -95,6 +110,7 @@ struct UnansweredConnections {
             let link = String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
             guard link.hasPrefix("socket:["), let inode = UInt64(link.dropFirst(8).dropLast()) else { continue }
             inodes.insert(inode)
+            if stop(inode) { break }
         }
         return .read(inodes)
     }

@@ -51,6 +51,9 @@ extension Supervisor {
     /// connections. Where it cannot (no sock_diag, another user's `/proc`), from whether
     /// every thread of theirs waits, which a worker busy with keep-alive clients never does.
     func haveAnswered(_ pids: [pid_t], listeners: [Int32]) -> Bool {
+        // Workers that hold no socket but the listeners Baton gave them hold no
+        // connection, and owe nothing on these listeners.
+        if !listeners.isEmpty, UnansweredConnections.noneHeld(by: pids) { return true }
         let unanswered = listeners.isEmpty ? nil : UnansweredConnections(listeners: listeners)
         if unanswered?.isEmpty == true { return true }
         return pids.allSatisfy { pid in

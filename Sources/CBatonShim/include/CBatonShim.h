@@ -158,10 +158,12 @@ typedef struct {
     uint32_t milliseconds_since_received;
 } baton_connection;
 
-/// Every connection whose local port is that of `listener` (an IPv4 or IPv6 TCP socket),
-/// of every process: up to `capacity` into `connections`, their number into `count`.
-/// ENOBUFS when there were more than `capacity` (`count` says how many).
-int baton_port_connections(int listener, baton_connection *connections, size_t capacity, size_t *count);
+/// Every connection whose local port is that of one of `listeners` (IPv4 or IPv6 TCP
+/// sockets), of every process, asked of the kernel once per address family: up to
+/// `capacity` into `connections`, their number into `count`. ENOBUFS when there were more
+/// than `capacity` (`count` says how many).
+int baton_listener_connections(const int *listeners, size_t listener_count, baton_connection *connections,
+                               size_t capacity, size_t *count);
 
 // --- steering.c --------------------------------------------------------------------
 // A listener's steering program and its maps (program source: bpf/steering.bpf.c).
