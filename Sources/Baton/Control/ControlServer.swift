@@ -155,11 +155,14 @@ private final class ControlConnections: @unchecked Sendable {
             guard closeOldestIdle() else { return false }
         }
         open.append((channel, true))
-        channel.closeFuture.whenComplete { [self] _ in
-            open.removeAll { $0.channel === channel }
-        }
-        channel.eventLoop.scheduleTask(in: ControlServer.requestTimeout) { [self] in
+        let deadline = channel.eventLoop.scheduleTask(in: ControlServer.requestTimeout) { [self] in
             if open.contains(where: { $0.channel === channel && $0.idle }) { channel.close(promise: nil) }
+        }
+        // Cancelled with the connection, so that an idle Baton does not wake at the
+        // deadline of every connection it ever had.
+        channel.closeFuture.whenComplete { [self] _ in
+            deadline.cancel()
+            open.removeAll { $0.channel === channel }
         }
         return true
     }
