@@ -1,6 +1,16 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// How the shipped executables are linked: lld, relative relocations packed (DT_RELR,
+// glibc 2.36+), no symbol exported. The dynamic loader then reads a few KB of
+// relocations at start instead of megabytes of RELA entries (which then stay resident),
+// writes far fewer pages, and binds no symbol of the program by name: less memory for
+// Baton, and less CPU for every batonctl call and every baton-demo start
+// (Docs/metrics.md, "Memory"; Docs/benchmarks.md, "What a reload costs").
+let compactExecutable: [LinkerSetting] = [
+    .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"])
+]
+
 let package = Package(
     name: "Baton",
     platforms: [.macOS(.v14)],
@@ -91,17 +101,15 @@ let package = Package(
                 "Baton",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            // Relative relocations packed (DT_RELR, glibc 2.36+): the dynamic loader reads
-            // a few KB at start instead of 2 MB of RELA entries that then stay in Baton's
-            // resident memory (Docs/metrics.md, "Memory").
-            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"])]
+            linkerSettings: compactExecutable
         ),
         .executableTarget(
             name: "batonctl",
             dependencies: [
                 "BatonCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            linkerSettings: compactExecutable
         ),
         // The library for servers run by Baton (or by systemd socket activation, or on
         // their own): inherited listeners by name, readiness, drain as graceful shutdown.
@@ -125,7 +133,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-            ]
+            ],
+            linkerSettings: compactExecutable
         ),
         // Hummingbird 2 served on a BatonWorker listener (Hummingbird's own server binds
         // only addresses), with a drain that loses no keep-alive request.
