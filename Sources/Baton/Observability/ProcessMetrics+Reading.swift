@@ -39,7 +39,7 @@ extension ProcessMetrics {
         let own = dirfd(directory)
         var count = 0
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = entry.pointee.name
             if let fd = Int32(name), fd != own { count += 1 }
         }
         return count

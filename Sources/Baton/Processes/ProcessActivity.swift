@@ -12,7 +12,7 @@ enum ProcessActivity {
         defer { closedir(directory) }
         var threads = 0
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = entry.pointee.name
             guard let thread = pid_t(name) else { continue }
             // The state follows the command name, which is in parentheses and may hold anything.
             guard let text = try? FileContents.read("/proc/\(pid)/task/\(thread)/stat"),

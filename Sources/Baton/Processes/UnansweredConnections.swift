@@ -63,7 +63,7 @@ struct UnansweredConnections {
         let listing = dirfd(directory)
         var inodes = Set<UInt64>()
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = entry.pointee.name
             guard let fd = Int32(name), fd != listing else { continue }
             // A descriptor closed meanwhile is skipped; one opened again in its place is
             // Baton's too, and no worker holds it unless Baton gave it.
@@ -123,7 +123,7 @@ struct UnansweredConnections {
         var inodes = Set<UInt64>()
         var target = [CChar](repeating: 0, count: 64)
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = entry.pointee.name
             guard Int32(name) != nil else { continue }
             let length = readlink("/proc/\(pid)/fd/\(name)", &target, target.count - 1)
             guard length > 8 else { continue }
@@ -141,7 +141,7 @@ struct UnansweredConnections {
         defer { closedir(directory) }
         var children: [pid_t] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = entry.pointee.name
             guard pid_t(name) != nil, let text = try? FileContents.read("/proc/\(pid)/task/\(name)/children") else { continue }
             children += text.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
         }

@@ -41,7 +41,7 @@ struct NotifyDirectory: Codable, Equatable {
     func remove() {
         guard let directory = opendir(path) else { return }
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = entry.pointee.name
             if name != "." && name != ".." { unlink("\(path)/\(name)") }
         }
         closedir(directory)

@@ -83,7 +83,7 @@ enum AddressOccupancy {
         guard let directory = opendir("/proc/\(process)/fd") else { return inodes }
         defer { closedir(directory) }
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = entry.pointee.name
             guard let target = try? FileContents.link("/proc/\(process)/fd/\(name)"), target.hasPrefix("socket:[") else { continue }
             inodes.insert(String(target.dropFirst(8).dropLast()))
         }
@@ -95,7 +95,7 @@ enum AddressOccupancy {
         guard let directory = opendir("/proc") else { return pids }
         defer { closedir(directory) }
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = entry.pointee.name
             if let pid = pid_t(name) { pids.append(pid) }
         }
         return pids

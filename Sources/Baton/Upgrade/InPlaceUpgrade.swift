@@ -27,7 +27,7 @@ enum InPlaceUpgrade {
         let own = dirfd(directory)
         var result: [Int32] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = entry.pointee.name
             guard let fd = Int32(name), fd > 2, fd != own, !systemdRange.contains(fd) else { continue }
             let flags = fcntl(fd, F_GETFD)
             if flags >= 0 && flags & FD_CLOEXEC == 0 { result.append(fd) }
