@@ -5,8 +5,8 @@ import PackageDescription
 // glibc 2.36+), no symbol exported. The dynamic loader then reads a few KB of
 // relocations at start instead of megabytes of RELA entries (which then stay resident),
 // writes far fewer pages, and binds no symbol of the program by name: less memory for
-// Baton, and less CPU for every batonctl call and every baton-demo start
-// (Docs/metrics.md, "Memory"; Docs/benchmarks.md, "What a reload costs").
+// Baton, and less CPU at every baton-demo start (Docs/metrics.md, "Memory";
+// Docs/benchmarks.md, "What a reload costs, and the close-mode comparison again").
 let compactExecutable: [LinkerSetting] = [
     .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"])
 ]

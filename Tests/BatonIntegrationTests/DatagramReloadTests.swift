@@ -89,25 +89,9 @@ import Testing
 
     @Test func everyDatagramIsAnsweredAcrossReloads() throws {
         let scratch = ScratchDirectory()
-        let port = freePort()
         try scratch.write("echo.py", Self.echoWorker)
-        try scratch.write(
-            "baton.toml",
-            """
-            [[listener]]
-            name = "echo"
-            address = "udp://127.0.0.1:\(port)"
-
-            [workers]
-            command = ["python3", "\(scratch.path)/echo.py"]
-            count = 2
-            drain_timeout = "10s"
-            """)
-        let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
-        try baton.waitUntilServing()
-        if baton.log.contains("steering is off") {
-            throw TestFailure("steering is off on this machine, so UDP steering cannot be tested here: \(baton.log)")
-        }
+        let (baton, port) = try batonOnUDP(
+            nil, listener: "echo", server: "\(scratch.path)/echo.py", drainTimeout: "10s", in: scratch, tested: "UDP steering")
         let stop = Atomic<Bool>(false)
         let result = Mutex<Exchange?>(nil)
         let client = Thread {

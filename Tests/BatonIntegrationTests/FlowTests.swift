@@ -26,7 +26,7 @@ import Testing
     /// last replaced generation is gone.
     static func sessionsAcrossReloads(flows: String, reloads: Int) throws -> Sessions {
         let scratch = ScratchDirectory()
-        let (baton, port) = try batonWithFlows(
+        let (baton, port) = try batonOnUDP(
             flows, listener: "sessions", server: "\(servers)/session_server.py", drainTimeout: "60s", in: scratch)
         let client = Process()
         let output = Pipe()

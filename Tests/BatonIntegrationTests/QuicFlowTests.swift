@@ -50,7 +50,7 @@ import Testing
         guard check.status == 0 else { throw TestFailure("aioquic is missing (.ci/run installs it): \(check.output)") }
         let scratch = ScratchDirectory()
         // A drain longer than the test: the first generation serves its connections to the end.
-        let (baton, port) = try batonWithFlows(
+        let (baton, port) = try batonOnUDP(
             flows, listener: "quic", server: "\(servers)/quic_server.py", drainTimeout: "10m", in: scratch)
         let client = Process()
         let output = Pipe()

@@ -35,11 +35,13 @@ func serviceConfiguration(port: Int, command: [String], workers: Int, readyTimeo
     """
 }
 
-/// Baton serving one UDP listener named `listener` with `flows`, two workers of the
-/// Python `server`, from a configuration file in `scratch`; it fails the test, saying why,
-/// when steering (and so flows) is off on this machine.
-func batonWithFlows(
-    _ flows: String, listener: String, server: String, drainTimeout: String, in scratch: ScratchDirectory
+/// Baton serving one UDP listener named `listener` with `flows` (none given: the
+/// listener's default), two workers of the Python `server`, from a configuration file in
+/// `scratch`; it fails the test, saying that `tested` cannot be tested here, when
+/// steering is off on this machine.
+func batonOnUDP(
+    _ flows: String?, listener: String, server: String, drainTimeout: String, in scratch: ScratchDirectory,
+    tested: String = "flows"
 ) throws -> (BatonUnderTest, port: Int) {
     let port = freePort()
     try scratch.write(
@@ -48,7 +50,7 @@ func batonWithFlows(
         [[listener]]
         name = "\(listener)"
         address = "udp://127.0.0.1:\(port)"
-        flows = "\(flows)"
+        \(flows.map { "flows = \"\($0)\"" } ?? "")
 
         [workers]
         command = ["python3", "\(server)"]
@@ -58,7 +60,7 @@ func batonWithFlows(
     let baton = try BatonUnderTest(["--config", "baton.toml"], in: scratch)
     try baton.waitUntilServing()
     if baton.log.contains("steering is off") {
-        throw TestFailure("steering is off on this machine, so flows cannot be tested here: \(baton.log)")
+        throw TestFailure("steering is off on this machine, so \(tested) cannot be tested here: \(baton.log)")
     }
     return (baton, port)
 }
