@@ -175,6 +175,8 @@ let package = Package(
             dependencies: [
                 "BatonCore",
                 "BatonLoad",
+                // Servers under test start in a session of their own (ServerProcess.swift).
+                "CBatonShim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

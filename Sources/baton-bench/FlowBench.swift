@@ -19,7 +19,7 @@ struct FlowBench {
 
     /// A Baton serving one UDP listener in `mode` with `command` as its two workers.
     final class Service {
-        let process = Process()
+        let process: ServerProcess
         let port: Int
         let control: String
         let directory: String
@@ -42,11 +42,7 @@ struct FlowBench {
             readiness = "\(readiness)"
             drain_timeout = "60s"
             """.write(toFile: "\(directory)/baton.toml", atomically: true, encoding: .utf8)
-            process.executableURL = URL(fileURLWithPath: "\(products)/baton")
-            process.arguments = ["--control", control, "--config", "\(directory)/baton.toml"]
-            process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: "/dev/null"))
-            try process.run()
+            process = try ServerProcess(["\(products)/baton", "--control", control, "--config", "\(directory)/baton.toml"])
             try waitForStatus("generation 1 serving") { $0.generations.contains { $0.role == .serving } && $0.phase == .running }
         }
 

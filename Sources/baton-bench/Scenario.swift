@@ -90,7 +90,7 @@ protocol ServerUnderTest {
 
 /// `baton` with `baton-demo` workers.
 final class BatonServer: ServerUnderTest {
-    private let process = Process()
+    private let process: ServerProcess
     let controlSocket: String
     private let logPath: String
     /// For the control scenario: how long a reload that does nothing lasts.
@@ -127,11 +127,8 @@ final class BatonServer: ServerUnderTest {
                 "--workers", "\(workers)", "--log-level", "warning", "--",
             ] + command
         let launcher = unsteered ? [Self.setpriv, "--bounding-set", "-bpf,-sys_admin", "--inh-caps", "-bpf,-sys_admin", "--"] : []
-        process.executableURL = URL(fileURLWithPath: (launcher + baton)[0])
-        process.arguments = Array((launcher + baton).dropFirst())
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
+        process = try ServerProcess(launcher + baton, stdout: log.fileDescriptor, stderr: log.fileDescriptor)
+        try? log.close()
         try settle()
         if let deadSlot {
             _ = FileManager.default.createFile(atPath: marker, contents: nil)
@@ -177,13 +174,6 @@ final class BatonServer: ServerUnderTest {
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
         return process.terminationStatus
-    }
-
-    deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
     }
 }
 

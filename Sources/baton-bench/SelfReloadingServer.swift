@@ -38,7 +38,7 @@ final class SelfReloadingServer: ServerUnderTest {
     }
 
     private let kind: Kind
-    private let master = Process()
+    private let master: ServerProcess
     /// How many times the master has said "Loading success" (HAProxy).
     private let loadings = Counter()
     private let target: LoadTarget
@@ -62,19 +62,17 @@ final class SelfReloadingServer: ServerUnderTest {
                 .replacingOccurrences(of: "@DIR@", with: scratch)
                 .write(toFile: configuration, atomically: true, encoding: .utf8)
         }
-        master.executableURL = URL(fileURLWithPath: executable)
-        master.arguments =
+        let arguments =
             switch kind {
             case .haproxy: ["-W", "-db", "-f", configuration]
             case .nginx: ["-c", configuration, "-p", scratch]
             // The old worker gets SIGTERM once the new one has run for --interval seconds.
             case .serverStarter: ["--port=127.0.0.1:\(port)", "--interval=1", "--", "\(products)/baton-demo"]
             }
-        master.standardInput = FileHandle.nullDevice
-        master.standardOutput = FileHandle.nullDevice
         let errors = Pipe()
-        master.standardError = errors
-        try master.run()
+        master = try ServerProcess([executable] + arguments, stderr: errors.fileHandleForWriting.fileDescriptor)
+        // The master holds the writing end now: the pipe ends when it exits.
+        try errors.fileHandleForWriting.close()
         let loadings = self.loadings
         Thread.detachNewThread {
             // Until the master exits and the pipe ends.
@@ -131,12 +129,5 @@ final class SelfReloadingServer: ServerUnderTest {
             usleep(1000)
         }
         return false
-    }
-
-    deinit {
-        if master.isRunning {
-            kill(master.processIdentifier, SIGKILL)
-            master.waitUntilExit()
-        }
     }
 }

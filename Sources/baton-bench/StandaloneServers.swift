@@ -8,8 +8,8 @@ final class StandaloneServers {
     let executable: String
     let port: Int
     let extraArguments: [String]
-    private(set) var serving: [Process] = []
-    private var retired: [Process] = []
+    private(set) var serving: [ServerProcess] = []
+    private var retired: [ServerProcess] = []
 
     init(executable: String, port: Int, extraArguments: [String] = []) {
         self.executable = executable
@@ -18,32 +18,28 @@ final class StandaloneServers {
     }
 
     /// Starts `count` processes at once and returns when every one has sent `READY=1`.
-    func start(count: Int) throws -> [Process] {
+    func start(count: Int) throws -> [ServerProcess] {
         let started = try (0..<count).map { _ in try spawn() }
         defer { started.forEach { $0.notify.close() } }
         for (process, notify) in started where !notify.waitForReady(timeout: 30) {
-            started.forEach { $0.process.terminate() }
+            started.forEach { kill($0.process.processIdentifier, SIGTERM) }
             throw BenchError("baton-demo (pid \(process.processIdentifier)) was not ready within 30 s")
         }
         return started.map(\.process)
     }
 
-    private func spawn() throws -> (process: Process, notify: NotifyListener) {
+    private func spawn() throws -> (process: ServerProcess, notify: NotifyListener) {
         let notify = try NotifyListener()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["--listen", "127.0.0.1:\(port)", "--reuseport"] + extraArguments
         var environment = ProcessInfo.processInfo.environment
         environment[WorkerContract.Systemd.notifySocket] = notify.address
-        process.environment = environment
-        process.standardError = FileHandle.nullDevice
         do {
-            try process.run()
+            let process = try ServerProcess(
+                [executable, "--listen", "127.0.0.1:\(port)", "--reuseport"] + extraArguments, environment: environment)
+            return (process, notify)
         } catch {
             notify.close()
             throw error
         }
-        return (process, notify)
     }
 
     /// The naive reload: the new processes bind their own sockets beside the old ones,
@@ -73,7 +69,7 @@ final class StandaloneServers {
         retired = []
     }
 
-    private func terminate(_ processes: [Process], wait: Bool) {
+    private func terminate(_ processes: [ServerProcess], wait: Bool) {
         for process in processes where process.isRunning {
             kill(process.processIdentifier, SIGTERM)
         }

@@ -21,7 +21,7 @@ final class SupervisordServer: ServerUnderTest {
     static let program = "baton-demo"
 
     private let action: Action
-    private let supervisor = Process()
+    private let supervisor: ServerProcess
     private let configuration: String
     private let controlSocket: String
 
@@ -57,14 +57,7 @@ final class SupervisordServer: ServerUnderTest {
         """.write(toFile: configuration, atomically: true, encoding: .utf8)
         // Through Debian's Python, which clears an inherited signal mask (supervisord must
         // see its SIGTERM) and executes supervisord in its place.
-        supervisor.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        supervisor.arguments = [
-            "-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
-            Self.supervisord, "--nodaemon", "--configuration", configuration,
-        ]
-        supervisor.standardOutput = FileHandle.nullDevice
-        supervisor.standardError = FileHandle.nullDevice
-        try supervisor.run()
+        supervisor = try ServerProcess([Self.supervisord, "--nodaemon", "--configuration", configuration])
         try settle()
     }
 
@@ -133,12 +126,5 @@ final class SupervisordServer: ServerUnderTest {
             usleep(10_000)
         }
         throw BenchError("Baton under supervisord did not serve within 30 s; see \(configuration)")
-    }
-
-    deinit {
-        if supervisor.isRunning {
-            kill(supervisor.processIdentifier, SIGKILL)
-            supervisor.waitUntilExit()
-        }
     }
 }
