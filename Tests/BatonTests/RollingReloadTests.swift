@@ -57,7 +57,7 @@ import Testing
         #expect(empty.contains(.cancelTimer(.departureGrace(g(1, 0)))))
         #expect(empty.timers == [.retiredDeadline(g(1, 0))])
         let exited = machine.handle(.workerExited(g(1, 0), .exited(0)))
-        #expect(exited.contains(.evacuate(generation: 1, slot: 0)))
+        #expect(exited.contains(.evacuate(generation: 1, slot: 0, forNextWorker: true)), "a rollback would give slot 0 back")
         #expect(exited.spawned == [g(2, 1)])
     }
 
@@ -83,6 +83,9 @@ import Testing
         _ = machine.handle(.slotQueuesEmpty(g(1, 2)))
         let gone = machine.handle(.workerExited(g(1, 2), .exited(0)))
         #expect(gone.contains(.announce(.generationGone(1))))
+        #expect(
+            gone.contains(.evacuate(generation: 1, slot: 2, forNextWorker: false)),
+            "generation 1 drains: its socket will not take a worker again")
         #expect(machine.generations.map(\.number) == [2])
     }
 

@@ -133,7 +133,7 @@ import Testing
         var machine = Machine.serving(workers: 3)
         let died = machine.handle(.workerExited(g(1, 1), .exited(1)))
         let steer = try #require(died.firstIndex(of: .steer([1: [0, 2]])))
-        let evacuate = try #require(died.firstIndex(of: .evacuate(generation: 1, slot: 1)))
+        let evacuate = try #require(died.firstIndex(of: .evacuate(generation: 1, slot: 1, forNextWorker: true)))
         #expect(steer < evacuate, "a socket still in rotation must not be emptied")
         _ = machine.handle(.timerFired(.restart(generation: 1, slot: 1)))
         let back = machine.handle(.workerReady(g(1, 1, 1)))

@@ -21,8 +21,11 @@ enum SupervisorAction: Sendable, Equatable {
     /// them, a slot listed `n` times taking `n` shares (``Rotation``). Never empty.
     case steer([Int: [Int]])
     /// The slot's worker is gone: move what its own sockets hold to the sockets in
-    /// rotation, and keep the sockets for its next worker.
-    case evacuate(generation: Int, slot: Int)
+    /// rotation and, `forNextWorker`, make them listen again for the slot's next worker
+    /// in that generation. A leaving generation's sockets only close after that: making
+    /// one listen again costs the kernel a walk of every socket bound to its port,
+    /// `TIME_WAIT` ones included, milliseconds on a busy server.
+    case evacuate(generation: Int, slot: Int, forNextWorker: Bool = true)
     /// Answer ``SupervisorEvent/queuesEmpty(generation:)`` once the generation's own
     /// sockets hold no connection (at once, if it has none of its own).
     case awaitEmptyQueues(generation: Int)

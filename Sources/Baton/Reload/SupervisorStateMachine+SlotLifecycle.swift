@@ -91,9 +91,10 @@ extension SupervisorStateMachine {
                 feedRollout({ rollout, _ in rollout.takeBackUnready(slot: id.slot) }, into: &actions)
             }
         case .leaving, .draining:
-            // Out of rotation already: what its sockets still hold goes to the serving slots.
+            // Out of rotation already: what its sockets still hold goes to the serving
+            // slots. No worker of this generation comes after it.
             if phase != .stopping {
-                actions.append(.evacuate(generation: generation.number, slot: id.slot))
+                actions.append(.evacuate(generation: generation.number, slot: id.slot, forNextWorker: false))
             }
         case .rollingBack:
             break
@@ -114,9 +115,12 @@ extension SupervisorStateMachine {
             } else {
                 actions.append(.cancelTimer(.retiredDeadline(id)))
             }
-            // What reached its slot's sockets after it stopped accepting moves to the rotation.
+            // What reached its slot's sockets after it stopped accepting moves to the
+            // rotation. While the rolling reload goes on, its generation still serves,
+            // and a rollback gives the slot back to it, on this socket.
             if phase != .stopping {
-                actions.append(.evacuate(generation: id.generation, slot: id.slot))
+                actions.append(
+                    .evacuate(generation: id.generation, slot: id.slot, forNextWorker: table[index].role == .serving))
             }
         } else {
             actions.append(.cancelTimer(.retiredDeadline(id)))

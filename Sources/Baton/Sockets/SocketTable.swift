@@ -225,15 +225,17 @@ final class SocketTable {
     }
 
     /// Moves what the slot's own sockets in generation `generation` hold to the sockets
-    /// in rotation (the slot must be out of it), and makes them listen again for the
-    /// slot's next worker. TCP only: a datagram socket's queue cannot migrate.
-    func evacuate(generation: Int, slot: Int, configuration: Configuration) {
+    /// in rotation (the slot must be out of it) and, with `listenAgain`, makes them listen
+    /// again for the slot's next worker. TCP only: a datagram socket's queue cannot
+    /// migrate.
+    func evacuate(generation: Int, slot: Int, configuration: Configuration, listenAgain: Bool) {
         for listener in configuration.listeners where isSteered(listener) && listener.address.isStream {
             let key = Key(listener, slot: slot, generation: generation)
             guard let fd = descriptors[key], !steering.isInRotation(fd, at: key.address) else { continue }
             if shutdown(fd, Int32(SHUT_RD)) != 0 {
                 logger.warning("listener \(key.name) \(key.address) slot \(slot): \(SystemError.last("shutdown"))")
             }
+            guard listenAgain else { continue }
             let backlog = min(listener.backlog ?? maximumBacklog, maximumBacklog)
             if Glibc.listen(fd, backlog) != 0 {
                 logger.error("listener \(key.name) \(key.address) slot \(slot): \(SystemError.last("listen")); the slot's next worker cannot accept")

@@ -279,9 +279,9 @@ public final class Supervisor: @unchecked Sendable {
             sockets.steer(rotation, configuration: configuration)
         case .awaitEmptySlot(let worker):
             awaitEmptySlot(worker)
-        case .evacuate(let generation, let slot):
+        case .evacuate(let generation, let slot, let forNextWorker):
             guard let configuration = configuration(of: generation) else { return }
-            sockets.evacuate(generation: generation, slot: slot, configuration: configuration)
+            sockets.evacuate(generation: generation, slot: slot, configuration: configuration, listenAgain: forNextWorker)
         case .awaitEmptyQueues(let generation):
             awaitEmptyQueues(generation)
         case .runCanaryCheck(let worker, let check, let timeout):
