@@ -7,11 +7,11 @@ import Foundation
 /// kernel with autogroup scheduling (`kernel.sched_autogroup_enabled`, on by default in
 /// Debian) a session is a CPU scheduling group. A supervisor in the load generator's
 /// session then competes for its share with the 32 client threads, and a reload under
-/// load took 100 ms instead of 20 (Docs/benchmarks.md, "The benchmark ran Baton in its clients' scheduling group").
-/// systemd and supervisord start each service in a session of its own, and clients run on
-/// other machines, so each server gets one here. Started through Baton's own spawner
-/// (`baton_spawn`): Foundation makes its child a process group leader, which can no
-/// longer call `setsid`.
+/// load took 100 ms instead of 20 (Docs/benchmarks.md, "The benchmark ran Baton in its
+/// clients' scheduling group"). systemd and supervisord start each service in a session
+/// of its own, and clients run on other machines, so each server gets one here. Started
+/// through Baton's own spawner (`baton_spawn`): Foundation makes its child a process
+/// group leader, which can no longer call `setsid`.
 final class ServerProcess {
     let processIdentifier: pid_t
     private var status: Int32?
