@@ -101,5 +101,8 @@ extension Supervisor {
             workers.add(id, .init(pid: pid, started: Clock.monotonic(), notifySocket: socket))
         }
         feed(.resume(handover.configuration, generation: handover.generation, workers: handover.workerIDs.map(\.id)))
+        let held = heldUntilResumed ?? []
+        heldUntilResumed = nil
+        held.forEach(handle)
     }
 }

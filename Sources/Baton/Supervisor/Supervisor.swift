@@ -55,6 +55,10 @@ public final class Supervisor: @unchecked Sendable {
     /// from, where the new binary is expected.
     let executable = (try? FileContents.link("/proc/self/exe")) ?? CommandLine.arguments[0]
     var upgrades = 0
+    /// After an upgrade in place, the control requests that arrived before the handed-over
+    /// workers were taken back: answered once they are, so that no status shows the
+    /// upgrade done and no generation. Nil otherwise.
+    var heldUntilResumed: [Input]?
     var upgradeError: String?
     /// The new binary, run on trial before it replaces this one.
     var upgradeTrial: UpgradeTrial?
@@ -122,6 +126,9 @@ public final class Supervisor: @unchecked Sendable {
         let notifyDirectory = try handover?.notifyDirectory ?? NotifyDirectory.make()
         self.notifyDirectory = notifyDirectory
         defer { notifyDirectory.remove() }
+        if handover != nil {
+            try eventLoop.submit { [self] in heldUntilResumed = [] }.wait()
+        }
         let control = try ControlServer(
             path: configuration.controlSocket, eventLoop: eventLoop, access: ControlAccess(configuration),
             logger: logger
@@ -218,6 +225,10 @@ public final class Supervisor: @unchecked Sendable {
             guard timers.take(key, token: token) else { return }
             timerFired(key)
         case .control(let request, let responder):
+            if heldUntilResumed != nil {
+                heldUntilResumed?.append(input)
+                return
+            }
             control(request, responder)
         }
     }
