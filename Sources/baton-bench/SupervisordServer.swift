@@ -91,25 +91,15 @@ final class SupervisordServer: ServerUnderTest {
     }
 
     /// Runs `supervisorctl ARGUMENTS`; whether it succeeded. Spawned and waited for
-    /// directly: Foundation's `Process.waitUntilExit` was seen to hang on an exited
-    /// `supervisorctl reload` here.
+    /// directly (``ServerProcess``): Foundation's `Process.waitUntilExit` was seen to hang
+    /// on an exited `supervisorctl reload` here.
     private func control(_ arguments: String...) -> Bool {
-        let argv = [Self.supervisorctl, "--configuration", configuration] + arguments
-        let cArguments = argv.map { strdup($0) } + [nil]
-        defer { cArguments.forEach { free($0) } }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, Self.supervisorctl, &actions, nil, cArguments, environ) == 0 else { return false }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            // Reaped by someone else: its status is unknown, what follows checks the outcome.
-            if errno != EINTR { return true }
+        guard let process = try? ServerProcess([Self.supervisorctl, "--configuration", configuration] + arguments) else {
+            return false
         }
-        return status == 0
+        process.waitUntilExit()
+        // -1: reaped by someone else, its status unknown; what follows checks the outcome.
+        return process.terminationStatus == 0 || process.terminationStatus == -1
     }
 
     private func servingGeneration() -> Int? {
