@@ -163,6 +163,24 @@ import Testing
         #expect(UnansweredConnections.noneHeld(by: [999_999_999]))
     }
 
+    /// A server that forks its own workers from its main thread holds no connection
+    /// itself: its children do, and they count as its own.
+    @Test func aConnectionHeldByAWorkersChildCounts() throws {
+        let connection = try Connection()
+        defer { connection.close() }
+        // bash forks the subshell from its only thread; the subshell connects and becomes
+        // `sleep`, holding the connection, while bash holds no socket at all.
+        let port = try port(of: connection.listener)
+        let forking = try spawn("(exec 3<>/dev/tcp/127.0.0.1/\(port); exec sleep 60) & wait")
+        defer { end(forking) }
+        var ready = pollfd(fd: connection.listener, events: Int16(POLLIN), revents: 0)
+        try #require(poll(&ready, 1, 60_000) == 1, "the subshell did not connect within 60 s")
+        let accepted = accept(connection.listener, nil, nil)
+        defer { Glibc.close(accepted) }
+        #expect(accepted >= 0)
+        #expect(!UnansweredConnections.noneHeld(by: [forking]))
+    }
+
     func port(of listener: Int32) throws -> UInt16 {
         var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

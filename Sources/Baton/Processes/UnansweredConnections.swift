@@ -38,8 +38,9 @@ struct UnansweredConnections {
     /// Whether there is none at all: then no worker needs to be looked at.
     var isEmpty: Bool { inodes.isEmpty }
 
-    /// Whether the process `pid`, or one of its descendants (a server's own workers),
-    /// holds one; nil when its descriptors cannot be read. A process that is gone holds none.
+    /// Whether the process `pid`, or one of its descendants (a server's own workers, see
+    /// ``children(of:)``), holds one; nil when its descriptors cannot be read. A process
+    /// that is gone holds none.
     func areHeld(by pid: pid_t) -> Bool? {
         guard !inodes.isEmpty else { return false }
         return Self.anySocket(heldBy: pid) { inodes.contains($0) }
@@ -135,16 +136,15 @@ struct UnansweredConnections {
         return .read(inodes)
     }
 
-    /// The children of every thread of the process (`/proc/<pid>/task/<tid>/children`).
+    /// The children of the process's main thread (`/proc/<pid>/task/<pid>/children`): a
+    /// server that runs its own workers forks them from its main loop (gunicorn, unicorn,
+    /// uWSGI, nginx, Node's cluster). A child that another of its threads forked is not
+    /// seen. The other threads are not listed on purpose: an entry that `/proc/<pid>/task`
+    /// makes the kernel keep for a thread makes the reap of the worker wait out that
+    /// thread's own exit, and under load that cost Baton's signal thread about 40% of its
+    /// CPU in a reload (Docs/benchmarks.md, "Reaping a worker whose threads were listed").
     private static func children(of pid: pid_t) -> [pid_t] {
-        guard let directory = opendir("/proc/\(pid)/task") else { return [] }
-        defer { closedir(directory) }
-        var children: [pid_t] = []
-        while let entry = readdir(directory) {
-            let name = entry.pointee.name
-            guard pid_t(name) != nil, let text = try? FileContents.read("/proc/\(pid)/task/\(name)/children") else { continue }
-            children += text.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
-        }
-        return children
+        guard let text = try? FileContents.read("/proc/\(pid)/task/\(pid)/children") else { return [] }
+        return text.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
     }
 }
