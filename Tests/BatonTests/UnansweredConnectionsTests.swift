@@ -150,13 +150,11 @@ import Testing
         let listenerOnly = try spawn("exec sleep 60", inheriting: connection.listener)
         defer { end(listenerOnly) }
         // Its own connection, to the listener: accepted here once the shell holds it.
-        let connecting = try spawn("port=\(try port(of: connection.listener)); exec 3<>/dev/tcp/127.0.0.1/$port; exec sleep 60")
+        let connecting = try spawn(
+            "port=\(try port(of: connection.listener)); exec 3<>/dev/tcp/127.0.0.1/$port; echo connected >&3; exec sleep 60")
         defer { end(connecting) }
-        var ready = pollfd(fd: connection.listener, events: Int16(POLLIN), revents: 0)
-        try #require(poll(&ready, 1, 60_000) == 1, "bash did not connect within 60 s")
-        let accepted = accept(connection.listener, nil, nil)
+        let accepted = try acceptGreeted(on: connection.listener, saying: "connected")
         defer { Glibc.close(accepted) }
-        #expect(accepted >= 0)
         #expect(UnansweredConnections.noneHeld(by: [listenerOnly]))
         #expect(!UnansweredConnections.noneHeld(by: [connecting]))
         #expect(!UnansweredConnections.noneHeld(by: [listenerOnly, connecting]))
@@ -171,14 +169,28 @@ import Testing
         // bash forks the subshell from its only thread; the subshell connects and becomes
         // `sleep`, holding the connection, while bash holds no socket at all.
         let port = try port(of: connection.listener)
-        let forking = try spawn("(exec 3<>/dev/tcp/127.0.0.1/\(port); exec sleep 60) & wait")
+        let forking = try spawn("(exec 3<>/dev/tcp/127.0.0.1/\(port); echo connected >&3; exec sleep 60) & wait")
         defer { end(forking) }
-        var ready = pollfd(fd: connection.listener, events: Int16(POLLIN), revents: 0)
-        try #require(poll(&ready, 1, 60_000) == 1, "the subshell did not connect within 60 s")
-        let accepted = accept(connection.listener, nil, nil)
+        let accepted = try acceptGreeted(on: connection.listener, saying: "connected")
         defer { Glibc.close(accepted) }
-        #expect(accepted >= 0)
         #expect(!UnansweredConnections.noneHeld(by: [forking]))
+    }
+
+    /// Accepts connections on `listener` until one sends `greeting`, which its client
+    /// holds by then, and returns it. Others are closed: a client of another test that
+    /// still dials a port the kernel has given this listener since can land here.
+    func acceptGreeted(on listener: Int32, saying greeting: String) throws -> Int32 {
+        while true {
+            var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            try #require(poll(&ready, 1, 60_000) == 1, "no connection within 60 s")
+            let accepted = Glibc.accept(listener, nil, nil)
+            guard accepted >= 0 else { throw TestError("accept: \(errno)") }
+            var said = pollfd(fd: accepted, events: Int16(POLLIN), revents: 0)
+            var buffer = [UInt8](repeating: 0, count: 64)
+            let count = poll(&said, 1, 60_000) == 1 ? buffer.withUnsafeMutableBytes { recv(accepted, $0.baseAddress, $0.count, 0) } : 0
+            if count > 0, String(decoding: buffer.prefix(count), as: UTF8.self).hasPrefix(greeting) { return accepted }
+            Glibc.close(accepted)
+        }
     }
 
     func port(of listener: Int32) throws -> UInt16 {
