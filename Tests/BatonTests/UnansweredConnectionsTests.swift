@@ -176,9 +176,9 @@ import Testing
         #expect(!UnansweredConnections.noneHeld(by: [forking]))
     }
 
-    /// Accepts connections on `listener` until one sends `greeting`, which its client
-    /// holds by then, and returns it. Others are closed: a client of another test that
-    /// still dials a port the kernel has given this listener since can land here.
+    /// Accepts connections on `listener` until one sends `greeting`, and returns it: its
+    /// client sends that once its socket is in place, so a look at the client's
+    /// descriptors finds it. Any other connection is closed.
     func acceptGreeted(on listener: Int32, saying greeting: String) throws -> Int32 {
         while true {
             var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
