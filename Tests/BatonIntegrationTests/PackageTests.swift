@@ -104,6 +104,11 @@ import Testing
             let libraries = try host.run(["ldd", binary]).output
             #expect(!libraries.contains("swift") && !libraries.contains("not found"), "\(binary): \(libraries)")
         }
+        // batonctl and baton-demo are linked whole: no program interpreter, nothing to load.
+        for binary in ["/usr/bin/batonctl", "/usr/bin/baton-demo"] {
+            let headers = try host.run(["readelf", "--program-headers", "--wide", binary])
+            #expect(headers.status == 0 && !headers.output.contains("INTERP"), "\(binary): \(headers.output)")
+        }
         #expect(try host.run(["/usr/bin/baton", "--version"]).output == "\(BatonVersion.current)\n")
         // mdoc: an option is a flag macro.
         #expect(try host.run(["sh", "-c", "zcat /usr/share/man/man1/baton.1.gz"]).output.contains(".It Fl -drain-timeout"))
