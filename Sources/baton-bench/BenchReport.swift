@@ -117,10 +117,13 @@ struct BenchReport: Codable {
         func ms(_ microseconds: UInt64) -> String { String(format: "%.2f", Double(microseconds) / 1000) }
         func cell(_ result: ScenarioResult, _ value: (ScenarioResult) -> String?) -> String { value(result) ?? "–" }
         let load = plan.rate.map { String(format: "open loop at %.0f requests/s", $0) } ?? "closed loop"
+        let controlCPU =
+            plan.controlCPUMilliseconds > 0
+            ? String(format: "The control's reloads each spend %.2f ms of CPU time in baton-bench. ", plan.controlCPUMilliseconds) : ""
         var text = """
             \(plan.workers) workers of baton-demo; \(plan.clients) clients, \(plan.mode.rawValue), \(load); \
             one reload every \(plan.reloadIntervalMilliseconds) ms for \(String(format: "%.0f", plan.duration)) s per scenario. \
-            Machine: \(machine).
+            \(controlCPU)Machine: \(machine).
 
 
             """

@@ -93,8 +93,14 @@ final class BatonServer: ServerUnderTest {
     private let process: ServerProcess
     let controlSocket: String
     private let logPath: String
-    /// For the control scenario: how long a reload that does nothing lasts.
-    private let idleReload: Duration?
+    /// For the control scenario: a reload that starts nothing and asks Baton nothing.
+    struct IdleReload {
+        /// How long it lasts, at least.
+        var window: Duration
+        /// CPU time it spends first, on the calling thread.
+        var cpu: Duration
+    }
+    private let idleReload: IdleReload?
 
     /// The program that takes CAP_BPF away from Baton for the unsteered scenarios.
     static let setpriv = "/usr/bin/setpriv"
@@ -103,7 +109,7 @@ final class BatonServer: ServerUnderTest {
     /// that slot's worker exits at every start once Baton serves. `demoArguments` go to
     /// every `baton-demo`.
     init(
-        products: String, port: Int, workers: Int, scratch: String, idleReload: Duration? = nil,
+        products: String, port: Int, workers: Int, scratch: String, idleReload: IdleReload? = nil,
         unsteered: Bool = false, deadSlot: Int? = nil, demoArguments: [String] = []
     ) throws {
         controlSocket = "\(scratch)/baton.sock"
@@ -144,7 +150,9 @@ final class BatonServer: ServerUnderTest {
 
     func reload() -> Bool {
         if let idleReload {
-            sleep(until: .now + idleReload)
+            let end = ContinuousClock.now + idleReload.window
+            spendCPU(idleReload.cpu)
+            sleep(until: end)
             return true
         }
         return (try? ControlClient.send(ControlRequest(command: .reload, wait: true), to: controlSocket))?.ok == true
@@ -175,6 +183,18 @@ final class BatonServer: ServerUnderTest {
         process.waitUntilExit()
         return process.terminationStatus
     }
+}
+
+/// Keeps the calling thread busy until it has run for `time` (thread CPU time, not
+/// elapsed: on a loaded machine the wait is longer).
+private func spendCPU(_ time: Duration) {
+    func now() -> Duration {
+        var clock = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &clock)
+        return .seconds(clock.tv_sec) + .nanoseconds(clock.tv_nsec)
+    }
+    let until = now() + time
+    while now() < until {}
 }
 
 /// `baton-demo` processes reloaded by the benchmark itself.

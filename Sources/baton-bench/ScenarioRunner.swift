@@ -12,6 +12,9 @@ struct BenchPlan: Codable {
     var rate: Double?
     /// Seconds of idleness over which Baton's CPU time and wake-ups are measured.
     var idle: Double = 5
+    /// CPU time each of the control's do-nothing reloads spends in baton-bench, in
+    /// milliseconds: what that much work alone does to the latency inside the windows.
+    var controlCPUMilliseconds: Double = 0
 }
 
 /// Runs one scenario under load with a reload on a fixed schedule.
@@ -73,7 +76,10 @@ struct ScenarioRunner {
                 try BatonServer(
                     products: products, port: port, workers: plan.workers, scratch: scratch,
                     unsteered: scenario.unsteered, demoArguments: ["--rude-drain"])
-            case .control: try BatonServer(products: products, port: port, workers: plan.workers, scratch: scratch, idleReload: controlWindow)
+            case .control:
+                try BatonServer(
+                    products: products, port: port, workers: plan.workers, scratch: scratch,
+                    idleReload: .init(window: controlWindow, cpu: .microseconds(Int64(plan.controlCPUMilliseconds * 1000))))
             case .naive: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: false)
             case .naivePaused: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: 10, stopFirst: false)
             case .stopStart: try StandaloneServer(products: products, port: port, workers: plan.workers, drainPause: nil, stopFirst: true)

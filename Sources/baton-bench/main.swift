@@ -39,6 +39,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Seconds of idleness after Baton's run, over which its CPU time and wake-ups are measured.")
     var idle: Double = 5
 
+    @Option(
+        help:
+            "Milliseconds of CPU time each of the control's do-nothing reloads spends in baton-bench: what that much work alone, with no process started, does to latency."
+    )
+    var controlCPU: Double = 0
+
     @Option(parsing: .upToNextOption, help: "Also measure reload time with each of these numbers of workers, without load.")
     var scaling: [Int] = []
 
@@ -134,9 +140,12 @@ struct BenchCommand: ParsableCommand {
             if let breaks, (breaks["quic"] ?? 0) > 0 || (breaks["tuple"] ?? 0) > 0 { throw ExitCode(1) }
             return
         }
+        guard controlCPU >= 0, controlCPU <= Double(reloadEvery) else {
+            throw ValidationError("--control-cpu must be from 0 to --reload-every (\(reloadEvery)) milliseconds")
+        }
         let plan = BenchPlan(
             workers: workers, duration: duration, reloadIntervalMilliseconds: reloadEvery,
-            mode: mode, clients: clients, rate: rate, idle: idle)
+            mode: mode, clients: clients, rate: rate, idle: idle, controlCPUMilliseconds: controlCPU)
         let runner = ScenarioRunner(plan: plan, products: directory, configurations: configurations)
         var results: [ScenarioResult] = []
         for scenario in scenarios {
