@@ -96,9 +96,9 @@ import Testing
         #expect(!printed.output.contains("process_") && !printed.output.contains("baton_build_info"))
 
         // Only /metrics, and only GET.
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(metricsPort)/"]) == "404")
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url]) == "405")
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{content_type}", url]) == PrometheusText.contentType)
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(metricsPort)/"]) == "404")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", url]) == "405")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{content_type}", url]) == PrometheusText.contentType)
 
         let peak = Self.peakResidentKilobytes(of: baton.process.processIdentifier)
         print("baton peak RSS (VmHWM) with /metrics on, after \(answered.count) scrapes and \(Self.reloads) reloads: \(peak ?? -1) kB")
@@ -119,15 +119,15 @@ import Testing
         try write(metrics: first)
         let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
         try baton.waitUntilServing()
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(first)/metrics"]) == "200")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(first)/metrics"]) == "200")
 
         try write(metrics: second)
         #expect(try baton.reload().ok)
         let moved = try Self.waitFor("the endpoint at its new port") {
-            (try? Self.curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(second)/metrics"])) == "200"
+            (try? curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(second)/metrics"])) == "200"
         }
         #expect(moved, "\(baton.log)")
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(first)/metrics"]) == "000")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(first)/metrics"]) == "000")
 
         // A port someone else holds.
         let holder = try LoadTarget.freeLoopbackPort()
@@ -144,7 +144,7 @@ import Testing
         #expect(try baton.reload().ok)
         let reported = try Self.waitFor("the error logged") { baton.log.contains("metrics endpoint not moved") }
         #expect(reported, "\(baton.log)")
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(second)/metrics"]) == "200")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(second)/metrics"]) == "200")
         #expect(baton.stop() == 0)
     }
 
@@ -162,7 +162,7 @@ import Testing
             ], in: scratch)
         try baton.waitUntilServing()
         let url = "http://127.0.0.1:\(metricsPort)/metrics"
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "200")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "200")
 
         var slow: [Int32] = []
         defer { slow.forEach { _ = close($0) } }
@@ -171,7 +171,7 @@ import Testing
             slow.append(fd)
             _ = "GET /metr".withCString { send(fd, $0, strlen($0), 0) }
         }
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "200", "\(baton.log)")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "200", "\(baton.log)")
         #expect(try Self.waitFor("the oldest slow connection closed") { Self.closedByPeer(slow[0]) })
         #expect(try baton.status().phase == .running)
         #expect(baton.stop() == 0)
@@ -192,7 +192,7 @@ import Testing
             ], in: scratch)
         try baton.waitUntilServing()
         let url = "http://127.0.0.1:\(metricsPort)/metrics"
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "200")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "200")
         let pid = baton.process.processIdentifier
         let before = try #require(Self.peakResidentKilobytes(of: pid))
 
@@ -214,7 +214,7 @@ import Testing
         }
         print("pipelined \(sent / 39) requests before Baton stopped reading or closed")
         #expect(try Self.waitFor("the pipelining connection closed") { Self.closedByPeer(fd) })
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "200")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", url]) == "200")
         #expect(try baton.status().phase == .running)
         let after = try #require(Self.peakResidentKilobytes(of: pid))
         print("Baton's peak RSS: \(before) KiB before, \(after) KiB after")
@@ -416,10 +416,6 @@ import Testing
         let code = try curl(["-o", path, "-w", "%{http_code}", url])
         guard code == "200" else { throw TestFailure("GET \(url): \(code)") }
         return try String(contentsOfFile: path, encoding: .utf8)
-    }
-
-    static func curl(_ arguments: [String]) throws -> String {
-        try run("/usr/bin/curl", ["-s", "--max-time", "10"] + arguments).output
     }
 
     /// Polls `condition` for up to 30 seconds.

@@ -21,10 +21,6 @@ import Testing
         return (process, output)
     }
 
-    static func curl(_ arguments: [String]) throws -> String {
-        try run("/usr/bin/curl", ["-s", "--max-time", "10"] + arguments).output
-    }
-
     @Test func aCanaryWaitReturnsWhileItHoldsAndPromoteAndRollbackWaitForTheirOutcome() throws {
         let scratch = ScratchDirectory()
         let port = freePort()
@@ -110,7 +106,7 @@ import Testing
         let baton = try BatonUnderTest(["--config", "\(scratch.path)/baton.toml"], in: scratch)
         try baton.waitUntilServing()
         let ready = "http://127.0.0.1:\(metricsPort)/ready"
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", ready]) == "200")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", ready]) == "200")
 
         var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
         configuration.clients = 4
@@ -118,12 +114,12 @@ import Testing
         load.start()
         kill(baton.process.processIdentifier, SIGTERM)
         _ = try baton.waitForStatus(timeout: 30, "/ready at 503") { _ in
-            (try? Self.curl(["-o", "/dev/null", "-w", "%{http_code}", ready])) == "503"
+            (try? curl(["-o", "/dev/null", "-w", "%{http_code}", ready])) == "503"
         }
         for _ in 0..<20 {
-            #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/"]) == "200")
+            #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/"]) == "200")
         }
-        #expect(try Self.curl(["-o", "/dev/null", "-w", "%{http_code}", ready]) == "503")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", ready]) == "503")
         let delaying = try baton.status()
         #expect(delaying.phase == .running, "the stop_delay runs: nothing drains yet")
         #expect(delaying.generations.count == 1 && delaying.generations[0].workers.allSatisfy { $0.state == .ready })

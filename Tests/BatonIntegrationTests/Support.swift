@@ -206,6 +206,11 @@ func waitForExit(_ process: Process, timeout: Double = 30) -> Int32 {
     return process.terminationStatus
 }
 
+/// What `curl -s` prints for `arguments` (10 s at most).
+func curl(_ arguments: [String]) throws -> String {
+    try run("/usr/bin/curl", ["-s", "--max-time", "10"] + arguments).output
+}
+
 /// Runs a command to completion; returns its exit status and output.
 func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
     let process = Process()
