@@ -1,6 +1,7 @@
 import BatonCore
 import BatonLoad
 import Foundation
+import Synchronization
 import Testing
 
 /// `batonctl upgrade`: Baton executes its own file again, keeping its pid, its sockets
@@ -20,23 +21,45 @@ import Testing
     @Test func upgradeKeepsPidSocketsAndWorkersUnderLoad() throws {
         let scratch = ScratchDirectory()
         let executable = try installBaton(in: scratch)
-        let port = freePort()
+        let (port, metricsPort) = (freePort(), freePort())
         let baton = try BatonUnderTest(
             [
                 "--listen", "http=tcp://127.0.0.1:\(port)", "--workers", "3", "--drain-timeout", "10s",
-                "--", Products.path("baton-demo"),
+                "--metrics", "tcp://127.0.0.1:\(metricsPort)", "--", Products.path("baton-demo"),
             ], in: scratch, executable: executable)
         let before = try baton.waitUntilServing()
         var configuration = LoadConfiguration(target: .tcp(host: "127.0.0.1", port: port))
         configuration.clients = 8
         let load = LoadGenerator(configuration)
         load.start()
+        // /ready asked throughout the upgrade: refused while no process listens (its port
+        // is not handed over), never 503, which would take the node out of a balancer.
+        let ready = "http://127.0.0.1:\(metricsPort)/ready"
+        let asking = Atomic(true)
+        let answers = Mutex<[String]>([])
+        let asker = Thread {
+            while asking.load(ordering: .relaxed) {
+                let code = (try? curl(["-o", "/dev/null", "-w", "%{http_code}", ready])) ?? "curl failed"
+                answers.withLock { $0.append(code) }
+            }
+        }
+        asker.start()
 
         // A new binary installed the usual way: a new file renamed over the old one.
         try FileManager.default.copyItem(atPath: Products.path("baton"), toPath: executable + ".new")
         _ = rename(executable + ".new", executable)
         let upgrade = try batonctl(["upgrade"], baton)
         #expect(upgrade.status == 0, "\(upgrade.output)\n\(baton.log)")
+        // Until the new binary's endpoint has answered at least once.
+        let askedBefore = answers.withLock { $0.count }
+        _ = try baton.waitForStatus("/ready answered after the upgrade") { _ in
+            answers.withLock { $0.dropFirst(askedBefore).contains("200") }
+        }
+        asking.store(false, ordering: .relaxed)
+        while !asker.isFinished { usleep(10_000) }
+        let codes = answers.withLock { $0 }
+        #expect(!codes.contains("503"), "/ready during the upgrade: \(codes)")
+        print("/ready during the upgrade: \(codes.count) answers, \(codes.filter { $0 == "000" }.count) of them refused")
         let after = try baton.status()
         #expect(after.pid == before.pid && baton.process.isRunning)
         #expect(after.upgrades == 1)

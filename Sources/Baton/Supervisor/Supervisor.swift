@@ -150,11 +150,8 @@ public final class Supervisor: @unchecked Sendable {
         let metrics = MetricsEndpoint(eventLoop: eventLoop, logger: logger, ready: { [self] in isReady }) { [self] in
             PrometheusText.render(status(), process: .ofThisProcess())
         }
-        do {
+        if handover == nil {
             try metrics.start(configuration.metrics)
-        } catch  where handover != nil {
-            // The workers serve on: an upgrade does not fail for want of its metrics port.
-            logger.error("metrics endpoint not started after the upgrade: \(error)")
         }
         self.metrics = metrics
         defer { metrics.close() }
@@ -177,6 +174,14 @@ public final class Supervisor: @unchecked Sendable {
                 "baton \(getpid()) upgraded in place to \(executable); generation \(handover.generation) serves on with \(handover.workers.count) worker(s); control socket \(control.path)"
             )
             eventLoop.execute { [self] in resume(handover) }
+            // Bound on the event loop after `resume` has run: no scrape sees the generation
+            // table empty, nor /ready say that nothing serves, before the workers are back.
+            do {
+                try metrics.start(configuration.metrics)
+            } catch {
+                // The workers serve on: an upgrade does not fail for want of its metrics port.
+                logger.error("metrics endpoint not started after the upgrade: \(error)")
+            }
         } else {
             logger.info(
                 "baton \(getpid()) starting \(configuration.workers.count) worker(s) of \(configuration.workers.command.joined(separator: " ")); control socket \(control.path)"
