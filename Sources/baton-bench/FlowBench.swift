@@ -128,7 +128,10 @@ struct FlowBench {
             try client.run()
             usleep(1_000_000)
             for _ in 0..<reloads { try service.reload() }
-            FileManager.default.createFile(atPath: stop, contents: nil)
+            guard FileManager.default.createFile(atPath: stop, contents: nil) else {
+                client.terminate()
+                throw BenchError("cannot create \(stop), which tells the QUIC client to stop")
+            }
             let data = output.fileHandleForReading.readDataToEndOfFile()
             client.waitUntilExit()
             struct Seen: Decodable { var broken: [String] }
