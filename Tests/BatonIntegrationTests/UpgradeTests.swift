@@ -44,6 +44,7 @@ import Testing
             }
         }
         asker.start()
+        defer { asking.store(false, ordering: .relaxed) }
 
         // A new binary installed the usual way: a new file renamed over the old one.
         try FileManager.default.copyItem(atPath: Products.path("baton"), toPath: executable + ".new")
