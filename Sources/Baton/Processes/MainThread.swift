@@ -28,9 +28,9 @@ final class MainThread: @unchecked Sendable {
 
     /// Runs `body` on the main thread and returns what it returned or threw; the
     /// calling thread waits meanwhile.
-    func perform<T>(_ body: @escaping () throws -> T) throws -> T {
-        var result: Result<T, any Error>?
-        let job = Job { result = Result { try body() } }
+    func perform<T, Failure: Error>(_ body: @escaping () throws(Failure) -> T) throws(Failure) -> T {
+        var result: Result<T, Failure>?
+        let job = Job { result = Result { () throws(Failure) in try body() } }
         pthread_mutex_lock(&mutex)
         if closed {
             pthread_mutex_unlock(&mutex)

@@ -43,6 +43,46 @@ enum SupervisorAction: Sendable, Equatable {
     case exit(code: Int32, reason: String?)
 }
 
+/// One step of carrying out a list of actions: an action, or workers to start together.
+enum SupervisorStep: Equatable {
+    case perform(SupervisorAction)
+    /// Started in one trip to the main thread, in this order.
+    case start([WorkerStart])
+
+    struct WorkerStart: Equatable {
+        var worker: WorkerID
+        var configuration: Configuration
+    }
+
+    /// `actions` in order, except that the workers to start in a run of starts and timers
+    /// start together, before that run's timers: no timer of the machine needs a start
+    /// after it, and each trip to the main thread wakes two threads.
+    static func steps(_ actions: [SupervisorAction]) -> [SupervisorStep] {
+        var steps: [SupervisorStep] = []
+        var starts: [WorkerStart] = []
+        var timers: [SupervisorAction] = []
+        func endRun() {
+            if !starts.isEmpty { steps.append(.start(starts)) }
+            steps += timers.map(SupervisorStep.perform)
+            starts = []
+            timers = []
+        }
+        for action in actions {
+            switch action {
+            case .spawn(let worker, let configuration):
+                starts.append(WorkerStart(worker: worker, configuration: configuration))
+            case .startTimer where !starts.isEmpty:
+                timers.append(action)
+            default:
+                endRun()
+                steps.append(.perform(action))
+            }
+        }
+        endRun()
+        return steps
+    }
+}
+
 /// The course of one reload, as its asker sees it.
 enum ReloadProgress: Sendable, Equatable, CustomStringConvertible {
     /// Another reload is under way; this one follows it (requests made meanwhile collapse into one).

@@ -19,11 +19,17 @@ public enum ConfigurationSource: Sendable {
         }
     }
 
-    /// Loads the configuration on a thread of NIO's pool, never on `eventLoop`: reading
-    /// a file (a slow disk, a FIFO) and trying it in a forked parser take as long as they
-    /// take, while status, /metrics and worker exits must still be handled. `loaded`
-    /// runs on `eventLoop`. What a refused configuration used is given back to the system.
+    /// Loads the configuration and hands it to `loaded` on `eventLoop`, later, never
+    /// inside this call. A file is read on a thread of NIO's pool, never on `eventLoop`:
+    /// reading it (a slow disk, a FIFO) and trying it in a forked parser take as long as
+    /// they take, while status, /metrics and worker exits must still be handled; what a
+    /// refused configuration used is given back to the system. A configuration given on
+    /// the command line has nothing to read, and comes back without waking the pool.
     func load(on eventLoop: EventLoop, _ loaded: @escaping @Sendable (Result<Configuration, ConfigurationError>) -> Void) {
+        if case .fixed(let configuration) = self {
+            eventLoop.execute { loaded(.success(configuration)) }
+            return
+        }
         NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) { () -> Result<Configuration, ConfigurationError> in
             let result = Result { () throws(ConfigurationError) in try load() }
             if case .failure = result { baton_release_free_memory() }

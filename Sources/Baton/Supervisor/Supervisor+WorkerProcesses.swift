@@ -43,35 +43,55 @@ extension Supervisor {
         }
     }
 
-    func spawn(_ worker: WorkerID, _ configuration: Configuration) {
-        let notifySocket: NotifySocket
-        let launched: (pid: pid_t, standardError: OutputRelay?)
-        do {
-            notifySocket = try self.notifySocket(for: worker, configuration)
-        } catch {
-            feed(.workerExited(worker, .failedToStart("\(error)")))
-            return
-        }
-        do {
-            let sockets = try sockets.sockets(for: configuration, slot: worker.slot, generation: worker.generation)
-            launched = try mainThread.perform { [launcher] in
-                try launcher.launch(worker, configuration, sockets: sockets, notifyAddress: notifySocket.address)
+    /// Starts these workers, in one trip to the main thread for them all: each trip wakes
+    /// two threads, which on a busy machine costs more than the start itself.
+    func spawn(_ batch: [SupervisorStep.WorkerStart]) {
+        var prepared: [(start: SupervisorStep.WorkerStart, notifySocket: NotifySocket, sockets: [(name: String, fd: Int32)])] = []
+        for start in batch {
+            let worker = start.worker
+            let notifySocket: NotifySocket
+            do {
+                notifySocket = try self.notifySocket(for: worker, start.configuration)
+            } catch {
+                feed(.workerExited(worker, .failedToStart("\(error)")))
+                continue
             }
-        } catch {
-            notifySocket.close()
-            feed(.workerExited(worker, .failedToStart("\(error)")))
-            return
+            do {
+                let sockets = try sockets.sockets(for: start.configuration, slot: worker.slot, generation: worker.generation)
+                prepared.append((start, notifySocket, sockets))
+            } catch {
+                notifySocket.close()
+                feed(.workerExited(worker, .failedToStart("\(error)")))
+            }
         }
-        let pid = launched.pid
-        workers.add(worker, .init(pid: pid, started: Clock.monotonic(), notifySocket: notifySocket, standardError: launched.standardError))
-        logger.info("started worker \(worker) (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
-        switch configuration.workers.readiness {
-        case .notify:
-            break
-        case .delay(let delay):
-            startTimer(.readinessDelay(worker), after: delay)
-        case .exec:
-            startTimer(.probe(worker), after: ReadinessProbe.firstRun)
+        guard !prepared.isEmpty else { return }
+        let starts = prepared.map { ($0.start, $0.sockets, $0.notifySocket.address) }
+        let launches = mainThread.perform { [launcher] in
+            starts.map { start, sockets, address in
+                Result { try launcher.launch(start.worker, start.configuration, sockets: sockets, notifyAddress: address) }
+            }
+        }
+        for ((start, notifySocket, _), launched) in zip(prepared, launches) {
+            let worker = start.worker
+            switch launched {
+            case .success(let launched):
+                let pid = launched.pid
+                workers.add(
+                    worker,
+                    .init(pid: pid, started: Clock.monotonic(), notifySocket: notifySocket, standardError: launched.standardError))
+                logger.info("started worker \(worker) (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
+                switch start.configuration.workers.readiness {
+                case .notify:
+                    break
+                case .delay(let delay):
+                    startTimer(.readinessDelay(worker), after: delay)
+                case .exec:
+                    startTimer(.probe(worker), after: ReadinessProbe.firstRun)
+                }
+            case .failure(let error):
+                notifySocket.close()
+                feed(.workerExited(worker, .failedToStart("\(error)")))
+            }
         }
     }
 

@@ -258,13 +258,20 @@ public final class Supervisor: @unchecked Sendable {
             case .loadingConfiguration(let ids), .reloading(let ids): LogMetadata.setReloadUnderWay(ids.first)
             default: LogMetadata.setReloadUnderWay(nil)
             }
-            for action in actions {
-                perform(action)
-            }
+            perform(actions)
         }
         watchForStalls()
         for (responder, reply) in reloads.generationsGone(alive: { machine.generation($0) != nil }) {
             responder.send(reply)
+        }
+    }
+
+    func perform(_ actions: [SupervisorAction]) {
+        for step in SupervisorStep.steps(actions) {
+            switch step {
+            case .perform(let action): perform(action)
+            case .start(let starts): spawn(starts)
+            }
         }
     }
 
@@ -273,7 +280,7 @@ public final class Supervisor: @unchecked Sendable {
         case .loadConfiguration(let options):
             loadConfiguration(options)
         case .spawn(let worker, let configuration):
-            spawn(worker, configuration)
+            spawn([.init(worker: worker, configuration: configuration)])
         case .signal(let worker, let signal):
             guard let pid = workers.pid(of: worker) else { return }
             logger.info("sending \(SignalName.name(signal)) to worker \(worker)'s process group (pid \(pid))", metadata: LogMetadata.worker(worker, pid: pid))
