@@ -43,8 +43,8 @@ extension Supervisor {
         }
     }
 
-    /// Starts these workers, in one trip to the main thread for them all: each trip wakes
-    /// two threads, which on a busy machine costs more than the start itself.
+    /// Starts these workers in one trip to the main thread for them all (each trip wakes
+    /// two threads); one that fails to start is reported, and the others start.
     func spawn(_ batch: [SupervisorStep.WorkerStart]) {
         var prepared: [(start: SupervisorStep.WorkerStart, notifySocket: NotifySocket, sockets: [(name: String, fd: Int32)])] = []
         for start in batch {
