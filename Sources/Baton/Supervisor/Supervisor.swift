@@ -280,6 +280,7 @@ public final class Supervisor: @unchecked Sendable {
         case .loadConfiguration(let options):
             loadConfiguration(options)
         case .spawn(let worker, let configuration):
+            // Not reached from `perform(_ actions:)`, whose steps start workers together.
             spawn([.init(worker: worker, configuration: configuration)])
         case .signal(let worker, let signal):
             guard let pid = workers.pid(of: worker) else { return }
